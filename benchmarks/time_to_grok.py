@@ -1,0 +1,104 @@
+"""Steps and seconds to grok for each tutorial preset, against a baseline recipe.
+
+    python benchmarks/time_to_grok.py                     # composition and comparison
+    python benchmarks/time_to_grok.py --tasks composition --no-baseline
+
+"Grokked" means: training (inferred) accuracy >= 0.99 and ID test accuracy >= 0.95, and for
+comparison also OOD accuracy >= 0.9 (the paper: comparison generalizes OOD). Seconds are wall
+time of ``grok_circuits.train`` up to that evaluation, evaluations included.
+
+The baseline is the plain-loop setting of SPEC section 3 (4-layer d_model-128 model, AdamW lr 1e-3,
+weight decay 1.0, batch 512, no warm-up, phi 8 on 100 entities / 20 relations / out-degree 10),
+run in the same process on the same machine with the same step budget; the ratio printed is
+baseline seconds / preset seconds (">" when the baseline had not grokked within the budget).
+"""
+
+import argparse
+import dataclasses
+import tempfile
+import time
+
+import torch
+
+from grok_circuits.presets import train_config
+from grok_circuits.tasks import make_task
+from grok_circuits.train import train
+
+OOD_TARGET = {"composition": None, "comparison": 0.9, "mixed": None}
+
+
+def grokked_at(run, ood_target: float | None):
+    """(step, seconds) of the first evaluation meeting the targets, or (None, None)."""
+    k = run.key_probes
+    for row in run.metrics:
+        ok = row[f"{k['train']}_acc"] >= 0.99 and row[f"{k['id']}_acc"] >= 0.95
+        if ood_target is not None:
+            ok = ok and row[f"{k['ood']}_acc"] >= ood_target
+        if ok:
+            return row["step"], row["time"]
+    return None, None
+
+
+def measure(task_name: str, cfg, task_params: dict, ood_target, label: str):
+    task = make_task(task_name, preset="tutorial", **task_params)
+    cfg = dataclasses.replace(
+        cfg, stop_id_acc=0.95, stop_ood_acc=ood_target, stop_patience=1, device="cpu"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        run = train(task, cfg, out=tmp, progress=False)
+        wall = time.perf_counter() - t0
+        step, seconds = grokked_at(run, ood_target)
+        last = run.metrics[-1]
+    k = run.key_probes
+    print(
+        f"{task_name:<12} {label:<9} grok step {step!s:>6}  "
+        f"seconds {seconds or float('nan'):7.1f}"
+        f"  (ran {run.last_step} steps in {wall:.1f}s; final train "
+        f"{last[k['train'] + '_acc']:.3f} ID {last[k['id'] + '_acc']:.3f} "
+        f"OOD {last[k['ood'] + '_acc']:.3f})",
+        flush=True,
+    )
+    return step, seconds if step is not None else wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", nargs="+", default=["composition", "comparison"])
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    for name in args.tasks:
+        cfg = train_config(name, "tutorial")
+        step, seconds = measure(name, cfg, {}, OOD_TARGET[name], "preset")
+        if args.no_baseline:
+            continue
+        base_cfg = dataclasses.replace(
+            cfg,
+            lr=1e-3,
+            weight_decay=1.0,
+            batch_size=512,
+            warmup_steps=0,
+            model_size="tutorial",
+            betas=(0.9, 0.999),
+        )
+        base_params = (
+            dict(n_entities=100, n_relations=20, out_degree=10, phi=8.0)
+            if name == "composition"
+            else {}
+        )
+        b_step, b_seconds = measure(name, base_cfg, base_params, OOD_TARGET[name], "baseline")
+        sign = "" if b_step is not None else ">"
+        if step is None:
+            print(f"{name}: the preset did not grok within {cfg.max_steps} steps")
+        else:
+            print(
+                f"{name}: speed-up vs baseline {sign}{b_seconds / seconds:.2f}x in seconds, "
+                f"{sign}{(b_step or cfg.max_steps) / step:.2f}x in steps"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""``grok-circuits``: train a grokking run, and report on one.
+
+    grok-circuits train composition --preset tutorial --out runs/composition
+    grok-circuits report runs/composition
+
+Thin by design: it parses arguments and calls the public API.
+"""
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from grok_circuits.presets import train_config
+from grok_circuits.runs import load_run
+from grok_circuits.tasks import make_task, task_names
+from grok_circuits.train import TrainConfig, train
+
+
+def _value(text: str):
+    """Parse ``KEY=VALUE`` values: JSON when it parses (numbers, null, true), else a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _pairs(items: list[str], what: str) -> dict:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"error: {what} {item!r} must look like KEY=VALUE")
+        key, value = item.split("=", 1)
+        out[key.strip()] = _value(value)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grok-circuits", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="generate a task and train a HookedTransformer on it")
+    t.add_argument("task", choices=task_names())
+    t.add_argument(
+        "--preset",
+        default="tutorial",
+        choices=["tutorial", "paper"],
+        help="task and training preset (default: tutorial)",
+    )
+    t.add_argument("--out", required=True, type=Path, help="run folder to create (or resume)")
+    t.add_argument("--seed", type=int, help="seed of the data, the weights and the batch order")
+    t.add_argument("--phi", type=float, help="inferred / atomic ratio of the training set")
+    t.add_argument("--steps", type=int, help="max training steps")
+    t.add_argument("--lr", type=float, help="peak learning rate")
+    t.add_argument("--weight-decay", type=float, help="AdamW weight decay")
+    t.add_argument("--batch-size", type=int, help="batch size (0 = full batch)")
+    t.add_argument("--warmup", type=int, help="warm-up steps")
+    t.add_argument("--eval-every", type=int, help="evaluate every N steps")
+    t.add_argument("--model-size", choices=["tiny", "tutorial", "paper"])
+    t.add_argument(
+        "--stop-id-acc", type=float, help="stop once ID accuracy has held this (0 disables)"
+    )
+    t.add_argument(
+        "--stop-ood-acc", type=float, help="with --stop-id-acc, also wait for this OOD accuracy"
+    )
+    t.add_argument("--device", help="auto (default), cpu, cuda, ...")
+    t.add_argument(
+        "--task-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any task parameter, e.g. n_entities=200 (repeatable)",
+    )
+    t.add_argument(
+        "--model-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any HookedTransformerConfig field, e.g. n_layers=2 (repeatable)",
+    )
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    t.add_argument("--no-report", action="store_true", help="skip the report at the end")
+
+    r = sub.add_parser("report", help="summarise a run and plot its accuracy curves")
+    r.add_argument("run", type=Path, help="run folder")
+    r.add_argument("--png", type=Path, help="where to save the curves (default RUN/curves.png)")
+    r.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return parser
+
+
+def cmd_train(args) -> int:
+    task_overrides = _pairs(args.task_param, "--task-param")
+    if args.seed is not None:
+        task_overrides["seed"] = args.seed
+    if args.phi is not None:
+        task_overrides["phi"] = args.phi
+    task = make_task(args.task, preset=args.preset, **task_overrides)
+    cfg = train_config(args.task, args.preset)
+    changes = {
+        "seed": args.seed,
+        "max_steps": args.steps,
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "warmup_steps": args.warmup,
+        "eval_every": args.eval_every,
+        "model_size": args.model_size,
+        "device": args.device,
+    }
+    if args.batch_size is not None:
+        changes["batch_size"] = args.batch_size or None
+    if args.stop_id_acc is not None:
+        changes["stop_id_acc"] = args.stop_id_acc or None
+    if args.stop_ood_acc is not None:
+        changes["stop_ood_acc"] = args.stop_ood_acc or None
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
+    model_cfg = None
+    if args.model_param:
+        from grok_circuits.model import model_config
+
+        model_cfg = model_config(task, cfg.model_size, **_pairs(args.model_param, "--model-param"))
+    stats = task.stats()
+    print(
+        f"{task.name} ({args.preset}): {stats['atomic']} atomic facts, "
+        f"{stats['train_inferred']} training inferred, {stats['train']} training rows"
+    )
+    run = train(
+        task,
+        cfg if not args.resume else _resume_cfg(args, cfg),
+        out=args.out,
+        model_cfg=model_cfg,
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    if not args.no_report:
+        report(run)
+    return 0
+
+
+def _resume_cfg(args, cfg: TrainConfig) -> TrainConfig | None:
+    """On --resume, only the flags a resumed run may change are passed on."""
+    asked = {
+        "max_steps": args.steps,
+        "stop_id_acc": args.stop_id_acc,
+        "stop_ood_acc": args.stop_ood_acc,
+        "device": args.device,
+    }
+    asked = {k: v for k, v in asked.items() if v is not None}
+    if not asked:
+        return None
+    stored = load_run(args.out).train_cfg
+    for key in ("stop_id_acc", "stop_ood_acc"):
+        if key in asked:
+            asked[key] = asked[key] or None  # 0 on the command line disables the rule
+    return dataclasses.replace(stored, **asked)
+
+
+def report(run, png: Path | None = None, as_json: bool = False) -> Path:
+    from grok_circuits.viz import plot_accuracy_curves, save_figure
+
+    summary = run.summary()
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        width = max(len(k) for k in summary)
+        print(f"\nrun {run.path}")
+        for key, value in summary.items():
+            if isinstance(value, float):
+                value = f"{value:.3f}"
+            print(f"  {key:<{width}}  {value if value is not None else '-'}")
+    png = png or run.path / "curves.png"
+    save_figure(plot_accuracy_curves(run), png)
+    if not as_json:
+        print(f"  {'curves':<{width}}  {png}")
+    return png
+
+
+def cmd_report(args) -> int:
+    report(load_run(args.run), args.png, args.json)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return cmd_train(args)
+        return cmd_report(args)
+    except (ValueError, FileExistsError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted; the run resumes from its last checkpoint with --resume",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

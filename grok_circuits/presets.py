@@ -1,0 +1,71 @@
+"""Training presets to go with the task presets.
+
+``"paper"`` is the paper's recipe (AdamW lr 1e-4, weight decay 0.1, batch 512, 2,000 warm-up
+steps then constant, clipping 1.0, the 8-layer GPT-2-shaped model). ``"tutorial"`` is what we
+measured to grok fastest on two CPU cores; ``benchmarks/README.md`` records what was tried and
+``benchmarks/time_to_grok.py`` measures it.
+"""
+
+from grok_circuits.train import TrainConfig
+
+PAPER = TrainConfig(
+    max_steps=1_500_000,
+    batch_size=512,
+    lr=1e-4,
+    weight_decay=0.1,
+    betas=(0.9, 0.999),
+    warmup_steps=2000,
+    eval_every=1000,
+    eval_size=3000,
+    dense_until=20_000,
+    model_size="paper",
+)
+
+TUTORIAL: dict[str, TrainConfig] = {
+    "composition": TrainConfig(
+        max_steps=6000,
+        batch_size=512,
+        lr=1e-3,
+        weight_decay=1.0,
+        warmup_steps=100,
+        eval_every=100,
+        stop_id_acc=0.95,
+        stop_patience=5,
+        model_size="tutorial",
+    ),
+    "comparison": TrainConfig(
+        max_steps=6000,
+        batch_size=512,
+        lr=1e-3,
+        weight_decay=1.0,
+        warmup_steps=100,
+        eval_every=100,
+        stop_id_acc=0.95,
+        stop_patience=5,
+        model_size="tutorial",
+    ),
+    "mixed": TrainConfig(
+        max_steps=8000,
+        batch_size=512,
+        lr=1e-3,
+        weight_decay=1.0,
+        warmup_steps=100,
+        eval_every=100,
+        stop_id_acc=0.95,
+        stop_patience=5,
+        model_size="tutorial",
+    ),
+}
+
+
+def train_config(task: str, preset: str = "tutorial") -> TrainConfig:
+    """The training preset for a task: ``"tutorial"`` or ``"paper"``."""
+    if preset == "paper":
+        return PAPER
+    if preset == "tutorial":
+        if task not in TUTORIAL:
+            raise ValueError(
+                f"no tutorial training preset for task {task!r}; have {sorted(TUTORIAL)}"
+            )
+        return TUTORIAL[task]
+    raise ValueError(f"unknown training preset {preset!r}; choose 'tutorial' or 'paper'")

@@ -1,0 +1,309 @@
+"""The run folder on disk: configs, metrics, checkpoints, and loading it all back.
+
+Layout of a run folder::
+
+    task.json            task name and generator parameters (regenerate the data exactly)
+    model_config.json    the HookedTransformerConfig
+    train_config.json    the TrainConfig
+    metrics.json         one row per evaluation (step, loss and accuracy per probe, weight norm)
+    checkpoints.json     index of complete checkpoints: step -> file names and SHA-256 digests
+    checkpoints/step_0001000.safetensors   model weights at step 1000
+    checkpoints/step_0001000.state.pt      optimizer and RNG state (kept for the latest few)
+
+Every file is written atomically (temporary file + rename), and a checkpoint only counts once
+its digests are in ``checkpoints.json``. Loading verifies the digest, so a truncated or corrupt
+file is skipped with a warning instead of being loaded.
+"""
+
+import functools
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from grok_circuits.io import atomic_write_json, atomic_write_with
+from grok_circuits.model import build_model, config_from_dict, resolve_device
+from grok_circuits.tasks import TaskData, make_task
+
+TASK_FILE = "task.json"
+MODEL_CONFIG_FILE = "model_config.json"
+TRAIN_CONFIG_FILE = "train_config.json"
+METRICS_FILE = "metrics.json"
+INDEX_FILE = "checkpoints.json"
+CHECKPOINT_DIR = "checkpoints"
+
+#: Training accuracy at which the memorizing stage is reached, and ID accuracy at which a run
+#: counts as grokked.
+SATURATION_THRESHOLD = 0.99
+GROK_THRESHOLD = 0.95
+
+
+def weights_name(step: int) -> str:
+    return f"step_{step:07d}.safetensors"
+
+
+def state_name(step: int) -> str:
+    return f"step_{step:07d}.state.pt"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class CheckpointStore:
+    """Checkpoints of one run: write, list, verify and load them."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.root = Path(run_dir)
+        self.dir = self.root / CHECKPOINT_DIR
+
+    def index(self) -> dict[int, dict]:
+        path = self.root / INDEX_FILE
+        if not path.is_file():
+            return {}
+        return {int(k): v for k, v in json.loads(path.read_text()).items()}
+
+    def _write_index(self, index: dict[int, dict]) -> None:
+        atomic_write_json(self.root / INDEX_FILE, {str(k): index[k] for k in sorted(index)})
+
+    @property
+    def steps(self) -> list[int]:
+        return sorted(self.index())
+
+    def save(self, step: int, weights: dict[str, torch.Tensor], state: dict | None) -> None:
+        """Write the weights (and the resume state, if given) of ``step``, then index them."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        weights = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
+        entry: dict = {}
+        path = self.dir / weights_name(step)
+        atomic_write_with(path, lambda tmp: save_file(weights, str(tmp), {"step": str(step)}))
+        entry["weights"], entry["weights_sha256"] = path.name, sha256(path)
+        if state is not None:
+            path = self.dir / state_name(step)
+            atomic_write_with(path, lambda tmp: torch.save(state, tmp))
+            entry["state"], entry["state_sha256"] = path.name, sha256(path)
+        index = self.index()
+        index[step] = entry
+        self._write_index(index)
+
+    def drop_states(self, keep: int) -> None:
+        """Delete the resume state of all but the latest ``keep`` checkpoints (weights stay)."""
+        index = self.index()
+        with_state = [s for s in sorted(index) if "state" in index[s]]
+        stale = with_state[: max(0, len(with_state) - keep)]
+        if not stale:
+            return
+        for s in stale:
+            entry = index[s]
+            entry.pop("state_sha256")
+            (self.dir / entry.pop("state")).unlink(missing_ok=True)
+        self._write_index(index)
+
+    def truncate_after(self, step: int) -> None:
+        """Forget checkpoints after ``step`` (a resumed run rewrites them)."""
+        index = self.index()
+        later = [s for s in index if s > step]
+        for s in later:
+            for key in ("weights", "state"):
+                if key in index[s]:
+                    (self.dir / index[s][key]).unlink(missing_ok=True)
+            del index[s]
+        if later:
+            self._write_index(index)
+
+    def _verified(self, step: int, key: str) -> Path | None:
+        entry = self.index().get(step, {})
+        if key not in entry:
+            return None
+        path = self.dir / entry[key]
+        if not path.is_file():
+            warnings.warn(f"checkpoint file {path} is missing; skipping step {step}", stacklevel=3)
+            return None
+        if sha256(path) != entry[f"{key}_sha256"]:
+            warnings.warn(
+                f"checkpoint file {path} does not match its recorded SHA-256 (truncated or "
+                f"corrupt); skipping step {step}",
+                stacklevel=3,
+            )
+            return None
+        return path
+
+    def load_weights(self, step: int) -> dict[str, torch.Tensor]:
+        path = self._verified(step, "weights")
+        if path is None:
+            raise ValueError(
+                f"no intact weights for step {step} in {self.root}; intact steps: "
+                f"{self.intact_steps()}"
+            )
+        return load_file(str(path))
+
+    def intact_steps(self) -> list[int]:
+        return [s for s in self.steps if self._verified(s, "weights") is not None]
+
+    def latest_resumable(self) -> tuple[int, dict[str, torch.Tensor], dict] | None:
+        """The newest checkpoint whose weights and state both verify and load, else None."""
+        for step in reversed(self.steps):
+            w, s = self._verified(step, "weights"), self._verified(step, "state")
+            if w is None or s is None:
+                continue
+            try:
+                return step, load_file(str(w)), torch.load(s, weights_only=True)
+            except Exception as err:  # a file that verifies but will not load is still bad
+                warnings.warn(f"cannot load checkpoint {step}: {err}; skipping it", stacklevel=2)
+        return None
+
+
+@dataclass
+class Run:
+    """A training run on disk. Build with :func:`load_run` (or get one back from ``train``).
+
+    Attributes:
+        path: the run folder.
+        task_name, task_params: what regenerates :attr:`task`.
+        model_cfg: the ``HookedTransformerConfig``.
+        train_cfg: the ``TrainConfig``.
+        metrics: one dict per evaluation, in step order.
+    """
+
+    path: Path
+    task_name: str
+    task_params: dict
+    model_cfg: HookedTransformerConfig
+    train_cfg: "object"
+    metrics: list[dict] = field(default_factory=list)
+
+    @property
+    def checkpoints(self) -> CheckpointStore:
+        return CheckpointStore(self.path)
+
+    @property
+    def steps(self) -> list[int]:
+        """Steps with a saved checkpoint, ascending."""
+        return self.checkpoints.steps
+
+    @property
+    def last_step(self) -> int:
+        return self.metrics[-1]["step"] if self.metrics else 0
+
+    @functools.cached_property
+    def task(self) -> TaskData:
+        """The task data, regenerated from the stored parameters (identical to the original)."""
+        return make_task(self.task_name, preset=None, **self.task_params)
+
+    def model(self, step: int | None = None, device: str | None = "auto") -> HookedTransformer:
+        """The model at checkpoint ``step`` (default: the last one), in eval mode."""
+        steps = self.steps
+        if not steps:
+            raise ValueError(f"run {self.path} has no checkpoint yet")
+        if step is None:
+            step = steps[-1]
+        if step not in steps:
+            raise ValueError(
+                f"no checkpoint at step {step} in {self.path}; checkpointed steps: {steps} "
+                "(run.nearest_step(step) finds the closest)"
+            )
+        model = build_model(self.model_cfg, device=resolve_device(device))
+        model.load_state_dict(self.checkpoints.load_weights(step))
+        return model.eval()
+
+    def nearest_step(self, step: int) -> int:
+        """The checkpointed step closest to ``step``."""
+        return min(self.steps, key=lambda s: (abs(s - step), s))
+
+    def metric(self, name: str) -> list[float]:
+        return [row[name] for row in self.metrics]
+
+    def first_step(self, probe: str, threshold: float) -> int | None:
+        """First evaluated step where ``{probe}_acc`` >= ``threshold`` (None if never)."""
+        for row in self.metrics:
+            if row.get(f"{probe}_acc", -1.0) >= threshold:
+                return row["step"]
+        return None
+
+    @property
+    def key_probes(self) -> dict[str, str]:
+        return self.task.key_probes
+
+    @property
+    def saturation_step(self) -> int | None:
+        """First step where training (inferred) accuracy reached 99%: the memorizing stage."""
+        return self.first_step(self.key_probes["train"], SATURATION_THRESHOLD)
+
+    @property
+    def grok_step(self) -> int | None:
+        """First step where ID test accuracy reached 95%: the generalizing stage."""
+        return self.first_step(self.key_probes["id"], GROK_THRESHOLD)
+
+    def to_frame(self):
+        """The metrics as a pandas DataFrame indexed by step."""
+        import pandas as pd
+
+        return pd.DataFrame(self.metrics).set_index("step")
+
+    def summary(self) -> dict:
+        """Sizes, steps and final accuracies, as printed by ``grok-circuits report``."""
+        last = self.metrics[-1] if self.metrics else {}
+        k = self.key_probes
+        return {
+            "task": self.task_name,
+            **{f"task.{key}": v for key, v in self.task.stats().items()},
+            "model": f"{self.model_cfg.n_layers}L d_model={self.model_cfg.d_model} "
+            f"heads={self.model_cfg.n_heads} params={self.model_cfg.n_params:,}",
+            "steps": self.last_step,
+            "checkpoints": len(self.steps),
+            "train_acc": last.get(f"{k['train']}_acc"),
+            "id_acc": last.get(f"{k['id']}_acc"),
+            "ood_acc": last.get(f"{k['ood']}_acc"),
+            "saturation_step": self.saturation_step,
+            "grok_step": self.grok_step,
+            "wall_seconds": last.get("time"),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"Run({str(self.path)!r}, task={self.task_name!r}, steps={self.last_step}, "
+            f"checkpoints={len(self.steps)}, grok_step={self.grok_step})"
+        )
+
+
+def read_metrics(path: Path) -> list[dict]:
+    p = Path(path) / METRICS_FILE
+    return json.loads(p.read_text()) if p.is_file() else []
+
+
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    atomic_write_json(Path(path) / METRICS_FILE, rows)
+
+
+def load_run(path: str | os.PathLike) -> Run:
+    """Open a run folder written by :func:`grok_circuits.train`."""
+    from grok_circuits.train import TrainConfig
+
+    path = Path(path)
+    missing = [
+        f for f in (TASK_FILE, MODEL_CONFIG_FILE, TRAIN_CONFIG_FILE) if not (path / f).is_file()
+    ]
+    if missing:
+        raise FileNotFoundError(
+            f"{path} is not a grok_circuits run: missing {missing} "
+            "(create one with grok_circuits.train or `grok-circuits train`)"
+        )
+    task = json.loads((path / TASK_FILE).read_text())
+    return Run(
+        path=path,
+        task_name=task["name"],
+        task_params=task["params"],
+        model_cfg=config_from_dict(json.loads((path / MODEL_CONFIG_FILE).read_text())),
+        train_cfg=TrainConfig.from_dict(json.loads((path / TRAIN_CONFIG_FILE).read_text())),
+        metrics=read_metrics(path),
+    )

@@ -1,0 +1,196 @@
+"""The comparison task: compare two entities on one attribute.
+
+From "Grokked Transformers are Implicit Reasoners" (Wang et al., 2024), section 4. Every entity
+has a value in ``0..n_values-1`` for every attribute; the atomic facts are ``<e> <attr> -> <v>``.
+An inferred query ``<attr> <q> <e1> <mask> <e2>`` asks how the two values compare, answered by one
+of the attribute's three labels ``<attr_j_lt>``, ``<attr_j_eq>``, ``<attr_j_gt>`` (the paper's
+format and label scheme).
+
+Per attribute, a share ``ood_fraction`` of the entities is OOD. All atomic facts (ID and OOD) are
+trained on. Unordered pairs of distinct ID entities form the ID pool: a share ``test_id_fraction``
+of the pairs is held out as ``test_id`` (in both orders, so neither order of a test pair is ever
+trained on), and ``round(phi * n_atomic_id)`` ordered comparisons are drawn from the remaining
+pairs for training. Ordered pairs of OOD entities are ``test_ood``; mixed pairs are dropped.
+
+The pool is never materialised as Python objects: pairs are addressed by integer arithmetic over
+``np.triu_indices`` per attribute.
+"""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from grok_circuits.tasks.data import (
+    Split,
+    TaskData,
+    check_fraction,
+    check_positive,
+    make_split,
+)
+from grok_circuits.tasks.vocab import Vocab
+
+#: Prompt positions of an inferred query ``<attr> <q> <e1> <mask> <e2>``.
+POSITIONS = {"attr": 0, "q": 1, "e1": 2, "mask": 3, "e2": 4}
+
+
+@dataclass(frozen=True)
+class ComparisonParams:
+    """Parameters of :func:`make_comparison`; validated on construction."""
+
+    n_entities: int = 1000
+    n_attributes: int = 20
+    n_values: int = 20
+    phi: float = 7.2
+    ood_fraction: float = 0.1
+    test_id_fraction: float = 0.005
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_positive("n_entities", self.n_entities, 2)
+        check_positive("n_attributes", self.n_attributes, 1)
+        check_positive("n_values", self.n_values, 2)
+        if self.phi <= 0:
+            raise ValueError(f"phi must be > 0, got {self.phi}")
+        check_fraction("ood_fraction", self.ood_fraction)
+        check_fraction("test_id_fraction", self.test_id_fraction)
+        n_ood = self.n_ood_entities
+        if n_ood < 2:
+            raise ValueError(
+                f"ood_fraction={self.ood_fraction} of {self.n_entities} entities gives {n_ood} OOD "
+                "entities per attribute; an OOD comparison needs at least 2: raise n_entities "
+                "or ood_fraction"
+            )
+        if self.n_entities - n_ood < 2:
+            raise ValueError(
+                f"ood_fraction={self.ood_fraction} leaves fewer than 2 ID entities per attribute"
+            )
+
+    @property
+    def n_ood_entities(self) -> int:
+        return round(self.ood_fraction * self.n_entities)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ComparisonParams":
+        return cls(**d)
+
+
+PRESETS: dict[str, ComparisonParams] = {
+    "paper": ComparisonParams(),
+    "tutorial": ComparisonParams(n_entities=200, n_attributes=10, n_values=10, phi=7.2),
+}
+
+
+def _compare(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """0 if a < b, 1 if a == b, 2 if a > b."""
+    return np.sign(a - b) + 1
+
+
+def make_comparison(params: ComparisonParams) -> TaskData:
+    """Generate the comparison task (see the module docstring)."""
+    p = params
+    rng = np.random.default_rng(p.seed)
+    n, k = p.n_entities, p.n_attributes
+    values = rng.integers(0, p.n_values, size=(n, k))
+    # Per attribute, entity order[a, :n_ood] is OOD.
+    order = np.stack([rng.permutation(n) for _ in range(k)])
+    n_ood = p.n_ood_entities
+    n_id = n - n_ood
+    id_ents, ood_ents = np.sort(order[:, n_ood:], axis=1), np.sort(order[:, :n_ood], axis=1)
+
+    # Unordered ID pairs per attribute: (iu[0][m], iu[1][m]) indexes into id_ents[a].
+    iu = np.triu_indices(n_id, 1)
+    pairs_per_attr = len(iu[0])
+    n_pairs = k * pairs_per_attr
+    n_test_pairs = round(p.test_id_fraction * n_pairs)
+    n_atomic_id = k * n_id
+    n_train = round(p.phi * n_atomic_id)
+    n_train_pool = 2 * (n_pairs - n_test_pairs)
+    if n_train > n_train_pool:
+        max_phi = n_train_pool / n_atomic_id
+        raise ValueError(
+            f"phi={p.phi} asks for {n_train} training comparisons but the ID pool holds "
+            f"{n_train_pool} after test_id; use phi <= {np.floor(max_phi * 100) / 100:.2f} "
+            "or more entities"
+        )
+    test_pair_ids = rng.choice(n_pairs, n_test_pairs, replace=False)
+    is_test = np.zeros(n_pairs, dtype=bool)
+    is_test[test_pair_ids] = True
+    train_pair_ids = np.flatnonzero(~is_test)
+    # Ordered comparison c over training pairs: pair train_pair_ids[c // 2], flipped if c odd.
+    ordered = np.sort(rng.choice(n_train_pool, n_train, replace=False))
+
+    vocab = Vocab(n_entities=n, n_attributes=k, n_values=p.n_values)
+
+    def comparisons(attr: np.ndarray, e1: np.ndarray, e2: np.ndarray) -> Split:
+        v1, v2 = values[e1, attr], values[e2, attr]
+        prompts = np.stack(
+            [
+                vocab.attribute_offset + attr,
+                np.full_like(attr, vocab.query_id),
+                vocab.entity_offset + e1,
+                np.full_like(attr, vocab.mask_id),
+                vocab.entity_offset + e2,
+            ],
+            axis=1,
+        )
+        return make_split(
+            prompts,
+            vocab.label_id(attr, _compare(v1, v2)),
+            answer_pos=4,
+            attribute=attr,
+            value1=v1,
+            value2=v2,
+            e1=vocab.entity_offset + e1,
+            e2=vocab.entity_offset + e2,
+        )
+
+    def pair_entities(pair_ids: np.ndarray, flip: np.ndarray) -> tuple[np.ndarray, ...]:
+        attr, m = np.divmod(pair_ids, pairs_per_attr)
+        a, b = id_ents[attr, iu[0][m]], id_ents[attr, iu[1][m]]
+        return attr, np.where(flip, b, a), np.where(flip, a, b)
+
+    train_inferred = comparisons(*pair_entities(train_pair_ids[ordered // 2], ordered % 2 == 1))
+    test_both = np.repeat(np.sort(test_pair_ids), 2)
+    test_id = comparisons(*pair_entities(test_both, np.arange(len(test_both)) % 2 == 1))
+
+    oa, o1, o2 = np.meshgrid(np.arange(k), np.arange(n_ood), np.arange(n_ood), indexing="ij")
+    keep = o1 != o2
+    oa, o1, o2 = oa[keep], o1[keep], o2[keep]
+    test_ood = comparisons(oa, ood_ents[oa, o1], ood_ents[oa, o2])
+
+    def atomic(ents: np.ndarray) -> Split:
+        attr = np.repeat(np.arange(k), ents.shape[1])
+        e = ents.reshape(-1)
+        prompts = np.stack([vocab.entity_offset + e, vocab.attribute_offset + attr], axis=1)
+        return make_split(prompts, vocab.value_offset + values[e, attr], answer_pos=1)
+
+    all_ents = np.tile(np.arange(n), (k, 1))
+    splits = {
+        "train_inferred": train_inferred,
+        "test_id": test_id,
+        "test_ood": test_ood,
+        "id_atomic": atomic(id_ents),
+        "ood_atomic": atomic(ood_ents),
+    }
+    everything = Split.concat([atomic(all_ents), train_inferred], pad_id=vocab.pad_id)
+    counts = {
+        "atomic": n * k,
+        "atomic_id": n_atomic_id,
+        "atomic_ood": k * n_ood,
+        "train_inferred": len(train_inferred),
+        "test_id": len(test_id),
+        "test_ood": len(test_ood),
+        "id_pool": 2 * n_pairs,
+        "train": len(everything),
+    }
+    return TaskData(
+        name="comparison",
+        params=p,
+        vocab=vocab,
+        splits={"train": everything, **splits},
+        positions=dict(POSITIONS),
+        counts=counts,
+    )

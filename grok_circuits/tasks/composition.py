@@ -1,0 +1,173 @@
+"""The composition task: two-hop reasoning over a random knowledge graph.
+
+From "Grokked Transformers are Implicit Reasoners" (Wang et al., 2024), section 3. Every entity
+``h`` is the head of ``out_degree`` atomic facts ``(h, r) -> t`` with distinct relations and
+uniformly random tails. A two-hop query ``(h, r1, r2)`` is answered by following ``r1`` from ``h``
+to the *bridge* entity ``b`` and then ``r2`` from ``b`` to ``t``.
+
+A share ``ood_fraction`` of the atomic edges is out-of-distribution (OOD). Two-hop paths whose
+both hops are in-distribution (ID) form the ID pool: a share ``test_id_fraction`` of it is held out
+as ``test_id``, and ``round(phi * n_atomic_id)`` of the rest are the training inferred facts.
+Paths whose both hops are OOD are ``test_ood``; mixed paths are dropped, so an OOD fact never
+serves as a hop of a training inferred fact. The model trains on *all* atomic facts plus the
+training inferred facts.
+
+Generation is vectorised: because every entity has exactly ``out_degree`` edges, stored
+contiguously by head, the edges out of bridge ``b`` are rows ``b * d .. b * d + d - 1``, and the
+whole path pool is two integer arrays (no Python objects), which takes well under a second at
+paper scale (800K paths).
+"""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from grok_circuits.tasks.data import (
+    Split,
+    TaskData,
+    check_fraction,
+    check_positive,
+    make_split,
+)
+from grok_circuits.tasks.vocab import Vocab
+
+#: Prompt positions of an inferred query ``<e_h> <r_1> <r_2>``.
+POSITIONS = {"h": 0, "r1": 1, "r2": 2}
+
+
+@dataclass(frozen=True)
+class CompositionParams:
+    """Parameters of :func:`make_composition`; validated on construction."""
+
+    n_entities: int = 2000
+    n_relations: int = 200
+    out_degree: int = 20
+    phi: float = 7.2
+    ood_fraction: float = 0.05
+    test_id_fraction: float = 0.005
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_positive("n_entities", self.n_entities, 2)
+        check_positive("n_relations", self.n_relations, 1)
+        check_positive("out_degree", self.out_degree, 1)
+        if self.out_degree > self.n_relations:
+            raise ValueError(
+                f"out_degree ({self.out_degree}) must be <= n_relations ({self.n_relations}): "
+                "every entity's facts use distinct relations; raise n_relations or lower out_degree"
+            )
+        if self.phi <= 0:
+            raise ValueError(f"phi must be > 0, got {self.phi}")
+        check_fraction("ood_fraction", self.ood_fraction)
+        check_fraction("test_id_fraction", self.test_id_fraction)
+        n_atomic = self.n_entities * self.out_degree
+        if round(self.ood_fraction * n_atomic) < 1:
+            raise ValueError(
+                f"ood_fraction={self.ood_fraction} of {n_atomic} atomic facts rounds to no OOD "
+                f"fact; use at least {1 / n_atomic:.2g} or more entities"
+            )
+        if round(self.ood_fraction * n_atomic) >= n_atomic:
+            raise ValueError(f"ood_fraction={self.ood_fraction} leaves no ID atomic fact")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CompositionParams":
+        return cls(**d)
+
+
+PRESETS: dict[str, CompositionParams] = {
+    "paper": CompositionParams(),
+    "tutorial": CompositionParams(
+        n_entities=100, n_relations=20, out_degree=10, phi=8.0, test_id_fraction=0.05
+    ),
+}
+
+
+def make_composition(params: CompositionParams) -> TaskData:
+    """Generate the composition task (see the module docstring)."""
+    p = params
+    rng = np.random.default_rng(p.seed)
+    n, d = p.n_entities, p.out_degree
+    n_atomic = n * d
+
+    # Atomic facts, row h * d + j is the j-th fact of head h (relations sorted per head).
+    relations = np.sort(rng.random((n, p.n_relations)).argsort(axis=1)[:, :d], axis=1)
+    tails = rng.integers(0, n, size=(n, d))
+    heads = np.repeat(np.arange(n), d)
+    relations, tails = relations.reshape(-1), tails.reshape(-1)
+
+    is_ood = np.zeros(n_atomic, dtype=bool)
+    is_ood[rng.choice(n_atomic, round(p.ood_fraction * n_atomic), replace=False)] = True
+
+    # Two-hop paths: first hop row i, second hop row tails[i] * d + j; path id i * d + j.
+    hop1 = np.repeat(np.arange(n_atomic), d)
+    hop2 = (tails[:, None] * d + np.arange(d)).reshape(-1)
+    id_pool = np.flatnonzero(~is_ood[hop1] & ~is_ood[hop2])
+    ood_paths = np.flatnonzero(is_ood[hop1] & is_ood[hop2])
+
+    n_atomic_id = int((~is_ood).sum())
+    n_test = round(p.test_id_fraction * len(id_pool))
+    n_train = round(p.phi * n_atomic_id)
+    if n_train > len(id_pool) - n_test:
+        max_phi = (len(id_pool) - n_test) / n_atomic_id
+        raise ValueError(
+            f"phi={p.phi} asks for {n_train} training inferred facts but the ID pool holds "
+            f"{len(id_pool) - n_test} after test_id; use phi <= {np.floor(max_phi * 100) / 100:.2f}"
+            " or a larger graph"
+        )
+    shuffled = rng.permutation(id_pool)
+    test_paths = np.sort(shuffled[:n_test])
+    train_paths = np.sort(shuffled[n_test : n_test + n_train])
+
+    vocab = Vocab(n_entities=n, n_relations=p.n_relations)
+    ent, rel = vocab.entity_offset, vocab.relation_offset
+
+    def atomic(rows: np.ndarray) -> Split:
+        prompts = np.stack([ent + heads[rows], rel + relations[rows]], axis=1)
+        return make_split(prompts, ent + tails[rows], answer_pos=1)
+
+    def inferred(paths: np.ndarray) -> Split:
+        first, second = hop1[paths], hop2[paths]
+        prompts = np.stack(
+            [ent + heads[first], rel + relations[first], rel + relations[second]], axis=1
+        )
+        return make_split(
+            prompts,
+            ent + tails[second],
+            answer_pos=2,
+            bridge=ent + tails[first],
+            hop1=first,
+            hop2=second,
+        )
+
+    id_rows, ood_rows = np.flatnonzero(~is_ood), np.flatnonzero(is_ood)
+    splits = {
+        "train_inferred": inferred(train_paths),
+        "test_id": inferred(test_paths),
+        "test_ood": inferred(ood_paths),
+        "id_atomic": atomic(id_rows),
+        "ood_atomic": atomic(ood_rows),
+    }
+    everything = Split.concat(
+        [atomic(np.arange(n_atomic)), splits["train_inferred"]], pad_id=vocab.pad_id
+    )
+    counts = {
+        "atomic": n_atomic,
+        "atomic_id": n_atomic_id,
+        "atomic_ood": int(is_ood.sum()),
+        "train_inferred": len(train_paths),
+        "test_id": len(test_paths),
+        "test_ood": len(ood_paths),
+        "id_pool": len(id_pool),
+        "train": len(everything),
+    }
+    return TaskData(
+        name="composition",
+        params=p,
+        vocab=vocab,
+        splits={"train": everything, **splits},
+        positions=dict(POSITIONS),
+        counts=counts,
+    )

@@ -1,0 +1,260 @@
+"""Dataset types shared by every task: :class:`Split` (a batch of examples as tensors) and
+:class:`TaskData` (a whole generated task: vocabulary, facts, splits, parameters).
+
+Every example is a prompt (token ids, right-padded with ``<pad>``), the position whose logits
+predict the answer, the answer token, and per-example metadata the analysis needs (the bridge
+entity of a two-hop query, the two values of a comparison). Because attention is causal, padding
+*after* the answer position never changes the prediction, so atomic facts (2 tokens) and inferred
+facts (3 or 5 tokens) can share one batch.
+
+On disk a task is a folder: ``manifest.json`` (task name, parameters, vocabulary, counts, format
+version) and ``splits.safetensors`` (one int64 tensor per split field, named ``split/field``).
+The tensors are exactly those in memory, so a saved task loads back byte for byte.
+"""
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Int
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from grok_circuits.tasks.vocab import Vocab
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SPLITS_FILE = "splits.safetensors"
+
+#: Probes evaluated during training, in the order they are reported.
+PROBES = ("train_inferred", "test_id", "test_ood", "id_atomic", "ood_atomic")
+
+
+@dataclass(frozen=True)
+class Split:
+    """A set of examples, ready for the model.
+
+    Attributes:
+        tokens: prompt ids, right-padded with ``vocab.pad_id``.
+        answer_pos: index of the position whose logits predict the answer.
+        answers: id of the answer token.
+        meta: per-example integer tensors (e.g. ``bridge`` for composition, ``value1``/``value2``
+            and ``attribute`` for comparison); every tensor has the batch dimension first.
+    """
+
+    tokens: Int[Tensor, "batch pos"]
+    answer_pos: Int[Tensor, " batch"]
+    answers: Int[Tensor, " batch"]
+    meta: Mapping[str, Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.tokens.shape[0]
+        for name, t in [
+            ("answer_pos", self.answer_pos),
+            ("answers", self.answers),
+            *self.meta.items(),
+        ]:
+            if t.shape[0] != n:
+                raise ValueError(f"Split.{name} has {t.shape[0]} rows but tokens has {n}")
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    def select(self, index: Tensor | np.ndarray | slice) -> "Split":
+        """The examples at ``index`` (a slice, an index tensor or a boolean mask)."""
+        if isinstance(index, np.ndarray):
+            index = torch.from_numpy(index)
+        return Split(
+            self.tokens[index],
+            self.answer_pos[index],
+            self.answers[index],
+            {k: v[index] for k, v in self.meta.items()},
+        )
+
+    def sample(self, n: int, seed: int = 0) -> "Split":
+        """At most ``n`` examples, drawn without replacement by a fixed seed (all if fewer)."""
+        if n >= len(self):
+            return self
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(self), generator=g)[:n].sort().values
+        return self.select(idx)
+
+    def to(self, device: str | torch.device) -> "Split":
+        return Split(
+            self.tokens.to(device),
+            self.answer_pos.to(device),
+            self.answers.to(device),
+            {k: v.to(device) for k, v in self.meta.items()},
+        )
+
+    def tensors(self) -> dict[str, Tensor]:
+        out = {"tokens": self.tokens, "answer_pos": self.answer_pos, "answers": self.answers}
+        out.update({f"meta.{k}": v for k, v in self.meta.items()})
+        return out
+
+    @classmethod
+    def from_tensors(cls, d: Mapping[str, Tensor]) -> "Split":
+        meta = {k.removeprefix("meta."): v for k, v in d.items() if k.startswith("meta.")}
+        return cls(d["tokens"], d["answer_pos"], d["answers"], meta)
+
+    @staticmethod
+    def concat(splits: list["Split"], pad_id: int) -> "Split":
+        """Stack splits, right-padding prompts to the longest; metadata keys present in every
+        split are kept."""
+        width = max(s.tokens.shape[1] for s in splits)
+        tokens = [
+            torch.nn.functional.pad(s.tokens, (0, width - s.tokens.shape[1]), value=pad_id)
+            for s in splits
+        ]
+        keys = set.intersection(*(set(s.meta) for s in splits)) if splits else set()
+        return Split(
+            torch.cat(tokens),
+            torch.cat([s.answer_pos for s in splits]),
+            torch.cat([s.answers for s in splits]),
+            {k: torch.cat([s.meta[k] for s in splits]) for k in sorted(keys)},
+        )
+
+
+@dataclass
+class TaskData:
+    """A generated task.
+
+    Attributes:
+        name: ``"composition"``, ``"comparison"`` or ``"mixed"``.
+        params: the generator's parameters (``to_dict`` / ``from_dict``), which regenerate it.
+        vocab: the token vocabulary.
+        splits: ``"train"`` (everything the model is trained on) and the evaluation probes
+            (``PROBES``; the mixed task prefixes them with the task name).
+        positions: names of the prompt positions of an inferred query, e.g.
+            ``{"h": 0, "r1": 1, "r2": 2}`` for composition.
+        key_probes: which probes the progress bar and stopping rule read as ``train`` / ``id`` /
+            ``ood`` accuracy.
+    """
+
+    name: str
+    params: Any
+    vocab: Vocab
+    splits: dict[str, Split]
+    positions: dict[str, int]
+    key_probes: dict[str, str] = field(
+        default_factory=lambda: {"train": "train_inferred", "id": "test_id", "ood": "test_ood"}
+    )
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def train(self) -> Split:
+        return self.splits["train"]
+
+    @property
+    def probe_names(self) -> list[str]:
+        return [k for k in self.splits if k != "train"]
+
+    def probes(self, max_size: int | None = 3000, seed: int = 0) -> dict[str, Split]:
+        """Evaluation probes, each subsampled to at most ``max_size`` examples (fixed seed)."""
+        return {
+            k: (self.splits[k] if max_size is None else self.splits[k].sample(max_size, seed))
+            for k in self.probe_names
+        }
+
+    def stats(self) -> dict[str, int | float]:
+        """Sizes of the task: atomic facts (all / ID / OOD), inferred facts per split, phi."""
+        out: dict[str, int | float] = dict(self.counts)
+        for k, s in self.splits.items():
+            out.setdefault(k, len(s))
+        out["vocab"] = len(self.vocab)
+        return out
+
+    def decode(self, split: str, i: int) -> str:
+        """One example as text, e.g. ``"<e_3> <r_1> <r_5> -> <e_42>"``."""
+        s = self.splits[split]
+        n = int(s.answer_pos[i]) + 1
+        return f"{self.vocab.decode(s.tokens[i, :n])} -> {self.vocab.decode([int(s.answers[i])])}"
+
+    # ---------------------------------------------------------------- disk
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the task to a folder (``manifest.json`` + ``splits.safetensors``), atomically."""
+        from grok_circuits.io import atomic_write_json, atomic_write_with
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {
+            f"{name}/{k}": v.contiguous()
+            for name, s in self.splits.items()
+            for k, v in s.tensors().items()
+        }
+        atomic_write_with(path / SPLITS_FILE, lambda tmp: save_file(tensors, str(tmp)))
+        atomic_write_json(path / MANIFEST, self.manifest())
+        return path
+
+    def manifest(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "params": self.params.to_dict(),
+            "vocab": self.vocab.to_dict(),
+            "positions": self.positions,
+            "key_probes": self.key_probes,
+            "counts": self.counts,
+            "splits": {k: len(s) for k, s in self.splits.items()},
+        }
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "TaskData":
+        """Load a task saved by :meth:`save`."""
+        from grok_circuits.tasks import params_from_dict
+
+        path = Path(path)
+        if not (path / MANIFEST).is_file() or not (path / SPLITS_FILE).is_file():
+            raise FileNotFoundError(
+                f"{path} is not a saved task: it needs {MANIFEST} and {SPLITS_FILE} "
+                "(write one with TaskData.save)"
+            )
+        manifest = json.loads((path / MANIFEST).read_text())
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{path / MANIFEST} has format_version {manifest.get('format_version')}, "
+                f"this grok_circuits reads {FORMAT_VERSION}; regenerate it with make_task"
+            )
+        flat = load_file(str(path / SPLITS_FILE))
+        grouped: dict[str, dict[str, Tensor]] = {}
+        for key, t in flat.items():
+            split, k = key.split("/", 1)
+            grouped.setdefault(split, {})[k] = t
+        order = list(manifest["splits"])
+        return cls(
+            name=manifest["name"],
+            params=params_from_dict(manifest["name"], manifest["params"]),
+            vocab=Vocab.from_dict(manifest["vocab"]),
+            splits={k: Split.from_tensors(grouped[k]) for k in order},
+            positions=manifest["positions"],
+            key_probes=manifest["key_probes"],
+            counts=manifest["counts"],
+        )
+
+
+def make_split(
+    prompts: np.ndarray, answers: np.ndarray, answer_pos: int, **meta: np.ndarray
+) -> Split:
+    """Build a :class:`Split` from numpy arrays of equal-length prompts."""
+    n = prompts.shape[0]
+    return Split(
+        torch.from_numpy(np.ascontiguousarray(prompts, dtype=np.int64)),
+        torch.full((n,), answer_pos, dtype=torch.int64),
+        torch.from_numpy(np.ascontiguousarray(answers, dtype=np.int64)),
+        {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)) for k, v in meta.items()},
+    )
+
+
+def check_fraction(name: str, value: float) -> None:
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be strictly between 0 and 1, got {value}")
+
+
+def check_positive(name: str, value: int | float, minimum: int | float = 1) -> None:
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")

@@ -1,0 +1,168 @@
+"""The task vocabulary: one token per entity, relation, attribute, value and label.
+
+grok_circuits models are trained from scratch on symbolic facts, so there is no natural-language
+tokenizer: every token is a readable string such as ``<e_17>`` (entity 17), ``<r_3>`` (relation 3),
+``<attr_2>`` (attribute 2), ``<v_5>`` (value 5) or ``<attr_2_lt>`` (comparison label), and its id is
+its index in :attr:`Vocab.tokens`.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+PAD = "<pad>"
+QUERY = "<q>"
+MASK = "<mask>"
+SPECIALS = (PAD, QUERY, MASK)
+LABELS = ("lt", "eq", "gt")
+
+
+def entity_token(i: int) -> str:
+    return f"<e_{i}>"
+
+
+def relation_token(i: int) -> str:
+    return f"<r_{i}>"
+
+
+def attribute_token(i: int) -> str:
+    return f"<attr_{i}>"
+
+
+def value_token(i: int) -> str:
+    return f"<v_{i}>"
+
+
+def label_token(attribute: int, label: int) -> str:
+    """The comparison label ``label`` (0: <, 1: =, 2: >) of one attribute, as in the paper."""
+    return f"<attr_{attribute}_{LABELS[label]}>"
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """An ordered list of token strings with a fast string -> id map.
+
+    The layout is fixed: specials first, then entities, relations, attributes, values and labels,
+    so that ids of one kind are contiguous (``vocab.entity_ids`` is a range).
+    """
+
+    n_entities: int = 0
+    n_relations: int = 0
+    n_attributes: int = 0
+    n_values: int = 0
+    tokens: tuple[str, ...] = field(init=False)
+    _index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("n_entities", "n_relations", "n_attributes", "n_values"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"Vocab.{name} must be >= 0, got {getattr(self, name)}")
+        tokens = list(SPECIALS)
+        tokens += [entity_token(i) for i in range(self.n_entities)]
+        tokens += [relation_token(i) for i in range(self.n_relations)]
+        tokens += [attribute_token(i) for i in range(self.n_attributes)]
+        tokens += [value_token(i) for i in range(self.n_values)]
+        if self.n_attributes:
+            tokens += [label_token(a, k) for a in range(self.n_attributes) for k in range(3)]
+        object.__setattr__(self, "tokens", tuple(tokens))
+        object.__setattr__(self, "_index", {t: i for i, t in enumerate(tokens)})
+
+    # Offsets of each block of ids; every block is contiguous.
+    @property
+    def pad_id(self) -> int:
+        return 0
+
+    @property
+    def query_id(self) -> int:
+        return 1
+
+    @property
+    def mask_id(self) -> int:
+        return 2
+
+    @property
+    def entity_offset(self) -> int:
+        return len(SPECIALS)
+
+    @property
+    def relation_offset(self) -> int:
+        return self.entity_offset + self.n_entities
+
+    @property
+    def attribute_offset(self) -> int:
+        return self.relation_offset + self.n_relations
+
+    @property
+    def value_offset(self) -> int:
+        return self.attribute_offset + self.n_attributes
+
+    @property
+    def label_offset(self) -> int:
+        return self.value_offset + self.n_values
+
+    @property
+    def entity_ids(self) -> range:
+        return range(self.entity_offset, self.relation_offset)
+
+    @property
+    def relation_ids(self) -> range:
+        return range(self.relation_offset, self.attribute_offset)
+
+    @property
+    def attribute_ids(self) -> range:
+        return range(self.attribute_offset, self.value_offset)
+
+    @property
+    def value_ids(self) -> range:
+        return range(self.value_offset, self.label_offset)
+
+    @property
+    def label_ids(self) -> range:
+        return range(self.label_offset, len(self.tokens))
+
+    def label_id(self, attribute, label):
+        """Id of the label token; works elementwise on integer arrays/tensors."""
+        return self.label_offset + 3 * attribute + label
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, text: str | Sequence[str]) -> list[int]:
+        """Token ids of ``"<e_1> <r_2>"``, ``"<e_1><r_2>"`` or ``["<e_1>", "<r_2>"]``."""
+        if isinstance(text, str):
+            pieces = [p + ">" for p in text.replace(" ", "").split(">") if p]
+        else:
+            pieces = list(text)
+        try:
+            return [self._index[p] for p in pieces]
+        except KeyError as err:
+            raise ValueError(
+                f"unknown token {err.args[0]!r}; this vocabulary has {len(self)} tokens "
+                f"(entities <e_0>..<e_{self.n_entities - 1}>, see Vocab.tokens)"
+            ) from None
+
+    def decode(self, ids: Iterable[int] | torch.Tensor, skip_pad: bool = True) -> str:
+        """Readable string of ids, e.g. ``"<e_1> <r_2> <r_7>"``; padding is dropped."""
+        if isinstance(ids, torch.Tensor):
+            ids = ids.reshape(-1).tolist()
+        out = []
+        for i in ids:
+            if not 0 <= int(i) < len(self.tokens):
+                raise ValueError(f"token id {i} is outside this vocabulary (0..{len(self) - 1})")
+            if skip_pad and int(i) == self.pad_id:
+                continue
+            out.append(self.tokens[int(i)])
+        return " ".join(out)
+
+    def to_dict(self) -> dict:
+        return {
+            "n_entities": self.n_entities,
+            "n_relations": self.n_relations,
+            "n_attributes": self.n_attributes,
+            "n_values": self.n_values,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Vocab":
+        return cls(**d)

@@ -1,0 +1,404 @@
+"""Train a ``HookedTransformer`` on a grokking task, with the loss on the answer token only.
+
+One loop, read top to bottom (nanoGPT's ``train.py`` is the model)::
+
+    for step in 1..max_steps:
+        batch -> loss on the answer position -> AdamW step (warm-up, clipping)
+        evaluate every ``eval_every`` steps: loss and accuracy on every probe, weight norm
+        checkpoint when the schedule says so (dense early, log-spaced later, and the last step)
+        stop at max_steps, or once ID accuracy has held ``stop_id_acc``
+
+Grokking happens late, so the checkpoint schedule is log-spaced after ``dense_until``. Batches are
+a pure function of (seed, step), and the checkpoint holds the optimizer and RNG state, so a run
+stopped at step N and resumed computes exactly the metrics of one never stopped.
+"""
+
+import json
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from grok_circuits.io import atomic_write_json
+from grok_circuits.model import (
+    ModelSize,
+    build_model,
+    config_from_dict,
+    model_config,
+    resolve_device,
+    save_config,
+)
+from grok_circuits.runs import (
+    MODEL_CONFIG_FILE,
+    TASK_FILE,
+    TRAIN_CONFIG_FILE,
+    CheckpointStore,
+    Run,
+    load_run,
+    read_metrics,
+    write_metrics,
+)
+from grok_circuits.tasks import Split, TaskData
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Validated on construction; ``to_dict``/``from_dict`` round-trip.
+
+    Args:
+        max_steps: optimizer steps to train for.
+        batch_size: examples per step; ``None`` trains full-batch.
+        lr: peak learning rate (constant after warm-up).
+        weight_decay: AdamW decoupled weight decay on weight matrices and embeddings (not on
+            biases or LayerNorm); larger values grok faster (paper section 3).
+        betas: AdamW betas.
+        warmup_steps: linear warm-up from 0 to ``lr``.
+        grad_clip: max global gradient norm (``None`` disables clipping).
+        eval_every: evaluate every this many steps (and at step 0).
+        eval_size: at most this many examples per probe (a fixed sample).
+        dense_until: checkpoint at every evaluation up to this step...
+        checkpoints_per_decade: ...then at this many log-spaced steps per factor of 10.
+        keep_states: keep the optimizer/RNG state of only the latest few checkpoints
+            (weights are always kept); resuming needs one.
+        stop_id_acc: stop once ID accuracy has been >= this for ``stop_patience`` evaluations.
+        stop_ood_acc: with ``stop_id_acc``, also require OOD accuracy >= this to stop.
+        stop_patience: see ``stop_id_acc``.
+        model_size: size preset of the model when no ``HookedTransformerConfig`` is given.
+        seed: seeds the initial weights and the batch order.
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ...
+    """
+
+    max_steps: int = 10_000
+    batch_size: int | None = 512
+    lr: float = 1e-3
+    weight_decay: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 100
+    grad_clip: float | None = 1.0
+    eval_every: int = 100
+    eval_size: int = 1000
+    dense_until: int = 1000
+    checkpoints_per_decade: int = 10
+    keep_states: int = 2
+    stop_id_acc: float | None = None
+    stop_ood_acc: float | None = None
+    stop_patience: int = 3
+    model_size: ModelSize = "tutorial"
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, name: str, rule: str) -> None:
+            if not ok:
+                raise ValueError(f"TrainConfig.{name} must be {rule}, got {getattr(self, name)!r}")
+
+        need(self.max_steps >= 0, "max_steps", ">= 0")
+        need(self.batch_size is None or self.batch_size >= 1, "batch_size", ">= 1 or None")
+        need(self.lr > 0, "lr", "> 0")
+        need(self.weight_decay >= 0, "weight_decay", ">= 0")
+        need(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas", "2 in [0,1)")
+        need(self.warmup_steps >= 0, "warmup_steps", ">= 0")
+        need(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "> 0 or None")
+        need(self.eval_every >= 1, "eval_every", ">= 1")
+        need(self.eval_size >= 1, "eval_size", ">= 1")
+        need(self.dense_until >= 0, "dense_until", ">= 0")
+        need(self.checkpoints_per_decade >= 1, "checkpoints_per_decade", ">= 1")
+        need(self.keep_states >= 1, "keep_states", ">= 1")
+        need(self.stop_id_acc is None or 0 < self.stop_id_acc <= 1, "stop_id_acc", "in (0, 1]")
+        need(self.stop_ood_acc is None or 0 < self.stop_ood_acc <= 1, "stop_ood_acc", "in (0, 1]")
+        need(self.stop_patience >= 1, "stop_patience", ">= 1")
+        need(self.model_size in ("tiny", "tutorial", "paper"), "model_size", "tiny/tutorial/paper")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; known: {sorted(known)}")
+        d = dict(d)
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        return cls(**d)
+
+    def is_checkpoint_step(self, step: int) -> bool:
+        """Dense (every evaluation) up to ``dense_until``, then log-spaced, plus ``max_steps``."""
+        if step == self.max_steps or step == 0:
+            return True
+        if step % self.eval_every:
+            return False
+        if step <= self.dense_until:
+            return True
+        # The first evaluated step at or after each log-spaced target 10**(k/per) is one.
+        k = math.floor(self.checkpoints_per_decade * math.log10(step) + 1e-9)
+        return 10 ** (k / self.checkpoints_per_decade) > step - self.eval_every
+
+
+#: TrainConfig fields a resumed run may change; any other change would not continue the same run.
+RESUME_CHANGEABLE = frozenset(
+    {"max_steps", "stop_id_acc", "stop_ood_acc", "stop_patience", "device"}
+)
+
+
+# ----------------------------------------------------------------------------- pieces
+def answer_logits(
+    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], answer_pos: Int[Tensor, " batch"]
+) -> Float[Tensor, "batch d_vocab"]:
+    """Logits at each example's answer position."""
+    logits = model(tokens, return_type="logits")
+    return logits[torch.arange(tokens.shape[0], device=tokens.device), answer_pos]
+
+
+def answer_loss(model: HookedTransformer, batch: Split) -> Tensor:
+    """Cross-entropy on the answer token only (the prompt tokens are never predicted)."""
+    return F.cross_entropy(answer_logits(model, batch.tokens, batch.answer_pos), batch.answers)
+
+
+@torch.no_grad()
+def evaluate(
+    model: HookedTransformer, probes: dict[str, Split], batch_size: int = 4096
+) -> dict[str, float]:
+    """``{probe}_acc`` and ``{probe}_loss`` (mean over the probe) for each probe."""
+    was_training = model.training
+    model.eval()
+    out = {}
+    for name, split in probes.items():
+        correct, loss_sum = 0, 0.0
+        for i in range(0, len(split), batch_size):
+            b = split.select(slice(i, i + batch_size))
+            logits = answer_logits(model, b.tokens, b.answer_pos)
+            loss_sum += F.cross_entropy(logits, b.answers, reduction="sum").item()
+            correct += (logits.argmax(-1) == b.answers).sum().item()
+        n = max(len(split), 1)
+        out[f"{name}_acc"] = correct / n
+        out[f"{name}_loss"] = loss_sum / n
+    model.train(was_training)
+    return out
+
+
+def batch_indices(n: int, batch_size: int | None, seed: int, step: int) -> Tensor | slice:
+    """Indices of the batch of ``step`` (1-based): epoch-wise shuffling, a pure function of the
+    arguments so that resuming needs no sampler state. The last partial batch is dropped."""
+    if batch_size is None or batch_size >= n:
+        return slice(None)
+    per_epoch = n // batch_size
+    epoch, k = divmod(step - 1, per_epoch)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)[k * batch_size : (k + 1) * batch_size]
+
+
+def make_optimizer(model: HookedTransformer, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with decay on matrices and embeddings only (biases and LayerNorm undecayed)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=cfg.betas,
+    )
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up over ``warmup_steps``, then constant (the paper's schedule)."""
+    if cfg.warmup_steps == 0:
+        return cfg.lr
+    return cfg.lr * min(1.0, step / cfg.warmup_steps)
+
+
+def weight_norm(model: HookedTransformer) -> float:
+    return math.sqrt(sum(float(p.detach().pow(2).sum()) for p in model.parameters()))
+
+
+# ----------------------------------------------------------------------------- the loop
+def train(
+    task: TaskData,
+    cfg: TrainConfig | None = None,
+    *,
+    out: str | Path,
+    model_cfg: HookedTransformerConfig | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Run:
+    """Train a model on ``task`` and save the run to ``out``.
+
+    Args:
+        task: from :func:`grok_circuits.make_task`.
+        cfg: the :class:`TrainConfig` (defaults if None).
+        out: the run folder (created). It must be empty unless ``resume=True``.
+        model_cfg: a ``HookedTransformerConfig``; default ``model_config(task, cfg.model_size)``.
+        resume: continue the run in ``out`` from its last intact checkpoint. The stored task,
+            model and training configs are used; ``cfg`` (or None) may only change the
+            ``RESUME_CHANGEABLE`` fields: ``max_steps``, the stopping rule and ``device``.
+        progress: show a tqdm bar with train / ID / OOD accuracy.
+
+    Returns:
+        The :class:`Run`, whose ``metrics`` hold the history.
+    """
+    out = Path(out)
+    store = CheckpointStore(out)
+    resumed = None
+    if resume and (out / TRAIN_CONFIG_FILE).is_file():
+        cfg, model_cfg = _check_resume(out, task, cfg)
+        resumed = store.latest_resumable()
+        if resumed is None:
+            warnings.warn(f"no intact checkpoint in {out}; starting from step 0", stacklevel=2)
+    elif out.exists() and any(out.iterdir()):
+        if (out / TRAIN_CONFIG_FILE).is_file():
+            raise FileExistsError(
+                f"{out} already holds a run; pass resume=True (CLI: --resume) to continue it, "
+                "or choose another --out"
+            )
+        raise FileExistsError(f"{out} is not empty; train into a new or empty folder")
+    cfg = cfg or TrainConfig()
+    device = resolve_device(cfg.device)
+
+    model_cfg = model_cfg or model_config(task, cfg.model_size)
+    if model_cfg.d_vocab < len(task.vocab) or model_cfg.n_ctx < task.train.tokens.shape[1]:
+        raise ValueError(
+            f"model_cfg (d_vocab={model_cfg.d_vocab}, n_ctx={model_cfg.n_ctx}) is too small for "
+            f"the task (vocab {len(task.vocab)}, prompts of {task.train.tokens.shape[1]} tokens)"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / TASK_FILE, {"name": task.name, "params": task.params.to_dict()})
+    save_config(model_cfg, out / MODEL_CONFIG_FILE)
+    atomic_write_json(out / TRAIN_CONFIG_FILE, cfg.to_dict())
+
+    model = build_model(model_cfg, seed=cfg.seed, device=device)
+    optimizer = make_optimizer(model, cfg)
+    step, metrics = 0, []
+    if resumed is not None:
+        step, weights, state = resumed
+        model.load_state_dict(weights)
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        metrics = [row for row in read_metrics(out) if row["step"] <= step]
+        store.truncate_after(step)
+    elapsed0 = metrics[-1]["time"] if metrics else 0.0
+
+    train_split = task.train.to(device)
+    probes = {k: v.to(device) for k, v in task.probes(cfg.eval_size).items()}
+    key = task.key_probes
+    held = _held_evals(metrics, key, cfg)
+    bar = tqdm(
+        total=cfg.max_steps,
+        initial=step,
+        disable=not progress,
+        desc=task.name,
+        unit="step",
+        dynamic_ncols=True,
+    )
+    start = time.perf_counter()
+
+    def evaluate_and_log() -> dict:
+        row = {"step": step, "time": round(elapsed0 + time.perf_counter() - start, 3)}
+        row["lr"] = lr_at(cfg, step)
+        row.update(evaluate(model, probes))
+        row["weight_norm"] = weight_norm(model)
+        metrics.append(row)
+        write_metrics(out, metrics)
+        bar.set_postfix(
+            train=f"{row[key['train'] + '_acc']:.2f}",
+            id=f"{row[key['id'] + '_acc']:.2f}",
+            ood=f"{row[key['ood'] + '_acc']:.2f}",
+        )
+        return row
+
+    if step == 0:
+        evaluate_and_log()
+        _checkpoint_if_due(store, cfg, step, model, optimizer)
+    model.train()
+    try:
+        while step < cfg.max_steps and not _should_stop(held, cfg):
+            step += 1
+            batch = train_split.select(
+                batch_indices(len(train_split), cfg.batch_size, cfg.seed, step)
+            )
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(cfg, step)
+            loss = answer_loss(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            bar.update(1)
+            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+                row = evaluate_and_log()
+                held = held + 1 if _reached(row, key, cfg) else 0
+                _checkpoint_if_due(
+                    store, cfg, step, model, optimizer, force=_should_stop(held, cfg)
+                )
+    finally:
+        bar.close()
+    return load_run(out)
+
+
+def _resume_state(optimizer: torch.optim.Optimizer) -> dict:
+    return {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
+
+
+def _checkpoint_if_due(store, cfg, step, model, optimizer, force: bool = False) -> None:
+    if force or cfg.is_checkpoint_step(step):
+        store.save(step, model.state_dict(), _resume_state(optimizer))
+        store.drop_states(cfg.keep_states)
+
+
+def _should_stop(held: int, cfg: TrainConfig) -> bool:
+    return cfg.stop_id_acc is not None and held >= cfg.stop_patience
+
+
+def _reached(row: dict, key: dict[str, str], cfg: TrainConfig) -> bool:
+    """Whether an evaluation meets the stopping thresholds (never, without ``stop_id_acc``)."""
+    if cfg.stop_id_acc is None or row[f"{key['id']}_acc"] < cfg.stop_id_acc:
+        return False
+    return cfg.stop_ood_acc is None or row[f"{key['ood']}_acc"] >= cfg.stop_ood_acc
+
+
+def _held_evals(metrics: list[dict], key: dict[str, str], cfg: TrainConfig) -> int:
+    """How many of the latest evaluations in a row already met the stopping thresholds."""
+    held = 0
+    for row in reversed(metrics):
+        if not _reached(row, key, cfg):
+            break
+        held += 1
+    return held
+
+
+def _check_resume(out: Path, task: TaskData, cfg: TrainConfig | None):
+    """The stored configs, with ``cfg``'s changeable fields; refuse any other change."""
+    stored_task = json.loads((out / TASK_FILE).read_text())
+    if stored_task != {"name": task.name, "params": task.params.to_dict()}:
+        raise ValueError(
+            f"cannot resume {out}: it was trained on {stored_task}, not on "
+            f"{task.name} {task.params.to_dict()}; pass the same task"
+        )
+    stored = TrainConfig.from_dict(json.loads((out / TRAIN_CONFIG_FILE).read_text()))
+    model_cfg = config_from_dict(json.loads((out / MODEL_CONFIG_FILE).read_text()))
+    if cfg is None:
+        return stored, model_cfg
+    differ = sorted(
+        f.name
+        for f in fields(TrainConfig)
+        if f.name not in RESUME_CHANGEABLE and getattr(stored, f.name) != getattr(cfg, f.name)
+    )
+    if differ:
+        raise ValueError(
+            f"cannot resume {out} with a different {differ}: resuming continues the same run; "
+            f"only {sorted(RESUME_CHANGEABLE)} may change (or pass cfg=None)"
+        )
+    return cfg, model_cfg

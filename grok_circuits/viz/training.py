@@ -1,0 +1,56 @@
+"""Training curves: accuracy per probe over steps, on a log-step axis (grokking happens late)."""
+
+import matplotlib.pyplot as plt
+
+STYLE = {
+    "train": dict(color="tab:blue", label="train (inferred)"),
+    "id": dict(color="tab:green", label="test ID"),
+    "ood": dict(color="tab:red", label="test OOD"),
+}
+
+
+def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), title=None):
+    """Train / ID / OOD accuracy of a run against the step (log axis), with the memorizing and
+    generalizing steps marked.
+
+    Args:
+        run: a :class:`grok_circuits.Run`.
+        ax: a matplotlib Axes to draw on (a new figure if None).
+        extra_probes: other probe names to draw too (e.g. ``"ood_atomic"``).
+
+    Returns:
+        The matplotlib Figure.
+    """
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 4))
+    else:
+        fig = ax.figure
+    steps = [max(r["step"], 1) for r in run.metrics]
+    for role, probe in run.key_probes.items():
+        ax.plot(steps, run.metric(f"{probe}_acc"), **STYLE[role])
+    for probe in extra_probes:
+        ax.plot(steps, run.metric(f"{probe}_acc"), label=probe, alpha=0.6, linestyle="--")
+    for step, name, style in (
+        (run.saturation_step, "train ≥ 99%", ":"),
+        (run.grok_step, "ID ≥ 95%", "--"),
+    ):
+        if step:
+            ax.axvline(step, color="gray", linestyle=style, linewidth=1)
+            ax.text(step, 0.02, f" {name}\n step {step}", fontsize=8, color="gray")
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("step (log)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title or f"{run.task_name}: {run.path.name}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path) -> None:
+    """Save a figure as PNG atomically."""
+    from grok_circuits.io import atomic_write_with
+
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)

@@ -1,0 +1,128 @@
+import json
+
+import pytest
+import torch
+
+from grok_circuits import load_run
+from grok_circuits.cli import main
+from grok_circuits.runs import Run
+
+
+def _run_with_metrics(tmp_path, accs):
+    from grok_circuits.model import model_config
+    from grok_circuits.tasks import make_task
+    from grok_circuits.train import TrainConfig
+
+    task = make_task(
+        "composition",
+        preset=None,
+        n_entities=10,
+        n_relations=3,
+        out_degree=2,
+        phi=1.0,
+        test_id_fraction=0.2,
+        ood_fraction=0.2,
+    )
+    rows = [
+        {"step": s, "train_inferred_acc": tr, "test_id_acc": i, "test_ood_acc": 0.0}
+        for s, tr, i in accs
+    ]
+    return Run(
+        tmp_path,
+        "composition",
+        task.params.to_dict(),
+        model_config(task, "tiny"),
+        TrainConfig(),
+        rows,
+    )
+
+
+def test_saturation_and_grok_steps(tmp_path):
+    run = _run_with_metrics(
+        tmp_path,
+        [(0, 0.1, 0.0), (100, 0.99, 0.2), (200, 1.0, 0.94), (300, 1.0, 0.95), (400, 1.0, 0.99)],
+    )
+    assert run.saturation_step == 100
+    assert run.grok_step == 300
+    never = _run_with_metrics(tmp_path, [(0, 0.1, 0.0), (100, 0.98, 0.5)])
+    assert never.saturation_step is None and never.grok_step is None
+
+
+def test_load_run_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a grok_circuits run"):
+        load_run(tmp_path)
+
+
+def test_cli_train_then_report(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "composition",
+        "--out",
+        str(out),
+        "--model-size",
+        "tiny",
+        "--steps",
+        "40",
+        "--eval-every",
+        "20",
+        "--batch-size",
+        "64",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--seed",
+        "1",
+    ]
+    for kv in (
+        "n_entities=30",
+        "n_relations=6",
+        "out_degree=3",
+        "phi=2.0",
+        "test_id_fraction=0.1",
+        "ood_fraction=0.1",
+    ):
+        args += ["--task-param", kv]
+    assert main(args) == 0
+    run = load_run(out)
+    assert run.task_params["n_entities"] == 30 and run.task_params["seed"] == 1
+    assert run.train_cfg.seed == 1 and run.last_step == 40
+    assert main(["report", str(out), "--png", str(tmp_path / "c.png")]) == 0
+    printed = capsys.readouterr().out
+    assert "grok_step" in printed and "saturation_step" in printed
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["report", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.split("\n  curves")[0])
+    assert summary["steps"] == 40
+    # training into the same folder again needs --resume; resuming extends the run
+    assert main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(args[:7] + ["60"] + args[8:] + ["--resume"]) == 0
+    assert load_run(out).last_step == 60
+
+
+def test_cli_bad_input_is_a_clear_error(tmp_path, capsys):
+    assert main(["train", "composition", "--out", str(tmp_path / "r"), "--phi", "99"]) == 2
+    assert "phi <=" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a grok_circuits run" in capsys.readouterr().err
+
+
+def test_run_model_loads_the_checkpointed_weights(tiny_composition, tmp_path):
+    from grok_circuits import train
+    from tests.helpers import tiny_train_config
+
+    run = train(
+        tiny_composition, tiny_train_config(max_steps=40), out=tmp_path / "r", progress=False
+    )
+    with pytest.raises(ValueError, match="nearest_step"):
+        run.model(33)
+    assert run.nearest_step(33) == 40
+    m0, m40 = run.model(0), run.model(40)
+    w0 = dict(m0.named_parameters())["embed.W_E"]
+    assert not torch.equal(w0, dict(m40.named_parameters())["embed.W_E"])
+    from grok_circuits.model import build_model
+
+    torch.testing.assert_close(
+        w0, dict(build_model(run.model_cfg, seed=0).named_parameters())["embed.W_E"]
+    )
