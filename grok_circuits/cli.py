@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from grok_circuits.presets import train_config
-from grok_circuits.runs import load_run
+from grok_circuits.runs import export_run, key_steps, load_run
 from grok_circuits.tasks import make_task, task_names
 from grok_circuits.train import TrainConfig, train
 
@@ -87,7 +87,27 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("run", type=Path, help="run folder")
     r.add_argument("--png", type=Path, help="where to save the curves (default RUN/curves.png)")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    e = sub.add_parser("export", help="copy a run with a few checkpoints (for sharing)")
+    e.add_argument("run", type=Path, help="run folder")
+    e.add_argument("dest", type=Path, help="new folder")
+    e.add_argument("--steps", type=int, nargs="+", help="checkpoints to keep")
+    e.add_argument(
+        "--max-checkpoints",
+        type=int,
+        default=8,
+        help="without --steps: about this many, log-spaced, always including the "
+        "memorizing and generalizing checkpoints (default 8)",
+    )
     return parser
+
+
+def cmd_export(args) -> int:
+    run = load_run(args.run)
+    steps = args.steps or key_steps(run, args.max_checkpoints)
+    small = export_run(run, args.dest, steps)
+    print(f"exported {len(small.steps)} checkpoints {small.steps} to {args.dest}")
+    return 0
 
 
 def cmd_train(args) -> int:
@@ -186,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "export":
+            return cmd_export(args)
         return cmd_report(args)
     except (ValueError, FileExistsError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

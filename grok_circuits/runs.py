@@ -18,6 +18,7 @@ file is skipped with a warning instead of being loaded.
 import functools
 import hashlib
 import json
+import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -274,6 +275,47 @@ class Run:
             f"Run({str(self.path)!r}, task={self.task_name!r}, steps={self.last_step}, "
             f"checkpoints={len(self.steps)}, grok_step={self.grok_step})"
         )
+
+
+def key_steps(run: Run, n: int = 8) -> list[int]:
+    """About ``n`` checkpointed steps spread over the run on a log scale, always including the
+    first, the last, and the checkpoints nearest the memorizing and generalizing stages."""
+    steps = run.steps
+    if len(steps) <= n:
+        return steps
+    keep = {steps[0], steps[-1]}
+    keep |= {run.nearest_step(s) for s in (run.saturation_step, run.grok_step) if s is not None}
+    positive = [s for s in steps if s > 0]
+    lo, hi = math.log(positive[0]), math.log(positive[-1])
+    for i in range(n):
+        if len(keep) >= n:
+            break
+        keep.add(run.nearest_step(round(math.exp(lo + (hi - lo) * i / max(n - 1, 1)))))
+    return sorted(keep)
+
+
+def export_run(run: Run, dest: str | os.PathLike, steps: list[int] | None = None) -> Run:
+    """Copy a run with only the checkpoints at ``steps`` (default: all) and no optimizer state.
+
+    This is how the small runs shipped in ``data/`` are made: the metrics and configs are kept
+    whole, the weights only where an analysis needs them. ``dest`` must not exist yet.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        raise FileExistsError(f"{dest} exists; export into a new folder")
+    steps = sorted(set(run.steps if steps is None else steps))
+    missing = sorted(set(steps) - set(run.steps))
+    if missing:
+        raise ValueError(f"steps {missing} are not checkpointed in {run.path}; have {run.steps}")
+    dest.mkdir(parents=True)
+    for name in (TASK_FILE, MODEL_CONFIG_FILE, TRAIN_CONFIG_FILE, METRICS_FILE):
+        atomic_write_with(
+            dest / name, lambda tmp, n=name: tmp.write_bytes((run.path / n).read_bytes())
+        )
+    store = CheckpointStore(dest)
+    for step in steps:
+        store.save(step, run.checkpoints.load_weights(step), state=None)
+    return load_run(dest)
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -48,6 +48,17 @@ def test_saturation_and_grok_steps(tmp_path):
     assert never.saturation_step is None and never.grok_step is None
 
 
+def test_key_steps_keep_the_stages(tmp_path, monkeypatch):
+    from grok_circuits.runs import key_steps
+
+    run = _run_with_metrics(tmp_path, [(0, 0.1, 0.0), (100, 0.99, 0.2), (300, 1.0, 0.95)])
+    steps = [0, 10, 20, 40, 80, 100, 200, 300, 1000, 3000, 10000]
+    monkeypatch.setattr(type(run), "steps", property(lambda self: steps))
+    picked = key_steps(run, 5)
+    assert {0, 100, 300, 10000} <= set(picked) and len(picked) == 5
+    assert key_steps(run, 20) == steps
+
+
 def test_load_run_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a grok_circuits run"):
         load_run(tmp_path)
@@ -99,6 +110,8 @@ def test_cli_train_then_report(tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main(args[:7] + ["60"] + args[8:] + ["--resume"]) == 0
     assert load_run(out).last_step == 60
+    assert main(["export", str(out), str(tmp_path / "small"), "--steps", "0", "60"]) == 0
+    assert load_run(tmp_path / "small").steps == [0, 60]
 
 
 def test_cli_bad_input_is_a_clear_error(tmp_path, capsys):
@@ -126,3 +139,22 @@ def test_run_model_loads_the_checkpointed_weights(tiny_composition, tmp_path):
     torch.testing.assert_close(
         w0, dict(build_model(run.model_cfg, seed=0).named_parameters())["embed.W_E"]
     )
+
+
+def test_export_keeps_chosen_weights_only(tiny_composition, tmp_path):
+    from grok_circuits import train
+    from grok_circuits.runs import export_run
+    from tests.helpers import tiny_train_config
+
+    run = train(
+        tiny_composition, tiny_train_config(max_steps=40), out=tmp_path / "r", progress=False
+    )
+    small = export_run(run, tmp_path / "small", steps=[0, 40])
+    assert small.steps == [0, 40] and small.metrics == run.metrics
+    assert not list((tmp_path / "small" / "checkpoints").glob("*.state.pt"))
+    for a, b in zip(small.model(40).parameters(), run.model(40).parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="not checkpointed"):
+        export_run(run, tmp_path / "other", steps=[33])
+    with pytest.raises(FileExistsError):
+        export_run(run, tmp_path / "small")
