@@ -1,6 +1,7 @@
 """Shared fixtures: tiny seeded tasks and a short training run, all offline and fast."""
 
 import pytest
+import torch
 
 from grok_circuits.tasks import make_task
 
@@ -8,6 +9,19 @@ TINY_COMPOSITION = dict(
     n_entities=30, n_relations=6, out_degree=3, phi=2.0, test_id_fraction=0.1, ood_fraction=0.1
 )
 TINY_COMPARISON = dict(n_entities=20, n_attributes=3, n_values=4, phi=2.0, test_id_fraction=0.1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Run the tests on one intra-op thread, then restore the setting.
+
+    The test models are tiny, so extra threads buy nothing, while every small op pays for
+    synchronising OpenMP threads (ten times slower on a busy two-core machine). Results do not
+    depend on it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,111 @@
+"""Causal tracing: grok_circuits' ``causal_trace`` against TransformerLens' patcher.
+
+Both compute the same table: for every (layer, position) of the residual stream
+(``resid_pre``), run the corrupt input with that state taken from the clean run, and record a
+metric of the logits (here the mean logit difference between the clean and the corrupt answer).
+TransformerLens' ``get_act_patch_resid_pre`` makes one full forward pass per (layer, position);
+``causal_trace`` batches the patches, starts each patched pass at its layer and at the first
+position it changes, and copies the runs a patch cannot change or turns into the other run
+(see ``grok_circuits/analysis/causal_tracing.py``).
+
+The work: a tutorial-size model (4 layers, d_model 128, 4 heads) on each tutorial task
+(composition: 3 positions, vocab 123; comparison: 5 positions, vocab 253), 300 training
+inferred queries corrupted the paper's way (one token swapped so that the answer changes), and
+a worst case where every position of the corrupt prompt is random. TransformerLens is timed
+with the clean-cache run it needs and under ``torch.no_grad`` (called plainly it would also
+build autograd graphs); both are timed end to end, best of ``--repeats``. The numbers must
+agree to 1e-5 (``torch.testing.assert_close``).
+
+Run: ``python benchmarks/causal_tracing.py`` (under a minute on two CPU cores).
+"""
+
+import argparse
+import os
+import time
+import warnings
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # TransformerLens' patcher draws a progress bar
+
+import torch  # noqa: E402
+from transformer_lens import patching  # noqa: E402
+
+from grok_circuits.analysis import causal_trace, logit_difference, make_counterfactuals  # noqa: E402
+from grok_circuits.model import build_model, model_config  # noqa: E402
+from grok_circuits.tasks import make_task  # noqa: E402
+
+CASES = {"composition": ("h", "r1", "r2"), "comparison": ("attr", "e1", "e2")}
+
+
+def best_time(repeats: int, fn, *args):
+    """``fn(*args)`` and its fastest wall time over ``repeats`` calls."""
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn(*args)
+        times.append(time.perf_counter() - start)
+    return out, min(times)
+
+
+@torch.no_grad()
+def transformer_lens_trace(model, clean, corrupt, metric):
+    _, clean_cache = model.run_with_cache(clean)
+    return patching.get_act_patch_resid_pre(model, corrupt, clean_cache, metric)
+
+
+def our_trace(model, clean, corrupt, metric):
+    return causal_trace(model, clean, corrupt, metric)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads for both (default 1: stable timings on a shared machine)",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+    print(
+        f"causal tracing of resid_pre (denoising), {args.examples} training inferred queries, "
+        f"torch threads {torch.get_num_threads()}, best of {args.repeats}"
+    )
+    print(
+        f"{'task':<16}{'corrupt input':<14}{'TL (s)':>8}{'ours (s)':>10}{'speed-up':>10}"
+        f"{'max |diff|':>12}{'rows run, ours / TL':>22}"
+    )
+    total_tl = total_ours = 0.0
+    for task_name, swaps in CASES.items():
+        task = make_task(task_name, preset="tutorial")
+        model = build_model(model_config(task, "tutorial"), seed=0).eval()
+        cfg = model.cfg
+        cases = {}
+        for swap in swaps:
+            cf = make_counterfactuals(task, swap, n_examples=args.examples, seed=0)
+            cases[f"swap {swap}"] = (cf.corrupt, cf)
+        g = torch.Generator().manual_seed(0)
+        cases["all random"] = (torch.randint(0, cfg.d_vocab, cf.clean.shape, generator=g), cf)
+        n, n_pos = cf.clean.shape
+        label = f"{task_name} ({n_pos})"
+        for name, (corrupt, cf) in cases.items():
+            metric = logit_difference(cf.answer_pos, cf.clean_answers, cf.corrupt_answers)
+            work = (model, cf.clean, corrupt, metric)
+            expected, t_tl = best_time(args.repeats, transformer_lens_trace, *work)
+            trace, t_ours = best_time(args.repeats, our_trace, *work)
+            diff = float((trace.scores - expected.cpu()).abs().max())
+            torch.testing.assert_close(trace.scores, expected.cpu(), atol=1e-5, rtol=0)
+            total_tl, total_ours = total_tl + t_tl, total_ours + t_ours
+            rows = f"{trace.patched_rows} / {cfg.n_layers * n_pos * n}"
+            print(
+                f"{label:<16}{name:<14}{t_tl:>8.3f}{t_ours:>10.3f}{t_tl / t_ours:>9.1f}x"
+                f"{diff:>12.1e}{rows:>22}"
+            )
+    print(f"{'all':<30}{total_tl:>8.3f}{total_ours:>10.3f}{total_tl / total_ours:>9.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,380 @@
+"""Tracing the intermediate answer: the bridge entity of a two-hop query.
+
+"Grokked Transformers are Implicit Reasoners" (Wang et al. 2024, section 5.2) finds the circuit
+of a grokked composition model in two measurements on training inferred queries
+``<e_h> <r_1> <r_2> -> <e_t>``, with bridge ``b`` (``(h, r1) -> b``, ``(b, r2) -> t``):
+
+1. **Logit lens** (:mod:`grok_circuits.analysis.logit_lens`): the MRR of ``b`` decoded at the
+   ``r1`` position rises in the middle layers (the first hop is done and stored there), while
+   ``r2`` stays decodable at the ``r2`` position (carried unchanged for the second hop); the
+   answer ``t`` appears at the ``r2`` position in the upper layers.
+2. **Causal tracing** (:mod:`grok_circuits.analysis.causal_tracing`, paper direction
+   ``"noise"``): for each (layer, position) state of the clean run, the fraction of examples
+   whose top-1 prediction changes when that state is taken from a corrupt run (**strength**).
+   By default ``h`` is swapped: the corrupt query has a different bridge (its answer differs,
+   so its bridge must too), so a strong state at the ``r1`` position in the upper layers is the
+   bridge being carried to the output, "the link from the r1-position state to the output" that
+   grows during grokking.
+
+:func:`trace_bridge` does both in one call. Given a training :class:`~grok_circuits.Run` it
+repeats them at every checkpoint (one model in memory at a time), which shows the circuit
+forming: :class:`BridgeTraceOverTime`.
+
+``bridge_layer`` is the first logit-lens row where the bridge's MRR reaches ``threshold``
+(default :data:`BRIDGE_MRR_THRESHOLD` = 0.5: on average the bridge is the top token, or close;
+an MRR of 0.5 needs most examples at rank 0 or 1). Row ``l`` is the input of block ``l`` (row 0
+the embeddings), the last row the final residual stream.
+
+The comparison task has the same structure with the two *values* as intermediate answers
+(retrieved at the ``e1`` and ``e2`` positions); :func:`trace_reasoning` returns a
+:class:`ReasoningTrace` for either task.
+"""
+
+import gc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from grok_circuits.analysis.causal_tracing import CausalTrace
+from grok_circuits.analysis.counterfactuals import (
+    Counterfactuals,
+    Facts,
+    make_counterfactuals,
+    trace_counterfactuals,
+)
+from grok_circuits.analysis.logit_lens import LogitLensResult, logit_lens
+from grok_circuits.runs import Run
+from grok_circuits.tasks import Split, TaskData
+
+#: Default MRR at which the bridge counts as stored (see the module docstring).
+BRIDGE_MRR_THRESHOLD = 0.5
+#: The token swapped by default: composition ``h`` (changes the bridge), comparison ``e1``.
+DEFAULT_SWAP = {"composition": "h", "comparison": "e1"}
+
+
+@dataclass(frozen=True)
+class ReasoningTrace:
+    """Logit lens of the intermediate tokens and causal strength of every state, for one model.
+
+    Attributes:
+        lens: logit-lens ranks, one named column per (target, position), e.g. ``"bridge@r1"``.
+        strength: the causal trace ``[layer, pos]`` (noise direction, strength metric).
+        swap: the token swapped to build the corrupt inputs.
+        n_examples: how many examples were traced.
+        step: the training step of the checkpoint, when it came from a run.
+    """
+
+    lens: LogitLensResult
+    strength: CausalTrace
+    swap: str
+    n_examples: int
+    step: int | None = None
+
+    def mrr(self, name: str) -> Float[Tensor, " layer"]:
+        """MRR per logit-lens row of column ``name``."""
+        return self.lens.column(name).mrr
+
+    def to_frame(self):
+        """One row per layer: the MRR of each lens column, then the strength per position
+        (the final row, the last residual stream, has no strength)."""
+        frame = self.lens.to_frame()
+        frame.columns = [f"MRR {c}" for c in frame.columns]
+        s = self.strength.scores
+        for j, label in enumerate(self.strength.pos_labels):
+            frame[f"strength {label}"] = s[:, j].tolist() + [float("nan")] * (
+                len(frame) - s.shape[0]
+            )
+        return frame
+
+    def plot(self, *, title: str | None = None):
+        """MRR curves and the strength heatmap, side by side."""
+        from grok_circuits.viz.analysis import plot_reasoning_trace
+
+        return plot_reasoning_trace(self, title=title)
+
+    def _header(self) -> str:
+        step = "" if self.step is None else f"step {self.step}, "
+        return f"{type(self).__name__}({step}{self.n_examples} examples, swap={self.swap!r})"
+
+    def __repr__(self) -> str:
+        return f"{self._header()}\n{self.to_frame().round(3).to_string()}"
+
+
+@dataclass(frozen=True)
+class BridgeTrace(ReasoningTrace):
+    """A :class:`ReasoningTrace` of a composition model: lens columns ``"bridge@r1"``,
+    ``"r2@r2"``, ``"answer@r2"``.
+
+    Attributes:
+        threshold: the bridge MRR that defines :attr:`bridge_layer`.
+    """
+
+    threshold: float = BRIDGE_MRR_THRESHOLD
+
+    @property
+    def bridge_mrr(self) -> Float[Tensor, " layer"]:
+        """MRR of the bridge entity decoded at the ``r1`` position, per layer."""
+        return self.mrr("bridge@r1")
+
+    @property
+    def r2_mrr(self) -> Float[Tensor, " layer"]:
+        """MRR of the ``r2`` token decoded at the ``r2`` position, per layer."""
+        return self.mrr("r2@r2")
+
+    @property
+    def answer_mrr(self) -> Float[Tensor, " layer"]:
+        """MRR of the answer decoded at the ``r2`` (answer) position, per layer."""
+        return self.mrr("answer@r2")
+
+    @property
+    def bridge_layer(self) -> int | None:
+        """The first row where :attr:`bridge_mrr` >= :attr:`threshold`, else None."""
+        return self.lens.first_layer(self.threshold, "bridge@r1")
+
+    def plot(self, *, title: str | None = None):
+        """The bridge and r2 MRR curves (bridge layer marked) and the strength heatmap."""
+        from grok_circuits.viz.analysis import plot_reasoning_trace
+
+        return plot_reasoning_trace(self, title=title, mark_layer=self.bridge_layer)
+
+    def __repr__(self) -> str:
+        return (
+            f"{self._header()[:-1]}, bridge_layer={self.bridge_layer} at MRR >= "
+            f"{self.threshold})\n{self.to_frame().round(3).to_string()}"
+        )
+
+
+@dataclass(frozen=True)
+class BridgeTraceOverTime:
+    """:class:`BridgeTrace` summaries at several checkpoints of a run.
+
+    Attributes:
+        steps: the checkpointed steps, ascending.
+        bridge_mrr, r2_mrr, answer_mrr: ``[step, layer]`` MRR (``n_layers + 1`` rows).
+        strength: ``[step, layer, pos]`` causal strength.
+        bridge_layer: per step, the first row where the bridge MRR >= ``threshold`` (or None).
+        threshold: the bridge MRR threshold.
+        pos_labels: position names of the strength columns (``("h", "r1", "r2")``).
+        layer_labels: names of the MRR rows (``"0_pre"``, ..., ``"final_post"``).
+        swap: the token swapped in the corrupt inputs.
+        n_examples: examples traced at each step (the same ones at every step).
+    """
+
+    steps: tuple[int, ...]
+    bridge_mrr: Tensor
+    r2_mrr: Tensor
+    answer_mrr: Tensor
+    strength: Tensor
+    bridge_layer: tuple[int | None, ...]
+    threshold: float
+    pos_labels: tuple[str, ...]
+    layer_labels: tuple[str, ...]
+    swap: str
+    n_examples: int
+
+    def to_frame(self):
+        """One row per step: the bridge layer and the bridge MRR of every layer."""
+        import pandas as pd
+
+        frame = pd.DataFrame(
+            self.bridge_mrr.tolist(),
+            index=pd.Index(self.steps, name="step"),
+            columns=[f"bridge MRR {label}" for label in self.layer_labels],
+        )
+        frame.insert(0, "bridge_layer", pd.Series(list(self.bridge_layer), self.steps, object))
+        return frame
+
+    def plot(self, *, position: str = "r1", title: str | None = None):
+        """Heatmaps over step x layer: the bridge MRR at ``r1``, and the strength at
+        ``position``."""
+        from grok_circuits.viz.analysis import plot_bridge_over_time
+
+        return plot_bridge_over_time(self, position=position, title=title)
+
+    def __repr__(self) -> str:
+        return (
+            f"BridgeTraceOverTime({len(self.steps)} checkpoints, {self.n_examples} examples, "
+            f"swap={self.swap!r}, threshold={self.threshold})\n"
+            f"{self.to_frame().round(3).to_string(max_rows=20)}"
+        )
+
+
+# ----------------------------------------------------------------------------- computing them
+def _lens_columns(task: TaskData, cf: Counterfactuals) -> tuple[list[str], Tensor, Tensor]:
+    """Names, positions ``[batch, n]`` and targets ``[batch, n]`` of the intermediate tokens."""
+    pos, v, n = task.positions, task.vocab, len(cf)
+    if task.name == "composition":
+        names = ["bridge@r1", "r2@r2", "answer@r2"]
+        positions = [pos["r1"], pos["r2"], pos["r2"]]
+        targets = [cf.meta["bridge"], cf.clean[:, pos["r2"]], cf.clean_answers]
+    else:
+        names = ["value1@e1", "value2@e2", "answer@e2"]
+        positions = [pos["e1"], pos["e2"], pos["e2"]]
+        targets = [
+            cf.meta["value1"] + v.value_offset,
+            cf.meta["value2"] + v.value_offset,
+            cf.clean_answers,
+        ]
+    return (
+        names,
+        torch.tensor(positions)[None].expand(n, -1),
+        torch.stack(targets, dim=1),
+    )
+
+
+def _trace_model(
+    model: HookedTransformer,
+    task: TaskData,
+    cf: Counterfactuals,
+    *,
+    threshold: float,
+    step: int | None,
+    batch_size: int,
+) -> ReasoningTrace:
+    names, positions, targets = _lens_columns(task, cf)
+    lens = logit_lens(model, cf.clean, targets, positions, names=names, batch_size=batch_size)
+    strength = trace_counterfactuals(
+        model, cf, metric="strength", direction="noise", batch_size=batch_size
+    )
+    if task.name == "composition":
+        return BridgeTrace(lens, strength, cf.swap, len(cf), step, threshold)
+    return ReasoningTrace(lens, strength, cf.swap, len(cf), step)
+
+
+def _check(task: TaskData, threshold: float) -> None:
+    if task.name not in DEFAULT_SWAP:
+        raise ValueError(
+            f"tracing is defined for composition and comparison tasks, not {task.name!r}; for a "
+            "mixed task pass grok_circuits.tasks.mixed.mixed_subtask(task, 'composition')"
+        )
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold is an MRR, in (0, 1]; got {threshold}")
+
+
+def trace_reasoning(
+    model: HookedTransformer,
+    task: TaskData,
+    n_examples: int = 300,
+    *,
+    split: str | Split = "train_inferred",
+    swap: str | None = None,
+    threshold: float = BRIDGE_MRR_THRESHOLD,
+    facts: Facts = "id",
+    seed: int = 0,
+    batch_size: int = 2048,
+) -> ReasoningTrace:
+    """Logit lens of the intermediate tokens and causal strength, for one model.
+
+    A :class:`BridgeTrace` for a composition task (see :func:`trace_bridge`); for a comparison
+    task a :class:`ReasoningTrace` with lens columns ``"value1@e1"``, ``"value2@e2"`` (the
+    values, as ``<v_k>`` tokens, where the paper finds them retrieved) and ``"answer@e2"``, and
+    the strength under a swap of ``e1`` by default. Arguments as in :func:`trace_bridge`.
+    """
+    _check(task, threshold)
+    cf = make_counterfactuals(
+        task, swap or DEFAULT_SWAP[task.name], split, n_examples=n_examples, facts=facts, seed=seed
+    )
+    return _trace_model(model, task, cf, threshold=threshold, step=None, batch_size=batch_size)
+
+
+def trace_bridge(
+    model_or_run: HookedTransformer | Run,
+    task: TaskData | None = None,
+    n_examples: int = 300,
+    *,
+    split: str | Split = "train_inferred",
+    swap: str = "h",
+    threshold: float = BRIDGE_MRR_THRESHOLD,
+    steps: Sequence[int] | None = None,
+    facts: Facts = "id",
+    seed: int = 0,
+    batch_size: int = 2048,
+    progress: bool = False,
+) -> "BridgeTrace | BridgeTraceOverTime":
+    """Where a composition model stores the bridge entity, and how strongly each state matters.
+
+    Args:
+        model_or_run: a model (returns a :class:`BridgeTrace`) or a training run (returns a
+            :class:`BridgeTraceOverTime` over its checkpoints, loading one model at a time).
+        task: the composition task (default for a run: ``run.task``).
+        n_examples: examples traced (the paper: 300), drawn by ``seed``; the same examples at
+            every checkpoint.
+        split: where the examples come from (the paper: training inferred facts).
+        swap: the token swapped for causal tracing: ``"h"`` (default; changes the bridge),
+            ``"r1"`` or ``"r2"``.
+        threshold: bridge MRR that defines ``bridge_layer``.
+        steps: for a run, the checkpoints to trace (default: all; others are snapped to the
+            nearest checkpoint).
+        facts: ``"id"``: corrupt queries use ID facts only (default); ``"all"``: OOD ones too.
+        seed: seeds the examples and the swaps.
+        batch_size: rows per forward pass.
+        progress: show a progress bar over checkpoints.
+    """
+    if isinstance(model_or_run, Run):
+        run = model_or_run
+        task = task if task is not None else run.task
+    else:
+        run = None
+        if task is None:
+            raise ValueError("trace_bridge(model, task): pass the task the model was trained on")
+    _check(task, threshold)
+    if task.name != "composition":
+        raise ValueError(
+            f"trace_bridge traces composition models; this task is {task.name!r} (use "
+            "trace_reasoning for a comparison model)"
+        )
+    cf = make_counterfactuals(task, swap, split, n_examples=n_examples, facts=facts, seed=seed)
+    if run is None:
+        return _trace_model(
+            model_or_run, task, cf, threshold=threshold, step=None, batch_size=batch_size
+        )
+    return _trace_run(
+        run, task, cf, steps, threshold=threshold, batch_size=batch_size, progress=progress
+    )
+
+
+def _trace_run(run, task, cf, steps, *, threshold, batch_size, progress) -> BridgeTraceOverTime:
+    if not run.steps:
+        raise ValueError(f"run {run.path} has no checkpoint to trace")
+    steps = sorted({run.nearest_step(s) for s in steps}) if steps is not None else run.steps
+    if not steps:
+        raise ValueError("steps is empty; pass None for every checkpoint")
+    from tqdm.auto import tqdm
+
+    rows = []
+    for step in tqdm(steps, desc="tracing checkpoints", disable=not progress):
+        model = run.model(step)
+        try:
+            t = _trace_model(model, task, cf, threshold=threshold, step=step, batch_size=batch_size)
+        finally:
+            del model  # one model at a time: memory does not grow with the checkpoints
+            gc.collect()
+        rows.append((t.bridge_mrr, t.r2_mrr, t.answer_mrr, t.strength.scores, t.bridge_layer))
+        pos_labels, layer_labels = t.strength.pos_labels, t.lens.layer_labels
+    return BridgeTraceOverTime(
+        steps=tuple(steps),
+        bridge_mrr=torch.stack([r[0] for r in rows]),
+        r2_mrr=torch.stack([r[1] for r in rows]),
+        answer_mrr=torch.stack([r[2] for r in rows]),
+        strength=torch.stack([r[3] for r in rows]),
+        bridge_layer=tuple(r[4] for r in rows),
+        threshold=threshold,
+        pos_labels=pos_labels,
+        layer_labels=layer_labels,
+        swap=cf.swap,
+        n_examples=len(cf),
+    )
+
+
+__all__ = [
+    "BRIDGE_MRR_THRESHOLD",
+    "BridgeTrace",
+    "BridgeTraceOverTime",
+    "ReasoningTrace",
+    "trace_bridge",
+    "trace_reasoning",
+]

@@ -1,0 +1,68 @@
+"""Fixtures for the analysis tests: tiny seeded models built from config literals, and one
+short training run shared by the Run-based tests (tiny model, CPU, about 100 steps)."""
+
+import warnings
+
+import pytest
+import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from grok_circuits.model import build_model, model_config
+from grok_circuits.train import train
+from tests.helpers import tiny_train_config
+
+
+def tiny_cfg(task, **overrides) -> HookedTransformerConfig:
+    """The tiny model for ``task`` (2 layers, d_model 32, 2 heads), with overrides."""
+    return model_config(task, "tiny", **overrides)
+
+
+@pytest.fixture(scope="session")
+def composition_model(tiny_composition) -> HookedTransformer:
+    """A random 3-layer model on the tiny composition task (more layers than 'tiny' so that
+    patches at a middle layer exist)."""
+    return build_model(tiny_cfg(tiny_composition, n_layers=3), seed=1).eval()
+
+
+@pytest.fixture(scope="session")
+def comparison_model(tiny_comparison) -> HookedTransformer:
+    return build_model(tiny_cfg(tiny_comparison), seed=2).eval()
+
+
+@pytest.fixture(scope="session")
+def rotary_model(tiny_composition) -> HookedTransformer:
+    """Rotary positions: causal tracing must take its full-forward path on this model."""
+    cfg = tiny_cfg(tiny_composition, positional_embedding_type="rotary", rotary_dim=16)
+    return build_model(cfg, seed=3).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_composition, tmp_path_factory):
+    """A short run on the tiny composition task: a few checkpoints, never groks."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return train(
+            tiny_composition,
+            tiny_train_config(max_steps=60, eval_every=20, dense_until=60),
+            out=tmp_path_factory.mktemp("analysis_run"),
+            progress=False,
+        )
+
+
+@pytest.fixture
+def no_hooks_left():
+    """Checks, after the test, that a model has no hook left on any hook point."""
+    models: list[HookedTransformer] = []
+    yield models.append
+    for model in models:
+        left = [
+            name
+            for name, hp in model.hook_dict.items()
+            if hp._forward_hooks or hp._backward_hooks or hp.fwd_hooks or hp.bwd_hooks
+        ]
+        assert not left, f"hooks left on {left}"
+
+
+def seeded_tokens(shape, high, seed) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, high, shape, generator=g)
