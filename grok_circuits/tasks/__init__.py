@@ -88,3 +88,8 @@ __all__ = [
     "register_task",
     "task_names",
 ]
+
+# Imported last: the module registers the "mixed" task through register_task above.
+from grok_circuits.tasks.mixed import MixedParams, mixed_subtask  # noqa: E402
+
+__all__ += ["MixedParams", "mixed_subtask"]

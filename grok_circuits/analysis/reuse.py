@@ -1,0 +1,300 @@
+"""Circuit reuse: do two grokked skills of one model run on the same components?
+
+Beyond the paper (SPEC section 5). Merullo et al. (2023, "Circuit Component Reuse Across Tasks in
+Transformer Language Models") found that the circuits of two different tasks in GPT-2 share about
+78% of their attention heads. Here the question is put to a model trained on the mixed task
+(composition and comparison over one entity set, :mod:`grok_circuits.tasks.mixed`):
+
+1. **Circuits**: each task's component circuit, by one circuit method (default
+   :func:`~grok_circuits.analysis.circuits.find_circuit`) with the same selection rule.
+2. **Overlap**: the intersection over union (IoU) of the two component sets, and the *head share*,
+   ``|heads A & heads B| / min(|heads A|, |heads B|)`` (the share of the smaller circuit's heads
+   that the other circuit also uses; Merullo et al.'s "share of heads in common"). Overlap means
+   little on its own: two random sets of 5 of a model's 20 components overlap too, and the smaller
+   the model the more. So both are compared with a **size-matched random baseline**: ``n_random``
+   pairs of random component sets with the same numbers of heads and MLPs as the two circuits;
+   the report gives the baseline's mean and the fraction of random pairs that overlap at least as
+   much as the circuits do (a one-sided permutation p-value).
+3. **Cross-ablation**: accuracy on both tasks after ablating each task's circuit (mean or
+   resample ablation, :mod:`grok_circuits.analysis.ablation`), against ablating random component
+   sets of the same size. Reuse predicts that ablating one task's circuit hurts the other task
+   more than a random set of the same size does.
+
+Nothing here is tuned after looking: the selection rule, the baseline and the ablation are fixed
+by the arguments, and the report shows the random distributions next to the observed values.
+"""
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from grok_circuits.analysis.ablation import (
+    AblationMethod,
+    Component,
+    accuracy_under_ablation,
+    all_components,
+)
+from grok_circuits.analysis.circuits import Circuit, CircuitMethod, find_circuit, resolve_task
+from grok_circuits.tasks import TaskData
+from grok_circuits.tasks.mixed import SUBTASKS
+
+
+# ----------------------------------------------------------------------------- overlap
+def iou(a: Sequence[Component], b: Sequence[Component]) -> float:
+    """``|a & b| / |a | b|`` (NaN when both are empty)."""
+    a, b = set(a), set(b)
+    union = len(a | b)
+    return len(a & b) / union if union else math.nan
+
+
+def head_share(a: Sequence[Component], b: Sequence[Component]) -> float:
+    """The share of the smaller set's attention heads that the other set also has (NaN when
+    either has no head)."""
+    ha, hb = {c for c in a if c.is_head}, {c for c in b if c.is_head}
+    smaller = min(len(ha), len(hb))
+    return len(ha & hb) / smaller if smaller else math.nan
+
+
+def random_like(
+    model: HookedTransformer, components: Sequence[Component], rng: np.random.Generator
+) -> tuple[Component, ...]:
+    """A random component set with as many heads and as many MLPs as ``components``."""
+    every = all_components(model)
+    heads = [c for c in every if c.is_head]
+    mlps = [c for c in every if not c.is_head]
+    n_heads = sum(c.is_head for c in components)
+    n_mlps = len(components) - n_heads
+    pick = [heads[i] for i in rng.choice(len(heads), n_heads, replace=False)]
+    pick += [mlps[i] for i in rng.choice(len(mlps), n_mlps, replace=False)]
+    return tuple(sorted(pick, key=Component.sort_key))
+
+
+def _fraction_at_least(random: Tensor, observed: float) -> float:
+    """Share of the (non-NaN) random values that are >= ``observed``."""
+    valid = random[~torch.isnan(random)]
+    if math.isnan(observed) or len(valid) == 0:
+        return math.nan
+    return float((valid >= observed - 1e-12).float().mean())
+
+
+# ----------------------------------------------------------------------------- the result
+@dataclass(frozen=True, eq=False)
+class ReuseReport:
+    """What :func:`circuit_reuse` measured.
+
+    Attributes:
+        tasks: the two sub-tasks, ``("composition", "comparison")``.
+        circuits: each task's :class:`Circuit`.
+        iou, head_share: the observed overlap of the two circuits.
+        random_iou, random_head_share: ``[n_random]`` the overlap of size-matched random pairs.
+        accuracy: ``accuracy[ablated][task]``: accuracy on ``task`` after ablating ``ablated``
+            (``"none"`` or a task name, meaning that task's circuit).
+        random_accuracy: ``random_accuracy[like][task]``: ``[n_random_ablations]`` accuracies on
+            ``task`` after ablating random sets sized like ``like``'s circuit.
+        method: the ablation method.
+        eval_split: the probe the accuracies are measured on.
+        n_eval: examples per task the accuracies are measured on.
+        seed: seeds the circuits' examples, the random sets and the resample draws.
+    """
+
+    tasks: tuple[str, str]
+    circuits: Mapping[str, Circuit]
+    iou: float
+    head_share: float
+    random_iou: Float[Tensor, " n_random"]
+    random_head_share: Float[Tensor, " n_random"]
+    accuracy: Mapping[str, Mapping[str, float]]
+    random_accuracy: Mapping[str, Mapping[str, Float[Tensor, " n_random_ablations"]]]
+    method: str
+    eval_split: str
+    n_eval: Mapping[str, int]
+    seed: int
+
+    @property
+    def p_iou(self) -> float:
+        """Fraction of random pairs whose IoU is at least the circuits'."""
+        return _fraction_at_least(self.random_iou, self.iou)
+
+    @property
+    def p_head_share(self) -> float:
+        """Fraction of random pairs whose head share is at least the circuits'."""
+        return _fraction_at_least(self.random_head_share, self.head_share)
+
+    def overlap_frame(self):
+        """Observed overlap vs the random baseline (mean, std, fraction >= observed)."""
+        import pandas as pd
+
+        rows = {}
+        for name, obs, rnd, p in (
+            ("IoU", self.iou, self.random_iou, self.p_iou),
+            ("head share", self.head_share, self.random_head_share, self.p_head_share),
+        ):
+            rows[name] = {
+                "observed": obs,
+                "random mean": float(np.nanmean(rnd.numpy())) if len(rnd) else math.nan,
+                "random std": float(np.nanstd(rnd.numpy())) if len(rnd) else math.nan,
+                "P(random >= observed)": p,
+            }
+        return pd.DataFrame(rows).T
+
+    def to_frame(self):
+        """The cross-ablation table: accuracy on each task (columns) after ablating each set
+        (rows); random rows give the mean, the std in ``"<task> std"``, and in
+        ``"<task> P(<= circuit)"`` the :meth:`p_ablation` against the circuit of that size."""
+        import pandas as pd
+
+        rows = {"none": {"size": 0, **self.accuracy["none"]}}
+        for t in self.tasks:
+            rows[f"{t} circuit"] = {"size": len(self.circuits[t]), **self.accuracy[t]}
+            rnd = self.random_accuracy[t]
+            rows[f"random, size of {t} circuit"] = {
+                "size": len(self.circuits[t]),
+                **{u: float(rnd[u].mean()) if len(rnd[u]) else math.nan for u in self.tasks},
+                **{
+                    f"{u} std": float(rnd[u].std(unbiased=False)) if len(rnd[u]) else math.nan
+                    for u in self.tasks
+                },
+                **{f"{u} P(<= circuit)": self.p_ablation(t, u) for u in self.tasks},
+            }
+        columns = ["size", *self.tasks, *(f"{t} std" for t in self.tasks)]
+        columns += [f"{t} P(<= circuit)" for t in self.tasks]
+        return pd.DataFrame(rows).T[columns]
+
+    def p_ablation(self, ablated: str, task: str) -> float:
+        """Fraction of the random sets sized like ``ablated``'s circuit whose ablation left
+        ``task`` with an accuracy at most that left by ablating the circuit itself (small:
+        the circuit matters to ``task`` more than its size alone explains)."""
+        rnd = self.random_accuracy[ablated][task]
+        if len(rnd) == 0:
+            return math.nan
+        return float((rnd <= self.accuracy[ablated][task] + 1e-12).double().mean())
+
+    def plot(self, **kw):
+        """Overlap vs the random baseline, and the cross-ablation bars. See
+        :func:`grok_circuits.viz.plot_reuse`."""
+        from grok_circuits.viz.circuits import plot_reuse
+
+        return plot_reuse(self, **kw)
+
+    def __str__(self) -> str:
+        lines = [
+            f"ReuseReport ({self.method} ablation, accuracy on {self.eval_split!r}, "
+            f"{len(self.random_iou)} random pairs)"
+        ]
+        for t in self.tasks:
+            c = self.circuits[t]
+            lines.append(f"  {t} circuit ({len(c)}): {', '.join(map(str, c.components)) or '-'}")
+        fmt = lambda x: f"{x:.3f}"  # noqa: E731
+        lines.append(self.overlap_frame().to_string(float_format=fmt))
+        lines.append(self.to_frame().to_string(float_format=fmt))
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+# ----------------------------------------------------------------------------- the method
+def circuit_reuse(
+    model: HookedTransformer,
+    task: TaskData,
+    *,
+    method: AblationMethod = "mean",
+    top_k: int | None = None,
+    threshold: float | None = None,
+    n_random: int = 1000,
+    n_random_ablations: int = 20,
+    seed: int = 0,
+    finder: CircuitMethod = find_circuit,
+    split: str = "train_inferred",
+    n_examples: int = 300,
+    eval_split: str = "test_id",
+    n_eval: int = 1000,
+) -> ReuseReport:
+    """Find both tasks' circuits on a mixed-task model, compare them with a size-matched
+    random baseline, and cross-ablate them.
+
+    Args:
+        model: a model trained on the mixed task.
+        task: the mixed task (:func:`grok_circuits.make_task` ``("mixed")``).
+        method: ablation for the cross-ablation, ``"mean"`` or ``"resample"``; the reference
+            examples are the circuit's ``split`` (training inferred queries of the same task).
+        top_k, threshold: the circuits' selection rule, the same for both tasks (default:
+            the circuit method's default threshold).
+        n_random: random pairs for the overlap baseline.
+        n_random_ablations: random sets ablated per circuit size.
+        seed: seeds everything random.
+        finder: the circuit method (any :class:`CircuitMethod`).
+        split, n_examples: where and on how many examples the circuits are found.
+        eval_split, n_eval: the probe and number of examples accuracies are measured on.
+
+    Returns:
+        A :class:`ReuseReport`.
+    """
+    if task.name != "mixed":
+        raise ValueError(
+            f"circuit_reuse compares the circuits of the two tasks of one model: it needs the "
+            f"mixed task, got {task.name!r} (make_task('mixed', ...))"
+        )
+    if n_random < 1 or n_random_ablations < 1:
+        raise ValueError(
+            f"n_random and n_random_ablations must be >= 1, got {n_random}, {n_random_ablations}"
+        )
+    tasks = SUBTASKS
+    circuits = {
+        t: finder(
+            model,
+            task,
+            subtask=t,
+            split=split,
+            n_examples=n_examples,
+            top_k=top_k,
+            threshold=threshold,
+            seed=seed,
+        )
+        for t in tasks
+    }
+    a, b = (circuits[t].components for t in tasks)
+    rng = np.random.default_rng(seed)
+    pairs = [(random_like(model, a, rng), random_like(model, b, rng)) for _ in range(n_random)]
+    random_iou = torch.tensor([iou(x, y) for x, y in pairs], dtype=torch.float64)
+    random_share = torch.tensor([head_share(x, y) for x, y in pairs], dtype=torch.float64)
+
+    views = {t: resolve_task(task, t) for t in tasks}
+    if any(eval_split not in v.splits for v in views.values()):
+        raise ValueError(f"no probe {eval_split!r}; choose one of {views[tasks[0]].probe_names}")
+    evals = {t: views[t].splits[eval_split].sample(n_eval, seed) for t in tasks}
+    refs = {t: views[t].splits[split].sample(n_eval, seed) for t in tasks}
+
+    def acc(t: str, components: Sequence[Component]) -> float:
+        return accuracy_under_ablation(
+            model, evals[t], components, method=method, reference=refs[t], seed=seed
+        )
+
+    accuracy = {"none": {t: acc(t, []) for t in tasks}}
+    accuracy.update({s: {t: acc(t, circuits[s].components) for t in tasks} for s in tasks})
+    random_sets = {
+        s: [random_like(model, circuits[s].components, rng) for _ in range(n_random_ablations)]
+        for s in tasks
+    }
+    random_accuracy = {
+        s: {t: torch.tensor([acc(t, r) for r in random_sets[s]]) for t in tasks} for s in tasks
+    }
+    return ReuseReport(
+        tasks=tasks,
+        circuits=circuits,
+        iou=iou(a, b),
+        head_share=head_share(a, b),
+        random_iou=random_iou,
+        random_head_share=random_share,
+        accuracy=accuracy,
+        random_accuracy=random_accuracy,
+        method=method,
+        eval_split=eval_split,
+        n_eval={t: len(e) for t, e in evals.items()},
+        seed=seed,
+    )
