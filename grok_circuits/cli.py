@@ -88,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--png", type=Path, help="where to save the curves (default RUN/curves.png)")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
 
+    a = sub.add_parser(
+        "analyze",
+        help="the paper's analyses on a run: bridge tracing and stages (composition), "
+        "the circuit (comparison), circuit reuse (mixed)",
+    )
+    a.add_argument("run", type=Path, help="run folder")
+    a.add_argument("--n-examples", type=int, default=300, help="examples traced (paper: 300)")
+    a.add_argument("--top-k", type=int, default=6, help="components per circuit (mixed runs)")
+    a.add_argument("--out", type=Path, help="folder for the figures (default RUN/analysis)")
+
     e = sub.add_parser("export", help="copy a run with a few checkpoints (for sharing)")
     e.add_argument("run", type=Path, help="run folder")
     e.add_argument("dest", type=Path, help="new folder")
@@ -100,6 +110,48 @@ def build_parser() -> argparse.ArgumentParser:
         "memorizing and generalizing checkpoints (default 8)",
     )
     return parser
+
+
+def cmd_analyze(args) -> int:
+    from grok_circuits.analysis import circuit_reuse, compare_stages, find_circuit, trace_bridge
+    from grok_circuits.viz import save_figure
+
+    run = load_run(args.run)
+    out = args.out or run.path / "analysis"
+    out.mkdir(parents=True, exist_ok=True)
+    task, n = run.task, args.n_examples
+    print(f"run {run.path}: {run.task_name}, checkpoints {run.steps}")
+    print(
+        f"memorizing (train >= 99%) step {run.saturation_step}, "
+        f"generalizing (ID >= 95%) step {run.grok_step}"
+    )
+    figures = {}
+    if run.task_name == "composition":
+        for stage, step in (("memorizing", run.saturation_step), ("generalizing", run.grok_step)):
+            if step is None:
+                print(f"\n{stage}: the run never reached it")
+                continue
+            step = run.nearest_step(step)
+            trace = trace_bridge(run.model(step), task, n_examples=n)
+            print(f"\n{stage} checkpoint, step {step}: bridge_layer = {trace.bridge_layer}")
+            print(trace.to_frame().round(3).to_string())
+            figures[f"bridge_{stage}"] = trace.plot()
+        if run.saturation_step is not None and run.grok_step is not None:
+            stages = compare_stages(run, n_examples=n)
+            print(f"\n{stages}")
+            figures["stages"] = stages.plot()
+    elif run.task_name == "comparison":
+        circuit = find_circuit(run.model(), task, n_examples=n)
+        print(f"\nlast checkpoint:\n{circuit}")
+        figures["circuit"] = circuit.plot()
+    else:
+        report = circuit_reuse(run.model(), task, top_k=args.top_k, n_examples=n)
+        print(f"\nlast checkpoint:\n{report}")
+        figures["reuse"] = report.plot()
+    for name, fig in figures.items():
+        save_figure(getattr(fig, "figure", fig), out / f"{name}.png")
+    print(f"\nfigures: {', '.join(str(out / f'{k}.png') for k in figures)}")
+    return 0
 
 
 def cmd_export(args) -> int:
@@ -208,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(args)
         if args.command == "export":
             return cmd_export(args)
+        if args.command == "analyze":
+            return cmd_analyze(args)
         return cmd_report(args)
     except (ValueError, FileExistsError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -7,6 +7,7 @@ STYLE = {
     "id": dict(color="tab:green", label="test ID"),
     "ood": dict(color="tab:red", label="test OOD"),
 }
+DEFAULT_PROBES = {"train": "train_inferred", "id": "test_id", "ood": "test_ood"}
 
 
 def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), title=None):
@@ -27,7 +28,10 @@ def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), ti
         fig = ax.figure
     steps = [max(r["step"], 1) for r in run.metrics]
     for role, probe in run.key_probes.items():
-        ax.plot(steps, run.metric(f"{probe}_acc"), **STYLE[role])
+        style = dict(STYLE[role])
+        if probe != DEFAULT_PROBES[role]:  # e.g. the mixed task: name the probe, not the role
+            style["label"] = probe
+        ax.plot(steps, run.metric(f"{probe}_acc"), **style)
     for probe in extra_probes:
         ax.plot(steps, run.metric(f"{probe}_acc"), label=probe, alpha=0.6, linestyle="--")
     for step, name, style in (
@@ -35,13 +39,14 @@ def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), ti
         (run.grok_step, "ID ≥ 95%", "--"),
     ):
         if step:
-            ax.axvline(step, color="gray", linestyle=style, linewidth=1)
-            ax.text(step, 0.02, f" {name}\n step {step}", fontsize=8, color="gray")
+            ax.axvline(
+                step, color="gray", linestyle=style, linewidth=1, label=f"{name} at step {step}"
+            )
     ax.set_xscale("log")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("step (log)")
     ax.set_ylabel("accuracy")
-    ax.set_title(title or f"{run.task_name}: {run.path.name}")
+    ax.set_title(title or f"{run.task_name} run '{run.path.name}': accuracy during training")
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", fontsize=8)
     fig.tight_layout()
