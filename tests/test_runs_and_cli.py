@@ -158,3 +158,14 @@ def test_export_keeps_chosen_weights_only(tiny_composition, tmp_path):
         export_run(run, tmp_path / "other", steps=[33])
     with pytest.raises(FileExistsError):
         export_run(run, tmp_path / "small")
+
+
+def test_cli_analyze_writes_the_circuit_of_a_comparison_run(tiny_comparison, tmp_path, capsys):
+    from grok_circuits import train
+    from tests.helpers import tiny_train_config
+
+    train(tiny_comparison, tiny_train_config(max_steps=20), out=tmp_path / "r", progress=False)
+    assert main(["analyze", str(tmp_path / "r"), "--n-examples", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert "memorizing (train >= 99%) step None" in printed
+    assert (tmp_path / "r" / "analysis" / "circuit.png").read_bytes()[:4] == b"\x89PNG"
