@@ -157,7 +157,8 @@ def _rename_fields(subtask: str, message: str) -> str:
 PRESETS: dict[str, MixedParams] = {
     "paper": MixedParams(),
     # The composition tutorial graph (100 entities, 20 relations, out-degree 10, phi 8) plus a
-    # small comparison task over the same entities (5 attributes, 10 values): ~12K training rows.
+    # small comparison task over the same entities (5 attributes, 10 values, phi 20: the
+    # comparison settings whose ID accuracy rose fastest in benchmarks/README.md).
     "tutorial": MixedParams(
         n_entities=100,
         n_relations=20,
@@ -166,7 +167,7 @@ PRESETS: dict[str, MixedParams] = {
         composition_test_id_fraction=0.05,
         n_attributes=5,
         n_values=10,
-        comparison_phi=7.2,
+        comparison_phi=20.0,
         comparison_test_id_fraction=0.01,
     ),
 }
