@@ -193,9 +193,13 @@ def cmd_train(args) -> int:
 
         model_cfg = model_config(task, cfg.model_size, **_pairs(args.model_param, "--model-param"))
     stats = task.stats()
+
+    def total(kind: str) -> int:  # the mixed task prefixes its counts with the sub-task
+        return sum(v for k, v in stats.items() if k == kind or k.endswith(f".{kind}"))
+
     print(
-        f"{task.name} ({args.preset}): {stats['atomic']} atomic facts, "
-        f"{stats['train_inferred']} training inferred, {stats['train']} training rows"
+        f"{task.name} ({args.preset}): {total('atomic')} atomic facts, "
+        f"{total('train_inferred')} training inferred, {stats['train']} training rows"
     )
     run = train(
         task,

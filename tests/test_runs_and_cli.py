@@ -169,3 +169,39 @@ def test_cli_analyze_writes_the_circuit_of_a_comparison_run(tiny_comparison, tmp
     printed = capsys.readouterr().out
     assert "memorizing (train >= 99%) step None" in printed
     assert (tmp_path / "r" / "analysis" / "circuit.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_trains_the_mixed_task(tmp_path, capsys):
+    args = [
+        "train",
+        "mixed",
+        "--out",
+        str(tmp_path / "m"),
+        "--model-size",
+        "tiny",
+        "--steps",
+        "20",
+        "--eval-every",
+        "10",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--no-report",
+    ]
+    for kv in (
+        "n_entities=20",
+        "n_relations=4",
+        "out_degree=2",
+        "composition_phi=1.0",
+        "composition_test_id_fraction=0.1",
+        "composition_ood_fraction=0.2",
+        "n_attributes=2",
+        "n_values=3",
+        "comparison_phi=1.0",
+        "comparison_test_id_fraction=0.1",
+    ):
+        args += ["--task-param", kv]
+    assert main(args) == 0
+    assert "mixed (tutorial):" in capsys.readouterr().out
+    run = load_run(tmp_path / "m")
+    assert "comparison.test_ood_acc" in run.metrics[-1] and run.last_step == 20
