@@ -2,7 +2,7 @@
 
 Layout of a run folder::
 
-    task.json            task name and generator parameters (regenerate the data exactly)
+    task.json            task name, generator parameters and the data's fingerprint
     model_config.json    the HookedTransformerConfig
     train_config.json    the TrainConfig
     metrics.json         one row per evaluation (step, loss and accuracy per probe, weight norm)
@@ -174,6 +174,8 @@ class Run:
         model_cfg: the ``HookedTransformerConfig``.
         train_cfg: the ``TrainConfig``.
         metrics: one dict per evaluation, in step order.
+        task_fingerprint: :meth:`TaskData.fingerprint` of the data trained on (None in runs
+            written before fingerprints were stored).
     """
 
     path: Path
@@ -182,6 +184,7 @@ class Run:
     model_cfg: HookedTransformerConfig
     train_cfg: "object"
     metrics: list[dict] = field(default_factory=list)
+    task_fingerprint: str | None = None
 
     @property
     def checkpoints(self) -> CheckpointStore:
@@ -198,8 +201,17 @@ class Run:
 
     @functools.cached_property
     def task(self) -> TaskData:
-        """The task data, regenerated from the stored parameters (identical to the original)."""
-        return make_task(self.task_name, preset=None, **self.task_params)
+        """The task data, regenerated from the stored parameters and checked against the
+        fingerprint of the data the model was trained on."""
+        task = make_task(self.task_name, preset=None, **self.task_params)
+        if self.task_fingerprint is not None and task.fingerprint() != self.task_fingerprint:
+            raise ValueError(
+                f"the task regenerated from {self.path / TASK_FILE} differs from the one this run "
+                "was trained on (its fingerprint does not match); this happens when the data "
+                "generator or numpy's random streams changed; use the grok_circuits and numpy "
+                "versions the run was made with"
+            )
+        return task
 
     def model(self, step: int | None = None, device: str | None = "auto") -> HookedTransformer:
         """The model at checkpoint ``step`` (default: the last one), in eval mode."""
@@ -348,4 +360,5 @@ def load_run(path: str | os.PathLike) -> Run:
         model_cfg=config_from_dict(json.loads((path / MODEL_CONFIG_FILE).read_text())),
         train_cfg=TrainConfig.from_dict(json.loads((path / TRAIN_CONFIG_FILE).read_text())),
         metrics=read_metrics(path),
+        task_fingerprint=task.get("fingerprint"),
     )

@@ -274,7 +274,10 @@ def train(
             f"the task (vocab {len(task.vocab)}, prompts of {task.train.tokens.shape[1]} tokens)"
         )
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / TASK_FILE, {"name": task.name, "params": task.params.to_dict()})
+    atomic_write_json(
+        out / TASK_FILE,
+        {"name": task.name, "params": task.params.to_dict(), "fingerprint": task.fingerprint()},
+    )
     save_config(model_cfg, out / MODEL_CONFIG_FILE)
     atomic_write_json(out / TRAIN_CONFIG_FILE, cfg.to_dict())
 
@@ -382,6 +385,7 @@ def _held_evals(metrics: list[dict], key: dict[str, str], cfg: TrainConfig) -> i
 def _check_resume(out: Path, task: TaskData, cfg: TrainConfig | None):
     """The stored configs, with ``cfg``'s changeable fields; refuse any other change."""
     stored_task = json.loads((out / TASK_FILE).read_text())
+    stored_task.pop("fingerprint", None)
     if stored_task != {"name": task.name, "params": task.params.to_dict()}:
         raise ValueError(
             f"cannot resume {out}: it was trained on {stored_task}, not on "

@@ -205,3 +205,26 @@ def test_cli_trains_the_mixed_task(tmp_path, capsys):
     assert "mixed (tutorial):" in capsys.readouterr().out
     run = load_run(tmp_path / "m")
     assert "comparison.test_ood_acc" in run.metrics[-1] and run.last_step == 20
+
+
+def test_run_task_is_checked_against_its_fingerprint(tiny_composition, tmp_path):
+    from grok_circuits import train
+    from tests.helpers import tiny_train_config
+
+    train(tiny_composition, tiny_train_config(max_steps=20), out=tmp_path / "r", progress=False)
+    stored = json.loads((tmp_path / "r" / "task.json").read_text())
+    assert stored["fingerprint"] == tiny_composition.fingerprint()
+    assert load_run(tmp_path / "r").task.fingerprint() == stored["fingerprint"]
+    stored["fingerprint"] = "0" * 64  # as if the generator had changed since training
+    (tmp_path / "r" / "task.json").write_text(json.dumps(stored))
+    with pytest.raises(ValueError, match="fingerprint does not match"):
+        _ = load_run(tmp_path / "r").task
+
+
+def test_fingerprint_tells_tasks_apart(tiny_composition):
+    from grok_circuits.tasks import make_task
+
+    same = make_task("composition", preset=None, **tiny_composition.params.to_dict())
+    assert same.fingerprint() == tiny_composition.fingerprint()
+    other = {**tiny_composition.params.to_dict(), "seed": 1}
+    assert make_task("composition", preset=None, **other).fingerprint() != same.fingerprint()

@@ -12,6 +12,7 @@ version) and ``splits.safetensors`` (one int64 tensor per split field, named ``s
 The tensors are exactly those in memory, so a saved task loads back byte for byte.
 """
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -168,6 +169,18 @@ class TaskData:
             out.setdefault(k, len(s))
         out["vocab"] = len(self.vocab)
         return out
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the task's name, parameters and every split tensor, in order.
+
+        Runs store it, so a task regenerated from its parameters (by another version of numpy,
+        say) can be checked to be the one the model was trained on."""
+        h = hashlib.sha256(json.dumps([self.name, self.params.to_dict()]).encode())
+        for name, split in self.splits.items():
+            for key, t in split.tensors().items():
+                h.update(f"{name}/{key}{tuple(t.shape)}".encode())
+                h.update(t.contiguous().numpy().tobytes())
+        return h.hexdigest()
 
     def decode(self, split: str, i: int) -> str:
         """One example as text, e.g. ``"<e_3> <r_1> <r_5> -> <e_42>"``."""
