@@ -3,9 +3,10 @@
     python benchmarks/time_to_grok.py                     # composition and comparison
     python benchmarks/time_to_grok.py --tasks composition --no-baseline
 
-"Grokked" means: training (inferred) accuracy >= 0.99 and ID test accuracy >= 0.95, and for
-comparison also OOD accuracy >= 0.9 (the paper: comparison generalizes OOD). Seconds are wall
-time of ``grok_circuits.train`` up to that evaluation, evaluations included.
+"Grokked" means: training (inferred) accuracy >= 0.99 and ID test accuracy >= 0.95. For
+comparison it also reports when OOD accuracy first reached 0.9 (the paper: comparison
+generalizes OOD), or the OOD accuracy at the end of the step budget. Seconds are wall time of
+``grok_circuits.train`` up to that evaluation, evaluations included.
 
 The baseline is the plain-loop setting of SPEC section 3 (4-layer d_model-128 model, AdamW lr 1e-3,
 weight decay 1.0, batch 512, no warm-up, phi 8 on 100 entities / 20 relations / out-degree 10),
@@ -27,8 +28,9 @@ from grok_circuits.train import train
 OOD_TARGET = {"composition": None, "comparison": 0.9, "mixed": None}
 
 
-def grokked_at(run, ood_target: float | None):
-    """(step, seconds) of the first evaluation meeting the targets, or (None, None)."""
+def first_row(run, ood_target: float | None = None):
+    """(step, seconds) of the first evaluation with train >= 0.99 and ID >= 0.95 (and OOD >=
+    ``ood_target`` if given), or (None, None)."""
     k = run.key_probes
     for row in run.metrics:
         ok = row[f"{k['train']}_acc"] >= 0.99 and row[f"{k['id']}_acc"] >= 0.95
@@ -48,7 +50,8 @@ def measure(task_name: str, cfg, task_params: dict, ood_target, label: str):
         t0 = time.perf_counter()
         run = train(task, cfg, out=tmp, progress=False)
         wall = time.perf_counter() - t0
-        step, seconds = grokked_at(run, ood_target)
+        step, seconds = first_row(run)
+        ood_step, ood_seconds = first_row(run, ood_target) if ood_target else (None, None)
         last = run.metrics[-1]
     k = run.key_probes
     print(
@@ -59,6 +62,15 @@ def measure(task_name: str, cfg, task_params: dict, ood_target, label: str):
         f"OOD {last[k['ood'] + '_acc']:.3f})",
         flush=True,
     )
+    if ood_target is not None:
+        print(
+            f"{task_name:<12} {label:<9} OOD >= {ood_target}: "
+            + (
+                f"step {ood_step}, {ood_seconds:.1f}s"
+                if ood_step
+                else f"not reached in {run.last_step} steps"
+            )
+        )
     return step, seconds if step is not None else wall
 
 
@@ -67,11 +79,14 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=["composition", "comparison"])
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-steps", type=int, help="step budget (default: the preset's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     for name in args.tasks:
         cfg = train_config(name, "tutorial")
+        if args.max_steps:
+            cfg = dataclasses.replace(cfg, max_steps=args.max_steps)
         step, seconds = measure(name, cfg, {}, OOD_TARGET[name], "preset")
         if args.no_baseline:
             continue
