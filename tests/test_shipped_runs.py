@@ -1,0 +1,46 @@
+"""The small pretrained runs in data/runs, which the tutorials load.
+
+Each must regenerate exactly the task data it was trained on (its stored fingerprint), and its
+checkpoints must be the weights behind its recorded metrics.
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from grok_circuits import load_run
+from grok_circuits.train import evaluate
+
+RUNS = Path(__file__).resolve().parent.parent / "data" / "runs"
+NAMES = sorted(p.name for p in RUNS.iterdir() if (p / "task.json").is_file()) if RUNS.is_dir() else []
+
+
+def test_the_tutorial_runs_are_shipped():
+    assert {"composition", "comparison", "mixed"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stored_configs_regenerate_the_same_task(name):
+    run = load_run(RUNS / name)
+    assert run.task_fingerprint is not None
+    assert run.task.fingerprint() == run.task_fingerprint  # Run.task also raises on a mismatch
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_last_checkpoint_reproduces_the_recorded_metrics(name):
+    run = load_run(RUNS / name)
+    step = run.steps[-1]
+    recorded = next(row for row in run.metrics if row["step"] == step)
+    measured = evaluate(run.model(step, device="cpu"), run.task.probes(run.train_cfg.eval_size))
+    for key, value in measured.items():
+        torch.testing.assert_close(value, recorded[key], rtol=1e-4, atol=1e-4, msg=key)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_runs_keep_the_stages_the_tutorials_need(name):
+    run = load_run(RUNS / name)
+    assert run.steps[0] == 0 and run.steps[-1] == run.last_step
+    if run.task_name == "composition":
+        assert run.saturation_step is not None and run.grok_step is not None
+        assert run.nearest_step(run.saturation_step) < run.nearest_step(run.grok_step)
