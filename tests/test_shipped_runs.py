@@ -13,7 +13,9 @@ from grok_circuits import load_run
 from grok_circuits.train import evaluate
 
 RUNS = Path(__file__).resolve().parent.parent / "data" / "runs"
-NAMES = sorted(p.name for p in RUNS.iterdir() if (p / "task.json").is_file()) if RUNS.is_dir() else []
+NAMES = (
+    sorted(p.name for p in RUNS.iterdir() if (p / "task.json").is_file()) if RUNS.is_dir() else []
+)
 
 
 def test_the_tutorial_runs_are_shipped():

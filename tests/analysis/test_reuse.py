@@ -23,22 +23,10 @@ from grok_circuits.model import build_model, model_config
 from grok_circuits.tasks import make_task
 from grok_circuits.tasks.mixed import mixed_subtask
 from grok_circuits.train import TrainConfig, train
+from tests.helpers import TINY_MIXED
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
-TINY_MIXED = dict(
-    n_entities=30,
-    n_relations=6,
-    out_degree=3,
-    composition_phi=2.0,
-    composition_test_id_fraction=0.1,
-    composition_ood_fraction=0.1,
-    n_attributes=3,
-    n_values=4,
-    comparison_phi=2.0,
-    comparison_test_id_fraction=0.1,
-)
 
 
 @pytest.fixture(scope="module")

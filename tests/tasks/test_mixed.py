@@ -17,20 +17,9 @@ from grok_circuits.tasks.mixed import (
     mixed_subtask,
 )
 from grok_circuits.train import TrainConfig, train
+from tests import helpers
 
-TINY_MIXED = dict(
-    n_entities=30,
-    n_relations=6,
-    out_degree=3,
-    composition_phi=2.0,
-    composition_test_id_fraction=0.1,
-    composition_ood_fraction=0.1,
-    n_attributes=3,
-    n_values=4,
-    comparison_phi=2.0,
-    comparison_test_id_fraction=0.1,
-    seed=3,
-)
+TINY_MIXED = {**helpers.TINY_MIXED, "seed": 3}
 
 
 @pytest.fixture(scope="module")
