@@ -7,6 +7,7 @@ takes an optional ``ax`` where it draws one panel, and returns the matplotlib Fi
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.patches import Rectangle
 
 
 def _axes(ax, figsize=(5, 4)):
@@ -126,12 +127,14 @@ def plot_bridge_over_time(over_time, *, position: str = "r1", title=None):
         mrr,
         xlabels=steps,
         ylabels=list(over_time.layer_labels),
-        title=f"bridge MRR at r1 (threshold {over_time.threshold})",
+        title=f"bridge MRR at r1 (bridge layer, first ≥ {over_time.threshold}, outlined)",
     )
-    found = [(i, b) for i, b in enumerate(over_time.bridge_layer) if b is not None]
-    if found:
-        left.plot([i for i, _ in found], [b for _, b in found], "r.-", label="bridge layer")
-        left.legend(fontsize=8, loc="upper left")
+    # outline the bridge layer's cell: a line or a legend would hide the numbers in the cells
+    for i, b in enumerate(over_time.bridge_layer):
+        if b is not None:
+            left.add_patch(
+                Rectangle((i - 0.5, b - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2)
+            )
     strength = over_time.strength[:, :, j].T
     _heatmap(
         right,
