@@ -15,6 +15,7 @@ from grok_circuits.analysis import (
     Component,
     Counterfactuals,
     LogitLensResult,
+    ReasoningTrace,
     ReuseReport,
     StageComparison,
     accuracy_under_ablation,
@@ -28,6 +29,7 @@ from grok_circuits.analysis import (
     prediction_changed,
     trace_bridge,
     trace_counterfactuals,
+    trace_reasoning,
 )
 from grok_circuits.model import build_model, model_config
 from grok_circuits.presets import train_config
@@ -46,6 +48,7 @@ __all__ = [
     "Counterfactuals",
     "LogitLensResult",
     "MixedParams",
+    "ReasoningTrace",
     "ReuseReport",
     "StageComparison",
     "accuracy_under_ablation",
@@ -60,6 +63,7 @@ __all__ = [
     "prediction_changed",
     "trace_bridge",
     "trace_counterfactuals",
+    "trace_reasoning",
     "Run",
     "Split",
     "TaskData",
