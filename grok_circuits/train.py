@@ -70,6 +70,7 @@ class TrainConfig:
             (weights are always kept); resuming needs one.
         stop_id_acc: stop once ID accuracy has been >= this for ``stop_patience`` evaluations.
         stop_ood_acc: with ``stop_id_acc``, also require OOD accuracy >= this to stop.
+        stop_train_acc: with ``stop_id_acc``, also require training accuracy >= this to stop.
         stop_patience: see ``stop_id_acc``.
         model_size: size preset of the model when no ``HookedTransformerConfig`` is given.
         seed: seeds the initial weights and the batch order.
@@ -90,6 +91,7 @@ class TrainConfig:
     keep_states: int = 2
     stop_id_acc: float | None = None
     stop_ood_acc: float | None = None
+    stop_train_acc: float | None = None
     stop_patience: int = 3
     model_size: ModelSize = "tutorial"
     seed: int = 0
@@ -114,6 +116,11 @@ class TrainConfig:
         need(self.keep_states >= 1, "keep_states", ">= 1")
         need(self.stop_id_acc is None or 0 < self.stop_id_acc <= 1, "stop_id_acc", "in (0, 1]")
         need(self.stop_ood_acc is None or 0 < self.stop_ood_acc <= 1, "stop_ood_acc", "in (0, 1]")
+        need(
+            self.stop_train_acc is None or 0 < self.stop_train_acc <= 1,
+            "stop_train_acc",
+            "in (0, 1]",
+        )
         need(self.stop_patience >= 1, "stop_patience", ">= 1")
         need(self.model_size in ("tiny", "tutorial", "paper"), "model_size", "tiny/tutorial/paper")
 
@@ -148,7 +155,7 @@ class TrainConfig:
 
 #: TrainConfig fields a resumed run may change; any other change would not continue the same run.
 RESUME_CHANGEABLE = frozenset(
-    {"max_steps", "stop_id_acc", "stop_ood_acc", "stop_patience", "device"}
+    {"max_steps", "stop_id_acc", "stop_ood_acc", "stop_train_acc", "stop_patience", "device"}
 )
 
 
@@ -368,6 +375,8 @@ def _should_stop(held: int, cfg: TrainConfig) -> bool:
 def _reached(row: dict, key: dict[str, str], cfg: TrainConfig) -> bool:
     """Whether an evaluation meets the stopping thresholds (never, without ``stop_id_acc``)."""
     if cfg.stop_id_acc is None or row[f"{key['id']}_acc"] < cfg.stop_id_acc:
+        return False
+    if cfg.stop_train_acc is not None and row[f"{key['train']}_acc"] < cfg.stop_train_acc:
         return False
     return cfg.stop_ood_acc is None or row[f"{key['ood']}_acc"] >= cfg.stop_ood_acc
 

@@ -162,6 +162,8 @@ def test_stop_rule_counts_consecutive_evaluations():
     assert _held_evals(rows[:2], key, cfg) == 0
     assert _held_evals(rows, key, TrainConfig()) == 0
     assert _held_evals(rows, key, TrainConfig(stop_id_acc=0.9, stop_ood_acc=0.9)) == 1
+    rows[-1]["train_inferred_acc"] = 0.98
+    assert _held_evals(rows, key, TrainConfig(stop_id_acc=0.9, stop_train_acc=0.99)) == 0
 
 
 def test_stop_once_id_accuracy_held(tiny_composition, tmp_path):
