@@ -122,8 +122,9 @@ class CheckpointStore:
         if later:
             self._write_index(index)
 
-    def _verified(self, step: int, key: str) -> Path | None:
-        entry = self.index().get(step, {})
+    def _verified(self, step: int, key: str, index: dict[int, dict] | None = None) -> Path | None:
+        """The file ``key`` of checkpoint ``step`` if it exists and matches its digest."""
+        entry = (self.index() if index is None else index).get(step, {})
         if key not in entry:
             return None
         path = self.dir / entry[key]
@@ -149,12 +150,14 @@ class CheckpointStore:
         return load_file(str(path))
 
     def intact_steps(self) -> list[int]:
-        return [s for s in self.steps if self._verified(s, "weights") is not None]
+        index = self.index()
+        return [s for s in sorted(index) if self._verified(s, "weights", index) is not None]
 
     def latest_resumable(self) -> tuple[int, dict[str, torch.Tensor], dict] | None:
         """The newest checkpoint whose weights and state both verify and load, else None."""
-        for step in reversed(self.steps):
-            w, s = self._verified(step, "weights"), self._verified(step, "state")
+        index = self.index()
+        for step in sorted(index, reverse=True):
+            w, s = self._verified(step, "weights", index), self._verified(step, "state", index)
             if w is None or s is None:
                 continue
             try:
