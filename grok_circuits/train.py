@@ -10,13 +10,19 @@ One loop, read top to bottom (nanoGPT's ``train.py`` is the model)::
 
 Grokking happens late, so the checkpoint schedule is log-spaced after ``dense_until``. Batches are
 a pure function of (seed, step), and the checkpoint holds the optimizer and RNG state, so a run
-stopped at step N and resumed computes exactly the metrics of one never stopped.
+stopped at step N and resumed computes exactly the metrics of one never stopped. On the CPU the
+loop runs with ``torch.use_deterministic_algorithms``: the backward pass of the embeddings
+accumulates gradients with ``index_put_``, whose multi-threaded CPU kernel adds in an order that
+changes from run to run, so without it two runs of one seed drift apart after a few steps. With it,
+a seed gives bit-identical weights for any number of CPU threads.
 """
 
 import json
 import math
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -332,7 +338,7 @@ def train(
         evaluate_and_log()
         _checkpoint_if_due(store, cfg, step, model, optimizer)
     model.train()
-    try:
+    with bar, deterministic_on_cpu(device):
         while step < cfg.max_steps and not _should_stop(held, cfg):
             step += 1
             batch = train_split.select(
@@ -353,9 +359,27 @@ def train(
                 _checkpoint_if_due(
                     store, cfg, step, model, optimizer, force=_should_stop(held, cfg)
                 )
-    finally:
-        bar.close()
     return load_run(out)
+
+
+@contextmanager
+def deterministic_on_cpu(device: torch.device) -> Iterator[None]:
+    """On the CPU, run the block with ``torch.use_deterministic_algorithms(True)`` and restore
+    the caller's setting afterwards; elsewhere, change nothing.
+
+    Deterministic mode on CUDA also needs ``CUBLAS_WORKSPACE_CONFIG`` set before CUDA starts, so
+    it is left to the user there (``torch.use_deterministic_algorithms(True)`` before training).
+    """
+    if device.type != "cpu":
+        yield
+        return
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
 def _resume_state(optimizer: torch.optim.Optimizer) -> dict:

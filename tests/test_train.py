@@ -244,3 +244,25 @@ def test_full_batch_training(tiny_composition, tmp_path):
         progress=False,
     )
     assert run.last_step == 20
+
+
+def _weights_after(task, cfg, out, threads: int) -> dict[str, torch.Tensor]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        run = train(task, cfg, out=out, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    return run.model(run.last_step).state_dict()
+
+
+def test_cpu_training_is_bit_identical_across_thread_counts(tiny_composition, tmp_path):
+    """The multi-threaded CPU backward of the embeddings adds in a run-dependent order unless
+    deterministic algorithms are on; train() turns them on for its loop, and only for it."""
+    cfg = tiny_train_config(max_steps=10, batch_size=256, model_size="tutorial", eval_every=10)
+    one = _weights_after(tiny_composition, cfg, tmp_path / "one", threads=1)
+    for i in range(2):
+        two = _weights_after(tiny_composition, cfg, tmp_path / f"two{i}", threads=2)
+        for name in one:
+            torch.testing.assert_close(two[name], one[name], rtol=0, atol=0, msg=name)
+    assert not torch.are_deterministic_algorithms_enabled()
