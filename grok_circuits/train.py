@@ -53,6 +53,7 @@ from grok_circuits.runs import (
     write_metrics,
 )
 from grok_circuits.tasks import Split, TaskData
+from grok_circuits.tasks.data import check_known_fields
 
 
 @dataclass(frozen=True)
@@ -137,10 +138,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}; known: {sorted(known)}")
+        check_known_fields(cls, d)
         d = dict(d)
         if "betas" in d:
             d["betas"] = tuple(d["betas"])

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -271,3 +271,11 @@ def check_fraction(name: str, value: float) -> None:
 def check_positive(name: str, value: int | float, minimum: int | float = 1) -> None:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def check_known_fields(cls: type, d: Mapping[str, Any]) -> None:
+    """Raise a ValueError naming any key of ``d`` that is not a field of dataclass ``cls``."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; known: {sorted(known)}")

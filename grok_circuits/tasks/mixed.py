@@ -40,7 +40,7 @@ merged vocabulary), which is what the analysis functions take.
 """
 
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ import torch
 from grok_circuits.tasks import register_task
 from grok_circuits.tasks.comparison import ComparisonParams, make_comparison
 from grok_circuits.tasks.composition import CompositionParams, make_composition
-from grok_circuits.tasks.data import Split, TaskData
+from grok_circuits.tasks.data import Split, TaskData, check_known_fields
 from grok_circuits.tasks.vocab import Vocab
 
 #: The sub-tasks of the mixed task, in the order their training rows are stacked.
@@ -137,10 +137,7 @@ class MixedParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> "MixedParams":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown MixedParams field(s) {unknown}; known: {sorted(known)}")
+        check_known_fields(cls, d)
         return cls(**d)
 
 
