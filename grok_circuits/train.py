@@ -53,7 +53,7 @@ from grok_circuits.runs import (
     write_metrics,
 )
 from grok_circuits.tasks import Split, TaskData
-from grok_circuits.tasks.data import check_known_fields
+from grok_circuits.tasks.checks import check_known_fields
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from grok_circuits.tasks.data import (
-    Split,
-    TaskData,
-    check_fraction,
-    check_positive,
-    make_split,
-)
+from grok_circuits.tasks.checks import check_fraction, check_known_fields, check_positive
+from grok_circuits.tasks.data import Split, TaskData, make_split
 from grok_circuits.tasks.vocab import Vocab
 
 #: Prompt positions of an inferred query ``<attr> <q> <e1> <mask> <e2>``.
@@ -74,6 +69,7 @@ class ComparisonParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ComparisonParams":
+        check_known_fields(cls, d)
         return cls(**d)
 
 

@@ -22,13 +22,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from grok_circuits.tasks.data import (
-    Split,
-    TaskData,
-    check_fraction,
-    check_positive,
-    make_split,
-)
+from grok_circuits.tasks.checks import check_fraction, check_known_fields, check_positive
+from grok_circuits.tasks.data import Split, TaskData, make_split
 from grok_circuits.tasks.vocab import Vocab
 
 #: Prompt positions of an inferred query ``<e_h> <r_1> <r_2>``.
@@ -74,6 +69,7 @@ class CompositionParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CompositionParams":
+        check_known_fields(cls, d)
         return cls(**d)
 
 

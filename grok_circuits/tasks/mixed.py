@@ -46,9 +46,10 @@ import numpy as np
 import torch
 
 from grok_circuits.tasks import register_task
+from grok_circuits.tasks.checks import check_known_fields
 from grok_circuits.tasks.comparison import ComparisonParams, make_comparison
 from grok_circuits.tasks.composition import CompositionParams, make_composition
-from grok_circuits.tasks.data import Split, TaskData, check_known_fields
+from grok_circuits.tasks.data import Split, TaskData
 from grok_circuits.tasks.vocab import Vocab
 
 #: The sub-tasks of the mixed task, in the order their training rows are stacked.

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from grok_circuits.tasks.checks import check_known_fields
+
 PAD = "<pad>"
 QUERY = "<q>"
 MASK = "<mask>"
@@ -165,4 +167,5 @@ class Vocab:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Vocab":
+        check_known_fields(cls, d)
         return cls(**d)

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from grok_circuits.tasks import TaskData, Vocab
+from grok_circuits.tasks import ComparisonParams, CompositionParams, TaskData, Vocab
 
 
 def test_vocab_layout_and_round_trip():
@@ -28,6 +28,23 @@ def test_vocab_errors():
         v.encode("<e_9>")
     with pytest.raises(ValueError, match="outside"):
         v.decode([99])
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [Vocab(n_entities=3, n_relations=2), CompositionParams(), ComparisonParams()],
+    ids=lambda o: type(o).__name__,
+)
+def test_from_dict_names_unknown_fields(obj):
+    cls = type(obj)
+    assert cls.from_dict(obj.to_dict()) == obj
+    # A misspelt field and a derived (non-init) field are both refused by name, as a ValueError.
+    extra = {"phii": 1.0, "tokens": ()} if cls is Vocab else {"phii": 1.0}
+    with pytest.raises(ValueError, match=rf"unknown {cls.__name__} field\(s\) \[.*'phii'"):
+        cls.from_dict({**obj.to_dict(), **extra})
+    if cls is Vocab:
+        with pytest.raises(ValueError, match="'tokens'"):
+            cls.from_dict({**obj.to_dict(), "tokens": ()})
 
 
 @pytest.mark.parametrize("fixture", ["tiny_composition", "tiny_comparison"])
