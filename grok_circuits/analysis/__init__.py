@@ -1,6 +1,7 @@
 """The paper's analyses, one call each: logit lens, causal tracing, counterfactual inputs,
 bridge tracing over training, memorizing-vs-generalizing comparison, component ablation,
-circuit finding and circuit reuse across tasks.
+circuit finding, circuit reuse across tasks, and accuracy broken down by a property of the
+examples.
 
 Data flows one way: tasks -> train -> runs -> analysis -> viz. Every result is a small frozen
 dataclass that prints as a short table and has a ``.plot()``.
@@ -12,6 +13,7 @@ from grok_circuits.analysis.ablation import (
     accuracy_under_ablation,
     all_components,
 )
+from grok_circuits.analysis.accuracy import GroupedAccuracy, accuracy_by, value_gap
 from grok_circuits.analysis.bridge import (
     BRIDGE_MRR_THRESHOLD,
     BridgeTrace,
@@ -58,14 +60,17 @@ __all__ = [
     "Circuit",
     "CircuitMethod",
     "Component",
+    "GroupedAccuracy",
     "ReuseReport",
     "ablated_answer_logits",
     "ablation_circuit",
+    "accuracy_by",
     "accuracy_under_ablation",
     "all_components",
     "circuit_reuse",
     "find_circuit",
     "select_components",
+    "value_gap",
     "ACTIVATIONS",
     "BRIDGE_MRR_THRESHOLD",
     "SWAPS",

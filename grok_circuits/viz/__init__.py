@@ -6,6 +6,7 @@ Result objects' ``.plot()`` methods call into here, so notebooks read as a story
 from grok_circuits.viz.analysis import (
     plot_bridge_over_time,
     plot_causal_trace,
+    plot_grouped_accuracy,
     plot_logit_lens,
     plot_reasoning_trace,
     plot_stage_comparison,
@@ -27,6 +28,7 @@ __all__ = [
     "plot_causal_trace",
     "plot_circuit",
     "plot_component_scores",
+    "plot_grouped_accuracy",
     "plot_logit_lens",
     "plot_reasoning_trace",
     "plot_reuse",

@@ -201,3 +201,26 @@ def plot_stage_comparison(comparison, *, title=None):
     fig.suptitle(title or f"causal strength (swap {gen.swap}): memorizing vs generalizing")
     fig.tight_layout()
     return fig
+
+
+def plot_grouped_accuracy(result, ax=None, *, chance=None, title=None, label=None):
+    """Accuracy per group of a :class:`~grok_circuits.analysis.GroupedAccuracy`, with the
+    number of examples of each group under its tick. Draw several results on one ``ax`` (each
+    with a ``label``) to compare probes or checkpoints."""
+    fig, ax = _axes(ax)
+    ax.plot(list(result.groups), list(result.accuracy), marker="o", label=label)
+    if chance is not None:
+        ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label="chance")
+    ax.set_xticks(
+        list(result.groups), [f"{g}\n(n={n})" for g, n in zip(result.groups, result.counts)]
+    )
+    ax.tick_params(axis="x", labelsize=8)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel(result.by)
+    ax.set_ylabel("accuracy")
+    ax.set_title(title or f"accuracy by {result.by}", fontsize=10)
+    ax.grid(alpha=0.3)
+    if label is not None or chance is not None:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

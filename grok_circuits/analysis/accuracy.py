@@ -1,0 +1,140 @@
+"""Accuracy broken down by a property of the examples.
+
+A probe's accuracy hides where a model fails. For comparison, the distance between the two
+values says whether the model reads the values precisely (right even when they are one apart)
+or only roughly (right only when they are far apart); for composition, the bridge entity or the
+first relation says whether one fact is the weak link. :func:`accuracy_by` splits a probe on any
+per-example label: a ``split.meta`` field, a tensor, or a function of the split.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from grok_circuits.tasks import Split
+from grok_circuits.train import answer_logits
+
+GroupSpec = str | Tensor | Callable[[Split], Tensor]
+
+
+def value_gap(split: Split) -> Int[Tensor, " batch"]:
+    """``|value1 - value2|`` of each comparison example (a grouping for :func:`accuracy_by`)."""
+    missing = [k for k in ("value1", "value2") if k not in split.meta]
+    if missing:
+        raise ValueError(
+            f"value_gap needs a comparison split with meta 'value1' and 'value2'; this one has "
+            f"{sorted(split.meta)}"
+        )
+    return (split.meta["value1"] - split.meta["value2"]).abs()
+
+
+@dataclass(frozen=True)
+class GroupedAccuracy:
+    """Top-1 accuracy per group of examples.
+
+    Attributes:
+        by: what the groups are (a meta field's name, ``"value_gap"``, or ``"group"``).
+        groups: the group labels, ascending.
+        accuracy: the accuracy in each group.
+        counts: the number of examples in each group.
+    """
+
+    by: str
+    groups: tuple[int, ...]
+    accuracy: tuple[float, ...]
+    counts: tuple[int, ...]
+
+    @property
+    def overall(self) -> float:
+        """Accuracy over all examples (the probe's accuracy)."""
+        n = sum(self.counts)
+        return sum(a * c for a, c in zip(self.accuracy, self.counts)) / max(n, 1)
+
+    def to_frame(self):
+        """One row per group: ``n`` and ``accuracy``, indexed by the group."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {"n": list(self.counts), "accuracy": list(self.accuracy)},
+            index=pd.Index(list(self.groups), name=self.by),
+        )
+
+    def plot(self, ax=None, *, chance: float | None = None, title: str | None = None, label=None):
+        """Accuracy per group as a line with markers; ``chance`` draws a dashed reference."""
+        from grok_circuits.viz.analysis import plot_grouped_accuracy
+
+        return plot_grouped_accuracy(self, ax, chance=chance, title=title, label=label)
+
+    def __repr__(self) -> str:
+        return (
+            f"GroupedAccuracy(by={self.by!r}, {sum(self.counts)} examples, overall "
+            f"{self.overall:.3f})\n{self.to_frame().round(3).to_string()}"
+        )
+
+
+def _labels(split: Split, by: GroupSpec) -> tuple[str, Tensor]:
+    if isinstance(by, str):
+        if by == "value_gap":
+            return by, value_gap(split)
+        if by not in split.meta:
+            raise ValueError(
+                f"split has no meta field {by!r}; choose one of {sorted(split.meta)}, "
+                "'value_gap' for comparison, or pass a tensor of labels"
+            )
+        return by, split.meta[by]
+    labels = by(split) if callable(by) else by
+    name = getattr(by, "__name__", "group") if callable(by) else "group"
+    if not isinstance(labels, Tensor) or labels.shape != (len(split),):
+        shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+        raise ValueError(
+            f"group labels must be a tensor with one label per example, shape ({len(split)},); "
+            f"got {shape}"
+        )
+    return name, labels
+
+
+@torch.no_grad()
+def accuracy_by(
+    model: HookedTransformer, split: Split, by: GroupSpec, *, batch_size: int = 4096
+) -> GroupedAccuracy:
+    """Top-1 accuracy of ``model`` on ``split``, per group of examples.
+
+    Args:
+        model: the model (its device is used; its train/eval mode is restored afterwards).
+        split: the examples, e.g. ``task.splits["test_ood"]``.
+        by: the grouping: the name of a ``split.meta`` field (``"bridge"``, ``"attribute"``,
+            ...), ``"value_gap"`` (``|value1 - value2|`` of a comparison), a tensor of one
+            integer label per example, or a function of the split returning one.
+        batch_size: examples per forward pass.
+
+    Returns:
+        A :class:`GroupedAccuracy`; ``.overall`` equals the probe accuracy that training logs.
+
+    Example:
+        >>> accuracy_by(run.model(), run.task.splits["test_ood"], "value_gap")  # doctest: +SKIP
+    """
+    name, labels = _labels(split, by)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    correct = []
+    try:
+        for i in range(0, len(split), batch_size):
+            b = split.select(slice(i, i + batch_size)).to(device)
+            logits = answer_logits(model, b.tokens, b.answer_pos)
+            correct.append((logits.argmax(-1) == b.answers).cpu())
+    finally:
+        model.train(was_training)
+    hit = torch.cat(correct) if correct else torch.zeros(0, dtype=torch.bool)
+    groups, inverse, counts = torch.unique(labels.cpu(), return_inverse=True, return_counts=True)
+    hits = torch.zeros(len(groups), dtype=torch.long).index_add_(0, inverse, hit.long())
+    return GroupedAccuracy(
+        by=name,
+        groups=tuple(int(g) for g in groups),
+        accuracy=tuple((hits / counts).tolist()),
+        counts=tuple(int(c) for c in counts),
+    )
