@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from grok_circuits import load_run
+from grok_circuits import load_run, make_task
 from grok_circuits.train import evaluate
 
 RUNS = Path(__file__).resolve().parent.parent / "data" / "runs"
@@ -46,3 +46,11 @@ def test_shipped_runs_keep_the_stages_the_tutorials_need(name):
     if run.task_name == "composition":
         assert run.saturation_step is not None and run.grok_step is not None
         assert run.nearest_step(run.saturation_step) < run.nearest_step(run.grok_step)
+
+
+def test_shipped_comparison_run_is_the_tutorial_preset_and_generalizes_ood():
+    # Tutorial 4 tells the story of this run: the preset's task, ID and OOD both generalized.
+    run = load_run(RUNS / "comparison")
+    assert run.task.params == make_task("comparison", preset="tutorial").params
+    last = run.metrics[-1]
+    assert last["test_id_acc"] >= 0.95 and last["test_ood_acc"] >= 0.9
