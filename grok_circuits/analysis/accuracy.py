@@ -15,8 +15,8 @@ from jaxtyping import Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from grok_circuits.analysis.counterfactuals import top1_predictions
 from grok_circuits.tasks import Split
-from grok_circuits.train import answer_logits
 
 GroupSpec = str | Tensor | Callable[[Split], Tensor]
 
@@ -118,18 +118,12 @@ def accuracy_by(
         >>> accuracy_by(run.model(), run.task.splits["test_ood"], "value_gap")  # doctest: +SKIP
     """
     name, labels = _labels(split, by)
-    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    correct = []
     try:
-        for i in range(0, len(split), batch_size):
-            b = split.select(slice(i, i + batch_size)).to(device)
-            logits = answer_logits(model, b.tokens, b.answer_pos)
-            correct.append((logits.argmax(-1) == b.answers).cpu())
+        hit = top1_predictions(model, split.tokens, split.answer_pos, batch_size) == split.answers
     finally:
         model.train(was_training)
-    hit = torch.cat(correct) if correct else torch.zeros(0, dtype=torch.bool)
     groups, inverse, counts = torch.unique(labels.cpu(), return_inverse=True, return_counts=True)
     hits = torch.zeros(len(groups), dtype=torch.long).index_add_(0, inverse, hit.long())
     return GroupedAccuracy(

@@ -176,7 +176,7 @@ def top1_predictions(
     for i in range(0, tokens.shape[0], batch_size):
         logits = model(tokens[i : i + batch_size].to(device))
         out.append(_answer_logits(logits, answer_pos[i : i + batch_size]).argmax(-1).cpu())
-    return torch.cat(out)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
 def trace_counterfactuals(
