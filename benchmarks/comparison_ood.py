@@ -19,7 +19,6 @@ torch's threads (steps do not depend on it, seconds do).
 """
 
 import argparse
-import dataclasses
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ import torch
 from grok_circuits import accuracy_by, make_task, model_config, train, train_config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from time_to_grok import first_row  # noqa: E402
+from time_to_grok import OOD_TARGET, first_row, stop_at_grok  # noqa: E402
 
 #: name -> (task parameters over the tutorial preset, TrainConfig fields over the tutorial
 #: comparison preset, HookedTransformerConfig overrides over the "tutorial" model size).
@@ -66,16 +65,8 @@ def best_constant(split, vocab) -> float:
 def measure(name: str, max_steps: int) -> None:
     task_over, train_over, model_over = CONFIGS[name]
     task = make_task("comparison", preset="tutorial", **task_over)
-    cfg = dataclasses.replace(
-        train_config("comparison", "tutorial"),
-        max_steps=max_steps,
-        stop_id_acc=0.95,
-        stop_train_acc=0.99,
-        stop_ood_acc=0.9,
-        stop_patience=1,
-        device="cpu",
-        **train_over,
-    )
+    target = OOD_TARGET["comparison"]
+    cfg = stop_at_grok(train_config("comparison"), target, max_steps=max_steps, **train_over)
     p = task.params
     print(
         f"\n== {name}: {p.n_entities} entities / {p.n_attributes} attributes / {p.n_values} "
@@ -88,7 +79,7 @@ def measure(name: str, max_steps: int) -> None:
         mc = model_config(task, cfg.model_size, **model_over)
         run = train(task, cfg, out=tmp, model_cfg=mc, progress=False)
         wall = time.perf_counter() - t0
-        step, seconds = first_row(run, ood_target=0.9)
+        step, seconds = first_row(run, ood_target=target)
         last = run.metrics[-1]
         best_ood = max(row["test_ood_acc"] for row in run.metrics)
         model = run.model()

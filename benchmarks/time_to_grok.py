@@ -42,16 +42,22 @@ def first_row(run, ood_target: float | None = None):
     return None, None
 
 
-def measure(task_name: str, cfg, task_params: dict, ood_target, label: str):
-    task = make_task(task_name, preset="tutorial", **task_params)
-    cfg = dataclasses.replace(
+def stop_at_grok(cfg, ood_target: float | None = None, **changes):
+    """``cfg`` on the CPU, stopping at the first evaluation that :func:`first_row` finds."""
+    return dataclasses.replace(
         cfg,
         stop_id_acc=0.95,
         stop_train_acc=0.99,
         stop_ood_acc=ood_target,
         stop_patience=1,
         device="cpu",
+        **changes,
     )
+
+
+def measure(task_name: str, cfg, task_params: dict, ood_target, label: str):
+    task = make_task(task_name, preset="tutorial", **task_params)
+    cfg = stop_at_grok(cfg, ood_target)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         run = train(task, cfg, out=tmp, progress=False)
