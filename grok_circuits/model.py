@@ -8,14 +8,14 @@ cores (see ``benchmarks/README.md`` for what was tried); ``"tiny"`` exists for t
 import json
 import os
 from pathlib import Path
-from typing import Literal
 
 import torch
+from jaxtyping import Float, Int
+from torch import Tensor
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from grok_circuits.config import ModelSize
 from grok_circuits.tasks import TaskData
-
-ModelSize = Literal["tiny", "tutorial", "paper"]
 
 #: Shape of each size preset: (n_layers, d_model, n_heads).
 SIZES: dict[str, tuple[int, int, int]] = {
@@ -103,3 +103,18 @@ def resolve_device(device: str | None = "auto") -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def logits_at(
+    logits: Float[Tensor, "batch pos d_vocab"], answer_pos: Int[Tensor, " batch"]
+) -> Float[Tensor, "batch d_vocab"]:
+    """The logits at each example's answer position."""
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    return logits[rows, answer_pos.to(logits.device)]
+
+
+def answer_logits(
+    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], answer_pos: Int[Tensor, " batch"]
+) -> Float[Tensor, "batch d_vocab"]:
+    """Run ``model`` on ``tokens`` and keep the logits at each example's answer position."""
+    return logits_at(model(tokens, return_type="logits"), answer_pos)

@@ -6,7 +6,7 @@ measured to grok fastest on two CPU cores; ``benchmarks/README.md`` records what
 ``benchmarks/time_to_grok.py`` measures it.
 """
 
-from grok_circuits.train import TrainConfig
+from grok_circuits.config import TrainConfig
 
 PAPER = TrainConfig(
     max_steps=1_500_000,

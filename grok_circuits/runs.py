@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from grok_circuits.config import TrainConfig
 from grok_circuits.io import atomic_write_json, atomic_write_with
 from grok_circuits.model import build_model, config_from_dict, resolve_device
 from grok_circuits.tasks import TaskData, make_task
@@ -185,7 +186,7 @@ class Run:
     task_name: str
     task_params: dict
     model_cfg: HookedTransformerConfig
-    train_cfg: "object"
+    train_cfg: TrainConfig
     metrics: list[dict] = field(default_factory=list)
     task_fingerprint: str | None = None
 
@@ -344,8 +345,6 @@ def write_metrics(path: Path, rows: list[dict]) -> None:
 
 def load_run(path: str | os.PathLike) -> Run:
     """Open a run folder written by :func:`grok_circuits.train`."""
-    from grok_circuits.train import TrainConfig
-
     path = Path(path)
     missing = [
         f for f in (TASK_FILE, MODEL_CONFIG_FILE, TRAIN_CONFIG_FILE) if not (path / f).is_file()

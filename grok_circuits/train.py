@@ -23,19 +23,19 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from grok_circuits.config import RESUME_CHANGEABLE, TrainConfig
 from grok_circuits.io import atomic_write_json
 from grok_circuits.model import (
-    ModelSize,
+    answer_logits,
     build_model,
     config_from_dict,
     model_config,
@@ -53,125 +53,9 @@ from grok_circuits.runs import (
     write_metrics,
 )
 from grok_circuits.tasks import Split, TaskData
-from grok_circuits.tasks.checks import check_known_fields
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train. Validated on construction; ``to_dict``/``from_dict`` round-trip.
-
-    Args:
-        max_steps: optimizer steps to train for.
-        batch_size: examples per step; ``None`` trains full-batch.
-        lr: peak learning rate (constant after warm-up).
-        weight_decay: AdamW decoupled weight decay on weight matrices and embeddings (not on
-            biases or LayerNorm); larger values grok faster (paper section 3).
-        betas: AdamW betas.
-        warmup_steps: linear warm-up from 0 to ``lr``.
-        grad_clip: max global gradient norm (``None`` disables clipping).
-        eval_every: evaluate every this many steps (and at step 0).
-        eval_size: at most this many examples per probe (a fixed sample).
-        dense_until: checkpoint at every evaluation up to this step...
-        checkpoints_per_decade: ...then at this many log-spaced steps per factor of 10.
-        keep_states: keep the optimizer/RNG state of only the latest few checkpoints
-            (weights are always kept); resuming needs one.
-        stop_id_acc: stop once ID accuracy has been >= this for ``stop_patience`` evaluations.
-        stop_ood_acc: with ``stop_id_acc``, also require OOD accuracy >= this to stop.
-        stop_train_acc: with ``stop_id_acc``, also require training accuracy >= this to stop.
-        stop_patience: see ``stop_id_acc``.
-        model_size: size preset of the model when no ``HookedTransformerConfig`` is given.
-        seed: seeds the initial weights and the batch order.
-        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ...
-    """
-
-    max_steps: int = 10_000
-    batch_size: int | None = 512
-    lr: float = 1e-3
-    weight_decay: float = 1.0
-    betas: tuple[float, float] = (0.9, 0.98)
-    warmup_steps: int = 100
-    grad_clip: float | None = 1.0
-    eval_every: int = 100
-    eval_size: int = 1000
-    dense_until: int = 1000
-    checkpoints_per_decade: int = 10
-    keep_states: int = 2
-    stop_id_acc: float | None = None
-    stop_ood_acc: float | None = None
-    stop_train_acc: float | None = None
-    stop_patience: int = 3
-    model_size: ModelSize = "tutorial"
-    seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        def need(ok: bool, name: str, rule: str) -> None:
-            if not ok:
-                raise ValueError(f"TrainConfig.{name} must be {rule}, got {getattr(self, name)!r}")
-
-        need(self.max_steps >= 0, "max_steps", ">= 0")
-        need(self.batch_size is None or self.batch_size >= 1, "batch_size", ">= 1 or None")
-        need(self.lr > 0, "lr", "> 0")
-        need(self.weight_decay >= 0, "weight_decay", ">= 0")
-        need(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas", "2 in [0,1)")
-        need(self.warmup_steps >= 0, "warmup_steps", ">= 0")
-        need(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "> 0 or None")
-        need(self.eval_every >= 1, "eval_every", ">= 1")
-        need(self.eval_size >= 1, "eval_size", ">= 1")
-        need(self.dense_until >= 0, "dense_until", ">= 0")
-        need(self.checkpoints_per_decade >= 1, "checkpoints_per_decade", ">= 1")
-        need(self.keep_states >= 1, "keep_states", ">= 1")
-        need(self.stop_id_acc is None or 0 < self.stop_id_acc <= 1, "stop_id_acc", "in (0, 1]")
-        need(self.stop_ood_acc is None or 0 < self.stop_ood_acc <= 1, "stop_ood_acc", "in (0, 1]")
-        need(
-            self.stop_train_acc is None or 0 < self.stop_train_acc <= 1,
-            "stop_train_acc",
-            "in (0, 1]",
-        )
-        need(self.stop_patience >= 1, "stop_patience", ">= 1")
-        need(self.model_size in ("tiny", "tutorial", "paper"), "model_size", "tiny/tutorial/paper")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["betas"] = list(self.betas)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        check_known_fields(cls, d)
-        d = dict(d)
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
-        return cls(**d)
-
-    def is_checkpoint_step(self, step: int) -> bool:
-        """Dense (every evaluation) up to ``dense_until``, then log-spaced, plus ``max_steps``."""
-        if step == self.max_steps or step == 0:
-            return True
-        if step % self.eval_every:
-            return False
-        if step <= self.dense_until:
-            return True
-        # The first evaluated step at or after each log-spaced target 10**(k/per) is one.
-        k = math.floor(self.checkpoints_per_decade * math.log10(step) + 1e-9)
-        return 10 ** (k / self.checkpoints_per_decade) > step - self.eval_every
-
-
-#: TrainConfig fields a resumed run may change; any other change would not continue the same run.
-RESUME_CHANGEABLE = frozenset(
-    {"max_steps", "stop_id_acc", "stop_ood_acc", "stop_train_acc", "stop_patience", "device"}
-)
 
 
 # ----------------------------------------------------------------------------- pieces
-def answer_logits(
-    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], answer_pos: Int[Tensor, " batch"]
-) -> Float[Tensor, "batch d_vocab"]:
-    """Logits at each example's answer position."""
-    logits = model(tokens, return_type="logits")
-    return logits[torch.arange(tokens.shape[0], device=tokens.device), answer_pos]
-
-
 def answer_loss(model: HookedTransformer, batch: Split) -> Tensor:
     """Cross-entropy on the answer token only (the prompt tokens are never predicted)."""
     return F.cross_entropy(answer_logits(model, batch.tokens, batch.answer_pos), batch.answers)

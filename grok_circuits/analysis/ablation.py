@@ -36,8 +36,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from grok_circuits.model import answer_logits
 from grok_circuits.tasks import Split
-from grok_circuits.train import answer_logits
 
 AblationMethod = Literal["mean", "resample"]
 METHODS: tuple[str, ...] = ("mean", "resample")

@@ -44,6 +44,7 @@ from grok_circuits.analysis.causal_tracing import (
     PositionSpec,
     causal_trace,
 )
+from grok_circuits.model import logits_at
 from grok_circuits.tasks import Split, TaskData
 
 Swap = Literal["h", "r1", "r2", "e1", "e2", "attr"]
@@ -116,11 +117,6 @@ class Counterfactuals:
 
 
 # ----------------------------------------------------------------------------- metrics
-def _answer_logits(logits: Tensor, answer_pos: Tensor) -> Tensor:
-    rows = torch.arange(logits.shape[0], device=logits.device)
-    return logits[rows, answer_pos.to(logits.device)]
-
-
 def prediction_changed(
     answer_pos: Int[Tensor, " batch"],
     reference: Int[Tensor, " batch"],
@@ -138,7 +134,7 @@ def prediction_changed(
     """
 
     def metric(logits: Float[Tensor, "batch pos d_vocab"]) -> Tensor:
-        changed = _answer_logits(logits, answer_pos).argmax(-1) != reference.to(logits.device)
+        changed = logits_at(logits, answer_pos).argmax(-1) != reference.to(logits.device)
         changed = changed.float()
         return changed if per_example else changed.mean()
 
@@ -155,7 +151,7 @@ def logit_difference(
     position; the mean over examples, or ``[batch]`` values with ``per_example=True``."""
 
     def metric(logits: Float[Tensor, "batch pos d_vocab"]) -> Tensor:
-        ans = _answer_logits(logits, answer_pos)
+        ans = logits_at(logits, answer_pos)
         rows = torch.arange(ans.shape[0], device=ans.device)
         diff = ans[rows, clean_answers.to(ans.device)] - ans[rows, corrupt_answers.to(ans.device)]
         return diff if per_example else diff.mean()
@@ -175,7 +171,7 @@ def top1_predictions(
     out = []
     for i in range(0, tokens.shape[0], batch_size):
         logits = model(tokens[i : i + batch_size].to(device))
-        out.append(_answer_logits(logits, answer_pos[i : i + batch_size]).argmax(-1).cpu())
+        out.append(logits_at(logits, answer_pos[i : i + batch_size]).argmax(-1).cpu())
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
