@@ -1,84 +1,122 @@
 """grok_circuits: mechanistic interpretability of grokked implicit reasoners, on TransformerLens.
 
 Reproduces and dissects "Grokked Transformers are Implicit Reasoners" (Wang et al., 2024):
-the composition and comparison tasks (:func:`make_task`), training a ``HookedTransformer`` with
-checkpoints over time (:func:`train`, :func:`load_run`), and hook-based analysis
-(:func:`logit_lens`, :func:`causal_trace`, :func:`trace_bridge`, :func:`find_circuit`,
-:func:`compare_stages`, :func:`circuit_reuse`).
+the composition, comparison and modular-arithmetic tasks, or any task of your own
+(:func:`make_task`, :func:`register_task`), training a ``HookedTransformer`` with checkpoints
+over time (:func:`train`, :func:`load_run`), and hook-based analysis of any model on any data
+(:class:`PromptPairs`; :func:`logit_lens`, :func:`causal_trace`, :func:`trace_reasoning`,
+:func:`find_circuit`, :func:`compare_stages`, :func:`circuit_reuse`, :func:`over_checkpoints`,
+:func:`analyze`).
 """
 
 from grok_circuits.analysis import (
+    Analysis,
     BridgeTrace,
     BridgeTraceOverTime,
     CausalTrace,
     Circuit,
     Component,
-    Counterfactuals,
+    FourierSpectrum,
     GroupedAccuracy,
     LogitLensResult,
+    OverCheckpoints,
     ReasoningTrace,
     ReuseReport,
     StageComparison,
     accuracy_by,
     accuracy_under_ablation,
+    analyze,
     causal_trace,
     circuit_reuse,
     compare_stages,
     find_circuit,
+    fourier_spectrum,
     logit_difference,
     logit_lens,
     make_counterfactuals,
+    over_checkpoints,
     prediction_changed,
     trace_bridge,
     trace_counterfactuals,
+    trace_pairs,
     trace_reasoning,
     value_gap,
 )
+from grok_circuits.config import TrainConfig
 from grok_circuits.model import build_model, model_config
 from grok_circuits.presets import train_config
 from grok_circuits.runs import Run, load_run
-from grok_circuits.tasks import MixedParams, Split, TaskData, Vocab, make_task, mixed_subtask
-from grok_circuits.train import TrainConfig, train
+from grok_circuits.tasks import (
+    Counterfactuals,
+    MixedParams,
+    PromptPairs,
+    Split,
+    TaskData,
+    TaskSpec,
+    Vocab,
+    make_pairs,
+    make_task,
+    mixed_subtask,
+    register_task,
+    subtasks,
+    task_names,
+    task_spec,
+)
+from grok_circuits.train import train
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Analysis",
     "BridgeTrace",
     "BridgeTraceOverTime",
     "CausalTrace",
     "Circuit",
     "Component",
     "Counterfactuals",
+    "FourierSpectrum",
     "GroupedAccuracy",
     "LogitLensResult",
     "MixedParams",
+    "OverCheckpoints",
+    "PromptPairs",
     "ReasoningTrace",
     "ReuseReport",
+    "Run",
+    "Split",
     "StageComparison",
+    "TaskData",
+    "TaskSpec",
+    "TrainConfig",
+    "Vocab",
     "accuracy_by",
     "accuracy_under_ablation",
+    "analyze",
+    "build_model",
     "causal_trace",
     "circuit_reuse",
     "compare_stages",
     "find_circuit",
+    "fourier_spectrum",
+    "load_run",
     "logit_difference",
     "logit_lens",
     "make_counterfactuals",
+    "make_pairs",
+    "make_task",
     "mixed_subtask",
+    "model_config",
+    "over_checkpoints",
     "prediction_changed",
+    "register_task",
+    "subtasks",
+    "task_names",
+    "task_spec",
     "trace_bridge",
     "trace_counterfactuals",
+    "trace_pairs",
     "trace_reasoning",
-    "value_gap",
-    "Run",
-    "Split",
-    "TaskData",
-    "TrainConfig",
-    "Vocab",
-    "build_model",
-    "load_run",
-    "make_task",
-    "model_config",
     "train",
     "train_config",
+    "value_gap",
 ]

@@ -1,19 +1,25 @@
-"""The paper's analyses, one call each: logit lens, causal tracing, counterfactual inputs,
-bridge tracing over training, memorizing-vs-generalizing comparison, component ablation,
-circuit finding, circuit reuse across tasks, and accuracy broken down by a property of the
-examples.
+"""Hook-based analyses, one call each, on any ``HookedTransformer`` and any data.
+
+Every analysis takes a model and :class:`~grok_circuits.PromptPairs` (clean and corrupt token
+tensors; build them from tensors, or let a registered task build them), and never asks which task
+it is looking at: logit lens, causal tracing, reasoning traces (the bridge of a two-hop query),
+circuits of components, memorizing vs generalizing, circuit reuse, accuracy by group, the
+embedding's Fourier spectrum, and any of these over a run's checkpoints.
 
 Data flows one way: tasks -> train -> runs -> analysis -> viz. Every result is a small frozen
 dataclass that prints as a short table and has a ``.plot()``.
 """
 
 from grok_circuits.analysis.ablation import (
+    ABLATIONS,
+    Ablation,
     Component,
     ablated_answer_logits,
     accuracy_under_ablation,
     all_components,
 )
 from grok_circuits.analysis.accuracy import GroupedAccuracy, accuracy_by, value_gap
+from grok_circuits.analysis.analyze import Analysis, analyze
 from grok_circuits.analysis.bridge import (
     BRIDGE_MRR_THRESHOLD,
     BridgeTrace,
@@ -24,69 +30,90 @@ from grok_circuits.analysis.bridge import (
 )
 from grok_circuits.analysis.causal_tracing import (
     ACTIVATIONS,
+    DEFAULT_DIRECTION,
     CausalTrace,
     causal_trace,
     trace_attn_out,
+    trace_counterfactuals,
     trace_head_out,
     trace_head_out_by_pos,
     trace_mlp_out,
+    trace_pairs,
     trace_resid_mid,
     trace_resid_post,
     trace_resid_pre,
 )
 from grok_circuits.analysis.circuits import (
     CIRCUIT_METHODS,
+    DEFAULT_THRESHOLD,
     Circuit,
     CircuitMethod,
-    ablation_circuit,
     find_circuit,
     select_components,
 )
-from grok_circuits.analysis.counterfactuals import (
-    SWAPS,
-    Counterfactuals,
+from grok_circuits.analysis.fourier import FourierSpectrum, fourier_spectrum
+from grok_circuits.analysis.inputs import as_pairs, check_fits
+from grok_circuits.analysis.logit_lens import LogitLensResult, logit_lens
+from grok_circuits.analysis.metrics import (
+    PAIR_METRICS,
+    PairMetric,
     logit_difference,
-    make_counterfactuals,
     prediction_changed,
     top1_predictions,
-    trace_counterfactuals,
 )
-from grok_circuits.analysis.logit_lens import LogitLensResult, logit_lens
+from grok_circuits.analysis.over_checkpoints import OverCheckpoints, over_checkpoints
 from grok_circuits.analysis.reuse import ReuseReport, circuit_reuse
 from grok_circuits.analysis.stages import StageComparison, compare_stages
+from grok_circuits.tasks import Counterfactuals, PromptPairs, make_pairs
+
+#: The former name of :func:`~grok_circuits.make_pairs`.
+make_counterfactuals = make_pairs
 
 __all__ = [
-    "CIRCUIT_METHODS",
-    "Circuit",
-    "CircuitMethod",
-    "Component",
-    "GroupedAccuracy",
-    "ReuseReport",
-    "ablated_answer_logits",
-    "ablation_circuit",
-    "accuracy_by",
-    "accuracy_under_ablation",
-    "all_components",
-    "circuit_reuse",
-    "find_circuit",
-    "select_components",
-    "value_gap",
+    "ABLATIONS",
     "ACTIVATIONS",
     "BRIDGE_MRR_THRESHOLD",
-    "SWAPS",
+    "CIRCUIT_METHODS",
+    "DEFAULT_DIRECTION",
+    "DEFAULT_THRESHOLD",
+    "PAIR_METRICS",
+    "Ablation",
+    "Analysis",
     "BridgeTrace",
     "BridgeTraceOverTime",
     "CausalTrace",
+    "Circuit",
+    "CircuitMethod",
+    "Component",
     "Counterfactuals",
+    "FourierSpectrum",
+    "GroupedAccuracy",
     "LogitLensResult",
+    "OverCheckpoints",
+    "PairMetric",
+    "PromptPairs",
     "ReasoningTrace",
+    "ReuseReport",
     "StageComparison",
+    "ablated_answer_logits",
+    "accuracy_by",
+    "accuracy_under_ablation",
+    "all_components",
+    "analyze",
+    "as_pairs",
     "causal_trace",
+    "check_fits",
+    "circuit_reuse",
     "compare_stages",
+    "find_circuit",
+    "fourier_spectrum",
     "logit_difference",
     "logit_lens",
     "make_counterfactuals",
+    "make_pairs",
+    "over_checkpoints",
     "prediction_changed",
+    "select_components",
     "top1_predictions",
     "trace_attn_out",
     "trace_bridge",
@@ -94,8 +121,10 @@ __all__ = [
     "trace_head_out",
     "trace_head_out_by_pos",
     "trace_mlp_out",
+    "trace_pairs",
     "trace_reasoning",
     "trace_resid_mid",
     "trace_resid_post",
     "trace_resid_pre",
+    "value_gap",
 ]

@@ -35,12 +35,14 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
+from transformer_lens.utilities import get_act_name
 
 from grok_circuits.model import answer_logits
 from grok_circuits.tasks import Split
 
-AblationMethod = Literal["mean", "resample"]
-METHODS: tuple[str, ...] = ("mean", "resample")
+#: How a component is removed (``ablation=`` everywhere).
+Ablation = Literal["mean", "resample"]
+ABLATIONS: tuple[str, ...] = ("mean", "resample")
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,8 @@ class Component:
     def hook_name(self) -> str:
         """The TransformerLens hook point through which the component is read or replaced."""
         if self.head is None:
-            return f"blocks.{self.layer}.hook_mlp_out"
-        return f"blocks.{self.layer}.attn.hook_z"
+            return get_act_name("mlp_out", self.layer)
+        return get_act_name("z", self.layer)
 
     def sort_key(self) -> tuple[int, int]:
         """Computation order: the heads of a layer (by index), then its MLP."""
@@ -135,10 +137,6 @@ def as_components(model: HookedTransformer, components: Iterable[ComponentLike])
     return sorted(out, key=Component.sort_key)
 
 
-def _device(model: HookedTransformer) -> torch.device:
-    return next(model.parameters()).device
-
-
 def _fit_width(tokens: Tensor, width: int, pad_id: int = 0) -> Tensor:
     """Right-pad or cut prompts to ``width`` tokens. Cutting is exact for the positions kept:
     attention is causal, so no position reads a later one."""
@@ -180,7 +178,7 @@ def _format_means(
 ) -> dict[str, Tensor]:
     """Per format and position, the mean activation of each hook over the reference:
     ``{name: [n_formats, pos, ...]}`` (formats in ascending ``answer_pos``)."""
-    device = _device(model)
+    device = model.cfg.device
     fmt = _formats(reference, reference)
     n_formats = int(fmt.max()) + 1
     sums: dict[str, Tensor] = {}
@@ -239,7 +237,7 @@ def ablated_answer_logits(
     split: Split,
     components: Iterable[ComponentLike],
     *,
-    method: AblationMethod = "mean",
+    ablation: Ablation = "mean",
     reference: Split | None = None,
     positions: Sequence[int] | None = None,
     seed: int = 0,
@@ -252,7 +250,7 @@ def ablated_answer_logits(
         split: the examples to run.
         components: heads and MLPs to ablate (:class:`Component`, ``"L2H1"``, ``(2, 1)``,
             ``"MLP3"``, ``(3,)``); empty gives the clean logits.
-        method: ``"mean"`` (the per-position mean over same-format reference examples) or
+        ablation: ``"mean"`` (the per-position mean over same-format reference examples) or
             ``"resample"`` (one same-format reference example per example, drawn with ``seed``).
         reference: where the replacement activations come from; default ``split`` itself.
         positions: prompt positions at which to ablate (default all).
@@ -262,15 +260,15 @@ def ablated_answer_logits(
     Returns:
         ``[batch, d_vocab]`` answer logits, on the model's device.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if ablation not in ABLATIONS:
+        raise ValueError(f"ablation must be one of {ABLATIONS}, got {ablation!r}")
     if len(split) == 0:
         raise ValueError("the split to ablate is empty")
     comps = as_components(model, components)
     reference = split if reference is None else reference
     if len(reference) == 0:
         raise ValueError("the reference split is empty; pass one with examples of each format")
-    device = _device(model)
+    device = model.cfg.device
     width = split.tokens.shape[1]
     pos_mask = _position_mask(positions, width).to(device)
     names = sorted({c.hook_name for c in comps})
@@ -286,7 +284,7 @@ def ablated_answer_logits(
         else:  # hook_mlp_out: [batch, pos, d_model]
             masks[n] = pos_mask[None, :, None]
 
-    if comps and method == "mean":
+    if comps and ablation == "mean":
         means = _format_means(model, reference, names, width, batch_size)
         fmt = _formats(split, reference)
     elif comps:
@@ -298,7 +296,7 @@ def ablated_answer_logits(
         if not comps:
             out.append(answer_logits(model, b.tokens, b.answer_pos))
             continue
-        if method == "mean":
+        if ablation == "mean":
             f = fmt[i : i + batch_size].to(device)
             repl = {n: means[n][f] for n in names}
         else:
@@ -315,7 +313,7 @@ def accuracy_under_ablation(
     split: Split,
     components: Iterable[ComponentLike],
     *,
-    method: AblationMethod = "mean",
+    ablation: Ablation = "mean",
     reference: Split | None = None,
     positions: Sequence[int] | None = None,
     seed: int = 0,
@@ -328,7 +326,7 @@ def accuracy_under_ablation(
         model,
         split,
         components,
-        method=method,
+        ablation=ablation,
         reference=reference,
         positions=positions,
         seed=seed,

@@ -15,7 +15,7 @@ from jaxtyping import Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from grok_circuits.analysis.counterfactuals import top1_predictions
+from grok_circuits.analysis.metrics import top1_predictions
 from grok_circuits.tasks import Split
 
 GroupSpec = str | Tensor | Callable[[Split], Tensor]

@@ -16,9 +16,12 @@ of a grokked composition model in two measurements on training inferred queries
    bridge being carried to the output, "the link from the r1-position state to the output" that
    grows during grokking.
 
-:func:`trace_bridge` does both in one call. Given a training :class:`~grok_circuits.Run` it
-repeats them at every checkpoint (one model in memory at a time), which shows the circuit
-forming: :class:`BridgeTraceOverTime`.
+The data-first call is :func:`trace_reasoning`: a model and :class:`~grok_circuits.PromptPairs`
+(any model, any data); it decodes every lens target of the pairs (``"bridge@r1"``, ...) and traces
+the causal strength of every state. :func:`trace_bridge` is the paper's call on a composition
+task; given a training :class:`~grok_circuits.Run` it repeats it at every checkpoint through
+:func:`~grok_circuits.analysis.over_checkpoints.over_checkpoints` (one model in memory at a
+time), which shows the circuit forming: :class:`BridgeTraceOverTime`.
 
 ``bridge_layer`` is the first logit-lens row where the bridge's MRR reaches ``threshold``
 (default :data:`BRIDGE_MRR_THRESHOLD` = 0.5: on average the bridge is the top token, or close;
@@ -26,11 +29,10 @@ an MRR of 0.5 needs most examples at rank 0 or 1). Row ``l`` is the input of blo
 the embeddings), the last row the final residual stream.
 
 The comparison task has the same structure with the two *values* as intermediate answers
-(retrieved at the ``e1`` and ``e2`` positions); :func:`trace_reasoning` returns a
-:class:`ReasoningTrace` for either task.
+(retrieved at the ``e1`` and ``e2`` positions); what to decode is each task's registered
+knowledge (its lens targets), never a branch here.
 """
 
-import gc
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,21 +41,19 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from grok_circuits.analysis.causal_tracing import CausalTrace
-from grok_circuits.analysis.counterfactuals import (
-    Counterfactuals,
-    Facts,
-    make_counterfactuals,
-    trace_counterfactuals,
-)
+from grok_circuits.analysis.causal_tracing import CausalTrace, trace_pairs
+from grok_circuits.analysis.inputs import Data, as_pairs
 from grok_circuits.analysis.logit_lens import LogitLensResult, logit_lens
+from grok_circuits.analysis.metrics import PairMetric
+from grok_circuits.analysis.over_checkpoints import over_checkpoints
 from grok_circuits.runs import Run
-from grok_circuits.tasks import Split, TaskData
+from grok_circuits.tasks import PromptPairs, Split
+from grok_circuits.tasks.registry import Facts
 
 #: Default MRR at which the bridge counts as stored (see the module docstring).
 BRIDGE_MRR_THRESHOLD = 0.5
-#: The token swapped by default: composition ``h`` (changes the bridge), comparison ``e1``.
-DEFAULT_SWAP = {"composition": "h", "comparison": "e1"}
+#: The lens target that makes a trace a :class:`BridgeTrace`.
+BRIDGE_TARGET = "bridge@r1"
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class ReasoningTrace:
 
     Attributes:
         lens: logit-lens ranks, one named column per (target, position), e.g. ``"bridge@r1"``.
-        strength: the causal trace ``[layer, pos]`` (noise direction, strength metric).
+        strength: the causal trace ``[layer, pos]`` (default direction, ``metric``).
         swap: the token swapped to build the corrupt inputs.
         n_examples: how many examples were traced.
         step: the training step of the checkpoint, when it came from a run.
@@ -204,86 +204,72 @@ class BridgeTraceOverTime:
 
 
 # ----------------------------------------------------------------------------- computing them
-def _lens_columns(task: TaskData, cf: Counterfactuals) -> tuple[list[str], Tensor, Tensor]:
-    """Names, positions ``[batch, n]`` and targets ``[batch, n]`` of the intermediate tokens."""
-    pos, v, n = task.positions, task.vocab, len(cf)
-    if task.name == "composition":
-        names = ["bridge@r1", "r2@r2", "answer@r2"]
-        positions = [pos["r1"], pos["r2"], pos["r2"]]
-        targets = [cf.meta["bridge"], cf.clean[:, pos["r2"]], cf.clean_answers]
-    else:
-        names = ["value1@e1", "value2@e2", "answer@e2"]
-        positions = [pos["e1"], pos["e2"], pos["e2"]]
-        targets = [
-            cf.meta["value1"] + v.value_offset,
-            cf.meta["value2"] + v.value_offset,
-            cf.clean_answers,
-        ]
-    return (
-        names,
-        torch.tensor(positions)[None].expand(n, -1),
-        torch.stack(targets, dim=1),
-    )
-
-
-def _trace_model(
+def _trace(
     model: HookedTransformer,
-    task: TaskData,
-    cf: Counterfactuals,
+    pairs: PromptPairs,
     *,
+    metric: PairMetric,
     threshold: float,
     step: int | None,
     batch_size: int,
 ) -> ReasoningTrace:
-    names, positions, targets = _lens_columns(task, cf)
-    lens = logit_lens(model, cf.clean, targets, positions, names=names, batch_size=batch_size)
-    strength = trace_counterfactuals(
-        model, cf, metric="strength", direction="noise", batch_size=batch_size
-    )
-    if task.name == "composition":
-        return BridgeTrace(lens, strength, cf.swap, len(cf), step, threshold)
-    return ReasoningTrace(lens, strength, cf.swap, len(cf), step)
+    """The trace of checked pairs (no conversion or checks)."""
+    names = list(pairs.lens)
+    if names:
+        targets = torch.stack([pairs.lens[k][0] for k in names], dim=1)
+        positions = torch.stack([pairs.lens[k][1] for k in names], dim=1)
+    else:  # no lens target: decode the answer where it is predicted
+        names = [f"answer@{pairs.pos_labels[int(pairs.answer_pos[0])]}"]
+        targets, positions = pairs.answers[:, None], pairs.answer_pos[:, None]
+    lens = logit_lens(model, pairs.clean, targets, positions, names=names, batch_size=batch_size)
+    strength = trace_pairs(model, pairs, metric=metric, batch_size=batch_size)
+    swap = pairs.swap or "pairs"
+    if BRIDGE_TARGET in pairs.lens:
+        return BridgeTrace(lens, strength, swap, len(pairs), step, threshold)
+    return ReasoningTrace(lens, strength, swap, len(pairs), step)
 
 
-def _check(task: TaskData, threshold: float) -> None:
-    if task.name not in DEFAULT_SWAP:
-        raise ValueError(
-            f"tracing is defined for composition and comparison tasks, not {task.name!r}; for a "
-            "mixed task pass grok_circuits.tasks.mixed.mixed_subtask(task, 'composition')"
-        )
+def _check_threshold(threshold: float) -> None:
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold is an MRR, in (0, 1]; got {threshold}")
 
 
 def trace_reasoning(
     model: HookedTransformer,
-    task: TaskData,
-    n_examples: int = 300,
+    pairs: Data,
     *,
-    split: str | Split = "train_inferred",
-    swap: str | None = None,
+    metric: PairMetric = "strength",
     threshold: float = BRIDGE_MRR_THRESHOLD,
-    facts: Facts = "id",
-    seed: int = 0,
     batch_size: int = 2048,
+    **task_kw,
 ) -> ReasoningTrace:
-    """Logit lens of the intermediate tokens and causal strength, for one model.
+    """Logit lens of every lens target and the causal strength of every state, for one model.
 
-    A :class:`BridgeTrace` for a composition task (see :func:`trace_bridge`); for a comparison
-    task a :class:`ReasoningTrace` with lens columns ``"value1@e1"``, ``"value2@e2"`` (the
-    values, as ``<v_k>`` tokens, where the paper finds them retrieved) and ``"answer@e2"``, and
-    the strength under a swap of ``e1`` by default. Arguments as in :func:`trace_bridge`.
+    Args:
+        model: any ``HookedTransformer``.
+        pairs: :class:`~grok_circuits.PromptPairs` (their ``lens`` targets are decoded; with
+            none, the answer at the answer position), or a registered task, whose default swap
+            and lens targets build them (``task_kw``: ``swap``, ``subtask``, ``split``,
+            ``n_examples`` (300), ``facts``, ``seed``, as in
+            :func:`~grok_circuits.analysis.inputs.as_pairs`).
+        metric: ``"strength"`` (the paper's) or ``"logit_difference"``.
+        threshold: the MRR that defines a :class:`BridgeTrace`'s ``bridge_layer``.
+        batch_size: rows per forward pass.
+
+    Returns:
+        A :class:`BridgeTrace` when the pairs have a ``"bridge@r1"`` lens target (composition),
+        else a :class:`ReasoningTrace` (comparison: ``"value1@e1"``, ``"value2@e2"``, ...).
     """
-    _check(task, threshold)
-    cf = make_counterfactuals(
-        task, swap or DEFAULT_SWAP[task.name], split, n_examples=n_examples, facts=facts, seed=seed
+    _check_threshold(threshold)
+    pairs = as_pairs(model, pairs, **task_kw)
+    return _trace(
+        model, pairs, metric=metric, threshold=threshold, step=None, batch_size=batch_size
     )
-    return _trace_model(model, task, cf, threshold=threshold, step=None, batch_size=batch_size)
 
 
 def trace_bridge(
     model_or_run: HookedTransformer | Run,
-    task: TaskData | None = None,
+    task: Data | None = None,
     n_examples: int = 300,
     *,
     split: str | Split = "train_inferred",
@@ -295,12 +281,13 @@ def trace_bridge(
     batch_size: int = 2048,
     progress: bool = False,
 ) -> "BridgeTrace | BridgeTraceOverTime":
-    """Where a composition model stores the bridge entity, and how strongly each state matters.
+    """Where a composition model stores the bridge entity, and how strongly each state matters:
+    the paper's call, :func:`trace_reasoning` on pairs with a ``"bridge@r1"`` lens target.
 
     Args:
         model_or_run: a model (returns a :class:`BridgeTrace`) or a training run (returns a
             :class:`BridgeTraceOverTime` over its checkpoints, loading one model at a time).
-        task: the composition task (default for a run: ``run.task``).
+        task: the composition task (default for a run: ``run.task``), or pairs built from it.
         n_examples: examples traced (the paper: 300), drawn by ``seed``; the same examples at
             every checkpoint.
         split: where the examples come from (the paper: training inferred facts).
@@ -314,59 +301,49 @@ def trace_bridge(
         batch_size: rows per forward pass.
         progress: show a progress bar over checkpoints.
     """
-    if isinstance(model_or_run, Run):
-        run = model_or_run
+    _check_threshold(threshold)
+    run = model_or_run if isinstance(model_or_run, Run) else None
+    if run is not None:
         task = task if task is not None else run.task
+        model = run.model_cfg  # enough to check the data against the model's shape
     else:
-        run = None
+        model = model_or_run
         if task is None:
             raise ValueError("trace_bridge(model, task): pass the task the model was trained on")
-    _check(task, threshold)
-    if task.name != "composition":
+    if isinstance(task, PromptPairs):
+        pairs = as_pairs(model, task)
+    else:
+        pairs = as_pairs(
+            model, task, swap=swap, split=split, n_examples=n_examples, facts=facts, seed=seed
+        )
+    if BRIDGE_TARGET not in pairs.lens:
         raise ValueError(
-            f"trace_bridge traces composition models; this task is {task.name!r} (use "
-            "trace_reasoning for a comparison model)"
+            f"trace_bridge needs pairs with a {BRIDGE_TARGET!r} lens target (a composition "
+            f"task's); these have {sorted(pairs.lens)}: use trace_reasoning"
         )
-    cf = make_counterfactuals(task, swap, split, n_examples=n_examples, facts=facts, seed=seed)
+    kw = dict(metric="strength", threshold=threshold, batch_size=batch_size)
     if run is None:
-        return _trace_model(
-            model_or_run, task, cf, threshold=threshold, step=None, batch_size=batch_size
-        )
-    return _trace_run(
-        run, task, cf, steps, threshold=threshold, batch_size=batch_size, progress=progress
+        return _trace(model, pairs, step=None, **kw)
+    traces = over_checkpoints(
+        run,
+        lambda m: _trace(m, pairs, step=None, **kw),
+        steps=steps,
+        progress=progress,
+        desc="tracing the bridge",
     )
-
-
-def _trace_run(run, task, cf, steps, *, threshold, batch_size, progress) -> BridgeTraceOverTime:
-    if not run.steps:
-        raise ValueError(f"run {run.path} has no checkpoint to trace")
-    steps = sorted({run.nearest_step(s) for s in steps}) if steps is not None else run.steps
-    if not steps:
-        raise ValueError("steps is empty; pass None for every checkpoint")
-    from tqdm.auto import tqdm
-
-    rows = []
-    for step in tqdm(steps, desc="tracing checkpoints", disable=not progress):
-        model = run.model(step)
-        try:
-            t = _trace_model(model, task, cf, threshold=threshold, step=step, batch_size=batch_size)
-        finally:
-            del model  # one model at a time: memory does not grow with the checkpoints
-            gc.collect()
-        rows.append((t.bridge_mrr, t.r2_mrr, t.answer_mrr, t.strength.scores, t.bridge_layer))
-        pos_labels, layer_labels = t.strength.pos_labels, t.lens.layer_labels
+    last = traces.results[-1]
     return BridgeTraceOverTime(
-        steps=tuple(steps),
-        bridge_mrr=torch.stack([r[0] for r in rows]),
-        r2_mrr=torch.stack([r[1] for r in rows]),
-        answer_mrr=torch.stack([r[2] for r in rows]),
-        strength=torch.stack([r[3] for r in rows]),
-        bridge_layer=tuple(r[4] for r in rows),
+        steps=traces.steps,
+        bridge_mrr=traces.stack("bridge_mrr"),
+        r2_mrr=traces.stack("r2_mrr"),
+        answer_mrr=traces.stack("answer_mrr"),
+        strength=traces.stack(lambda t: t.strength.scores),
+        bridge_layer=tuple(t.bridge_layer for t in traces.results),
         threshold=threshold,
-        pos_labels=pos_labels,
-        layer_labels=layer_labels,
-        swap=cf.swap,
-        n_examples=len(cf),
+        pos_labels=last.strength.pos_labels,
+        layer_labels=last.lens.layer_labels,
+        swap=pairs.swap or "pairs",
+        n_examples=len(pairs),
     )
 
 

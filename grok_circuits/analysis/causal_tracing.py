@@ -10,7 +10,8 @@ run, the rest of the forward pass is recomputed, and a metric of the output is r
 that changes the output when swapped carries information the answer depends on; a state that
 does not is not on the path from the swapped token to the answer.
 
-Two directions, one function:
+Two directions, one function; the default, :data:`DEFAULT_DIRECTION`, is the paper's
+``"noise"``, and every analysis of the library uses it unless told otherwise:
 
 - ``direction="denoise"``: run the **corrupt** input and patch in **clean** states. This is what
   TransformerLens' ``patching.get_act_patch_*`` functions compute (``corrupted_tokens`` +
@@ -18,7 +19,7 @@ Two directions, one function:
 - ``direction="noise"``: run the **clean** input and patch in **corrupt** states. This is the
   paper's direction: a state whose corruption flips the prediction is *necessary*. The paper's
   "strength" of a state is the fraction of examples whose top-1 prediction changes
-  (see :mod:`grok_circuits.analysis.counterfactuals` for the metric).
+  (see :mod:`grok_circuits.analysis.metrics` for the metric).
 
 Activations that can be patched (TransformerLens hook names ``blocks.{layer}.hook_{activation}``):
 the residual stream before a block (``resid_pre``), between attention and MLP (``resid_mid``),
@@ -61,7 +62,7 @@ context managers, so an exception cannot leave one behind.
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -69,6 +70,16 @@ import transformer_lens.utilities as tl_utils
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
+
+from grok_circuits.analysis.metrics import (
+    Metric,
+    PairMetric,
+    check_metric,
+    logit_difference,
+    prediction_changed,
+    top1_predictions,
+)
+from grok_circuits.tasks import PromptPairs
 
 try:  # TransformerLens >= 3.x names; older 3.x releases called them HookedTransformerKeyValue*
     from transformer_lens import TransformerLensKeyValueCache as _KVCache
@@ -85,10 +96,9 @@ Activation = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_ou
 Direction = Literal["denoise", "noise"]
 ACTIVATIONS: tuple[str, ...] = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z")
 DIRECTIONS: tuple[str, ...] = ("denoise", "noise")
-
-#: A metric maps the patched run's logits to a scalar (like TransformerLens' patching metrics),
-#: or, with ``per_example=True``, to one value per example.
-Metric = Callable[[Float[Tensor, "batch pos d_vocab"]], Float[Tensor, ""] | Float[Tensor, " batch"]]
+#: The direction of every trace unless told otherwise: the paper's (corrupt states into the
+#: clean run; a state whose corruption changes the prediction is necessary).
+DEFAULT_DIRECTION: Direction = "noise"
 
 #: A column of a trace: one position, or several patched together.
 PositionSpec = int | Sequence[int]
@@ -251,10 +261,6 @@ def _make_cells(
 
 
 # ----------------------------------------------------------------------------- forward passes
-def _device(model: HookedTransformer) -> torch.device:
-    return next(model.parameters()).device
-
-
 def _can_start_midway(model: HookedTransformer) -> bool:
     """Whether a patched run may start at block L on positions >= p (see the module docstring).
 
@@ -379,7 +385,7 @@ def causal_trace(
     metric: Metric,
     *,
     activation: Activation = "resid_pre",
-    direction: Direction = "denoise",
+    direction: Direction = DEFAULT_DIRECTION,
     positions: Sequence[PositionSpec] | None = None,
     per_position: bool = True,
     per_example: bool = False,
@@ -391,16 +397,16 @@ def causal_trace(
         model: a ``HookedTransformer`` (put it in eval mode: dropout would make runs differ).
         clean_tokens: the clean prompts.
         corrupt_tokens: the corrupt prompts, same shape; usually one token swapped per example
-            (:func:`grok_circuits.analysis.make_counterfactuals` builds them).
+            (:class:`grok_circuits.PromptPairs`; :func:`trace_pairs` traces those).
         metric: maps the logits of a run, ``[batch, pos, d_vocab]`` for all examples in their
             original order, to a scalar (e.g. a mean logit difference), exactly like the
             metrics of ``transformer_lens.patching``; or, with ``per_example=True``, to
             ``[batch]`` values (e.g. whether each example's top-1 prediction changed).
         activation: ``"resid_pre"``, ``"resid_mid"``, ``"resid_post"``, ``"attn_out"``,
             ``"mlp_out"`` or ``"z"`` (each attention head's output).
-        direction: ``"denoise"`` runs the corrupt input and patches in clean states (what
-            ``transformer_lens.patching`` computes); ``"noise"`` runs the clean input and
-            patches in corrupt states (the paper's direction).
+        direction: ``"noise"`` (default) runs the clean input and patches in corrupt states
+            (the paper's direction); ``"denoise"`` runs the corrupt input and patches in clean
+            states (what ``transformer_lens.patching`` computes).
         positions: the columns of the trace: each entry a position, or a list of positions
             patched together (``[0, 1, [0, 1, 2]]``). Default: every position, one at a time.
             For ``z`` with ``per_position=False``, every position listed is patched at once.
@@ -432,7 +438,7 @@ def causal_trace(
     if activation != "z" and not per_position:
         raise ValueError("per_position=False only applies to activation='z' (heads)")
 
-    device = _device(model)
+    device = model.cfg.device
     clean_tokens, corrupt_tokens = clean_tokens.to(device), corrupt_tokens.to(device)
     base_tokens, source_tokens = (
         (corrupt_tokens, clean_tokens) if direction == "denoise" else (clean_tokens, corrupt_tokens)
@@ -584,8 +590,67 @@ trace_head_out_by_pos = _specialise(
     per_position=True,
 )
 
+
+# ----------------------------------------------------------------------------- on prompt pairs
+def trace_pairs(
+    model: HookedTransformer,
+    pairs: PromptPairs,
+    *,
+    metric: PairMetric = "strength",
+    activation: Activation = "resid_pre",
+    direction: Direction = DEFAULT_DIRECTION,
+    positions: Sequence[PositionSpec] | None = None,
+    per_position: bool = True,
+    batch_size: int = 2048,
+) -> CausalTrace:
+    """:func:`causal_trace` on :class:`~grok_circuits.PromptPairs` with one of the paper's
+    metrics, positions labelled with the pairs' ``pos_labels``.
+
+    ``metric="strength"``: for each patched state, the fraction of examples whose top-1
+    prediction differs from the unpatched run's (the clean run in the default ``"noise"``
+    direction). ``metric="logit_difference"``: the mean clean-answer minus corrupt-answer logit
+    (needs ``pairs.corrupt_answers``). Per-example values are kept in ``.per_example``.
+    """
+    check_metric(metric)
+    if metric == "strength":
+        base = pairs.clean if direction == "noise" else pairs.corrupt
+        fn = prediction_changed(pairs.answer_pos, top1_predictions(model, base, pairs.answer_pos))
+    else:
+        if pairs.corrupt_answers is None:
+            raise ValueError(
+                "metric='logit_difference' needs the corrupt answers: build the pairs with "
+                "corrupt_answers=..., or use metric='strength'"
+            )
+        fn = logit_difference(
+            pairs.answer_pos, pairs.answers, pairs.corrupt_answers, per_example=True
+        )
+    trace = causal_trace(
+        model,
+        pairs.clean,
+        pairs.corrupt,
+        fn,
+        activation=activation,
+        direction=direction,
+        positions=positions,
+        per_position=per_position,
+        per_example=True,
+        batch_size=batch_size,
+    )
+    labels = tuple(
+        pairs.pos_labels[p] if isinstance(p, int) and p < pairs.width else str(p)
+        for p in trace.positions
+    )
+    return replace(trace, pos_labels=labels)
+
+
+#: The former name of :func:`trace_pairs`.
+trace_counterfactuals = trace_pairs
+
 __all__ = [
     "ACTIVATIONS",
+    "DEFAULT_DIRECTION",
+    "trace_counterfactuals",
+    "trace_pairs",
     "DIRECTIONS",
     "Activation",
     "CausalTrace",

@@ -6,7 +6,7 @@ model by **causal tracing** (Meng et al. 2022): three runs per example,
 1. the *clean* run on a training query, e.g. ``<e_h> <r_1> <r_2>``;
 2. a *perturbed* run, where one input token is swapped for another of the same type such that the
    answer changes (composition: ``h``, ``r1`` or ``r2``; comparison: ``e1``, ``e2`` or ``attr``;
-   built by :func:`~grok_circuits.analysis.counterfactuals.make_counterfactuals`);
+   built by :func:`~grok_circuits.analysis.metrics.make_counterfactuals`);
 3. an *intervened* run: the clean input, with one hidden state replaced by its value in the
    perturbed run ("noising", :func:`~grok_circuits.analysis.causal_tracing.causal_trace` with
    ``direction="noise"``).
@@ -26,21 +26,23 @@ MLP (``[layer, pos]``; an MLP's score is its strongest position). A component's 
 largest over the swaps (it is in the circuit if it carries the information of *any* input token
 the answer needs), and a ``threshold`` or ``top_k`` on the scores selects the circuit.
 
-Every circuit method here has the same signature (auto-circuit's ``PruneAlgo``)::
+One call, one signature, whatever the model and the data (auto-circuit's ``PruneAlgo`` takes
+``(model, data)`` the same way)::
 
-    method(model, task, *, subtask=None, split="train_inferred", n_examples=300,
-           threshold=None, top_k=None, seed=0, ...) -> Circuit
+    find_circuit(model, pairs, *, top_k=None, threshold=None, method="patching" | "ablation")
 
-so comparing training stages or tasks is a loop. :func:`find_circuit` is the paper's patching
-method; :func:`ablation_circuit` scores each component by the accuracy lost when it alone is
-mean-ablated (necessity on the data distribution, without counterfactuals).
+``pairs`` is :class:`~grok_circuits.PromptPairs` (or a list of them, one per swapped token), or a
+registered task, whose every swap builds them. ``method="patching"`` is the paper's causal
+tracing; ``method="ablation"`` scores each component by the accuracy lost when it alone is
+ablated (mean or resample, ``ablation=``; necessity on the clean prompts, no counterfactual
+needed). Comparing training stages or tasks is then a loop over models or data.
 """
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 import torch
 from jaxtyping import Float
@@ -48,29 +50,23 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from grok_circuits.analysis.ablation import (
-    AblationMethod,
+    Ablation,
     Component,
     accuracy_under_ablation,
     all_components,
 )
-from grok_circuits.analysis.counterfactuals import (
-    SWAPS,
-    Counterfactuals,
-    make_counterfactuals,
-    trace_counterfactuals,
-)
-from grok_circuits.tasks import TaskData
-from grok_circuits.tasks.mixed import mixed_subtask
-
-#: Input tokens perturbed for causal tracing, per task (names of ``TaskData.positions``).
-PERTURBATIONS: dict[str, tuple[str, ...]] = dict(SWAPS)
+from grok_circuits.analysis.causal_tracing import trace_pairs
+from grok_circuits.analysis.inputs import Data, resolve_subtask, swap_pairs
+from grok_circuits.analysis.metrics import PairMetric, check_metric
+from grok_circuits.tasks import PromptPairs, Split, TaskData
+from grok_circuits.tasks.registry import Facts
 
 #: Used when neither ``threshold`` nor ``top_k`` is given: a component is in the circuit when
 #: replacing it changes the answer on at least 10% of the examples (patching), or costs at
 #: least 10 points of accuracy (ablation). Fixed before looking at any result, not tuned.
 DEFAULT_THRESHOLD = 0.1
 
-TraceMetric = Literal["strength", "logit_difference"]
+CircuitMethod = Literal["patching", "ablation"]
 
 
 # ----------------------------------------------------------------------------- the result
@@ -80,28 +76,28 @@ class Circuit:
     patching method) the causal strength of every residual state.
 
     Attributes:
-        task: the (sub-)task, ``"composition"`` or ``"comparison"``.
-        method: ``"patching"`` (:func:`find_circuit`) or ``"ablation"`` (:func:`ablation_circuit`).
-        split: the probe the examples were drawn from.
-        n_examples: how many distinct examples of ``split`` were traced (patching: those with a
-            swap that changes the answer, over all swaps) or scored (ablation).
+        task: the (sub-)task's name, or None for pairs built by hand.
+        method: ``"patching"`` or ``"ablation"``.
+        split: the probe the examples were drawn from (None for pairs built by hand).
+        n_examples: how many distinct clean prompts were traced (patching: over all swaps) or
+            scored (ablation).
         n_layers, n_heads: the model's shape.
         scores: every component's score (strength, or accuracy lost), by :class:`Component`.
         components: the circuit: the selected components, in computation order.
         threshold, top_k: the selection rule (one of them is set).
         metric: what the scores measure.
         positions: the names of the prompt positions.
-        perturbations: the swapped input tokens (patching only).
+        swaps: what each set of pairs swapped (patching only).
         n_traced: per swap, how many examples were traced (patching only).
-        state_scores: ``[perturbation, layer, pos]`` causal strength of each ``resid_pre`` state.
-        head_scores: ``[perturbation, layer, head]`` score of each head's ``hook_z``.
-        mlp_scores: ``[perturbation, layer, pos]`` score of each MLP output at each position.
+        state_scores: ``[swap, layer, pos]`` causal strength of each ``resid_pre`` state.
+        head_scores: ``[swap, layer, head]`` score of each head's ``hook_z``.
+        mlp_scores: ``[swap, layer, pos]`` score of each MLP output at each position.
         clean_accuracy: the model's accuracy on those ``n_examples`` examples.
     """
 
-    task: str
+    task: str | None
     method: str
-    split: str
+    split: str | None
     n_examples: int
     n_layers: int
     n_heads: int
@@ -111,11 +107,11 @@ class Circuit:
     top_k: int | None
     metric: str
     positions: Mapping[str, int]
-    perturbations: tuple[str, ...] = ()
+    swaps: tuple[str, ...] = ()
     n_traced: tuple[int, ...] = ()
-    state_scores: Float[Tensor, "perturbation layer pos"] | None = None
-    head_scores: Float[Tensor, "perturbation layer head"] | None = None
-    mlp_scores: Float[Tensor, "perturbation layer pos"] | None = None
+    state_scores: Float[Tensor, "swap layer pos"] | None = None
+    head_scores: Float[Tensor, "swap layer head"] | None = None
+    mlp_scores: Float[Tensor, "swap layer pos"] | None = None
     clean_accuracy: float = math.nan
 
     @property
@@ -128,7 +124,7 @@ class Circuit:
 
     @property
     def node_strength(self) -> Float[Tensor, "layer pos"] | None:
-        """Strength of each residual state, the largest over the perturbations (None for
+        """Strength of each residual state, the largest over the swaps (None for
         methods that do not trace states)."""
         return None if self.state_scores is None else self.state_scores.amax(0)
 
@@ -183,10 +179,10 @@ class Circuit:
     def __str__(self) -> str:
         rule = f"top_k={self.top_k}" if self.top_k is not None else f"threshold={self.threshold}"
         head = (
-            f"Circuit({self.task}, {self.method}, {self.metric}, {rule}): "
+            f"Circuit({self.task or 'pairs'}, {self.method}, {self.metric}, {rule}): "
             f"{len(self.components)} of {len(self.scores)} components "
             f"[{', '.join(map(str, self.components))}]\n"
-            f"  {self.n_examples} examples from {self.split!r}, "
+            f"  {self.n_examples} examples from {self.split or 'the pairs'!r}, "
             f"clean accuracy {self.clean_accuracy:.3f}"
         )
         ranked = sorted(self.scores.items(), key=lambda kv: (-kv[1], kv[0].sort_key()))[:8]
@@ -197,23 +193,6 @@ class Circuit:
         return "\n".join([head, *lines])
 
     __repr__ = __str__
-
-
-class CircuitMethod(Protocol):
-    """The signature every circuit method shares."""
-
-    def __call__(
-        self,
-        model: HookedTransformer,
-        task: TaskData,
-        *,
-        subtask: str | None = None,
-        split: str = "train_inferred",
-        n_examples: int = 300,
-        threshold: float | None = None,
-        top_k: int | None = None,
-        seed: int = 0,
-    ) -> Circuit: ...
 
 
 # ----------------------------------------------------------------------------- selection
@@ -248,180 +227,182 @@ def select_components(
     return tuple(sorted(chosen, key=Component.sort_key))
 
 
-# ----------------------------------------------------------------------------- the data
-def resolve_task(task: TaskData, subtask: str | None) -> TaskData:
-    """The task a circuit method analyses: ``task`` itself, or one sub-task of a mixed task."""
-    if task.name == "mixed":
-        if subtask is None:
-            raise ValueError(
-                "this is a mixed task: pass subtask='composition' or subtask='comparison' to "
-                "say whose circuit to find"
-            )
-        return mixed_subtask(task, subtask)
-    if subtask is not None:
-        return mixed_subtask(task, subtask)  # raises unless subtask is the task's own name
-    if task.name not in PERTURBATIONS:
-        raise ValueError(
-            f"no circuit analysis for task {task.name!r}; have {sorted(PERTURBATIONS)}"
-        )
-    return task
+# ----------------------------------------------------------------------------- the methods
+def distinct_clean(pairs: Sequence[PromptPairs]) -> Split:
+    """The distinct clean prompts of ``pairs`` (two pairs with one clean prompt and answer
+    position are one example), in first-seen order."""
+    seen: dict[tuple, int] = {}
+    rows = []
+    for k, p in enumerate(pairs):
+        for i, (row, pos) in enumerate(zip(p.clean.tolist(), p.answer_pos.tolist())):
+            key = (tuple(row), pos)
+            if key not in seen:
+                seen[key] = len(rows)
+                rows.append((k, i))
+    return Split.concat([pairs[k].clean_split().select(slice(i, i + 1)) for k, i in rows], 0)
 
 
-def _check_split(task: TaskData, split: str, n_examples: int) -> None:
-    if split not in task.splits:
-        raise ValueError(
-            f"no split {split!r} in the {task.name} task; choose one of {list(task.splits)}"
-        )
-    if len(task.splits[split]) == 0:
-        raise ValueError(f"split {split!r} of the {task.name} task is empty")
-    if n_examples < 1:
-        raise ValueError(f"n_examples must be >= 1, got {n_examples}")
-
-
-# ----------------------------------------------------------------------------- methods
-@torch.no_grad()
-def find_circuit(
+def patching_scores(
     model: HookedTransformer,
-    task: TaskData,
+    pairs: Sequence[PromptPairs],
     *,
-    subtask: str | None = None,
-    split: str = "train_inferred",
-    n_examples: int = 300,
-    threshold: float | None = None,
-    top_k: int | None = None,
-    seed: int = 0,
-    metric: TraceMetric = "strength",
-    perturb: Sequence[str] | None = None,
-    facts: Literal["id", "all"] = "id",
-) -> Circuit:
-    """The paper's causal tracing, for the residual states and for every component.
+    metric: PairMetric = "strength",
+    batch_size: int = 2048,
+) -> dict:
+    """The paper's causal tracing, per set of pairs: ``resid_pre`` at each (layer, position),
+    each head's ``hook_z`` at all positions, ``mlp_out`` at each (layer, position). Scores are
+    the strength, or the normalised drop of the logit difference (0 = no effect, 1 = the whole
+    effect of the swap). A component's score is its largest over the pairs (and, for an MLP,
+    its positions)."""
 
-    For each perturbed token, :func:`~grok_circuits.analysis.make_counterfactuals` draws up to
-    ``n_examples`` examples of ``split`` that have a swap changing the answer, and
-    :func:`~grok_circuits.analysis.trace_counterfactuals` noises (``direction="noise"``)
-    ``resid_pre`` at each (layer, position), each head's ``hook_z`` at all positions, and
-    ``mlp_out`` at each (layer, position).
-
-    Args:
-        model: the (grokked) model.
-        task: the task it was trained on.
-        subtask: for a mixed task, ``"composition"`` or ``"comparison"``: whose circuit.
-        split: the probe to draw the examples from (the paper: training inferred facts).
-        n_examples: examples per perturbed token (the paper: 300).
-        threshold: select components whose score is ``>= threshold``...
-        top_k: ...or the ``top_k`` highest-scoring ones (default: ``DEFAULT_THRESHOLD``).
-        seed: seeds the examples and the swapped tokens.
-        metric: ``"strength"`` (the fraction of examples whose top-1 prediction changes; the
-            paper) or ``"logit_difference"`` (the drop of the clean-minus-corrupt answer logit
-            difference, normalised: 0 = no effect, 1 = the whole effect of the swap).
-        perturb: the input tokens to swap (default: all of :data:`PERTURBATIONS`).
-        facts: build the swapped queries from ``"id"`` atomic facts only (default) or ``"all"``.
-
-    Returns:
-        A :class:`Circuit` with ``state_scores``, ``head_scores``, ``mlp_scores`` and the
-        selected components.
-    """
-    threshold, top_k = _selection_rule(threshold, top_k)
-    if metric not in ("strength", "logit_difference"):
-        raise ValueError(f"metric must be 'strength' or 'logit_difference', got {metric!r}")
-    task = resolve_task(task, subtask)
-    _check_split(task, split, n_examples)
-    perturb = tuple(PERTURBATIONS[task.name] if perturb is None else perturb)
-    if not perturb:
-        raise ValueError("perturb is empty; name at least one input token to swap")
-
-    def score(cf: Counterfactuals, activation: str, **kw) -> Tensor:
-        trace = trace_counterfactuals(
-            model, cf, metric=metric, activation=activation, direction="noise", **kw
+    def score(p: PromptPairs, activation: str, **kw) -> Tensor:
+        trace = trace_pairs(
+            model, p, metric=metric, activation=activation, batch_size=batch_size, **kw
         )
         s = trace.scores if metric == "strength" else trace.normalized
         return s.detach().float().cpu()
 
-    states, heads, mlps, traced, rows = [], [], [], [], []
-    for swap in perturb:
-        cf = make_counterfactuals(task, swap, split, n_examples=n_examples, facts=facts, seed=seed)
-        traced.append(len(cf))
-        rows.append(cf.index)
-        states.append(score(cf, "resid_pre"))  # [layer, pos]
-        heads.append(score(cf, "z", per_position=False))  # [layer, head], all positions at once
-        mlps.append(score(cf, "mlp_out"))  # [layer, pos]
-
-    state_scores, head_scores = torch.stack(states), torch.stack(heads)
-    mlp_scores = torch.stack(mlps)
-    # A component's score: its largest over the perturbations (and, for MLPs, positions).
-    head_best, mlp_best = head_scores.amax(0), mlp_scores.amax(dim=(0, 2))
+    states = torch.stack([score(p, "resid_pre") for p in pairs])  # [swap, layer, pos]
+    heads = torch.stack([score(p, "z", per_position=False) for p in pairs])  # [swap, layer, head]
+    mlps = torch.stack([score(p, "mlp_out") for p in pairs])  # [swap, layer, pos]
+    head_best, mlp_best = heads.amax(0), mlps.amax(dim=(0, 2))
     scores = {
         c: float(head_best[c.layer, c.head] if c.is_head else mlp_best[c.layer])
         for c in all_components(model)
     }
-    examples = task.splits[split].select(torch.unique(torch.cat(rows)))
-    return Circuit(
-        task=task.name,
-        method="patching",
-        split=split,
-        n_examples=len(examples),
-        n_layers=model.cfg.n_layers,
-        n_heads=model.cfg.n_heads,
-        scores=scores,
-        components=select_components(scores, threshold=threshold, top_k=top_k),
-        threshold=threshold,
-        top_k=top_k,
-        metric=metric,
-        positions=dict(task.positions),
-        perturbations=perturb,
-        n_traced=tuple(traced),
-        state_scores=state_scores,
-        head_scores=head_scores,
-        mlp_scores=mlp_scores,
-        clean_accuracy=accuracy_under_ablation(model, examples, []),
-    )
+    return dict(scores=scores, state_scores=states, head_scores=heads, mlp_scores=mlps)
 
 
-def ablation_circuit(
+def ablation_scores(
+    model: HookedTransformer, examples: Split, *, ablation: Ablation = "mean", seed: int = 0
+) -> dict:
+    """Each component's score: the accuracy lost on ``examples`` when it alone is ablated (at
+    every position, with the mean of or a resample from the same examples)."""
+    clean = accuracy_under_ablation(model, examples, [])
+    scores = {
+        c: clean - accuracy_under_ablation(model, examples, [c], ablation=ablation, seed=seed)
+        for c in all_components(model)
+    }
+    return dict(scores=scores)
+
+
+#: The circuit methods by name: how :func:`find_circuit` scores the components.
+CIRCUIT_METHODS: dict[str, Callable[..., dict]] = {
+    "patching": patching_scores,
+    "ablation": ablation_scores,
+}
+
+
+@torch.no_grad()
+def find_circuit(
     model: HookedTransformer,
-    task: TaskData,
+    pairs: Data | Sequence[PromptPairs],
     *,
+    top_k: int | None = None,
+    threshold: float | None = None,
+    method: CircuitMethod = "patching",
+    metric: PairMetric = "strength",
+    ablation: Ablation = "mean",
+    swaps: Sequence[str] | None = None,
     subtask: str | None = None,
     split: str = "train_inferred",
     n_examples: int = 300,
-    threshold: float | None = None,
-    top_k: int | None = None,
+    facts: Facts = "id",
     seed: int = 0,
-    method: AblationMethod = "mean",
+    batch_size: int = 2048,
 ) -> Circuit:
-    """Score each component by the accuracy lost when it alone is ablated (at every position,
-    with the mean or a resample over the same examples), and select the circuit.
+    """A circuit: every component's score, and the components selected by ``top_k`` or
+    ``threshold``.
 
-    Same arguments as :func:`find_circuit`, plus ``method`` (``"mean"`` or ``"resample"``).
+    Args:
+        model: any ``HookedTransformer``.
+        pairs: :class:`~grok_circuits.PromptPairs` or a list of them (one per swapped token;
+            a component's score is its largest over them), or a registered task: then pairs are
+            drawn from ``split`` for each of its ``swaps`` (default: all it registers), as the
+            paper does.
+        top_k: select the ``top_k`` highest-scoring components...
+        threshold: ...or those scoring ``>= threshold`` (default: ``DEFAULT_THRESHOLD``).
+        method: ``"patching"`` (the paper's causal tracing; also gives the causal graph of the
+            residual states) or ``"ablation"`` (accuracy lost when a component alone is ablated,
+            on the distinct clean prompts).
+        metric: patching's score, ``"strength"`` (the fraction of examples whose top-1
+            prediction changes; the paper) or ``"logit_difference"`` (the drop of the
+            clean-minus-corrupt answer logit difference, normalised: 0 = no effect, 1 = the
+            whole effect of the swap).
+        ablation: ablation's kind, ``"mean"`` or ``"resample"``.
+        swaps, subtask, split, n_examples, facts, seed: how pairs are built from a task
+            (``subtask`` names one sub-task of a mixed task; ``n_examples`` per swap, the paper:
+            300). For ``method="ablation"`` on a task, ``n_examples`` examples of ``split``
+            drawn by ``seed`` are scored.
+        batch_size: rows per forward pass.
+
+    Returns:
+        A :class:`Circuit`.
     """
     threshold, top_k = _selection_rule(threshold, top_k)
-    task = resolve_task(task, subtask)
-    _check_split(task, split, n_examples)
-    examples = task.splits[split].sample(n_examples, seed)
-    clean = accuracy_under_ablation(model, examples, [])
-    scores = {
-        c: clean - accuracy_under_ablation(model, examples, [c], method=method, seed=seed)
-        for c in all_components(model)
-    }
+    check_metric(metric)
+    if method not in CIRCUIT_METHODS:
+        raise ValueError(f"method={method!r}; choose one of {tuple(CIRCUIT_METHODS)}")
+    if n_examples < 1:
+        raise ValueError(f"n_examples must be >= 1, got {n_examples}")
+    task = resolve_subtask(pairs, subtask) if isinstance(pairs, TaskData) else None
+    if task is not None:
+        if split not in task.splits or len(task.splits[split]) == 0:
+            raise ValueError(
+                f"no examples in split {split!r} of the {task.name} task; choose one of "
+                f"{[k for k, v in task.splits.items() if len(v)]}"
+            )
+    if method == "ablation":
+        if task is not None:
+            if swaps is not None:
+                raise ValueError("swaps= applies to method='patching'; ablation needs no swap")
+            examples = task.splits[split].sample(n_examples, seed)
+            swap_pairs(model, PromptPairs.from_split(examples))  # checks that they fit
+        else:
+            examples = distinct_clean(swap_pairs(model, pairs))
+        found = ablation_scores(model, examples, ablation=ablation, seed=seed)
+        traced, swap_names, measured = (), (), f"accuracy lost ({ablation} ablation)"
+    else:
+        kw = dict(split=split, n_examples=n_examples, facts=facts, seed=seed)
+        sets = swap_pairs(model, task if task is not None else pairs, swaps=swaps, **kw)
+        found = patching_scores(model, sets, metric=metric, batch_size=batch_size)
+        examples = distinct_clean(sets)
+        traced = tuple(len(p) for p in sets)
+        swap_names = tuple(p.swap or f"pairs {k}" for k, p in enumerate(sets))
+        measured = metric
+    if task is not None:
+        positions = dict(task.positions)
+    elif method == "patching":
+        positions = sets[0].positions
+    else:
+        positions = {str(i): i for i in range(examples.tokens.shape[1])}
     return Circuit(
-        task=task.name,
-        method="ablation",
-        split=split,
+        task=None if task is None else task.name,
+        method=method,
+        split=None if task is None else split,
         n_examples=len(examples),
         n_layers=model.cfg.n_layers,
         n_heads=model.cfg.n_heads,
-        scores=scores,
-        components=select_components(scores, threshold=threshold, top_k=top_k),
+        components=select_components(found["scores"], threshold=threshold, top_k=top_k),
         threshold=threshold,
         top_k=top_k,
-        metric=f"accuracy lost ({method} ablation)",
-        positions=dict(task.positions),
-        clean_accuracy=clean,
+        metric=measured,
+        positions=positions,
+        swaps=swap_names,
+        n_traced=traced,
+        clean_accuracy=accuracy_under_ablation(model, examples, []),
+        **found,
     )
 
 
-#: The circuit methods by name; each has the :class:`CircuitMethod` signature.
-CIRCUIT_METHODS: dict[str, CircuitMethod] = {
-    "patching": find_circuit,
-    "ablation": ablation_circuit,
-}
+__all__ = [
+    "CIRCUIT_METHODS",
+    "DEFAULT_THRESHOLD",
+    "Circuit",
+    "CircuitMethod",
+    "ablation_scores",
+    "distinct_clean",
+    "find_circuit",
+    "patching_scores",
+    "select_components",
+]

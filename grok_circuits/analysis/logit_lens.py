@@ -208,7 +208,7 @@ def logit_lens(
     if bool(tgt_bad.any()):
         raise ValueError(f"targets must be token ids in 0..{model.cfg.d_vocab_out - 1}")
 
-    device = next(model.parameters()).device
+    device = model.cfg.device
     n_layers = model.cfg.n_layers
     wanted = {tl_utils.get_act_name("resid_pre", layer) for layer in range(n_layers)}
     wanted.add(tl_utils.get_act_name("resid_post", n_layers - 1))

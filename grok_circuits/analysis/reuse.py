@@ -1,12 +1,14 @@
 """Circuit reuse: do two grokked skills of one model run on the same components?
 
-Beyond the paper (SPEC section 5). Merullo et al. (2023, "Circuit Component Reuse Across Tasks in
-Transformer Language Models") found that the circuits of two different tasks in GPT-2 share about
-78% of their attention heads. Here the question is put to a model trained on the mixed task
-(composition and comparison over one entity set, :mod:`grok_circuits.tasks.mixed`):
+Merullo et al. (2023, "Circuit Component Reuse Across Tasks in Transformer Language Models") found
+that the circuits of two different tasks in GPT-2 share about 78% of their attention heads. Here
+the question is put to any model and two sets of data, ``circuit_reuse(model, pairs_a,
+pairs_b)``; the paper-shaped call ``circuit_reuse(model, task)`` takes a task made of two (the
+mixed task: composition and comparison over one entity set, :mod:`grok_circuits.tasks.mixed`;
+or two operations of modular arithmetic) and compares its sub-tasks:
 
-1. **Circuits**: each task's component circuit, by one circuit method (default
-   :func:`~grok_circuits.analysis.circuits.find_circuit`) with the same selection rule.
+1. **Circuits**: each data set's component circuit, by one circuit method
+   (:func:`~grok_circuits.analysis.circuits.find_circuit`) with the same selection rule.
 2. **Overlap**: the intersection over union (IoU) of the two component sets, and the *head share*,
    ``|heads A & heads B| / min(|heads A|, |heads B|)`` (the share of the smaller circuit's heads
    that the other circuit also uses; Merullo et al.'s "share of heads in common"). Overlap means
@@ -35,14 +37,15 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from grok_circuits.analysis.ablation import (
-    AblationMethod,
+    Ablation,
     Component,
     accuracy_under_ablation,
     all_components,
 )
-from grok_circuits.analysis.circuits import Circuit, CircuitMethod, find_circuit, resolve_task
-from grok_circuits.tasks import TaskData
-from grok_circuits.tasks.mixed import SUBTASKS
+from grok_circuits.analysis.circuits import Circuit, CircuitMethod, distinct_clean, find_circuit
+from grok_circuits.analysis.inputs import Data, check_task_fits, swap_pairs
+from grok_circuits.analysis.metrics import PairMetric
+from grok_circuits.tasks import PromptPairs, Split, TaskData, subtasks
 
 
 # ----------------------------------------------------------------------------- overlap
@@ -89,16 +92,16 @@ class ReuseReport:
     """What :func:`circuit_reuse` measured.
 
     Attributes:
-        tasks: the two sub-tasks, ``("composition", "comparison")``.
-        circuits: each task's :class:`Circuit`.
+        tasks: the names of the two data sets, e.g. ``("composition", "comparison")``.
+        circuits: each one's :class:`Circuit`.
         iou, head_share: the observed overlap of the two circuits.
         random_iou, random_head_share: ``[n_random]`` the overlap of size-matched random pairs.
         accuracy: ``accuracy[ablated][task]``: accuracy on ``task`` after ablating ``ablated``
             (``"none"`` or a task name, meaning that task's circuit).
         random_accuracy: ``random_accuracy[like][task]``: ``[n_random_ablations]`` accuracies on
             ``task`` after ablating random sets sized like ``like``'s circuit.
-        method: the ablation method.
-        eval_split: the probe the accuracies are measured on.
+        ablation: how the circuits were ablated, ``"mean"`` or ``"resample"``.
+        eval_split: the probe the accuracies are measured on (``"pairs"`` for given data).
         n_eval: examples per task the accuracies are measured on.
         seed: seeds the circuits' examples, the random sets and the resample draws.
     """
@@ -111,7 +114,7 @@ class ReuseReport:
     random_head_share: Float[Tensor, " n_random"]
     accuracy: Mapping[str, Mapping[str, float]]
     random_accuracy: Mapping[str, Mapping[str, Float[Tensor, " n_random_ablations"]]]
-    method: str
+    ablation: str
     eval_split: str
     n_eval: Mapping[str, int]
     seed: int
@@ -184,7 +187,7 @@ class ReuseReport:
 
     def __str__(self) -> str:
         lines = [
-            f"ReuseReport ({self.method} ablation, accuracy on {self.eval_split!r}, "
+            f"ReuseReport ({self.ablation} ablation, accuracy on {self.eval_split!r}, "
             f"{len(self.random_iou)} random pairs)"
         ]
         for t in self.tasks:
@@ -199,80 +202,115 @@ class ReuseReport:
 
 
 # ----------------------------------------------------------------------------- the method
+Examples = PromptPairs | Split
+
+
+def _examples(model, data: Examples | Sequence[PromptPairs]) -> Split:
+    if isinstance(data, Split):
+        return data
+    return distinct_clean(swap_pairs(model, data))
+
+
 def circuit_reuse(
     model: HookedTransformer,
-    task: TaskData,
+    pairs_a: Data | Sequence[PromptPairs],
+    pairs_b: Data | Sequence[PromptPairs] | None = None,
     *,
-    method: AblationMethod = "mean",
+    eval_a: Examples | None = None,
+    eval_b: Examples | None = None,
+    names: tuple[str, str] | None = None,
     top_k: int | None = None,
     threshold: float | None = None,
+    method: CircuitMethod = "patching",
+    metric: PairMetric = "strength",
+    ablation: Ablation = "mean",
     n_random: int = 1000,
     n_random_ablations: int = 20,
     seed: int = 0,
-    finder: CircuitMethod = find_circuit,
     split: str = "train_inferred",
     n_examples: int = 300,
     eval_split: str = "test_id",
     n_eval: int = 1000,
 ) -> ReuseReport:
-    """Find both tasks' circuits on a mixed-task model, compare them with a size-matched
-    random baseline, and cross-ablate them.
+    """Find the circuits of two data sets on one model, compare them with a size-matched random
+    baseline, and cross-ablate them.
 
     Args:
-        model: a model trained on the mixed task.
-        task: the mixed task (:func:`grok_circuits.make_task` ``("mixed")``).
-        method: ablation for the cross-ablation, ``"mean"`` or ``"resample"``; the reference
-            examples are the circuit's ``split`` (training inferred queries of the same task).
-        top_k, threshold: the circuits' selection rule, the same for both tasks (default:
-            the circuit method's default threshold).
+        model: any ``HookedTransformer`` that does both.
+        pairs_a, pairs_b: the two data sets, each :class:`~grok_circuits.PromptPairs` (or a
+            list, one per swap) or a registered task. With ``pairs_b=None``, ``pairs_a`` is a
+            task made of two (``make_task("mixed")``): its sub-tasks are compared.
+        eval_a, eval_b: where each task's accuracy is measured under ablation (pairs, whose
+            clean prompts are used, or a ``Split``); default: the clean prompts of ``pairs_a``
+            / ``pairs_b``, or for a task ``n_eval`` examples of ``eval_split``.
+        names: the two data sets' names (default: the tasks', else ``("a", "b")``).
+        top_k, threshold: the circuits' selection rule, the same for both (default: the circuit
+            method's default threshold).
+        method, metric: how the circuits are found (:func:`~grok_circuits.find_circuit`).
+        ablation: how circuits are ablated for the cross-ablation, ``"mean"`` or
+            ``"resample"``; the replacement activations come from each data set's own clean
+            prompts (for a task: ``n_eval`` examples of ``split``).
         n_random: random pairs for the overlap baseline.
         n_random_ablations: random sets ablated per circuit size.
         seed: seeds everything random.
-        finder: the circuit method (any :class:`CircuitMethod`).
-        split, n_examples: where and on how many examples the circuits are found.
-        eval_split, n_eval: the probe and number of examples accuracies are measured on.
+        split, n_examples: for a task, where and on how many examples the circuits are found.
+        eval_split, n_eval: for a task, the probe and number of examples accuracies are
+            measured on.
 
     Returns:
         A :class:`ReuseReport`.
     """
-    if task.name != "mixed":
-        raise ValueError(
-            f"circuit_reuse compares the circuits of the two tasks of one model: it needs the "
-            f"mixed task, got {task.name!r} (make_task('mixed', ...))"
-        )
     if n_random < 1 or n_random_ablations < 1:
         raise ValueError(
             f"n_random and n_random_ablations must be >= 1, got {n_random}, {n_random_ablations}"
         )
-    tasks = SUBTASKS
-    circuits = {
-        t: finder(
-            model,
-            task,
-            subtask=t,
-            split=split,
-            n_examples=n_examples,
-            top_k=top_k,
-            threshold=threshold,
-            seed=seed,
-        )
-        for t in tasks
-    }
+    if pairs_b is None:
+        if not isinstance(pairs_a, TaskData):
+            raise ValueError(
+                "circuit_reuse(model, pairs_a, pairs_b) compares two data sets; with one, pass a "
+                "task made of two (make_task('mixed'))"
+            )
+        views = subtasks(check_task_fits(model, pairs_a))
+        if len(views) != 2:
+            raise ValueError(
+                f"circuit_reuse compares the circuits of two tasks of one model; the "
+                f"{pairs_a.name} task is not made of two (pass pairs_a and pairs_b)"
+            )
+        data = list(views.values())
+    else:
+        data = [pairs_a, pairs_b]
+    if names is None:
+        names = tuple(d.name if isinstance(d, TaskData) else k for d, k in zip(data, "ab"))
+        if names[0] == names[1]:
+            names = ("a", "b")
+    tasks: tuple[str, str] = tuple(names)  # type: ignore[assignment]
+    find = dict(
+        top_k=top_k, threshold=threshold, method=method, metric=metric, ablation=ablation, seed=seed
+    )
+    circuits, evals, refs = {}, {}, {}
+    for t, d, given in zip(tasks, data, (eval_a, eval_b)):
+        if isinstance(d, TaskData):
+            circuits[t] = find_circuit(model, d, split=split, n_examples=n_examples, **find)
+            if eval_split not in d.splits:
+                raise ValueError(f"no probe {eval_split!r}; choose one of {d.probe_names}")
+            evals[t] = d.splits[eval_split].sample(n_eval, seed)
+            refs[t] = d.splits[split].sample(n_eval, seed)
+        else:
+            circuits[t] = find_circuit(model, d, **find)
+            refs[t] = _examples(model, d)
+            evals[t] = refs[t]
+        if given is not None:
+            evals[t] = _examples(model, given)
+
     a, b = (circuits[t].components for t in tasks)
     rng = np.random.default_rng(seed)
     pairs = [(random_like(model, a, rng), random_like(model, b, rng)) for _ in range(n_random)]
     random_iou = torch.tensor([iou(x, y) for x, y in pairs], dtype=torch.float64)
     random_share = torch.tensor([head_share(x, y) for x, y in pairs], dtype=torch.float64)
 
-    views = {t: resolve_task(task, t) for t in tasks}
-    if any(eval_split not in v.splits for v in views.values()):
-        raise ValueError(f"no probe {eval_split!r}; choose one of {views[tasks[0]].probe_names}")
-    evals = {t: views[t].splits[eval_split].sample(n_eval, seed) for t in tasks}
-    refs = {t: views[t].splits[split].sample(n_eval, seed) for t in tasks}
-
     def acc(t: str, components: Sequence[Component]) -> float:
         return accuracy_under_ablation(
-            model, evals[t], components, method=method, reference=refs[t], seed=seed
+            model, evals[t], components, ablation=ablation, reference=refs[t], seed=seed
         )
 
     accuracy = {"none": {t: acc(t, []) for t in tasks}}
@@ -284,6 +322,7 @@ def circuit_reuse(
     random_accuracy = {
         s: {t: torch.tensor([acc(t, r) for r in random_sets[s]]) for t in tasks} for s in tasks
     }
+    any_task = any(isinstance(d, TaskData) for d in data)
     return ReuseReport(
         tasks=tasks,
         circuits=circuits,
@@ -293,8 +332,11 @@ def circuit_reuse(
         random_head_share=random_share,
         accuracy=accuracy,
         random_accuracy=random_accuracy,
-        method=method,
-        eval_split=eval_split,
+        ablation=ablation,
+        eval_split=eval_split if any_task else "pairs",
         n_eval={t: len(e) for t, e in evals.items()},
         seed=seed,
     )
+
+
+__all__ = ["ReuseReport", "circuit_reuse", "head_share", "iou", "random_like"]

@@ -10,28 +10,26 @@ to strong, and the bridge becoming decodable at the ``r1`` position.
 
 :func:`compare_stages` picks the two checkpoints from a run's metrics
 (:attr:`~grok_circuits.Run.saturation_step`: first step with training accuracy >= 99%;
-:attr:`~grok_circuits.Run.grok_step`: first step with ID accuracy >= 95%; each snapped to the
-nearest checkpoint), traces both on the same examples with the same corruptions
-(:func:`grok_circuits.analysis.bridge.trace_reasoning`) and returns both and their difference.
+:attr:`~grok_circuits.Run.grok_step`: first step with ID accuracy >= 95%; each the first
+checkpoint at or after that step, so that the checkpoint has reached it), traces both on the same
+pairs (:func:`grok_circuits.analysis.bridge.trace_reasoning`) and returns both and their
+difference. The pairs are any :class:`~grok_circuits.PromptPairs`; by default the run's task
+builds them with its default swap.
 """
 
-import gc
+import bisect
+import dataclasses
 import warnings
 from dataclasses import dataclass
 
 from jaxtyping import Float
 from torch import Tensor
 
-from grok_circuits.analysis.bridge import (
-    BRIDGE_MRR_THRESHOLD,
-    DEFAULT_SWAP,
-    ReasoningTrace,
-    _check,
-    _trace_model,
-)
-from grok_circuits.analysis.counterfactuals import Facts, make_counterfactuals
+from grok_circuits.analysis.bridge import BRIDGE_MRR_THRESHOLD, ReasoningTrace, _trace
+from grok_circuits.analysis.inputs import Data, as_pairs
+from grok_circuits.analysis.metrics import PairMetric
+from grok_circuits.analysis.over_checkpoints import over_checkpoints
 from grok_circuits.runs import GROK_THRESHOLD, SATURATION_THRESHOLD, Run
-from grok_circuits.tasks import Split, TaskData
 
 
 @dataclass(frozen=True)
@@ -90,53 +88,73 @@ class StageComparison:
         )
 
 
-def _stage_step(run: Run, given: int | None, found: int | None, what: str, fix: str) -> int:
-    step = given if given is not None else found
-    if step is None:
+def stage_step(run: Run, reached: int | None) -> int | None:
+    """The first checkpoint at or after step ``reached`` (the first that has reached it); the
+    last checkpoint, with a warning, when none is that late; None when ``reached`` is None."""
+    if reached is None:
+        return None
+    steps = run.steps
+    i = bisect.bisect_left(steps, reached)
+    if i == len(steps):
+        warnings.warn(
+            f"no checkpoint at or after step {reached} in {run.path}; using the last, {steps[-1]}",
+            stacklevel=3,
+        )
+        return steps[-1]
+    return steps[i]
+
+
+def _stage(run: Run, given: int | None, found: int | None, what: str, fix: str) -> int:
+    if given is not None:
+        return run.nearest_step(given)
+    if found is None:
         raise ValueError(f"{what}; {fix}")
-    return run.nearest_step(step)
+    return stage_step(run, found)
 
 
 def compare_stages(
     run: Run,
+    pairs: Data | None = None,
+    *,
     memorizing: int | None = None,
     generalizing: int | None = None,
-    *,
-    task: TaskData | None = None,
-    n_examples: int = 300,
-    split: str | Split = "train_inferred",
-    swap: str | None = None,
+    metric: PairMetric = "strength",
     threshold: float = BRIDGE_MRR_THRESHOLD,
-    facts: Facts = "id",
-    seed: int = 0,
     batch_size: int = 2048,
+    **task_kw,
 ) -> StageComparison:
     """Trace the memorizing and the generalizing checkpoint of ``run`` and compare them.
 
     Args:
         run: a training run with checkpoints.
-        memorizing: the memorizing step (default ``run.saturation_step``).
-        generalizing: the generalizing step (default ``run.grok_step``).
-        task: the task (default ``run.task``; for a mixed run pass a sub-task view).
-        n_examples, split, swap, threshold, facts, seed, batch_size: as in
-            :func:`grok_circuits.analysis.bridge.trace_reasoning` (the swap defaults to ``h``
-            for composition, ``e1`` for comparison).
+        pairs: the :class:`~grok_circuits.PromptPairs` to trace at both stages, or a task
+            (default: ``run.task``) whose pairs are built with ``task_kw`` (``swap``,
+            ``subtask``, ``split``, ``n_examples`` (300), ``facts``, ``seed``; see
+            :func:`~grok_circuits.analysis.inputs.as_pairs`).
+        memorizing: the memorizing step (default: the first checkpoint at or after
+            ``run.saturation_step``); a step you give snaps to the nearest checkpoint.
+        generalizing: the generalizing step (default: the first checkpoint at or after
+            ``run.grok_step``).
+        metric, threshold, batch_size: as in :func:`~grok_circuits.trace_reasoning`.
 
     Raises:
         ValueError: if a step is not given and the run never reached it (e.g. never grokked).
     """
+    if isinstance(pairs, int):
+        raise ValueError(
+            "compare_stages(run, pairs): the second argument is the data; pass the steps as "
+            "memorizing=STEP, generalizing=STEP"
+        )
     if not run.steps:
         raise ValueError(f"run {run.path} has no checkpoint to compare")
-    task = task if task is not None else run.task
-    _check(task, threshold)
-    mem = _stage_step(
+    mem = _stage(
         run,
         memorizing,
         run.saturation_step,
         f"the run never reached {SATURATION_THRESHOLD:.0%} training accuracy (no memorizing stage)",
         "pass memorizing=STEP to choose the checkpoint",
     )
-    gen = _stage_step(
+    gen = _stage(
         run,
         generalizing,
         run.grok_step,
@@ -146,24 +164,23 @@ def compare_stages(
     )
     if mem == gen:
         warnings.warn(
-            f"the memorizing and generalizing stages snap to the same checkpoint (step {mem}); "
+            f"the memorizing and generalizing stages fall on the same checkpoint (step {mem}); "
             "the difference is zero. Save checkpoints more densely or pass other steps",
             stacklevel=2,
         )
-    cf = make_counterfactuals(
-        task, swap or DEFAULT_SWAP[task.name], split, n_examples=n_examples, facts=facts, seed=seed
+    checked = as_pairs(run.model_cfg, run.task if pairs is None else pairs, **task_kw)
+    traces = over_checkpoints(
+        run,
+        lambda m: _trace(
+            m, checked, metric=metric, threshold=threshold, step=None, batch_size=batch_size
+        ),
+        steps=sorted({mem, gen}),
+        progress=False,
     )
-    traces = []
-    for step in (mem, gen):
-        model = run.model(step)
-        try:
-            traces.append(
-                _trace_model(model, task, cf, threshold=threshold, step=step, batch_size=batch_size)
-            )
-        finally:
-            del model
-            gc.collect()
-    return StageComparison(traces[0], traces[1], mem, gen)
+    if len(traces) < len({mem, gen}):
+        raise ValueError(f"checkpoint {sorted(set(traces.skipped))} of {run.path} is damaged")
+    first, second = (dataclasses.replace(traces[s], step=s) for s in (mem, gen))
+    return StageComparison(first, second, mem, gen)
 
 
 __all__ = ["StageComparison", "compare_stages"]

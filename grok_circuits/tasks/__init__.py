@@ -6,32 +6,21 @@
 
 import dataclasses
 
-from grok_circuits.tasks.comparison import PRESETS as COMPARISON_PRESETS
-from grok_circuits.tasks.comparison import ComparisonParams, make_comparison
-from grok_circuits.tasks.composition import PRESETS as COMPOSITION_PRESETS
-from grok_circuits.tasks.composition import CompositionParams, make_composition
+# Each task module registers itself on import: composition, comparison, then mixed (built from
+# the two). The registry is a leaf module, so nothing here imports back up.
+from grok_circuits.tasks import comparison, composition, mixed  # noqa: F401
+from grok_circuits.tasks.comparison import ComparisonParams
+from grok_circuits.tasks.composition import CompositionParams
 from grok_circuits.tasks.data import PROBES, Split, TaskData
+from grok_circuits.tasks.mixed import MixedParams, mixed_subtask
+from grok_circuits.tasks.pairs import Counterfactuals, PromptPairs, make_pairs
+from grok_circuits.tasks.registry import TaskSpec, register_task, task_names, task_spec
 from grok_circuits.tasks.vocab import Vocab
-
-_TASKS = {
-    "composition": (CompositionParams, COMPOSITION_PRESETS, make_composition),
-    "comparison": (ComparisonParams, COMPARISON_PRESETS, make_comparison),
-}
-
-
-def register_task(name: str, params_cls, presets: dict, make) -> None:
-    """Add a task kind to :func:`make_task` (used by the mixed task)."""
-    _TASKS[name] = (params_cls, presets, make)
-
-
-def task_names() -> list[str]:
-    return sorted(_TASKS)
 
 
 def _lookup(name: str):
-    if name not in _TASKS:
-        raise ValueError(f"unknown task {name!r}; choose one of {task_names()}")
-    return _TASKS[name]
+    spec = task_spec(name)
+    return spec.params_cls, spec.presets, spec.make
 
 
 def make_params(name: str, preset: str | None = "tutorial", **params):
@@ -56,8 +45,8 @@ def make_task(name: str, preset: str | None = "tutorial", **params) -> TaskData:
     """Generate a task.
 
     Args:
-        name: ``"composition"`` or ``"comparison"`` (``"mixed"`` once
-            :mod:`grok_circuits.tasks.mixed` is imported, which the package does).
+        name: a registered task: ``"composition"``, ``"comparison"``, ``"mixed"``,
+            ``"modular"``, or one of your own (:func:`register_task`).
         preset: ``"tutorial"`` (groks on two CPU cores in minutes), ``"paper"`` (the paper's
             scale) or ``None`` for the dataclass defaults.
         **params: fields of the task's params dataclass (e.g. ``phi``, ``seed``,
@@ -75,21 +64,31 @@ def params_from_dict(name: str, d: dict):
     return params_cls.from_dict(d)
 
 
+def subtasks(task: TaskData) -> dict[str, TaskData]:
+    """The views of a task made of several (the mixed task: ``{"composition": ...,
+    "comparison": ...}``); ``{task.name: task}`` for any other."""
+    spec = task_spec(task)
+    return spec.subtasks(task) if spec.subtasks is not None else {task.name: task}
+
+
 __all__ = [
     "PROBES",
     "ComparisonParams",
     "CompositionParams",
+    "Counterfactuals",
+    "MixedParams",
+    "PromptPairs",
     "Split",
     "TaskData",
+    "TaskSpec",
     "Vocab",
+    "make_pairs",
     "make_params",
     "make_task",
+    "mixed_subtask",
     "params_from_dict",
     "register_task",
+    "subtasks",
     "task_names",
+    "task_spec",
 ]
-
-# Imported last: the module registers the "mixed" task through register_task above.
-from grok_circuits.tasks.mixed import MixedParams, mixed_subtask  # noqa: E402
-
-__all__ += ["MixedParams", "mixed_subtask"]

@@ -18,12 +18,17 @@ whole path pool is two integer arrays (no Python objects), which takes well unde
 paper scale (800K paths).
 """
 
+import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
+from torch import Tensor
 
-from grok_circuits.tasks.checks import check_fraction, check_known_fields, check_positive
+from grok_circuits.checks import check_fraction, check_known_fields, check_positive
+from grok_circuits.config import TUTORIAL_RECIPE, TrainConfig
 from grok_circuits.tasks.data import Split, TaskData, make_split
+from grok_circuits.tasks.registry import Facts, register_task
 from grok_circuits.tasks.vocab import Vocab
 
 #: Prompt positions of an inferred query ``<e_h> <r_1> <r_2>``.
@@ -167,3 +172,108 @@ def make_composition(params: CompositionParams) -> TaskData:
         positions=dict(POSITIONS),
         counts=counts,
     )
+
+
+# ----------------------------------------------------------------------------- swaps
+# Causal tracing compares a clean query with a corrupt one that swaps one token for another of the
+# same type so that the answer changes and the query stays a real one (Wang et al. 2024, section
+# 5): swap ``h`` (another head entity that has relation ``r1``, whose bridge has ``r2``), ``r1``
+# (another relation of ``h`` whose bridge has ``r2``) or ``r2`` (another relation of the bridge).
+# The corrupt query is answered by following the knowledge graph; candidates are drawn uniformly.
+
+
+def fact_splits(task: TaskData, facts: Facts) -> list[Split]:
+    """The atomic-fact probes a swap may build on: ``id_atomic`` (and ``ood_atomic`` for
+    ``facts="all"``)."""
+    if facts not in ("id", "all"):
+        raise ValueError(f"facts={facts!r}; choose 'id' (ID atomic facts only) or 'all'")
+    names = ["id_atomic"] + (["ood_atomic"] if facts == "all" else [])
+    missing = [n for n in names if n not in task.splits]
+    if missing:
+        raise ValueError(
+            f"task {task.name!r} has no {missing} split: it is needed to know the facts"
+        )
+    return [task.splits[n] for n in names]
+
+
+def pick_uniform(valid: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """One uniformly drawn True column per row of ``valid``; and which rows had any."""
+    scores = torch.rand(valid.shape, generator=generator)
+    scores[~valid] = -1.0
+    return scores.argmax(1), valid.any(1)
+
+
+def _fact_table(task: TaskData, facts: Facts) -> Tensor:
+    """``table[h, r]`` = tail entity index of fact ``(h, r)``, -1 where there is none."""
+    v = task.vocab
+    table = torch.full((v.n_entities, v.n_relations), -1, dtype=torch.long)
+    for s in fact_splits(task, facts):
+        h = s.tokens[:, 0] - v.entity_offset
+        r = s.tokens[:, 1] - v.relation_offset
+        table[h, r] = s.answers - v.entity_offset
+    return table
+
+
+def _gather(table: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """``table[rows, cols]`` with -1 wherever a row index is -1."""
+    out = table[rows.clamp(min=0), cols]
+    return torch.where(rows < 0, torch.full_like(out, -1), out)
+
+
+def swap_composition(
+    token: str, task: TaskData, s: Split, g: torch.Generator, *, facts: Facts = "id"
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Swap ``token`` (``"h"``, ``"r1"`` or ``"r2"``) of composition queries (a registered
+    swap; see :data:`grok_circuits.tasks.registry.SwapFn`)."""
+    table = _fact_table(task, facts)
+    v, pos = task.vocab, task.positions
+    h = s.tokens[:, pos["h"]] - v.entity_offset
+    r1 = s.tokens[:, pos["r1"]] - v.relation_offset
+    r2 = s.tokens[:, pos["r2"]] - v.relation_offset
+    t = s.answers - v.entity_offset
+    n = len(s)
+    if token == "h":
+        cand = torch.arange(v.n_entities)[None].expand(n, -1)  # h'
+        bridge = table[:, r1].T  # [n, n_entities]: T[h', r1]
+        answer = _gather(table, bridge, r2[:, None].expand_as(bridge))
+        offset = v.entity_offset
+    else:
+        cand = torch.arange(v.n_relations)[None].expand(n, -1)
+        if token == "r1":
+            bridge = table[h]  # [n, n_relations]: T[h, r1']
+            answer = _gather(table, bridge, r2[:, None].expand_as(bridge))
+        else:  # r2: from the clean bridge (kept in the metadata), else looked up
+            b = s.meta["bridge"] - v.entity_offset if "bridge" in s.meta else table[h, r1]
+            answer = _gather(table, b[:, None].expand_as(cand), cand)
+        offset = v.relation_offset
+    valid = (answer >= 0) & (answer != t[:, None])
+    choice, ok = pick_uniform(valid, g)
+    corrupt = s.tokens.clone()
+    corrupt[:, pos[token]] = cand.gather(1, choice[:, None])[:, 0] + offset
+    return corrupt, answer.gather(1, choice[:, None])[:, 0] + v.entity_offset, ok
+
+
+def composition_lens(task: TaskData, s: Split) -> dict[str, tuple[Tensor, Tensor]]:
+    """The bridge at ``r1`` (the first hop, stored mid-network), ``r2`` at ``r2`` (carried for
+    the second hop) and the answer at ``r2``."""
+    pos = task.positions
+    at = lambda name: torch.full((len(s),), pos[name], dtype=torch.long)  # noqa: E731
+    targets = {"r2@r2": (s.tokens[:, pos["r2"]], at("r2")), "answer@r2": (s.answers, at("r2"))}
+    if "bridge" in s.meta:
+        targets = {"bridge@r1": (s.meta["bridge"], at("r1")), **targets}
+    return targets
+
+
+#: The tutorial training preset: see ``grok_circuits.config.TUTORIAL_RECIPE``.
+TRAIN_PRESETS = {"tutorial": TrainConfig(max_steps=6000, **TUTORIAL_RECIPE)}
+
+register_task(
+    "composition",
+    CompositionParams,
+    PRESETS,
+    make_composition,
+    train_presets=TRAIN_PRESETS,
+    swaps={k: functools.partial(swap_composition, k) for k in ("h", "r1", "r2")},
+    default_swap="h",
+    lens_targets=composition_lens,
+)

@@ -45,11 +45,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from grok_circuits.tasks import register_task
-from grok_circuits.tasks.checks import check_known_fields
+from grok_circuits.checks import check_known_fields
+from grok_circuits.config import TUTORIAL_RECIPE, TrainConfig
 from grok_circuits.tasks.comparison import ComparisonParams, make_comparison
 from grok_circuits.tasks.composition import CompositionParams, make_composition
 from grok_circuits.tasks.data import Split, TaskData
+from grok_circuits.tasks.registry import register_task
 from grok_circuits.tasks.vocab import Vocab
 
 #: The sub-tasks of the mixed task, in the order their training rows are stacked.
@@ -269,4 +270,17 @@ def mixed_subtask(task: TaskData, subtask: str) -> TaskData:
     )
 
 
-register_task("mixed", MixedParams, PRESETS, make_mixed)
+#: Both sub-tasks must have generalized before circuits are compared, and the stopping rule reads
+#: one probe only, so the mixed run trains for a fixed number of steps.
+TRAIN_PRESETS = {
+    "tutorial": TrainConfig(max_steps=3000, **{**TUTORIAL_RECIPE, "stop_id_acc": None})
+}
+
+register_task(
+    "mixed",
+    MixedParams,
+    PRESETS,
+    make_mixed,
+    train_presets=TRAIN_PRESETS,
+    subtasks=lambda task: {s: mixed_subtask(task, s) for s in SUBTASKS},
+)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from grok_circuits.tasks.checks import check_known_fields
+from grok_circuits.checks import check_known_fields
 
 PAD = "<pad>"
 QUERY = "<q>"

@@ -18,6 +18,7 @@ from grok_circuits.viz.circuits import (
     plot_component_scores,
     plot_reuse,
 )
+from grok_circuits.viz.progress import plot_fourier_spectrum, plot_over_checkpoints
 from grok_circuits.viz.training import plot_accuracy_curves, save_figure
 
 __all__ = [
@@ -29,7 +30,9 @@ __all__ = [
     "plot_circuit",
     "plot_component_scores",
     "plot_grouped_accuracy",
+    "plot_fourier_spectrum",
     "plot_logit_lens",
+    "plot_over_checkpoints",
     "plot_reasoning_trace",
     "plot_reuse",
     "plot_stage_comparison",

@@ -1,0 +1,138 @@
+"""One call for the standard analyses of a run, chosen by what its task registered.
+
+:func:`analyze` is what ``grok-circuits analyze RUN`` prints and plots. It never asks for a task's
+name; it reads the task's registration (:mod:`grok_circuits.tasks.registry`):
+
+- a task made of two (its ``subtasks``; the mixed task): :func:`~grok_circuits.circuit_reuse` of
+  the two at the last checkpoint;
+- a task with swaps: :func:`~grok_circuits.trace_reasoning` at the memorizing and the
+  generalizing checkpoint, :func:`~grok_circuits.compare_stages` of the two, and
+  :func:`~grok_circuits.find_circuit` at the last checkpoint;
+- a task with ``cyclic_tokens`` (modular arithmetic): the embedding's
+  :func:`~grok_circuits.fourier_spectrum` at every checkpoint.
+
+Stages are the first checkpoints at or after the run's memorizing step (training accuracy >= 99%)
+and generalizing step (ID accuracy >= 95%); a stage the run never reached is said, not guessed.
+"""
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from grok_circuits.analysis.bridge import trace_reasoning
+from grok_circuits.analysis.circuits import find_circuit
+from grok_circuits.analysis.fourier import fourier_spectrum
+from grok_circuits.analysis.over_checkpoints import over_checkpoints
+from grok_circuits.analysis.reuse import circuit_reuse
+from grok_circuits.analysis.stages import compare_stages, stage_step
+from grok_circuits.runs import Run
+from grok_circuits.tasks import subtasks, task_spec
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What :func:`analyze` found on a run.
+
+    Attributes:
+        run: the run's folder.
+        task: the task's name.
+        steps: the checkpoints used: ``memorizing``, ``generalizing`` (None if never reached)
+            and ``last``.
+        results: each analysis' result by name (``trace_memorizing``, ``trace_generalizing``,
+            ``stages``, ``circuit``, ``reuse``, ``fourier``), in the order they ran.
+        notes: what could not be run, and why.
+    """
+
+    run: Path
+    task: str
+    steps: dict[str, int | None]
+    results: dict[str, Any]
+    notes: tuple[str, ...] = ()
+
+    def figures(self) -> dict[str, Any]:
+        """Each result's ``.plot()``, by name."""
+        out = {}
+        for name, result in self.results.items():
+            if name == "fourier":
+                out["fourier_last"] = result.results[-1].plot()
+                out["fourier_over_steps"] = result.plot(lambda s: s.summary()["gini"])
+            else:
+                out[name] = result.plot()
+        return out
+
+    def save(self, folder: str | os.PathLike) -> list[Path]:
+        """Write every figure as ``folder/<name>.png``; returns the paths."""
+        from grok_circuits.viz import save_figure
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name, fig in self.figures().items():
+            path = folder / f"{name}.png"
+            save_figure(getattr(fig, "figure", fig), path)
+            paths.append(path)
+        return paths
+
+    def __str__(self) -> str:
+        lines = [
+            f"run {self.run}: {self.task}; memorizing (train >= 99%) checkpoint "
+            f"{self.steps['memorizing']}, generalizing (ID >= 95%) checkpoint "
+            f"{self.steps['generalizing']}, last {self.steps['last']}"
+        ]
+        lines += [f"note: {n}" for n in self.notes]
+        for name, result in self.results.items():
+            lines += ["", f"[{name}]", str(result)]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def analyze(run: Run, *, n_examples: int = 300, top_k: int = 6, progress: bool = False) -> Analysis:
+    """The standard analyses of ``run``, as its task registered them (module docstring).
+
+    Args:
+        run: a training run (:func:`grok_circuits.load_run`).
+        n_examples: examples per trace and per swap (the paper: 300).
+        top_k: components per circuit.
+        progress: progress bars for the analyses over checkpoints.
+
+    Returns:
+        An :class:`Analysis`; ``print`` it, or ``.save(folder)`` its figures.
+    """
+    if not run.steps:
+        raise ValueError(f"run {run.path} has no checkpoint to analyse")
+    task = run.task
+    spec = task_spec(task)
+    steps = {
+        "memorizing": stage_step(run, run.saturation_step),
+        "generalizing": stage_step(run, run.grok_step),
+        "last": run.steps[-1],
+    }
+    results: dict[str, Any] = {}
+    notes = []
+    views = subtasks(task)
+    if len(views) == 2:
+        results["reuse"] = circuit_reuse(run.model(), task, top_k=top_k, n_examples=n_examples)
+    elif spec.swaps:
+        for stage in ("memorizing", "generalizing"):
+            step = steps[stage]
+            if step is None:
+                notes.append(f"the run never reached its {stage} stage")
+                continue
+            trace = trace_reasoning(run.model(step), task, n_examples=n_examples)
+            results[f"trace_{stage}"] = dataclasses.replace(trace, step=step)
+        if steps["memorizing"] is not None and steps["generalizing"] is not None:
+            results["stages"] = compare_stages(run, n_examples=n_examples)
+        results["circuit"] = find_circuit(run.model(), task, n_examples=n_examples, top_k=top_k)
+    else:
+        notes.append(f"the {task.name} task registers no swaps: no traces or circuits")
+    if spec.cyclic_tokens is not None:
+        results["fourier"] = over_checkpoints(
+            run, lambda m: fourier_spectrum(m, task), progress=progress, desc="Fourier spectrum"
+        )
+    return Analysis(run.path, task.name, steps, results, tuple(notes))
+
+
+__all__ = ["Analysis", "analyze"]

@@ -1,0 +1,136 @@
+"""What every analysis takes: a model and :class:`~grok_circuits.PromptPairs`, checked to fit.
+
+The analyses are data-first: they read token tensors, never a task's name. A registered task is
+a convenience: :func:`as_pairs` builds its pairs with one of its swaps (the same pairs the paper's
+calls use), and :func:`swap_pairs` builds one set per swap. Either way :func:`check_fits` makes
+sure the tokens fit the model, so that a model given another task's data stops with one clear
+line instead of a wrong number or an ``IndexError`` from deep inside TransformerLens.
+"""
+
+from collections.abc import Sequence
+
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from grok_circuits.tasks import PromptPairs, Split, TaskData, make_pairs, mixed_subtask, task_spec
+from grok_circuits.tasks.registry import Facts
+
+#: What an analysis accepts as its data.
+Data = PromptPairs | TaskData
+#: A model, or only its config (enough to check that data fits it).
+ModelLike = HookedTransformer | HookedTransformerConfig
+
+
+def _cfg(model: ModelLike) -> HookedTransformerConfig:
+    return model if isinstance(model, HookedTransformerConfig) else model.cfg
+
+
+def check_fits(model: ModelLike, pairs: PromptPairs) -> PromptPairs:
+    """Raise a ``ValueError`` unless every token id fits the model's vocabulary and every prompt
+    fits its context; return ``pairs``."""
+    cfg = _cfg(model)
+    if pairs.width > cfg.n_ctx:
+        raise ValueError(
+            f"the prompts have {pairs.width} positions but the model's context holds {cfg.n_ctx} "
+            "(n_ctx); these pairs were built for another model"
+        )
+    largest = max(
+        [int(t.max()) for t in (pairs.clean, pairs.corrupt) if t.numel()]
+        + [int(t.max()) for t, _ in pairs.lens.values() if t.numel()],
+        default=-1,
+    )
+    if largest >= cfg.d_vocab:
+        raise ValueError(
+            f"the prompts use token id {largest} but the model's vocabulary has {cfg.d_vocab} "
+            "tokens (d_vocab); these pairs were built for another model or task"
+        )
+    answers = [pairs.answers] + (
+        [pairs.corrupt_answers] if pairs.corrupt_answers is not None else []
+    )
+    top = max((int(a.max()) for a in answers if a.numel()), default=-1)
+    if top >= cfg.d_vocab_out:
+        raise ValueError(
+            f"an answer has token id {top} but the model has {cfg.d_vocab_out} output tokens "
+            "(d_vocab_out); these pairs were built for another model or task"
+        )
+    return pairs
+
+
+def check_task_fits(model: ModelLike, task: TaskData) -> TaskData:
+    """Raise a ``ValueError`` unless the task's vocabulary is the model's; return ``task``."""
+    if len(task.vocab) != _cfg(model).d_vocab:
+        raise ValueError(
+            f"the {task.name} task has a vocabulary of {len(task.vocab)} tokens but the model "
+            f"has {_cfg(model).d_vocab} (d_vocab): it was trained on another task; pass the task "
+            "the model was trained on (run.task)"
+        )
+    return task
+
+
+def resolve_subtask(task: TaskData, subtask: str | None) -> TaskData:
+    """``task`` itself, or the view of one of its sub-tasks (a mixed task's)."""
+    if subtask is not None:
+        return mixed_subtask(task, subtask)
+    spec = task_spec(task)
+    if spec.subtasks is not None and not spec.swaps:
+        raise ValueError(
+            f"the {task.name} task is made of {sorted(spec.subtasks(task))}: pass subtask=NAME to "
+            "say which one to analyse"
+        )
+    return task
+
+
+def as_pairs(
+    model: ModelLike,
+    data: Data,
+    *,
+    swap: str | None = None,
+    subtask: str | None = None,
+    split: str | Split = "train_inferred",
+    n_examples: int | None = 300,
+    facts: Facts = "id",
+    seed: int = 0,
+) -> PromptPairs:
+    """The pairs an analysis runs on: ``data`` itself when it is :class:`PromptPairs`, else the
+    task's pairs under ``swap`` (default: the task's own default swap) drawn from ``split``.
+    Checked against the model with :func:`check_fits`."""
+    if isinstance(data, PromptPairs):
+        if swap is not None or subtask is not None:
+            raise ValueError(
+                "swap= and subtask= choose how pairs are built from a task; these are pairs "
+                "already (build others with make_pairs)"
+            )
+        return check_fits(model, data)
+    if not isinstance(data, TaskData):
+        raise ValueError(
+            f"expected PromptPairs or a task (TaskData), got {type(data).__name__}; build pairs "
+            "from tensors with PromptPairs(clean=..., corrupt=..., answers=...)"
+        )
+    task = resolve_subtask(check_task_fits(model, data), subtask)
+    pairs = make_pairs(task, swap, split, n_examples=n_examples, facts=facts, seed=seed)
+    return check_fits(model, pairs)
+
+
+def swap_pairs(
+    model: ModelLike,
+    data: Data | Sequence[PromptPairs],
+    *,
+    swaps: Sequence[str] | None = None,
+    **kw,
+) -> list[PromptPairs]:
+    """A list of pairs: one per swap of a task (default: every swap it registers), the pairs
+    given, or each of a list of pairs. ``kw`` as in :func:`as_pairs`."""
+    if isinstance(data, TaskData):
+        task = resolve_subtask(check_task_fits(model, data), kw.pop("subtask", None))
+        names = tuple(task_spec(task).swaps) if swaps is None else tuple(swaps)
+        if not names:
+            raise ValueError("swaps is empty; name at least one of the task's swaps")
+        return [as_pairs(model, task, swap=s, **kw) for s in names]
+    if swaps is not None:
+        raise ValueError("swaps= chooses how pairs are built from a task; these are pairs already")
+    items = [data] if isinstance(data, PromptPairs) else list(data)
+    if not items:
+        raise ValueError("no pairs given")
+    return [as_pairs(model, p) for p in items]
+
+
+__all__ = ["Data", "as_pairs", "check_fits", "check_task_fits", "resolve_subtask", "swap_pairs"]

@@ -1,0 +1,94 @@
+"""The metrics causal tracing reads from a patched run, and tracing a set of prompt pairs.
+
+Every metric takes the logits ``[batch, pos, d_vocab]`` of a run, like TransformerLens' patching
+metrics. The pair-level analyses name them with one word, :data:`PairMetric`:
+
+- ``"strength"``: :func:`prediction_changed` against the unpatched run's top-1 prediction; its
+  mean over examples is the paper's **strength** of a state (Wang et al. 2024, section 5).
+- ``"logit_difference"``: :func:`logit_difference`, the logit of the clean answer minus the logit
+  of the corrupt answer at the answer position.
+
+:func:`trace_pairs` runs :func:`~grok_circuits.analysis.causal_tracing.causal_trace` on
+:class:`~grok_circuits.PromptPairs` with one of them, in the default direction (the paper's).
+"""
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from grok_circuits.model import logits_at
+
+#: A metric maps the patched run's logits to a scalar (like TransformerLens' patching metrics),
+#: or, with ``per_example=True``, to one value per example.
+Metric = Callable[[Float[Tensor, "batch pos d_vocab"]], Float[Tensor, ""] | Float[Tensor, " batch"]]
+
+#: The metric of every pair-level analysis (tracing, circuits, stages, reuse).
+PairMetric = Literal["strength", "logit_difference"]
+PAIR_METRICS: tuple[str, ...] = ("strength", "logit_difference")
+
+
+def check_metric(metric: str) -> None:
+    if metric not in PAIR_METRICS:
+        raise ValueError(f"metric={metric!r}; choose one of {PAIR_METRICS}")
+
+
+def prediction_changed(
+    answer_pos: Int[Tensor, " batch"],
+    reference: Int[Tensor, " batch"],
+    per_example: bool = True,
+) -> Metric:
+    """A metric: 1.0 where the top-1 prediction at the answer position differs from
+    ``reference``, else 0.0; its mean is the paper's strength.
+
+    Args:
+        answer_pos: the answer position of each example.
+        reference: the prediction to compare with, usually the unpatched run's top-1
+            (:func:`top1_predictions`).
+        per_example: return ``[batch]`` values (use with ``causal_trace(per_example=True)``)
+            or their mean.
+    """
+
+    def metric(logits: Float[Tensor, "batch pos d_vocab"]) -> Tensor:
+        changed = logits_at(logits, answer_pos).argmax(-1) != reference.to(logits.device)
+        changed = changed.float()
+        return changed if per_example else changed.mean()
+
+    return metric
+
+
+def logit_difference(
+    answer_pos: Int[Tensor, " batch"],
+    clean_answers: Int[Tensor, " batch"],
+    corrupt_answers: Int[Tensor, " batch"],
+    per_example: bool = False,
+) -> Metric:
+    """A metric: logit of the clean answer minus logit of the corrupt answer, at the answer
+    position; the mean over examples, or ``[batch]`` values with ``per_example=True``."""
+
+    def metric(logits: Float[Tensor, "batch pos d_vocab"]) -> Tensor:
+        ans = logits_at(logits, answer_pos)
+        rows = torch.arange(ans.shape[0], device=ans.device)
+        diff = ans[rows, clean_answers.to(ans.device)] - ans[rows, corrupt_answers.to(ans.device)]
+        return diff if per_example else diff.mean()
+
+    return metric
+
+
+@torch.no_grad()
+def top1_predictions(
+    model: HookedTransformer,
+    tokens: Int[Tensor, "batch pos"],
+    answer_pos: Int[Tensor, " batch"],
+    batch_size: int = 4096,
+) -> Int[Tensor, " batch"]:
+    """The model's top-1 token at each example's answer position."""
+    device = model.cfg.device
+    out = []
+    for i in range(0, tokens.shape[0], batch_size):
+        logits = model(tokens[i : i + batch_size].to(device))
+        out.append(logits_at(logits, answer_pos[i : i + batch_size]).argmax(-1).cpu())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
