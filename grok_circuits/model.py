@@ -15,7 +15,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from grok_circuits.config import ModelSize
-from grok_circuits.tasks import TaskData
+from grok_circuits.tasks import TaskData, task_spec
 
 #: Shape of each size preset: (n_layers, d_model, n_heads).
 SIZES: dict[str, tuple[int, int, int]] = {
@@ -31,9 +31,11 @@ def model_config(
     """A ``HookedTransformerConfig`` for ``task``: vocabulary and context sized to its tokens.
 
     Args:
-        task: the task the model will be trained on (sets ``d_vocab`` and ``n_ctx``).
+        task: the task the model will be trained on (sets ``d_vocab`` and ``n_ctx``; its
+            registration may change the size's shape through ``model_overrides``, e.g. a
+            1-layer model without LayerNorm for modular arithmetic).
         size: ``"tiny"``, ``"tutorial"`` or ``"paper"``.
-        **overrides: any ``HookedTransformerConfig`` field (e.g. ``n_layers=2``).
+        **overrides: any ``HookedTransformerConfig`` field (e.g. ``n_layers=2``), applied last.
     """
     if size not in SIZES:
         raise ValueError(f"unknown model size {size!r}; choose one of {sorted(SIZES)}")
@@ -51,6 +53,7 @@ def model_config(
         positional_embedding_type="standard",
         default_prepend_bos=False,
     )
+    fields.update(task_spec(task).model_overrides.get(size, {}))
     fields.update(overrides)
     if fields["d_vocab"] < len(task.vocab):
         raise ValueError(

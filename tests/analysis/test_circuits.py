@@ -17,7 +17,7 @@ from grok_circuits.analysis.circuits import (
     find_circuit,
     select_components,
 )
-from grok_circuits.analysis.counterfactuals import make_counterfactuals
+from grok_circuits.analysis.metrics import make_counterfactuals
 from grok_circuits.model import build_model, model_config
 from grok_circuits.tasks import make_task
 from grok_circuits.train import answer_logits
