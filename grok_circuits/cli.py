@@ -36,8 +36,34 @@ def _pairs(items: list[str], what: str) -> dict:
     return out
 
 
+def import_plugins(argv: list[str]) -> None:
+    """Import the modules named by ``--import MODULE`` before the parser is built, so that the
+    tasks they register are choices of ``train`` and known to ``report`` and ``analyze``."""
+    import importlib
+
+    for i, arg in enumerate(argv):
+        name = argv[i + 1] if arg == "--import" and i + 1 < len(argv) else None
+        if arg.startswith("--import="):
+            name = arg.split("=", 1)[1]
+        if name is None:
+            continue
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise SystemExit(f"error: --import {name}: {err}; is the module on PYTHONPATH?")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grok-circuits", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--import",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module that registers tasks of your own (grok_circuits.register_task); "
+        "repeatable",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="generate a task and train a HookedTransformer on it")
@@ -45,8 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--preset",
         default="tutorial",
-        choices=["tutorial", "paper"],
-        help="task and training preset (default: tutorial)",
+        help="task and training preset: tutorial (default), paper, or any the task registers",
     )
     t.add_argument("--out", required=True, type=Path, help="run folder to create (or resume)")
     t.add_argument("--seed", type=int, help="seed of the data, the weights and the batch order")
@@ -90,12 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser(
         "analyze",
-        help="the paper's analyses on a run: bridge tracing and stages (composition), "
-        "the circuit (comparison), circuit reuse (mixed)",
+        help="the standard analyses of a run, as its task registered them: reasoning traces "
+        "and stages, the circuit, circuit reuse (tasks made of two), the Fourier spectrum",
     )
     a.add_argument("run", type=Path, help="run folder")
     a.add_argument("--n-examples", type=int, default=300, help="examples traced (paper: 300)")
-    a.add_argument("--top-k", type=int, default=6, help="components per circuit (mixed runs)")
+    a.add_argument("--top-k", type=int, default=6, help="components per circuit")
     a.add_argument("--out", type=Path, help="folder for the figures (default RUN/analysis)")
 
     e = sub.add_parser("export", help="copy a run with a few checkpoints (for sharing)")
@@ -113,44 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_analyze(args) -> int:
-    from grok_circuits.analysis import circuit_reuse, compare_stages, find_circuit, trace_bridge
-    from grok_circuits.viz import save_figure
+    from grok_circuits.analysis import analyze
 
     run = load_run(args.run)
     out = args.out or run.path / "analysis"
-    out.mkdir(parents=True, exist_ok=True)
-    task, n = run.task, args.n_examples
-    print(f"run {run.path}: {run.task_name}, checkpoints {run.steps}")
-    print(
-        f"memorizing (train >= 99%) step {run.saturation_step}, "
-        f"generalizing (ID >= 95%) step {run.grok_step}"
-    )
-    figures = {}
-    if run.task_name == "composition":
-        for stage, step in (("memorizing", run.saturation_step), ("generalizing", run.grok_step)):
-            if step is None:
-                print(f"\n{stage}: the run never reached it")
-                continue
-            step = run.nearest_step(step)
-            trace = trace_bridge(run.model(step), task, n_examples=n)
-            print(f"\n{stage} checkpoint, step {step}: bridge_layer = {trace.bridge_layer}")
-            print(trace.to_frame().round(3).to_string())
-            figures[f"bridge_{stage}"] = trace.plot()
-        if run.saturation_step is not None and run.grok_step is not None:
-            stages = compare_stages(run, n_examples=n)
-            print(f"\n{stages}")
-            figures["stages"] = stages.plot()
-    elif run.task_name == "comparison":
-        circuit = find_circuit(run.model(), task, n_examples=n)
-        print(f"\nlast checkpoint:\n{circuit}")
-        figures["circuit"] = circuit.plot()
-    else:
-        report = circuit_reuse(run.model(), task, top_k=args.top_k, n_examples=n)
-        print(f"\nlast checkpoint:\n{report}")
-        figures["reuse"] = report.plot()
-    for name, fig in figures.items():
-        save_figure(getattr(fig, "figure", fig), out / f"{name}.png")
-    print(f"\nfigures: {', '.join(str(out / f'{k}.png') for k in figures)}")
+    result = analyze(run, n_examples=args.n_examples, top_k=args.top_k)
+    print(result)
+    paths = result.save(out)
+    print(f"\nfigures: {', '.join(str(p) for p in paths)}")
     return 0
 
 
@@ -167,7 +162,7 @@ def cmd_train(args) -> int:
     if args.seed is not None:
         task_overrides["seed"] = args.seed
     if args.phi is not None:
-        task_overrides["phi"] = args.phi
+        task_overrides["phi"] = args.phi  # make_params names the task's fields if it has none
     task = make_task(args.task, preset=args.preset, **task_overrides)
     cfg = train_config(args.task, args.preset)
     changes = {
@@ -258,6 +253,8 @@ def cmd_report(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    import_plugins(argv)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":

@@ -167,7 +167,8 @@ def test_cli_analyze_writes_the_circuit_of_a_comparison_run(tiny_comparison, tmp
     train(tiny_comparison, tiny_train_config(max_steps=20), out=tmp_path / "r", progress=False)
     assert main(["analyze", str(tmp_path / "r"), "--n-examples", "20"]) == 0
     printed = capsys.readouterr().out
-    assert "memorizing (train >= 99%) step None" in printed
+    assert "memorizing (train >= 99%) checkpoint None" in printed
+    assert "the run never reached its memorizing stage" in printed
     assert (tmp_path / "r" / "analysis" / "circuit.png").read_bytes()[:4] == b"\x89PNG"
 
 

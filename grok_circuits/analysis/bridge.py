@@ -273,7 +273,7 @@ def trace_bridge(
     n_examples: int = 300,
     *,
     split: str | Split = "train_inferred",
-    swap: str = "h",
+    swap: str | None = None,
     threshold: float = BRIDGE_MRR_THRESHOLD,
     steps: Sequence[int] | None = None,
     facts: Facts = "id",
@@ -291,8 +291,8 @@ def trace_bridge(
         n_examples: examples traced (the paper: 300), drawn by ``seed``; the same examples at
             every checkpoint.
         split: where the examples come from (the paper: training inferred facts).
-        swap: the token swapped for causal tracing: ``"h"`` (default; changes the bridge),
-            ``"r1"`` or ``"r2"``.
+        swap: the token swapped for causal tracing: the task's default, ``"h"`` (it changes
+            the bridge), or ``"r1"`` or ``"r2"``.
         threshold: bridge MRR that defines ``bridge_layer``.
         steps: for a run, the checkpoints to trace (default: all; others are snapped to the
             nearest checkpoint).

@@ -27,7 +27,7 @@ by the arguments, and the report shows the random distributions next to the obse
 """
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -221,7 +221,7 @@ def circuit_reuse(
     names: tuple[str, str] | None = None,
     top_k: int | None = None,
     threshold: float | None = None,
-    method: CircuitMethod = "patching",
+    method: CircuitMethod | Callable[..., Circuit] = "patching",
     metric: PairMetric = "strength",
     ablation: Ablation = "mean",
     n_random: int = 1000,
@@ -246,7 +246,9 @@ def circuit_reuse(
         names: the two data sets' names (default: the tasks', else ``("a", "b")``).
         top_k, threshold: the circuits' selection rule, the same for both (default: the circuit
             method's default threshold).
-        method, metric: how the circuits are found (:func:`~grok_circuits.find_circuit`).
+        method, metric: how the circuits are found (:func:`~grok_circuits.find_circuit`);
+            ``method`` may also be a function with ``find_circuit``'s signature, e.g. one that
+            returns circuits known in advance.
         ablation: how circuits are ablated for the cross-ablation, ``"mean"`` or
             ``"resample"``; the replacement activations come from each data set's own clean
             prompts (for a task: ``n_eval`` examples of ``split``).
@@ -284,19 +286,20 @@ def circuit_reuse(
         if names[0] == names[1]:
             names = ("a", "b")
     tasks: tuple[str, str] = tuple(names)  # type: ignore[assignment]
-    find = dict(
-        top_k=top_k, threshold=threshold, method=method, metric=metric, ablation=ablation, seed=seed
-    )
+    finder = method if callable(method) else find_circuit
+    find = dict(top_k=top_k, threshold=threshold, metric=metric, ablation=ablation, seed=seed)
+    if not callable(method):
+        find["method"] = method
     circuits, evals, refs = {}, {}, {}
     for t, d, given in zip(tasks, data, (eval_a, eval_b)):
         if isinstance(d, TaskData):
-            circuits[t] = find_circuit(model, d, split=split, n_examples=n_examples, **find)
+            circuits[t] = finder(model, d, split=split, n_examples=n_examples, **find)
             if eval_split not in d.splits:
                 raise ValueError(f"no probe {eval_split!r}; choose one of {d.probe_names}")
             evals[t] = d.splits[eval_split].sample(n_eval, seed)
             refs[t] = d.splits[split].sample(n_eval, seed)
         else:
-            circuits[t] = find_circuit(model, d, **find)
+            circuits[t] = finder(model, d, **find)
             refs[t] = _examples(model, d)
             evals[t] = refs[t]
         if given is not None:

@@ -103,8 +103,7 @@ def plot_causal_graph(circuit, ax=None, *, min_strength: float = 0.1, title: str
     ax.set_ylabel("layer (resid_pre)")
     ax.set_title(
         title
-        or f"{circuit.task}: causal strength of each state "
-        f"(perturbing {', '.join(circuit.perturbations)})",
+        or f"{circuit.task}: causal strength of each state (swapping {', '.join(circuit.swaps)})",
         fontsize=9,
     )
     fig.colorbar(sc, ax=ax, fraction=0.04, label=circuit.metric)
@@ -242,7 +241,7 @@ def plot_reuse(report):
     )
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(f"accuracy ({report.eval_split})")
-    ax.set_title(f"cross-ablation ({report.method} ablation; size in brackets)", fontsize=9)
+    ax.set_title(f"cross-ablation ({report.ablation} ablation; size in brackets)", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

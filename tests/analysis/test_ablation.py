@@ -54,10 +54,10 @@ def test_components_print_parse_and_enumerate(model):
 def test_ablating_nothing_is_the_clean_run(model, split):
     for method in ("mean", "resample"):
         assert torch.equal(
-            ablated_answer_logits(model, split, [], method=method), clean_logits(model, split)
+            ablated_answer_logits(model, split, [], ablation=method), clean_logits(model, split)
         )
         assert (
-            accuracy_under_ablation(model, split, [], method=method)
+            accuracy_under_ablation(model, split, [], ablation=method)
             == evaluate(model, {"p": split})["p_acc"]
         )
 
@@ -78,10 +78,10 @@ def planted(model):
 @pytest.mark.parametrize("method", ["mean", "resample"])
 def test_ablating_a_constant_component_changes_nothing(planted, split, method):
     clean = clean_logits(planted, split)
-    ablated = ablated_answer_logits(planted, split, ["L1H0", "MLP0"], method=method, seed=3)
+    ablated = ablated_answer_logits(planted, split, ["L1H0", "MLP0"], ablation=method, seed=3)
     assert_close(ablated, clean)
     # the control: a component that does read the input does change the output
-    other = ablated_answer_logits(planted, split, ["L0H0"], method=method, seed=3)
+    other = ablated_answer_logits(planted, split, ["L0H0"], ablation=method, seed=3)
     assert (other - clean).abs().max() > 1e-3
 
 
@@ -101,7 +101,7 @@ def embedding_path_logits(model, split, reference):
 
 
 def test_mean_ablating_everything_leaves_the_embedding_path(model, split):
-    ablated = ablated_answer_logits(model, split, all_components(model), method="mean")
+    ablated = ablated_answer_logits(model, split, all_components(model), ablation="mean")
     assert_close(ablated, embedding_path_logits(model, split, split), atol=1e-5, rtol=1e-4)
     # ...which reads the last token only: prompts ending in the same r2 get the same logits
     last = split.tokens[:, 2]
@@ -113,7 +113,7 @@ def test_mean_ablating_everything_leaves_the_embedding_path(model, split):
 def test_resample_from_one_example_is_patching_it_in(model, split):
     one = split.select(slice(5, 6))
     ablated = ablated_answer_logits(
-        model, split, all_components(model), method="resample", reference=one
+        model, split, all_components(model), ablation="resample", reference=one
     )
     assert_close(ablated, embedding_path_logits(model, split, one), atol=1e-5, rtol=1e-4)
 
@@ -124,12 +124,16 @@ def test_resample_uses_one_reference_example_for_all_components(model, split):
     comps = ["L0H1", "MLP0", "L1H0"]
     small, reference = split.select(slice(0, 6)), split.select(slice(10, 16))
     fast = ablated_answer_logits(
-        model, small, comps, method="resample", reference=reference, seed=7
+        model, small, comps, ablation="resample", reference=reference, seed=7
     )
     candidates = torch.stack(
         [
             ablated_answer_logits(
-                model, small, comps, method="resample", reference=reference.select(slice(j, j + 1))
+                model,
+                small,
+                comps,
+                ablation="resample",
+                reference=reference.select(slice(j, j + 1)),
             )
             for j in range(len(reference))
         ]
@@ -139,7 +143,7 @@ def test_resample_uses_one_reference_example_for_all_components(model, split):
     seeds = {
         tuple(
             ablated_answer_logits(
-                model, small, comps, method="resample", reference=reference, seed=s
+                model, small, comps, ablation="resample", reference=reference, seed=s
             )
             .argmax(-1)
             .tolist()
@@ -147,7 +151,7 @@ def test_resample_uses_one_reference_example_for_all_components(model, split):
         for s in range(6)
     }
     again = ablated_answer_logits(
-        model, small, comps, method="resample", reference=reference, seed=7
+        model, small, comps, ablation="resample", reference=reference, seed=7
     )
     assert torch.equal(fast, again) and len(seeds) > 1
 
@@ -172,8 +176,8 @@ def test_mean_is_taken_per_prompt_format(model, tiny_composition):
 
 
 def test_errors(model, split, tiny_composition):
-    with pytest.raises(ValueError, match="method"):
-        accuracy_under_ablation(model, split, ["L0H0"], method="zero")
+    with pytest.raises(ValueError, match="ablation must be one of"):
+        accuracy_under_ablation(model, split, ["L0H0"], ablation="zero")
     with pytest.raises(ValueError, match="2 layers"):
         accuracy_under_ablation(model, split, ["L5H0"])
     with pytest.raises(ValueError, match="heads per layer"):
@@ -187,7 +191,7 @@ def test_errors(model, split, tiny_composition):
 
 def test_no_hook_is_left_behind_even_after_an_error(model, split, no_hooks_left):
     no_hooks_left(model)  # checked after the test
-    ablated_answer_logits(model, split, ["L0H0", "MLP1"], method="resample")
+    ablated_answer_logits(model, split, ["L0H0", "MLP1"], ablation="resample")
     broken = Split(split.tokens + 10_000, split.answer_pos, split.answers)  # ids out of vocab
     with pytest.raises((IndexError, RuntimeError)):
         ablated_answer_logits(model, broken, ["L0H0", "MLP1"], reference=split)

@@ -89,7 +89,7 @@ def test_comparison_swaps_change_the_label(tiny_comparison, swap):
 
 
 def test_counterfactual_errors_name_the_problem(tiny_composition, tiny_comparison):
-    with pytest.raises(ValueError, match="not a composition token"):
+    with pytest.raises(ValueError, match="not a composition swap"):
         make_counterfactuals(tiny_composition, "e1")
     with pytest.raises(ValueError, match="inferred"):
         make_counterfactuals(tiny_composition, "h", "id_atomic")

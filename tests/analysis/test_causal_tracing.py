@@ -94,7 +94,7 @@ def test_denoise_resid_pre_is_transformer_lens_get_act_patch_resid_pre(
     metric = answer_metric(pos, ans)
     _, clean_cache = composition_model.run_with_cache(clean)
     expected = patching.get_act_patch_resid_pre(composition_model, corrupt, clean_cache, metric)
-    trace = causal_trace(composition_model, clean, corrupt, metric)
+    trace = causal_trace(composition_model, clean, corrupt, metric, direction="denoise")
     assert trace.scores.shape == (composition_model.cfg.n_layers, clean.shape[1])
     assert trace.dims == ("layer", "pos")
     assert_close(trace.scores, expected.cpu(), **TOL)
@@ -144,7 +144,9 @@ def test_each_layer_pos_activation_matches_transformer_lens(
         metric = answer_metric(pos, ans)
         _, clean_cache = composition_model.run_with_cache(clean)
         expected = tl_patcher(composition_model, corrupt, clean_cache, metric)
-        trace = causal_trace(composition_model, clean, corrupt, metric, activation=activation)
+        trace = causal_trace(
+            composition_model, clean, corrupt, metric, activation=activation, direction="denoise"
+        )
         assert_close(trace.scores, expected.cpu(), **TOL)
 
 
@@ -161,7 +163,12 @@ def test_resid_post_matches_transformer_lens_generic_patcher(composition_model, 
         index_axis_names=("layer", "pos"),
     )
     trace = causal_trace(
-        composition_model, swapped.clean, swapped.corrupt, metric, activation="resid_post"
+        composition_model,
+        swapped.clean,
+        swapped.corrupt,
+        metric,
+        activation="resid_post",
+        direction="denoise",
     )
     assert_close(trace.scores, expected.cpu(), **TOL)
 
@@ -179,8 +186,10 @@ def test_heads_match_transformer_lens_by_pos_and_all_pos(composition_model, pair
         all_pos = patching.get_act_patch_attn_head_out_all_pos(
             composition_model, corrupt, clean_cache, metric
         )
-        ours_by_pos = trace_head_out_by_pos(composition_model, clean, corrupt, metric)
-        ours_all = trace_head_out(composition_model, clean, corrupt, metric)
+        ours_by_pos = trace_head_out_by_pos(
+            composition_model, clean, corrupt, metric, direction="denoise"
+        )
+        ours_all = trace_head_out(composition_model, clean, corrupt, metric, direction="denoise")
         assert ours_by_pos.dims == ("layer", "pos", "head")
         assert ours_all.dims == ("layer", "head")
         assert_close(ours_by_pos.scores, by_pos.cpu(), **TOL)
@@ -206,7 +215,7 @@ def test_full_forward_path_matches_transformer_lens_on_a_rotary_model(rotary_mod
     metric = answer_metric(swapped.answer_pos, swapped.clean_answers)
     _, clean_cache = rotary_model.run_with_cache(swapped.clean)
     expected = patching.get_act_patch_resid_pre(rotary_model, swapped.corrupt, clean_cache, metric)
-    trace = causal_trace(rotary_model, swapped.clean, swapped.corrupt, metric)
+    trace = causal_trace(rotary_model, swapped.clean, swapped.corrupt, metric, direction="denoise")
     assert_close(trace.scores, expected.cpu(), **TOL)
 
 
@@ -217,7 +226,9 @@ def test_comparison_model_with_five_positions_matches_transformer_lens(
     metric = answer_metric(cf.answer_pos, cf.clean_answers)
     _, clean_cache = comparison_model.run_with_cache(cf.clean)
     expected = patching.get_act_patch_attn_out(comparison_model, cf.corrupt, clean_cache, metric)
-    trace = causal_trace(comparison_model, cf.clean, cf.corrupt, metric, activation="attn_out")
+    trace = causal_trace(
+        comparison_model, cf.clean, cf.corrupt, metric, activation="attn_out", direction="denoise"
+    )
     assert_close(trace.scores, expected.cpu(), **TOL)
 
 
@@ -267,15 +278,25 @@ def test_heads_at_chosen_positions_match_a_slow_loop(composition_model, pair):
         heads=list(range(n_heads)),
     )
     trace = causal_trace(
-        composition_model, clean, corrupt, metric, activation="z", positions=[1, 2]
+        composition_model,
+        clean,
+        corrupt,
+        metric,
+        activation="z",
+        positions=[1, 2],
+        direction="denoise",
     )
     assert_close(trace.scores, expected, **TOL)
 
 
 def test_small_batches_give_the_same_numbers(composition_model, swapped):
     metric = answer_metric(swapped.answer_pos, swapped.clean_answers)
-    big = trace_resid_pre(composition_model, swapped.clean, swapped.corrupt, metric)
-    small = trace_resid_pre(composition_model, swapped.clean, swapped.corrupt, metric, batch_size=7)
+    big = trace_resid_pre(
+        composition_model, swapped.clean, swapped.corrupt, metric, direction="denoise"
+    )
+    small = trace_resid_pre(
+        composition_model, swapped.clean, swapped.corrupt, metric, batch_size=7, direction="denoise"
+    )
     assert_close(small.scores, big.scores, **TOL)
 
 
@@ -286,7 +307,9 @@ def test_patching_a_state_into_its_own_run_changes_nothing(composition_model, pa
     with torch.no_grad():
         expected = metric(composition_model(clean))
     for activation in ("resid_pre", "attn_out", "z"):
-        trace = causal_trace(composition_model, clean, clean, metric, activation=activation)
+        trace = causal_trace(
+            composition_model, clean, clean, metric, activation=activation, direction="denoise"
+        )
         assert trace.patched_rows == 0  # every patch recognised as a no-op
         assert_close(trace.scores, torch.full_like(trace.scores, float(expected)), **TOL)
         assert trace.baseline == pytest.approx(float(expected), abs=1e-5)
@@ -338,7 +361,9 @@ def test_positions_after_the_answer_have_no_effect(
 # ----------------------------------------------------------------------------- the result / errors
 def test_result_prints_a_table_and_plots(composition_model, swapped):
     metric = answer_metric(swapped.answer_pos, swapped.clean_answers)
-    trace = causal_trace(composition_model, swapped.clean, swapped.corrupt, metric)
+    trace = causal_trace(
+        composition_model, swapped.clean, swapped.corrupt, metric, direction="denoise"
+    )
     assert isinstance(trace, CausalTrace)
     text = repr(trace)
     assert "resid_pre" in text and "L0" in text and len(text.splitlines()) == 1 + 1 + trace.n_layers
@@ -362,25 +387,35 @@ def test_hooks_are_removed_even_when_the_metric_fails(composition_model, swapped
 
     no_hooks_left(composition_model)
     with pytest.raises(RuntimeError, match="metric failed"):
-        causal_trace(composition_model, swapped.clean, swapped.corrupt, failing)
+        causal_trace(
+            composition_model, swapped.clean, swapped.corrupt, failing, direction="denoise"
+        )
 
 
 def test_bad_input_raises_value_errors_that_name_the_problem(composition_model, pair):
     clean, corrupt, pos, ans = pair
     metric = answer_metric(pos, ans)
     with pytest.raises(ValueError, match="same shape"):
-        causal_trace(composition_model, clean, corrupt[:, :2], metric)
+        causal_trace(composition_model, clean, corrupt[:, :2], metric, direction="denoise")
     with pytest.raises(ValueError, match="activation="):
-        causal_trace(composition_model, clean, corrupt, metric, activation="resid")
+        causal_trace(
+            composition_model, clean, corrupt, metric, activation="resid", direction="denoise"
+        )
     with pytest.raises(ValueError, match="direction="):
         causal_trace(composition_model, clean, corrupt, metric, direction="forward")
     with pytest.raises(ValueError, match="positions is empty"):
-        causal_trace(composition_model, clean, corrupt, metric, positions=[])
+        causal_trace(composition_model, clean, corrupt, metric, positions=[], direction="denoise")
     with pytest.raises(ValueError, match="outside the prompts"):
-        causal_trace(composition_model, clean, corrupt, metric, positions=[5])
+        causal_trace(composition_model, clean, corrupt, metric, positions=[5], direction="denoise")
     with pytest.raises(ValueError, match="per_example=True"):
-        causal_trace(composition_model, clean, corrupt, per_example_metric(pos, ans))
+        causal_trace(
+            composition_model, clean, corrupt, per_example_metric(pos, ans), direction="denoise"
+        )
     with pytest.raises(ValueError, match="one value per example"):
-        causal_trace(composition_model, clean, corrupt, metric, per_example=True)
+        causal_trace(
+            composition_model, clean, corrupt, metric, per_example=True, direction="denoise"
+        )
     with pytest.raises(ValueError, match="per_position=False"):
-        causal_trace(composition_model, clean, corrupt, metric, per_position=False)
+        causal_trace(
+            composition_model, clean, corrupt, metric, per_position=False, direction="denoise"
+        )

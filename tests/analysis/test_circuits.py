@@ -13,11 +13,10 @@ from grok_circuits.analysis.circuits import (
     CIRCUIT_METHODS,
     DEFAULT_THRESHOLD,
     Circuit,
-    ablation_circuit,
     find_circuit,
     select_components,
 )
-from grok_circuits.analysis.metrics import make_counterfactuals
+from grok_circuits.analysis import make_counterfactuals
 from grok_circuits.model import build_model, model_config
 from grok_circuits.tasks import make_task
 from grok_circuits.train import answer_logits
@@ -37,11 +36,11 @@ def test_state_strengths_known_by_construction(trained, tiny_composition):
     """Noising the embedding of the swapped token is running the corrupt input, so its strength
     is how often the corrupt input changes the prediction; states before it cannot change."""
     c = find_circuit(trained, tiny_composition, n_examples=120, seed=2, top_k=2)
-    assert c.perturbations == ("h", "r1", "r2")
+    assert c.swaps == ("h", "r1", "r2")
     assert c.state_scores.shape == (3, 2, 3) and c.head_scores.shape == (3, 2, 2)
     assert c.mlp_scores.shape == (3, 2, 3)
     rows = []
-    for k, swap in enumerate(c.perturbations):
+    for k, swap in enumerate(c.swaps):
         p = tiny_composition.positions[swap]
         cf = make_counterfactuals(tiny_composition, swap, n_examples=120, seed=2)
         assert c.n_traced[k] == len(cf)
@@ -63,7 +62,7 @@ def test_state_strengths_known_by_construction(trained, tiny_composition):
 
 def test_logit_difference_is_normalised_to_the_whole_swap(trained, tiny_composition):
     c = find_circuit(trained, tiny_composition, n_examples=60, metric="logit_difference")
-    for k, swap in enumerate(c.perturbations):
+    for k, swap in enumerate(c.swaps):
         p = tiny_composition.positions[swap]
         assert c.state_scores[k, 0, p].item() == pytest.approx(1.0, abs=1e-4)
         assert torch.all(c.state_scores[k, :, :p].abs() < 1e-6)
@@ -80,8 +79,8 @@ def planted(trained):
 
 
 def test_constant_components_score_zero(planted, tiny_composition):
-    for method in (find_circuit, ablation_circuit):
-        c = method(planted, tiny_composition, n_examples=100, threshold=1e-9)
+    for method in ("patching", "ablation"):
+        c = find_circuit(planted, tiny_composition, n_examples=100, threshold=1e-9, method=method)
         assert c.scores[Component(1, 0)] == 0 and c.scores[Component(0)] == 0
         assert Component(1, 0) not in c and "MLP0" not in c
         # the control: components that do read the input can score something
@@ -104,9 +103,15 @@ def test_selection_counted_by_hand():
 
 
 def test_uniform_signature_and_result_objects(trained, tiny_composition):
-    for name, method in CIRCUIT_METHODS.items():
-        c = method(
-            trained, tiny_composition, split="train_inferred", n_examples=60, top_k=2, seed=1
+    for name in CIRCUIT_METHODS:
+        c = find_circuit(
+            trained,
+            tiny_composition,
+            split="train_inferred",
+            n_examples=60,
+            top_k=2,
+            seed=1,
+            method=name,
         )
         assert isinstance(c, Circuit) and len(c) == 2 and c.top_k == 2
         ranked = sorted(c.scores.values(), reverse=True)
@@ -121,7 +126,7 @@ def test_uniform_signature_and_result_objects(trained, tiny_composition):
         assert len(fig.axes) >= 2  # a heat map and its colour bar (and the graph, if patching)
         plt.close(fig)
         assert c.method == name
-    default = ablation_circuit(trained, tiny_composition, n_examples=30)
+    default = find_circuit(trained, tiny_composition, n_examples=30, method="ablation")
     assert default.threshold == DEFAULT_THRESHOLD and default.top_k is None
 
 
@@ -131,10 +136,10 @@ def test_mixed_task_needs_a_subtask(tmp_path):
     with pytest.raises(ValueError, match="subtask="):
         find_circuit(model, task)
     c = find_circuit(model, task, subtask="comparison", n_examples=40, top_k=1)
-    assert c.task == "comparison" and c.perturbations == ("e1", "e2", "attr")
+    assert c.task == "comparison" and c.swaps == ("e1", "e2", "attr")
     assert c.state_scores.shape == (3, 2, 5)
     # the swapped token's embedding, noised, is the whole swap: never weaker than any other state
-    for k, swap in enumerate(c.perturbations):
+    for k, swap in enumerate(c.swaps):
         p = c.positions[swap]
         assert torch.all(c.state_scores[k, :, :p] == 0) and c.state_scores[k, 0, p] > 0
     c = find_circuit(model, task, subtask="composition", n_examples=40, top_k=1)
@@ -144,11 +149,11 @@ def test_mixed_task_needs_a_subtask(tmp_path):
 def test_bad_arguments(trained, tiny_composition):
     with pytest.raises(ValueError, match="not both"):
         find_circuit(trained, tiny_composition, top_k=2, threshold=0.1)
-    with pytest.raises(ValueError, match="no split"):
+    with pytest.raises(ValueError, match="no examples in split 'validation'"):
         find_circuit(trained, tiny_composition, split="validation")
     with pytest.raises(ValueError, match="metric"):
         find_circuit(trained, tiny_composition, metric="accuracy", n_examples=10)
     with pytest.raises(ValueError, match="not both"):
-        ablation_circuit(trained, tiny_composition, top_k=1, threshold=0.5)
+        find_circuit(trained, tiny_composition, top_k=1, threshold=0.5, method="ablation")
     with pytest.raises(ValueError, match="needs a mixed task"):
         find_circuit(trained, tiny_composition, subtask="comparison")

@@ -58,9 +58,7 @@ def test_trace_bridge_and_pairs_match(composition_run):
 
 def test_compare_stages_matches(composition_run):
     v = VALUES["compare_stages"]
-    st = compare_stages(
-        composition_run, memorizing=v["mem"], generalizing=v["gen"], n_examples=60
-    )
+    st = compare_stages(composition_run, memorizing=v["mem"], generalizing=v["gen"], n_examples=60)
     close(st.difference, v["difference"])
     close(st.mrr_difference, v["mrr_difference"])
 

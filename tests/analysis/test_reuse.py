@@ -42,24 +42,14 @@ def model(task, tmp_path_factory):
 
 
 def planted_finder(circuits: dict[str, list[str]]):
-    """A circuit method (the uniform signature) that returns fixed circuits."""
+    """A circuit method (find_circuit's signature) that returns fixed circuits."""
 
-    def finder(
-        model,
-        task,
-        *,
-        subtask=None,
-        split="train_inferred",
-        n_examples=300,
-        threshold=None,
-        top_k=None,
-        seed=0,
-    ) -> Circuit:
+    def finder(model, task, *, split="train_inferred", **kw) -> Circuit:
         chosen = tuple(
-            sorted((Component.parse(c) for c in circuits[subtask]), key=Component.sort_key)
+            sorted((Component.parse(c) for c in circuits[task.name]), key=Component.sort_key)
         )
         return Circuit(
-            task=subtask,
+            task=task.name,
             method="planted",
             split=split,
             n_examples=0,
@@ -123,7 +113,7 @@ def exact_random_overlap(model, a, b):
 def test_random_baseline_matches_exact_enumeration(model, task):
     circuits = {"composition": ["L0H0", "L0H1", "MLP0"], "comparison": ["L0H0", "L1H0", "MLP1"]}
     report = circuit_reuse(
-        model, task, finder=planted_finder(circuits), n_random=4000, n_random_ablations=2, n_eval=50
+        model, task, method=planted_finder(circuits), n_random=4000, n_random_ablations=2, n_eval=50
     )
     a = [Component.parse(c) for c in circuits["composition"]]
     b = [Component.parse(c) for c in circuits["comparison"]]
@@ -142,7 +132,7 @@ def test_cross_ablation_known_by_construction(model, task):
     report = circuit_reuse(
         model,
         task,
-        finder=planted_finder({"composition": [], "comparison": every}),
+        method=planted_finder({"composition": [], "comparison": every}),
         n_random=10,
         n_random_ablations=3,
         n_eval=60,
@@ -184,7 +174,7 @@ def test_ablation_p_value_counted_by_hand():
         random_head_share=torch.tensor([float("nan")] * 4, dtype=torch.float64),
         accuracy={"composition": {"comparison": 0.5}},
         random_accuracy={"composition": {"comparison": torch.tensor([0.1, 0.5, 0.9])}},
-        method="mean",
+        ablation="mean",
         eval_split="test_id",
         n_eval={},
         seed=0,
@@ -200,7 +190,7 @@ def test_end_to_end_with_find_circuit(model, task):
     )
     assert isinstance(report, ReuseReport)
     assert all(len(report.circuits[t]) == 3 for t in report.tasks)
-    assert report.circuits["comparison"].perturbations == ("e1", "e2", "attr")
+    assert report.circuits["comparison"].swaps == ("e1", "e2", "attr")
     assert 0 <= report.iou <= 1 and 0 <= report.p_iou <= 1
     expected = iou(*(report.circuits[t].components for t in report.tasks))
     assert report.iou == expected
@@ -218,5 +208,5 @@ def test_end_to_end_with_find_circuit(model, task):
 
 def test_needs_the_mixed_task(model, tiny_composition):
     small = build_model(model_config(tiny_composition, "tiny"), seed=0)
-    with pytest.raises(ValueError, match="mixed task"):
+    with pytest.raises(ValueError, match="not made of two"):
         circuit_reuse(small, tiny_composition)
