@@ -280,7 +280,7 @@ class Run:
             "checkpoints": len(self.steps),
             "train_acc": last.get(f"{k['train']}_acc"),
             "id_acc": last.get(f"{k['id']}_acc"),
-            "ood_acc": last.get(f"{k['ood']}_acc"),
+            "ood_acc": last.get(f"{k['ood']}_acc") if "ood" in k else None,
             "saturation_step": self.saturation_step,
             "grok_step": self.grok_step,
             "wall_seconds": last.get("time"),

@@ -209,11 +209,7 @@ def train(
         row["weight_norm"] = weight_norm(model)
         metrics.append(row)
         write_metrics(out, metrics)
-        bar.set_postfix(
-            train=f"{row[key['train'] + '_acc']:.2f}",
-            id=f"{row[key['id'] + '_acc']:.2f}",
-            ood=f"{row[key['ood'] + '_acc']:.2f}",
-        )
+        bar.set_postfix({role: f"{row[probe + '_acc']:.2f}" for role, probe in key.items()})
         return row
 
     if step == 0:
@@ -284,7 +280,14 @@ def _reached(row: dict, key: dict[str, str], cfg: TrainConfig) -> bool:
         return False
     if cfg.stop_train_acc is not None and row[f"{key['train']}_acc"] < cfg.stop_train_acc:
         return False
-    return cfg.stop_ood_acc is None or row[f"{key['ood']}_acc"] >= cfg.stop_ood_acc
+    if cfg.stop_ood_acc is None:
+        return True
+    if "ood" not in key:
+        raise ValueError(
+            "TrainConfig.stop_ood_acc is set but the task names no OOD probe (key_probes['ood']); "
+            "unset stop_ood_acc"
+        )
+    return row[f"{key['ood']}_acc"] >= cfg.stop_ood_acc
 
 
 def _held_evals(metrics: list[dict], key: dict[str, str], cfg: TrainConfig) -> int:

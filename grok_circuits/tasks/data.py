@@ -133,8 +133,8 @@ class TaskData:
             (``PROBES``; the mixed task prefixes them with the task name).
         positions: names of the prompt positions of an inferred query, e.g.
             ``{"h": 0, "r1": 1, "r2": 2}`` for composition.
-        key_probes: which probes the progress bar and stopping rule read as ``train`` / ``id`` /
-            ``ood`` accuracy.
+        key_probes: which probes the progress bar and stopping rule read as ``train`` and
+            ``id`` accuracy, and optionally ``ood``; each must be one of ``splits``.
     """
 
     name: str
@@ -146,6 +146,25 @@ class TaskData:
         default_factory=lambda: {"train": "train_inferred", "id": "test_id", "ood": "test_ood"}
     )
     counts: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if "train" not in self.splits:
+            raise ValueError(
+                f"the {self.name} task has no 'train' split; splits['train'] holds what the model "
+                "is trained on"
+            )
+        missing = sorted({"train", "id"} - set(self.key_probes))
+        if missing:
+            raise ValueError(
+                f"the {self.name} task's key_probes lack {missing}: name the probes read as "
+                "training ('train') and test ('id') accuracy (and optionally 'ood')"
+            )
+        unknown = {r: p for r, p in self.key_probes.items() if p not in self.splits}
+        if unknown:
+            raise ValueError(
+                f"the {self.name} task's key_probes name probes it does not have: {unknown}; "
+                f"its splits are {list(self.splits)}"
+            )
 
     @property
     def train(self) -> Split:
