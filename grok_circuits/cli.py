@@ -50,7 +50,9 @@ def import_plugins(argv: list[str]) -> None:
         try:
             importlib.import_module(name)
         except ImportError as err:
-            raise SystemExit(f"error: --import {name}: {err}; is the module on PYTHONPATH?")
+            raise SystemExit(
+                f"error: --import {name}: {err}; is the module on PYTHONPATH?"
+            ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import grok_circuits.tasks.mixed  # noqa: F401  (registers "mixed")
+from grok_circuits.analysis import make_counterfactuals
 from grok_circuits.analysis.ablation import Component, all_components
 from grok_circuits.analysis.circuits import (
     CIRCUIT_METHODS,
@@ -16,7 +17,6 @@ from grok_circuits.analysis.circuits import (
     find_circuit,
     select_components,
 )
-from grok_circuits.analysis import make_counterfactuals
 from grok_circuits.model import build_model, model_config
 from grok_circuits.tasks import make_task
 from grok_circuits.train import answer_logits
