@@ -29,7 +29,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # TransformerLens' patcher draws a p
 import torch  # noqa: E402
 from transformer_lens import patching  # noqa: E402
 
-from grok_circuits.analysis import causal_trace, logit_difference, make_counterfactuals  # noqa: E402
+from grok_circuits.analysis import causal_trace, logit_difference, make_pairs  # noqa: E402
 from grok_circuits.model import build_model, model_config  # noqa: E402
 from grok_circuits.tasks import make_task  # noqa: E402
 
@@ -53,7 +53,7 @@ def transformer_lens_trace(model, clean, corrupt, metric):
 
 
 def our_trace(model, clean, corrupt, metric):
-    return causal_trace(model, clean, corrupt, metric)
+    return causal_trace(model, clean, corrupt, metric, direction="denoise")
 
 
 def main() -> None:
@@ -85,7 +85,7 @@ def main() -> None:
         cfg = model.cfg
         cases = {}
         for swap in swaps:
-            cf = make_counterfactuals(task, swap, n_examples=args.examples, seed=0)
+            cf = make_pairs(task, swap, n_examples=args.examples, seed=0)
             cases[f"swap {swap}"] = (cf.corrupt, cf)
         g = torch.Generator().manual_seed(0)
         cases["all random"] = (torch.randint(0, cfg.d_vocab, cf.clean.shape, generator=g), cf)
