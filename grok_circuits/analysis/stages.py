@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from jaxtyping import Float
 from torch import Tensor
 
-from grok_circuits.analysis.bridge import BRIDGE_MRR_THRESHOLD, ReasoningTrace, _trace
+from grok_circuits.analysis.bridge import BRIDGE_MRR_THRESHOLD, ReasoningTrace, trace_reasoning
 from grok_circuits.analysis.inputs import Data, as_pairs
 from grok_circuits.analysis.metrics import PairMetric
 from grok_circuits.analysis.over_checkpoints import over_checkpoints
@@ -171,8 +171,8 @@ def compare_stages(
     checked = as_pairs(run.model_cfg, run.task if pairs is None else pairs, **task_kw)
     traces = over_checkpoints(
         run,
-        lambda m: _trace(
-            m, checked, metric=metric, threshold=threshold, step=None, batch_size=batch_size
+        lambda m: trace_reasoning(
+            m, checked, metric=metric, threshold=threshold, batch_size=batch_size
         ),
         steps=sorted({mem, gen}),
         progress=False,

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import grok_circuits as gc
-from grok_circuits import PromptPairs, Split, TaskData, TrainConfig, Vocab
+from grok_circuits import Split, TaskData, TrainConfig, Vocab
 
 
 @dataclasses.dataclass(frozen=True)
