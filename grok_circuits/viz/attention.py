@@ -16,12 +16,13 @@ from circuitsvis.utils.render import RenderedHTML
 from jaxtyping import Float
 from torch import Tensor
 from transformer_lens import HookedTransformer
+from transformer_lens.utilities import get_act_name
 
 from grok_circuits.tasks import TaskData
 
 
 def _pattern_name(layer: int) -> str:
-    return f"blocks.{layer}.attn.hook_pattern"
+    return get_act_name("pattern", layer)
 
 
 def prompt_tokens(task: TaskData, split: str, index: int) -> list[str]:
