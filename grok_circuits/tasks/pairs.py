@@ -356,7 +356,8 @@ def make_pairs(
     spec = task_spec(task)
     if not spec.swaps:
         hint = (
-            f"; it is made of {sorted(spec.subtasks(task))}: take one with .subtask(name)"
+            f"; it is made of {sorted(spec.subtasks(task))}: pass one of them, e.g. "
+            "grok_circuits.subtasks(task)[name]"
             if spec.subtasks is not None
             else ""
         )
