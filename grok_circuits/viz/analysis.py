@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.patches import Rectangle
 
+from grok_circuits.viz._common import cell_fontsize, context, row_labels, text_color
+
 
 def _axes(ax, figsize=(5, 4)):
     if ax is None:
@@ -17,8 +19,20 @@ def _axes(ax, figsize=(5, 4)):
     return ax.figure, ax
 
 
-def _heatmap(ax, values, *, xlabels, ylabels, title, cmap="viridis", center=False, fmt=".2f"):
-    """A [layer, column] heatmap with layer 0 at the bottom and the values written in."""
+def _heatmap(
+    ax,
+    values,
+    *,
+    xlabels,
+    ylabels,
+    title,
+    cbar_label,
+    cmap="viridis",
+    center=False,
+    fmt=".2f",
+):
+    """A [layer, column] heatmap with layer 0 at the bottom, a labelled colorbar, and the values
+    written in the cells where they fit at a readable size."""
     values = torch.as_tensor(values).float()
     kw = {}
     if center:
@@ -27,54 +41,64 @@ def _heatmap(ax, values, *, xlabels, ylabels, title, cmap="viridis", center=Fals
     im = ax.imshow(values.numpy(), origin="lower", aspect="auto", cmap=cmap, **kw)
     ax.set_xticks(range(len(xlabels)), xlabels)
     ax.set_yticks(range(len(ylabels)), ylabels)
-    if values.numel() <= 120 and values.shape[1] <= 12:  # write the numbers where they fit
-        for i in range(values.shape[0]):
-            for j in range(values.shape[1]):
+    ax.set_title(title, fontsize=10)
+    ax.figure.colorbar(im, ax=ax, shrink=0.8, label=cbar_label)
+    texts = [[format(float(v), fmt) for v in row] for row in values]
+    width = max((len(t) for row in texts for t in row), default=1)
+    size = cell_fontsize(ax, values.shape[0], values.shape[1], width)
+    if size is not None:  # too small to read: leave the colours to speak
+        for i, row in enumerate(texts):
+            for j, text in enumerate(row):
                 v = float(values[i, j])
-                r, g, b, _ = im.cmap(im.norm(v))
-                light = 0.299 * r + 0.587 * g + 0.114 * b > 0.5  # dark text on light cells
                 ax.text(
                     j,
                     i,
-                    format(v, fmt),
+                    text,
                     ha="center",
                     va="center",
-                    fontsize=7,
-                    color="black" if light else "white",
+                    fontsize=size,
+                    color=text_color(im.cmap, im.norm, v),
                 )
-    ax.set_title(title, fontsize=10)
-    ax.figure.colorbar(im, ax=ax, shrink=0.8)
     return im
 
 
-def plot_causal_trace(trace, ax=None, *, normalized: bool = False, title=None):
+def plot_causal_trace(
+    trace, ax=None, *, normalized: bool = False, title=None, split=None, step=None, swap=None
+):
     """Heatmap of a :class:`~grok_circuits.analysis.CausalTrace`: layer x position (or head).
 
-    A ``[layer, pos, head]`` trace is drawn as one row per (layer, head)."""
+    A ``[layer, pos, head]`` trace is drawn as one row per (layer, head). A ``CausalTrace``
+    does not record what it was measured on; ``split``, ``step`` and ``swap``, when given, go
+    into the default title."""
     scores = trace.normalized if normalized else trace.scores
     fig, ax = _axes(ax)
+    rows = row_labels(scores.shape[0], trace.activation)
     if scores.dim() == 3:
         n_layers, _, n_heads = scores.shape
         scores = scores.permute(0, 2, 1).reshape(n_layers * n_heads, -1)
-        ylabels = [f"L{li}H{h}" for li in range(n_layers) for h in range(n_heads)]
+        ylabels = [f"{row} H{h}" for row in rows for h in range(n_heads)]
         xlabels = list(trace.pos_labels)
     else:
-        ylabels = [f"L{li}" for li in range(scores.shape[0])]
+        ylabels = rows
         xlabels = (
             list(trace.pos_labels)
             if trace.dims[1] == "pos"
             else [f"H{h}" for h in range(scores.shape[1])]
         )
     what = "normalized " if normalized else ""
+    where = context(split=split, step=step, swap=swap)
     _heatmap(
         ax,
         scores,
         xlabels=xlabels,
         ylabels=ylabels,
-        title=title or f"{what}{trace.activation} patching ({trace.direction})",
+        title=title
+        or f"{what}{trace.activation} patching ({trace.direction})"
+        + (f"\n{where}" if where else ""),
+        cbar_label=f"{what}patching effect",
     )
     ax.set_xlabel(trace.dims[-1] if scores.dim() == 2 and trace.dims[1] == "head" else "position")
-    ax.set_ylabel("layer")
+    ax.set_ylabel(trace.activation)
     fig.tight_layout()
     return fig
 
@@ -99,27 +123,46 @@ def plot_logit_lens(result, ax=None, *, title=None, mark_layer=None):
     return fig
 
 
-def plot_reasoning_trace(trace, *, title=None, mark_layer=None):
+def plot_reasoning_trace(trace, *, title=None, mark_layer=None, split=None):
     """Logit-lens MRR curves (left) and the causal-strength heatmap (right) of a
-    :class:`~grok_circuits.analysis.ReasoningTrace` / ``BridgeTrace``."""
+    :class:`~grok_circuits.analysis.ReasoningTrace` / ``BridgeTrace``.
+
+    Args:
+        mark_layer: the logit-lens row to mark (default: a ``BridgeTrace``'s bridge layer).
+        split: the probe the examples came from, for the title (a trace does not record it).
+    """
+    if mark_layer is None:
+        mark_layer = getattr(trace, "bridge_layer", None)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     plot_logit_lens(trace.lens, ax=left, mark_layer=mark_layer, title="logit lens MRR")
     if mark_layer is not None:
-        left.text(mark_layer, 0.95, f" bridge layer {mark_layer}", fontsize=8, color="gray")
-    plot_causal_trace(trace.strength, ax=right, title=f"causal strength (swap {trace.swap}, noise)")
-    step = "" if trace.step is None else f" at step {trace.step}"
-    fig.suptitle(title or f"{type(trace).__name__}{step}, {trace.n_examples} examples")
+        left.text(
+            mark_layer, 0.95, f" bridge layer: {trace.lens.layer_labels[mark_layer]}", fontsize=8
+        )
+    _heatmap(
+        right,
+        trace.strength.scores,
+        xlabels=list(trace.strength.pos_labels),
+        ylabels=row_labels(trace.strength.scores.shape[0], trace.strength.activation),
+        title=f"causal strength ({trace.strength.direction})",
+        cbar_label="causal strength (share of answers changed)",
+    )
+    right.set_xlabel("position")
+    right.set_ylabel(trace.strength.activation)
+    where = context(split=split, step=trace.step, swap=trace.swap, n_examples=trace.n_examples)
+    fig.suptitle(title or f"{type(trace).__name__}: {where}")
     fig.tight_layout()
     return fig
 
 
-def plot_bridge_over_time(over_time, *, position: str = "r1", title=None):
+def plot_bridge_over_time(over_time, *, position: str = "r1", title=None, split=None):
     """Step x layer heatmaps of a :class:`~grok_circuits.analysis.BridgeTraceOverTime`: the
-    bridge MRR at ``r1`` and the causal strength at ``position``."""
+    bridge MRR at ``r1`` and the causal strength at ``position``. ``split``: the probe the
+    examples came from, for the title (the result does not record it)."""
     if position not in over_time.pos_labels:
         raise ValueError(f"position {position!r} is not one of {list(over_time.pos_labels)}")
     j = over_time.pos_labels.index(position)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     steps = [str(s) for s in over_time.steps]
     mrr = over_time.bridge_mrr.T  # layer step
     _heatmap(
@@ -128,6 +171,7 @@ def plot_bridge_over_time(over_time, *, position: str = "r1", title=None):
         xlabels=steps,
         ylabels=list(over_time.layer_labels),
         title=f"bridge MRR at r1 (bridge layer, first ≥ {over_time.threshold}, outlined)",
+        cbar_label="bridge MRR at r1",
     )
     # outline the bridge layer's cell: a line or a legend would hide the numbers in the cells
     for i, b in enumerate(over_time.bridge_layer):
@@ -141,43 +185,56 @@ def plot_bridge_over_time(over_time, *, position: str = "r1", title=None):
         strength,
         xlabels=steps,
         ylabels=list(over_time.layer_labels[: strength.shape[0]]),
-        title=f"causal strength at {position} (swap {over_time.swap})",
+        title=f"causal strength at {position}",
+        cbar_label="causal strength (share of answers changed)",
     )
     for ax in (left, right):
         ax.set_xlabel("step")
-        ax.set_ylabel("layer")
-        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
-    fig.suptitle(title or f"bridge over training ({over_time.n_examples} examples)")
+        ax.set_ylabel("resid_pre")
+        ax.tick_params(axis="x", labelrotation=60 if len(steps) > 8 else 0, labelsize=8)
+    where = context(split=split, swap=over_time.swap, n_examples=over_time.n_examples)
+    span = f"steps {over_time.steps[0]}-{over_time.steps[-1]}"
+    fig.suptitle(title or f"bridge over training, {span}: {where}")
     fig.tight_layout()
     return fig
 
 
-def plot_stage_comparison(comparison, *, title=None):
+def plot_stage_comparison(comparison, *, title=None, split=None):
     """The paper's "change during grokking" figure of a
     :class:`~grok_circuits.analysis.StageComparison`: strength at the memorizing and the
-    generalizing checkpoints, their difference, and the lens MRR at both."""
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+    generalizing checkpoints, their difference, and the lens MRR at both. ``split``: the probe
+    the examples came from, for the title (the result does not record it)."""
+    fig, grid = plt.subplots(2, 2, figsize=(10.5, 8))
+    axes = grid.ravel()
     mem, gen = comparison.memorizing, comparison.generalizing
     labels = list(comparison.pos_labels)
-    ylabels = [f"L{i}" for i in range(comparison.difference.shape[0])]
+    ylabels = row_labels(comparison.difference.shape[0], gen.strength.activation)
     for ax, trace, name in (
         (axes[0], mem, f"memorizing (step {comparison.memorizing_step})"),
         (axes[1], gen, f"generalizing (step {comparison.generalizing_step})"),
     ):
-        _heatmap(ax, trace.strength.scores, xlabels=labels, ylabels=ylabels, title=name)
+        _heatmap(
+            ax,
+            trace.strength.scores,
+            xlabels=labels,
+            ylabels=ylabels,
+            title=f"causal strength, {name}",
+            cbar_label="causal strength",
+        )
     _heatmap(
         axes[2],
         comparison.difference,
         xlabels=labels,
         ylabels=ylabels,
-        title="change during grokking",
+        title="change during grokking (red: stronger after)",
+        cbar_label="strength: generalizing - memorizing",
         cmap="RdBu_r",
         center=True,
         fmt="+.2f",
     )
     for ax in axes[:3]:
         ax.set_xlabel("position")
-        ax.set_ylabel("layer")
+        ax.set_ylabel(gen.strength.activation)
     ax = axes[3]
     mem_mrr = mem.lens.mrr if mem.lens.per_position else mem.lens.mrr[:, None]
     gen_mrr = gen.lens.mrr if gen.lens.per_position else gen.lens.mrr[:, None]
@@ -195,18 +252,23 @@ def plot_stage_comparison(comparison, *, title=None):
     )
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("MRR")
-    ax.set_title("logit lens", fontsize=10)
+    ax.set_title("logit lens (dashed: memorizing)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.suptitle(title or f"causal strength (swap {gen.swap}): memorizing vs generalizing")
+    steps = f"steps {comparison.memorizing_step} vs {comparison.generalizing_step}"
+    where = context(split=split, swap=gen.swap, n_examples=gen.n_examples)
+    fig.suptitle(title or f"memorizing vs generalizing, {steps}: {where}")
     fig.tight_layout()
     return fig
 
 
-def plot_grouped_accuracy(result, ax=None, *, chance=None, title=None, label=None):
+def plot_grouped_accuracy(
+    result, ax=None, *, chance=None, title=None, label=None, split=None, step=None
+):
     """Accuracy per group of a :class:`~grok_circuits.analysis.GroupedAccuracy`, with the
     number of examples of each group under its tick. Draw several results on one ``ax`` (each
-    with a ``label``) to compare probes or checkpoints."""
+    with a ``label``) to compare probes or checkpoints. The result does not record its split
+    or step; ``split`` and ``step``, when given, go into the default title."""
     fig, ax = _axes(ax)
     ax.plot(list(result.groups), list(result.accuracy), marker="o", label=label)
     if chance is not None:
@@ -218,7 +280,8 @@ def plot_grouped_accuracy(result, ax=None, *, chance=None, title=None, label=Non
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel(result.by)
     ax.set_ylabel("accuracy")
-    ax.set_title(title or f"accuracy by {result.by}", fontsize=10)
+    where = context(split=split, step=step)
+    ax.set_title(title or f"accuracy by {result.by}" + (f", {where}" if where else ""), fontsize=10)
     ax.grid(alpha=0.3)
     if label is not None or chance is not None:
         ax.legend(fontsize=8)

@@ -5,17 +5,25 @@
   the paths the architecture allows between strong states (the residual stream upward at one
   position, attention from an earlier position to a later one); and a heat map of the component
   scores (heads and the MLP of each layer), with the circuit's components outlined.
-- :func:`plot_reuse`: the two circuits' overlap against its size-matched random distribution, and
-  the cross-ablation accuracies.
+- :func:`plot_reuse`: which components each of two circuits holds, their overlap against its
+  size-matched random distribution, and the cross-ablation accuracies.
+
+A :class:`~grok_circuits.analysis.circuits.Circuit` records its split and its swaps but not the
+checkpoint's step: pass ``step`` to put it in the title.
 """
 
 import math
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.patches import Rectangle
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch, Rectangle
+
+from grok_circuits.viz._common import block_labels, cell_fontsize, context, row_labels
 
 CMAP = "Blues"
+#: Area (points^2) of a state's node in the causal graph: room for a value such as "0.93".
+NODE_AREA = 520
 
 
 def _position_labels(positions: dict, width: int) -> list[str]:
@@ -23,7 +31,19 @@ def _position_labels(positions: dict, width: int) -> list[str]:
     return [names.get(i, str(i)) for i in range(width)]
 
 
-def plot_causal_graph(circuit, ax=None, *, min_strength: float = 0.1, title: str | None = None):
+def _where(circuit, step) -> str:
+    swaps = ", ".join(circuit.swaps) or None
+    return context(split=circuit.split, step=step, swap=swaps, n_examples=circuit.n_examples)
+
+
+def plot_causal_graph(
+    circuit,
+    ax=None,
+    *,
+    min_strength: float = 0.1,
+    title: str | None = None,
+    step: int | None = None,
+):
     """The causal graph of a patching :class:`~grok_circuits.analysis.circuits.Circuit`.
 
     Nodes are the ``resid_pre`` states of every (layer, position), shaded by their strength (the
@@ -76,42 +96,46 @@ def plot_causal_graph(circuit, ax=None, *, min_strength: float = 0.1, title: str
         cmap=cmap,
         vmin=0,
         vmax=1,
-        s=260,
+        s=NODE_AREA,
         edgecolors="gray",
         linewidths=0.6,
         zorder=2,
     )
-    ax.scatter([answer], [n_layers], marker="s", s=260, color="tab:orange", zorder=2)
-    for layer in range(n_layers):
-        for p in range(width):
-            s = strength[layer, p]
-            ax.text(
-                p,
-                layer,
-                f"{s:.2f}",
-                ha="center",
-                va="center",
-                fontsize=6,
-                color="white" if s > 0.6 else "black",
-                zorder=3,
-            )
+    ax.scatter([answer], [n_layers], marker="s", s=NODE_AREA, color="tab:orange", zorder=2)
+    fig.colorbar(sc, ax=ax, fraction=0.04, label=f"causal strength ({circuit.metric})")
+    # the value goes inside its node (NODE_AREA pt^2, about 23 pt across), where it fits
+    size = cell_fontsize(ax, n_layers + 1, width, 4)
+    if size is not None:
+        size = min(size, 0.85 * NODE_AREA**0.5 / (0.6 * 4))
+        for layer in range(n_layers):
+            for p in range(width):
+                s = strength[layer, p]
+                ax.text(
+                    p,
+                    layer,
+                    f"{s:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=size,
+                    color="white" if s > 0.6 else "black",
+                    zorder=3,
+                )
     ax.set_xticks(range(width), _position_labels(circuit.positions, width))
-    ax.set_yticks(range(n_layers + 1), [*(f"L{i}" for i in range(n_layers)), "out"])
+    ax.set_yticks(range(n_layers + 1), [*row_labels(n_layers), "out"])
     ax.set_xlim(-0.6, width - 0.4)
     ax.set_ylim(-0.6, n_layers + 0.6)
     ax.set_xlabel("position")
-    ax.set_ylabel("layer (resid_pre)")
+    ax.set_ylabel("resid_pre")
     ax.set_title(
         title
-        or f"{circuit.task}: causal strength of each state (swapping {', '.join(circuit.swaps)})",
+        or f"{circuit.task or 'pairs'}: causal strength of each state\n{_where(circuit, step)}",
         fontsize=9,
     )
-    fig.colorbar(sc, ax=ax, fraction=0.04, label=circuit.metric)
     return fig
 
 
-def plot_component_scores(circuit, ax=None, *, title: str | None = None):
-    """Heat map of every component's score (rows: layers; columns: heads, then the MLP), the
+def plot_component_scores(circuit, ax=None, *, title: str | None = None, step: int | None = None):
+    """Heat map of every component's score (rows: blocks; columns: heads, then the MLP), the
     circuit's components outlined in red.
 
     Returns:
@@ -134,15 +158,17 @@ def plot_component_scores(circuit, ax=None, *, title: str | None = None):
         origin="lower",
         aspect="auto",
     )
+    fig.colorbar(im, ax=ax, fraction=0.05, label=f"component score ({circuit.metric})")
+    size = cell_fontsize(ax, *grid.shape, 5)
     for (layer, col), s in np.ndenumerate(grid):
-        if np.isfinite(s):
+        if np.isfinite(s) and size is not None:
             ax.text(
                 col,
                 layer,
                 f"{s:.2f}",
                 ha="center",
                 va="center",
-                fontsize=7,
+                fontsize=size,
                 color="white" if s > 0.6 * vmax else "black",
             )
     for c in circuit.components:
@@ -151,64 +177,118 @@ def plot_component_scores(circuit, ax=None, *, title: str | None = None):
             Rectangle((col - 0.5, c.layer - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2)
         )
     ax.set_xticks(range(circuit.n_heads + 1), [*(f"H{h}" for h in range(circuit.n_heads)), "MLP"])
-    ax.set_yticks(range(circuit.n_layers), [f"L{i}" for i in range(circuit.n_layers)])
+    ax.set_yticks(range(circuit.n_layers), block_labels(circuit.n_layers))
     rule = f"top {circuit.top_k}" if circuit.top_k is not None else f"≥ {circuit.threshold}"
-    ax.set_title(title or f"{circuit.task}: component scores ({rule} outlined)", fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.05, label=circuit.metric)
+    ax.set_title(
+        title
+        or f"{circuit.task or 'pairs'}: component scores ({rule} outlined)\n"
+        f"{_where(circuit, step)}",
+        fontsize=9,
+    )
     return fig
 
 
-def plot_circuit(circuit, *, min_strength: float = 0.1):
+def plot_circuit(circuit, *, min_strength: float = 0.1, step: int | None = None):
     """The causal graph (patching circuits only) next to the component scores.
 
     Returns:
         The matplotlib Figure.
     """
     if circuit.state_scores is None:
-        return plot_component_scores(circuit)
+        return plot_component_scores(circuit, step=step)
     width = circuit.state_scores.shape[-1]
     fig, (left, right) = plt.subplots(
         1,
         2,
-        figsize=(1.3 * width + 2 + 0.7 * circuit.n_heads + 2.5, 4.8),
+        figsize=(1.1 * width + 1.5 + 0.6 * circuit.n_heads + 2.2, 4.8),
         gridspec_kw={"width_ratios": [width + 1, circuit.n_heads + 2]},
     )
-    plot_causal_graph(circuit, left, min_strength=min_strength)
-    plot_component_scores(circuit, right)
+    plot_causal_graph(circuit, left, min_strength=min_strength, title="causal strength of states")
+    plot_component_scores(circuit, right, title="component scores (circuit outlined)")
+    fig.suptitle(f"{circuit.task or 'pairs'} circuit: {_where(circuit, step)}", fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def plot_reuse(report):
-    """Three panels: the circuits' IoU and head share (red lines) over the histograms of their
-    size-matched random baselines, and the accuracy on each task after ablating each circuit
-    or size-matched random sets (mean, error bar = std over the random sets).
+def _membership(report, ax):
+    """Which components each circuit holds: a blocks x (heads, MLP) grid, one colour per
+    combination."""
+    a, b = report.tasks
+    ca, cb = report.circuits[a], report.circuits[b]
+    n_layers, n_heads = ca.n_layers, ca.n_heads
+    grid = np.zeros((n_layers, n_heads + 1), dtype=int)
+    for code, circuit in ((1, ca), (2, cb)):
+        for c in circuit.components:
+            grid[c.layer, c.head if c.is_head else n_heads] += code
+    colors = ["white", "tab:blue", "tab:orange", "tab:purple"]
+    ax.imshow(grid, cmap=ListedColormap(colors), vmin=-0.5, vmax=3.5, origin="lower")
+    ax.set_xticks(np.arange(-0.5, n_heads + 1), minor=True)
+    ax.set_yticks(np.arange(-0.5, n_layers), minor=True)
+    ax.grid(which="minor", color="gray", linewidth=0.8)
+    ax.tick_params(which="minor", length=0)
+    ax.set_xticks(range(n_heads + 1), [*(f"H{h}" for h in range(n_heads)), "MLP"])
+    ax.set_yticks(range(n_layers), block_labels(n_layers))
+    names = ["neither", f"{a} only", f"{b} only", "both"]
+    counts = np.bincount(grid.ravel(), minlength=4)
+    ax.legend(
+        handles=[
+            Patch(facecolor=c, edgecolor="gray", label=f"{n} ({k})")
+            for c, n, k in zip(colors, names, counts)
+        ],
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(0, -0.12),
+        ncol=2,
+        frameon=False,
+    )
+    ax.set_title(f"components of each circuit ({report.circuits[a].split})", fontsize=9)
+
+
+def plot_reuse(report, *, step: int | None = None):
+    """Three panels: which components each circuit holds; the circuits' IoU (red line) over
+    the histogram of size-matched random pairs, with the head share and its baseline in the
+    legend; and the accuracy on each task after ablating each circuit or size-matched random
+    sets (mean, error bar = std over the random sets). ``step``: the checkpoint's step, for the
+    title (the report does not record it).
 
     Returns:
         The matplotlib Figure.
     """
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for ax, name, obs, rnd in (
-        (axes[0], "IoU", report.iou, report.random_iou),
-        (axes[1], "head share", report.head_share, report.random_head_share),
-    ):
-        values = rnd.numpy()
-        values = values[np.isfinite(values)]
-        if values.size:
-            ax.hist(
-                values,
-                bins=np.linspace(0, 1, 21),
-                color="lightgray",
-                edgecolor="gray",
-                label=f"random, size-matched (n={values.size})",
-            )
-        if np.isfinite(obs):
-            ax.axvline(obs, color="red", linewidth=2, label=f"circuits: {obs:.2f}")
-        ax.set_xlim(-0.03, 1.03)
-        ax.set_xlabel(name)
-        ax.set_ylabel("random pairs")
-        ax.legend(fontsize=7)
-        ax.set_title(f"{name} of the two circuits", fontsize=9)
+    fig, axes = plt.subplots(1, 3, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1, 1.1, 1.4]})
+    _membership(report, axes[0])
+    ax = axes[1]
+    values = report.random_iou.numpy()
+    values = values[np.isfinite(values)]
+    if values.size:
+        ax.hist(
+            values,
+            bins=np.linspace(0, 1, 21),
+            color="lightgray",
+            edgecolor="gray",
+            label=f"random pairs, size-matched (n={values.size})",
+        )
+    if np.isfinite(report.iou):
+        ax.axvline(
+            report.iou,
+            color="red",
+            linewidth=2,
+            label=f"the circuits: {report.iou:.2f} (P(random ≥) = {report.p_iou:.3f})",
+        )
+    share = report.random_head_share.numpy()
+    share = share[np.isfinite(share)]
+    if np.isfinite(report.head_share) and share.size:
+        ax.plot(
+            [],
+            [],
+            " ",
+            label=f"head share {report.head_share:.2f}, random {share.mean():.2f} ± "
+            f"{share.std():.2f} (P = {report.p_head_share:.3f})",
+        )
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_xlabel("IoU of the two component sets")
+    ax.set_ylabel("random pairs")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title("overlap vs size-matched random sets", fontsize=9)
 
     frame = report.to_frame()
     ax = axes[2]
@@ -243,5 +323,11 @@ def plot_reuse(report):
     ax.set_ylabel(f"accuracy ({report.eval_split})")
     ax.set_title(f"cross-ablation ({report.ablation} ablation; size in brackets)", fontsize=9)
     ax.legend(fontsize=7)
+    where = context(split=report.circuits[report.tasks[0]].split, step=step)
+    fig.suptitle(
+        f"circuit reuse, {' vs '.join(report.tasks)}: circuits from {where}; "
+        f"accuracy on {report.eval_split}",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig

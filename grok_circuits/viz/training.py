@@ -8,6 +8,8 @@ STYLE = {
     "ood": dict(color="tab:red", label="test OOD"),
 }
 DEFAULT_PROBES = {"train": "train_inferred", "id": "test_id", "ood": "test_ood"}
+#: Colours of the extra probes: none of them close to the key probes' blue, green and red.
+EXTRA_COLORS = ("tab:purple", "tab:orange", "tab:brown", "tab:cyan", "tab:pink", "tab:olive")
 
 
 def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), title=None):
@@ -17,7 +19,8 @@ def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), ti
     Args:
         run: a :class:`grok_circuits.Run`.
         ax: a matplotlib Axes to draw on (a new figure if None).
-        extra_probes: other probe names to draw too (e.g. ``"ood_atomic"``).
+        extra_probes: other probe names to draw too (e.g. ``"ood_atomic"``), dashed, each in a
+            colour of its own.
 
     Returns:
         The matplotlib Figure.
@@ -32,8 +35,10 @@ def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), ti
         if probe != DEFAULT_PROBES[role]:  # e.g. the mixed task: name the probe, not the role
             style["label"] = probe
         ax.plot(steps, run.metric(f"{probe}_acc"), **style)
-    for probe in extra_probes:
-        ax.plot(steps, run.metric(f"{probe}_acc"), label=probe, alpha=0.6, linestyle="--")
+    if len(extra_probes) > len(EXTRA_COLORS):
+        raise ValueError(f"at most {len(EXTRA_COLORS)} extra_probes, got {len(extra_probes)}")
+    for probe, color in zip(extra_probes, EXTRA_COLORS):
+        ax.plot(steps, run.metric(f"{probe}_acc"), label=probe, color=color, linestyle="--")
     for step, name, style in (
         (run.saturation_step, "train ≥ 99%", ":"),
         (run.grok_step, "ID ≥ 95%", "--"),
