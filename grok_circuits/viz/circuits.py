@@ -242,7 +242,7 @@ def plot_reuse(report):
     )
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(f"accuracy ({report.eval_split})")
-    ax.set_title(f"cross-ablation ({report.method} ablation; size in brackets)", fontsize=9)
+    ax.set_title(f"cross-ablation ({report.ablation} ablation; size in brackets)", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
