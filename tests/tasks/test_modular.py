@@ -97,7 +97,7 @@ def test_mixed_variant_shares_one_token_set_and_splits_per_op():
 
 
 def test_positions_key_probes_and_cyclic_tokens():
-    task = make_task("modular", preset="tutorial")
+    task = make_task("modular", preset=None, p=13)
     assert task.positions == {"a": 0, "op": 1, "b": 2, "=": 3}
     assert task.key_probes == {"train": "train_inferred", "id": "test_id", "ood": "test_id"}
     v = task.vocab
@@ -268,11 +268,12 @@ def test_cli_trains_modular(tmp_path, capsys):
     out = tmp_path / "m"
     args = ["train", "modular", "--out", str(out), "--model-size", "tiny", "--steps", "20"]
     args += ["--eval-every", "10", "--device", "cpu", "--no-progress", "--no-report"]
-    args += ["--task-param", "p=11", "--task-param", "op=add,sub", "--seed", "2"]
-    assert main(args) == 0
+    for kv in ("p=11", "op=add,sub", "op_token=true"):
+        args += ["--task-param", kv]
+    assert main(args + ["--seed", "2"]) == 0
     run = load_run(out)
-    assert run.task.params == ModularParams(p=11, op="add,sub", frac_train=0.4, seed=2)
+    assert run.task.params == ModularParams(p=11, op="add,sub", frac_train=0.5, seed=2)
     assert run.last_step == 20 and run.train_cfg.batch_size is None
-    # 2 operations x round(0.4 * 11 * 11) training pairs
-    assert "modular (tutorial): 96 training inferred, 96 training rows" in capsys.readouterr().out
+    # 2 operations x round(0.5 * 11 * 11) training pairs
+    assert "modular (tutorial): 120 training inferred, 120 training rows" in capsys.readouterr().out
     assert main(["analyze", str(out), "--n-examples", "10"]) == 0
