@@ -7,7 +7,8 @@ Each setting trains the tutorial model (1 layer, d_model 64, 4 heads, d_mlp 256,
 LayerNorm) on Nanda et al.'s prompt ``<a> <b> <=>`` of modular addition, full-batch with AdamW
 (betas 0.9, 0.98, 10 warm-up steps, no clipping) on one thread, stopping at the first evaluation
 (every 50 steps) with train >= 0.99 and test >= 0.95, or at the step budget. It prints the
-memorizing step (train >= 0.99), the grokking step and the wall seconds to it. Seconds compare only within one run.
+memorizing step (train >= 0.99), the grokking step and the wall seconds to it.
+Seconds compare only within one run.
 """
 
 import argparse
