@@ -103,8 +103,7 @@ def plot_causal_graph(circuit, ax=None, *, min_strength: float = 0.1, title: str
     ax.set_ylabel("layer (resid_pre)")
     ax.set_title(
         title
-        or f"{circuit.task}: causal strength of each state "
-        f"(perturbing {', '.join(circuit.perturbations)})",
+        or f"{circuit.task}: causal strength of each state (swapping {', '.join(circuit.swaps)})",
         fontsize=9,
     )
     fig.colorbar(sc, ax=ax, fraction=0.04, label=circuit.metric)
