@@ -35,6 +35,12 @@ pairs are the only test there is. ``key_probes["ood"]`` therefore points at ``te
 the "OOD" column of the progress bar and of ``report`` repeats the ID accuracy for this task.
 
 Metadata per example: ``a``, ``b`` (residues) and ``op`` (its code in :data:`OP_CODES`).
+
+Registered knowledge: the swaps ``a`` and ``b`` (another operand, answer changed; ``a`` is the
+default), the logit-lens target ``answer@=``, the residues as ``cyclic_tokens`` (what
+:func:`~grok_circuits.fourier_spectrum` reads) and, for the mixed variant, one sub-task per
+operation. Swapping the operator of the mixed variant is :func:`op_pairs` (it says why it is not
+a registered swap).
 """
 
 import functools
