@@ -192,10 +192,13 @@ def cmd_train(args) -> int:
     stats = task.stats()
 
     def total(kind: str) -> int:  # the mixed task prefixes its counts with the sub-task
-        return sum(v for k, v in stats.items() if k == kind or k.endswith(f".{kind}"))
+        if kind in stats:  # a task with both (mixed modular arithmetic) gives the total itself
+            return stats[kind]
+        return sum(v for k, v in stats.items() if k.endswith(f".{kind}"))
 
+    atomic = f"{total('atomic')} atomic facts, " if total("atomic") else ""
     print(
-        f"{task.name} ({args.preset}): {total('atomic')} atomic facts, "
+        f"{task.name} ({args.preset}): {atomic}"
         f"{total('train_inferred')} training inferred, {stats['train']} training rows"
     )
     run = train(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from grok_circuits.tasks import PromptPairs, Split, TaskData, make_pairs, mixed_subtask, task_spec
+from grok_circuits.tasks import PromptPairs, Split, TaskData, make_pairs, subtasks, task_spec
 from grok_circuits.tasks.registry import Facts
 
 #: What an analysis accepts as its data.
@@ -67,10 +67,19 @@ def check_task_fits(model: ModelLike, task: TaskData) -> TaskData:
 
 
 def resolve_subtask(task: TaskData, subtask: str | None) -> TaskData:
-    """``task`` itself, or the view of one of its sub-tasks (a mixed task's)."""
-    if subtask is not None:
-        return mixed_subtask(task, subtask)
+    """``task`` itself, or the view of one of the sub-tasks its registration gives (a mixed
+    task's, or one operation of a mixed modular task)."""
     spec = task_spec(task)
+    if subtask is not None:
+        views = subtasks(task)
+        if subtask in views:
+            return views[subtask]
+        if spec.subtasks is None:
+            raise ValueError(
+                f"subtask={subtask!r} needs a mixed task (one made of several), but this task is "
+                f"{task.name!r}; pass subtask=None (or the task's own name)"
+            )
+        raise ValueError(f"unknown sub-task {subtask!r}; the {task.name} task has {sorted(views)}")
     if spec.subtasks is not None and not spec.swaps:
         raise ValueError(
             f"the {task.name} task is made of {sorted(spec.subtasks(task))}: pass subtask=NAME to "

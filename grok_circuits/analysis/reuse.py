@@ -279,6 +279,8 @@ def circuit_reuse(
                 f"{pairs_a.name} task is not made of two (pass pairs_a and pairs_b)"
             )
         data = list(views.values())
+        if names is None:  # the registration's names: views may share their task's name
+            names = tuple(views)
     else:
         data = [pairs_a, pairs_b]
     if names is None:

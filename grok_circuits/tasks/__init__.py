@@ -7,12 +7,13 @@
 import dataclasses
 
 # Each task module registers itself on import: composition, comparison, then mixed (built from
-# the two). The registry is a leaf module, so nothing here imports back up.
-from grok_circuits.tasks import comparison, composition, mixed  # noqa: F401
+# the two), and modular arithmetic. The registry is a leaf module, so nothing here imports back up.
+from grok_circuits.tasks import comparison, composition, mixed, modular  # noqa: F401
 from grok_circuits.tasks.comparison import ComparisonParams
 from grok_circuits.tasks.composition import CompositionParams
 from grok_circuits.tasks.data import PROBES, Split, TaskData
 from grok_circuits.tasks.mixed import MixedParams, mixed_subtask
+from grok_circuits.tasks.modular import ModularParams, op_pairs
 from grok_circuits.tasks.pairs import Counterfactuals, PromptPairs, make_pairs
 from grok_circuits.tasks.registry import TaskSpec, register_task, task_names, task_spec
 from grok_circuits.tasks.vocab import Vocab
@@ -77,6 +78,7 @@ __all__ = [
     "CompositionParams",
     "Counterfactuals",
     "MixedParams",
+    "ModularParams",
     "PromptPairs",
     "Split",
     "TaskData",
@@ -86,6 +88,7 @@ __all__ = [
     "make_params",
     "make_task",
     "mixed_subtask",
+    "op_pairs",
     "params_from_dict",
     "register_task",
     "subtasks",
