@@ -56,8 +56,13 @@ class Analysis:
         out = {}
         for name, result in self.results.items():
             if name == "fourier":
-                out["fourier_last"] = result.results[-1].plot()
-                out["fourier_over_steps"] = result.plot(lambda s: s.summary()["gini"])
+                last = dataclasses.replace(result.results[-1], step=result.steps[-1])
+                out["fourier_last"] = last.plot()
+                out["fourier_over_steps"] = result.plot(
+                    lambda s: s.gini,
+                    title="how sparse the embedding is in the Fourier basis, over training",
+                    label="Gini of the energy per frequency",
+                )
             else:
                 out[name] = result.plot()
         return out

@@ -85,13 +85,16 @@ class OverCheckpoints:
 
     def to_frame(self, get: Getter | None = None):
         """One row per step: the value of ``get`` (a number per step, or one column per entry
-        of a 1-d value); with no ``get``, numbers and dicts of numbers become columns."""
+        of a 1-d value); with no ``get``, numbers, dicts of numbers and the ``summary()`` of
+        results that have one become columns."""
         import pandas as pd
 
         index = pd.Index(self.steps, name="step")
         first = _get(self.results[0], get) if self.results else None
         if get is None and isinstance(first, dict):
             return pd.DataFrame([dict(r) for r in self.results], index=index)
+        if get is None and callable(getattr(first, "summary", None)):
+            return pd.DataFrame([r.summary() for r in self.results], index=index)
         values = self.stack(get)
         if values.dim() == 1:
             name = get if isinstance(get, str) else "value"

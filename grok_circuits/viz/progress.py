@@ -54,9 +54,8 @@ def plot_over_checkpoints(over, get=None, *, ax=None, title=None, label=None):
     else:
         values = over.stack(get)
         if values.dim() == 1:
-            ax.plot(over.steps, values.numpy(), marker="o", ms=3, label=label)
-            if label is not None:
-                ax.legend(fontsize=8)
+            ax.plot(over.steps, values.numpy(), marker="o", ms=3)
+            ax.set_ylabel(label or (get if isinstance(get, str) else "value"))
         elif values.dim() == 2 and values.shape[1] <= 8:
             for j in range(values.shape[1]):
                 ax.plot(over.steps, values[:, j].numpy(), marker="o", ms=3, label=f"{j}")
