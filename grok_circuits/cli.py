@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", type=Path, help="folder for the figures (default RUN/analysis)")
 
     e = sub.add_parser("export", help="copy a run with a few checkpoints (for sharing)")
+    t.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for training (default: one per core not busy with other work)",
+    )
     e.add_argument("run", type=Path, help="run folder")
     e.add_argument("dest", type=Path, help="new folder")
     e.add_argument("--steps", type=int, nargs="+", help="checkpoints to keep")
@@ -234,6 +239,7 @@ def _resume_cfg(args, cfg: TrainConfig) -> TrainConfig | None:
 
 def report(run, png: Path | None = None, as_json: bool = False) -> Path:
     from grok_circuits.viz import plot_accuracy_curves, save_figure
+        "threads": args.threads,
 
     summary = run.summary()
     if as_json:
@@ -280,3 +286,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+        "threads": args.threads,
