@@ -5,6 +5,8 @@ The paper trains a GPT-2-shaped decoder from scratch (8 layers, d_model 768, 12 
 cores (see ``benchmarks/README.md`` for what was tried); ``"tiny"`` exists for tests.
 """
 
+import dataclasses
+import difflib
 import json
 import os
 from pathlib import Path
@@ -42,6 +44,15 @@ def model_config(
         n_layers=n_layers,
         d_model=d_model,
         n_heads=n_heads,
+    known = {f.name for f in dataclasses.fields(HookedTransformerConfig) if f.init}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        close = [m for name in unknown for m in difflib.get_close_matches(name, known, n=1)]
+        hint = f"did you mean {close}? " if close else ""
+        raise ValueError(
+            f"unknown HookedTransformerConfig field(s) {unknown}; {hint}"
+            f"the fields are {sorted(known)}"
+        )
         d_head=d_model // n_heads,
         d_mlp=4 * d_model,
         d_vocab=len(task.vocab),
@@ -99,10 +110,28 @@ def save_config(cfg: HookedTransformerConfig, path: str | os.PathLike) -> None:
 
 
 def resolve_device(device: str | None = "auto") -> torch.device:
-    """``"auto"`` picks CUDA when present, else the CPU."""
+    """``"auto"`` picks CUDA when present, else the CPU. Raises a ValueError for a device this
+    torch cannot use (not a device name, or CUDA asked for where there is none)."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(
+            f"unknown device {device!r} ({err}); use auto, cpu, cuda or cuda:N"
+        ) from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r} asked for, but CUDA is not available to this torch "
+            f"({torch.__version__}); use --device cpu (or auto), or install a CUDA build of torch"
+        )
+    if resolved.type == "cuda" and resolved.index is not None:
+        if resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r} asked for, but there are {torch.cuda.device_count()} CUDA "
+                "devices; use cuda:0 to cuda:N-1, or auto"
+            )
+    return resolved
 
 
 def logits_at(
