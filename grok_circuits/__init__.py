@@ -7,78 +7,85 @@ checkpoints over time (:func:`train`, :func:`load_run`), and hook-based analysis
 :func:`compare_stages`, :func:`circuit_reuse`).
 """
 
-from grok_circuits.analysis import (
-    BridgeTrace,
-    BridgeTraceOverTime,
-    CausalTrace,
-    Circuit,
-    Component,
-    Counterfactuals,
-    GroupedAccuracy,
-    LogitLensResult,
-    ReasoningTrace,
-    ReuseReport,
-    StageComparison,
-    accuracy_by,
-    accuracy_under_ablation,
-    causal_trace,
-    circuit_reuse,
-    compare_stages,
-    find_circuit,
-    logit_difference,
-    logit_lens,
-    make_counterfactuals,
-    prediction_changed,
-    trace_bridge,
-    trace_counterfactuals,
-    trace_reasoning,
-    value_gap,
-)
-from grok_circuits.model import build_model, model_config
-from grok_circuits.presets import train_config
-from grok_circuits.runs import Run, load_run
-from grok_circuits.tasks import MixedParams, Split, TaskData, Vocab, make_task, mixed_subtask
-from grok_circuits.train import TrainConfig, train
+import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BridgeTrace",
-    "BridgeTraceOverTime",
-    "CausalTrace",
-    "Circuit",
-    "Component",
-    "Counterfactuals",
-    "GroupedAccuracy",
-    "LogitLensResult",
-    "MixedParams",
-    "ReasoningTrace",
-    "ReuseReport",
-    "StageComparison",
-    "accuracy_by",
-    "accuracy_under_ablation",
-    "causal_trace",
-    "circuit_reuse",
-    "compare_stages",
-    "find_circuit",
-    "logit_difference",
-    "logit_lens",
-    "make_counterfactuals",
-    "mixed_subtask",
-    "prediction_changed",
-    "trace_bridge",
-    "trace_counterfactuals",
-    "trace_reasoning",
-    "value_gap",
-    "Run",
-    "Split",
-    "TaskData",
-    "TrainConfig",
-    "Vocab",
-    "build_model",
-    "load_run",
-    "make_task",
-    "model_config",
-    "train",
-    "train_config",
-]
+#: Every public name and the module that defines it. Names are imported on first use (PEP 562),
+#: so that ``import grok_circuits`` and the commands that need no model (``grok-circuits --help``,
+#: ``report``) do not pay for importing TransformerLens, which takes seconds. To export a name,
+#: add it here.
+_EXPORTS: dict[str, str] = {
+    "BridgeTrace": "grok_circuits.analysis",
+    "BridgeTraceOverTime": "grok_circuits.analysis",
+    "CausalTrace": "grok_circuits.analysis",
+    "Circuit": "grok_circuits.analysis",
+    "Component": "grok_circuits.analysis",
+    "Counterfactuals": "grok_circuits.analysis",
+    "GroupedAccuracy": "grok_circuits.analysis",
+    "LogitLensResult": "grok_circuits.analysis",
+    "ReasoningTrace": "grok_circuits.analysis",
+    "ReuseReport": "grok_circuits.analysis",
+    "StageComparison": "grok_circuits.analysis",
+    "accuracy_by": "grok_circuits.analysis",
+    "accuracy_under_ablation": "grok_circuits.analysis",
+    "causal_trace": "grok_circuits.analysis",
+    "circuit_reuse": "grok_circuits.analysis",
+    "compare_stages": "grok_circuits.analysis",
+    "find_circuit": "grok_circuits.analysis",
+    "logit_difference": "grok_circuits.analysis",
+    "logit_lens": "grok_circuits.analysis",
+    "make_counterfactuals": "grok_circuits.analysis",
+    "prediction_changed": "grok_circuits.analysis",
+    "trace_bridge": "grok_circuits.analysis",
+    "trace_counterfactuals": "grok_circuits.analysis",
+    "trace_reasoning": "grok_circuits.analysis",
+    "value_gap": "grok_circuits.analysis",
+    "TrainConfig": "grok_circuits.config",
+    "build_model": "grok_circuits.model",
+    "model_config": "grok_circuits.model",
+    "train_config": "grok_circuits.presets",
+    "Run": "grok_circuits.runs",
+    "load_run": "grok_circuits.runs",
+    "MixedParams": "grok_circuits.tasks",
+    "Split": "grok_circuits.tasks",
+    "TaskData": "grok_circuits.tasks",
+    "Vocab": "grok_circuits.tasks",
+    "make_task": "grok_circuits.tasks",
+    "mixed_subtask": "grok_circuits.tasks",
+    "train": "grok_circuits.train",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Keeps ``grok_circuits.train`` the function when the submodule of the same name loads.
+
+    Importing a submodule sets it as an attribute of its package, which would shadow the
+    exported function ``train`` (from :mod:`grok_circuits.train`) once anything imported the
+    module; the package then resolves the export instead, as an eager import used to.
+    """
+
+    def __setattr__(self, name: str, value) -> None:
+        if isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
+            if _EXPORTS.get(name) == value.__name__:
+                value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

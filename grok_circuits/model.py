@@ -10,14 +10,17 @@ import difflib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from grok_circuits.config import ModelSize
 from grok_circuits.tasks import TaskData
+
+if TYPE_CHECKING:  # imported where used: TransformerLens takes seconds to import
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 #: Shape of each size preset: (n_layers, d_model, n_heads).
 SIZES: dict[str, tuple[int, int, int]] = {
@@ -29,7 +32,7 @@ SIZES: dict[str, tuple[int, int, int]] = {
 
 def model_config(
     task: TaskData, size: ModelSize = "tutorial", **overrides
-) -> HookedTransformerConfig:
+) -> "HookedTransformerConfig":
     """A ``HookedTransformerConfig`` for ``task``: vocabulary and context sized to its tokens.
 
     Args:
@@ -37,13 +40,10 @@ def model_config(
         size: ``"tiny"``, ``"tutorial"`` or ``"paper"``.
         **overrides: any ``HookedTransformerConfig`` field (e.g. ``n_layers=2``).
     """
+    from transformer_lens import HookedTransformerConfig
+
     if size not in SIZES:
         raise ValueError(f"unknown model size {size!r}; choose one of {sorted(SIZES)}")
-    n_layers, d_model, n_heads = SIZES[size]
-    fields = dict(
-        n_layers=n_layers,
-        d_model=d_model,
-        n_heads=n_heads,
     known = {f.name for f in dataclasses.fields(HookedTransformerConfig) if f.init}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -53,6 +53,11 @@ def model_config(
             f"unknown HookedTransformerConfig field(s) {unknown}; {hint}"
             f"the fields are {sorted(known)}"
         )
+    n_layers, d_model, n_heads = SIZES[size]
+    fields = dict(
+        n_layers=n_layers,
+        d_model=d_model,
+        n_heads=n_heads,
         d_head=d_model // n_heads,
         d_mlp=4 * d_model,
         d_vocab=len(task.vocab),
@@ -71,20 +76,22 @@ def model_config(
 
 
 def build_model(
-    cfg: HookedTransformerConfig, seed: int = 0, device: str | torch.device = "cpu"
-) -> HookedTransformer:
+    cfg: "HookedTransformerConfig", seed: int = 0, device: str | torch.device = "cpu"
+) -> "HookedTransformer":
     """A freshly initialised ``HookedTransformer``; the same seed gives the same weights.
 
     The seed is applied inside ``torch.random.fork_rng`` so that building a model leaves the
     caller's global RNG untouched.
     """
+    from transformer_lens import HookedTransformer
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = HookedTransformer(cfg, move_to_device=False)
     return model.to(device, print_details=False)
 
 
-def config_to_dict(cfg: HookedTransformerConfig) -> dict:
+def config_to_dict(cfg: "HookedTransformerConfig") -> dict:
     """A JSON-safe dict of the config fields needed to rebuild it (no derived fields)."""
     d = {}
     for key, value in cfg.to_dict().items():
@@ -95,7 +102,9 @@ def config_to_dict(cfg: HookedTransformerConfig) -> dict:
     return d
 
 
-def config_from_dict(d: dict) -> HookedTransformerConfig:
+def config_from_dict(d: dict) -> "HookedTransformerConfig":
+    from transformer_lens import HookedTransformerConfig
+
     d = dict(d)
     if isinstance(d.get("dtype"), str):
         d["dtype"] = getattr(torch, d["dtype"])
@@ -103,7 +112,7 @@ def config_from_dict(d: dict) -> HookedTransformerConfig:
     return HookedTransformerConfig.from_dict(d)
 
 
-def save_config(cfg: HookedTransformerConfig, path: str | os.PathLike) -> None:
+def save_config(cfg: "HookedTransformerConfig", path: str | os.PathLike) -> None:
     from grok_circuits.io import atomic_write_json
 
     atomic_write_json(Path(path), config_to_dict(cfg))
@@ -143,7 +152,7 @@ def logits_at(
 
 
 def answer_logits(
-    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], answer_pos: Int[Tensor, " batch"]
+    model: "HookedTransformer", tokens: Int[Tensor, "batch pos"], answer_pos: Int[Tensor, " batch"]
 ) -> Float[Tensor, "batch d_vocab"]:
     """Run ``model`` on ``tokens`` and keep the logits at each example's answer position."""
     return logits_at(model(tokens, return_type="logits"), answer_pos)

@@ -23,9 +23,8 @@ times slower than one; on two idle cores they were faster. :func:`choose_threads
 for one thread per core that is free now (``benchmarks/threads.py`` measures it).
 """
 
-import json
-import os
 import math
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -40,7 +39,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from grok_circuits.config import RESUME_CHANGEABLE, TrainConfig
-from grok_circuits.io import atomic_write_json
+from grok_circuits.io import atomic_write_json, read_json
 from grok_circuits.model import (
     answer_logits,
     build_model,
@@ -155,10 +154,19 @@ def train(
     store = CheckpointStore(out)
     resumed = None
     if resume and (out / TRAIN_CONFIG_FILE).is_file():
+        done = already_finished(out, task, cfg)
+        if done is not None:
+            print(
+                f"{out}: already finished at step {done}; nothing to train "
+                "(a larger max_steps, CLI --steps, trains it further)"
+            )
+            return load_run(out)
         cfg, model_cfg = _check_resume(out, task, cfg)
         resumed = store.latest_resumable()
         if resumed is None:
             warnings.warn(f"no intact checkpoint in {out}; starting from step 0", stacklevel=2)
+        else:
+            print(f"{out}: resumed from step {resumed[0]}")
     elif out.exists() and any(out.iterdir()):
         if (out / TRAIN_CONFIG_FILE).is_file():
             raise FileExistsError(
@@ -251,14 +259,6 @@ def train(
     return load_run(out)
 
 
-@contextmanager
-def deterministic_on_cpu(device: torch.device) -> Iterator[None]:
-    """On the CPU, run the block with ``torch.use_deterministic_algorithms(True)`` and restore
-    the caller's setting afterwards; elsewhere, change nothing.
-
-    Deterministic mode on CUDA also needs ``CUBLAS_WORKSPACE_CONFIG`` set before CUDA starts, so
-    it is left to the user there (``torch.use_deterministic_algorithms(True)`` before training).
-    """
 def choose_threads(cores: int, load: float) -> int:
     """CPU threads for training: one per core that is free, at least one.
 
@@ -339,6 +339,14 @@ def cpu_threads(device: torch.device, threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@contextmanager
+def deterministic_on_cpu(device: torch.device) -> Iterator[None]:
+    """On the CPU, run the block with ``torch.use_deterministic_algorithms(True)`` and restore
+    the caller's setting afterwards; elsewhere, change nothing.
+
+    Deterministic mode on CUDA also needs ``CUBLAS_WORKSPACE_CONFIG`` set before CUDA starts, so
+    it is left to the user there (``torch.use_deterministic_algorithms(True)`` before training).
+    """
     if device.type != "cpu":
         yield
         return
@@ -384,17 +392,34 @@ def _held_evals(metrics: list[dict], key: dict[str, str], cfg: TrainConfig) -> i
     return held
 
 
+def already_finished(out: str | Path, task: TaskData, cfg: TrainConfig | None) -> int | None:
+    """The step the run in ``out`` ended at, if resuming it with ``cfg`` (None: its stored
+    config) would train nothing more: its last evaluation has an intact checkpoint and reached
+    ``max_steps`` or the stopping rule. None otherwise, or if ``out`` holds no run."""
+    out = Path(out)
+    if not (out / TRAIN_CONFIG_FILE).is_file():
+        return None
+    cfg, _ = _check_resume(out, task, cfg)
+    metrics, steps = read_metrics(out), CheckpointStore(out).intact_steps()
+    if not metrics or not steps or steps[-1] != metrics[-1]["step"]:
+        return None
+    last = metrics[-1]["step"]
+    if last >= cfg.max_steps or _should_stop(_held_evals(metrics, task.key_probes, cfg), cfg):
+        return last
+    return None
+
+
 def _check_resume(out: Path, task: TaskData, cfg: TrainConfig | None):
     """The stored configs, with ``cfg``'s changeable fields; refuse any other change."""
-    stored_task = json.loads((out / TASK_FILE).read_text())
+    stored_task = read_json(out / TASK_FILE)
     stored_task.pop("fingerprint", None)
     if stored_task != {"name": task.name, "params": task.params.to_dict()}:
         raise ValueError(
             f"cannot resume {out}: it was trained on {stored_task}, not on "
             f"{task.name} {task.params.to_dict()}; pass the same task"
         )
-    stored = TrainConfig.from_dict(json.loads((out / TRAIN_CONFIG_FILE).read_text()))
-    model_cfg = config_from_dict(json.loads((out / MODEL_CONFIG_FILE).read_text()))
+    stored = TrainConfig.from_dict(read_json(out / TRAIN_CONFIG_FILE))
+    model_cfg = config_from_dict(read_json(out / MODEL_CONFIG_FILE))
     if cfg is None:
         return stored, model_cfg
     differ = sorted(
