@@ -34,10 +34,17 @@ def _pairs(items: list[str], what: str) -> dict:
     out = {}
     for item in items:
         if "=" not in item:
-            raise ValueError(f"{what} {item!r} must look like KEY=VALUE, e.g. {what} phi=8")
+            raise ValueError(f"{what} {item!r} must look like KEY=VALUE: a name, '=', its value")
         key, value = item.split("=", 1)
         out[key.strip()] = _value(value)
     return out
+
+
+def load_run(path: Path):
+    """:func:`grok_circuits.load_run`, imported when a command first needs it."""
+    from grok_circuits.runs import load_run
+
+    return load_run(path)
 
 
 class _TaskNames:
@@ -164,7 +171,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_analyze(args) -> int:
     from grok_circuits.analysis import circuit_reuse, compare_stages, find_circuit, trace_bridge
-    from grok_circuits.runs import load_run
     from grok_circuits.viz import save_figure
 
     run = load_run(args.run)
@@ -206,7 +212,7 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from grok_circuits.runs import export_run, key_steps, load_run
+    from grok_circuits.runs import export_run, key_steps
 
     run = load_run(args.run)
     steps = args.steps or key_steps(run, args.max_checkpoints)
@@ -281,8 +287,6 @@ def cmd_train(args) -> int:
 
 def _resume_cfg(args, cfg: "TrainConfig") -> "TrainConfig | None":
     """On --resume, only the flags a resumed run may change are passed on."""
-    from grok_circuits.runs import load_run
-
     asked = {
         "max_steps": args.steps,
         "stop_id_acc": args.stop_id_acc,
@@ -324,8 +328,6 @@ def report(run, png: Path | None = None, as_json: bool = False, out: Path | None
 
 
 def cmd_report(args) -> int:
-    from grok_circuits.runs import load_run
-
     report(load_run(args.run), args.png, args.json, args.out)
     return 0
 

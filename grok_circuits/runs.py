@@ -172,8 +172,9 @@ class CheckpointStore:
         return [s for s in sorted(index) if s not in damaged]
 
     def files_state(self) -> tuple:
-        """What verifying the weights depends on: the index and the size and modification time
-        of every indexed weights file (so a changed file is verified again)."""
+        """What verifying the weights depends on: the index, and the size, modification time
+        and inode of every indexed weights file (so a changed or replaced file is verified
+        again)."""
         index = self.index()
         state = []
         for step, entry in sorted(index.items()):
