@@ -5,10 +5,11 @@
 
 Trains the tutorial composition preset (the README's main command) for ``--steps`` steps three
 ways: ``threads=None`` (the default: :func:`grok_circuits.train.choose_threads` on the cores free
-at the start), 1 thread and 2 threads; first as the machine is, then while a busy-loop process
-started by this script holds one core. It prints steps per second and the ratio against 1 thread
-measured in the same phase. The busy process stops itself after ``--busy-limit`` seconds and is
-killed when the script ends.
+at the start), 1 thread and 2 threads; first on the machine as it is (after waiting up to
+``--wait-idle`` seconds for other work to drop below half a core), then while a busy-loop
+process started by this script holds one core. It prints how many cores were busy before each
+phase, steps per second, and the ratio against 1 thread measured in the same phase. The busy
+process stops itself after ``--busy-limit`` seconds and is killed when the script ends.
 """
 
 import argparse
@@ -50,6 +51,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=40, help="training steps per measurement")
     parser.add_argument("--busy-limit", type=float, default=900, help="seconds the busy loop lives")
+    parser.add_argument(
+        "--wait-idle", type=float, default=120, help="seconds to wait for the cores to go idle"
+    )
     args = parser.parse_args()
 
     task = make_task("composition", preset="tutorial")
@@ -61,11 +65,14 @@ def main() -> None:
         device="cpu",
     )
     print(f"{usable_cores()} usable cores; tutorial composition, {args.steps} steps each\n")
-    measure(task, cfg, "idle")
+    waited = time.monotonic()
+    while busy_cores() >= 0.5 and time.monotonic() - waited < args.wait_idle:
+        time.sleep(5)
+    measure(task, cfg, "as found")
     busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP.format(limit=args.busy_limit)])
     try:
         time.sleep(1.0)  # let the busy loop get its core
-        measure(task, cfg, "1 busy")
+        measure(task, cfg, "+1 busy")
     finally:
         busy.kill()
         busy.wait()
