@@ -157,8 +157,8 @@ def train(
         done = already_finished(out, task, cfg)
         if done is not None:
             print(
-                f"{out}: already finished at step {done}; nothing to train "
-                "(a larger max_steps, CLI --steps, trains it further)"
+                f"{out}: already finished at step {done}; nothing to train. To train further, "
+                "resume with a larger max_steps (CLI --steps) or stopping rule (--stop-id-acc)"
             )
             return load_run(out)
         cfg, model_cfg = _check_resume(out, task, cfg)
@@ -285,10 +285,12 @@ def usable_cores() -> int:
 
 
 def busy_cores(sample_seconds: float = 0.2) -> float:
-    """How many cores other processes keep busy: the larger of the 1-minute load average and
-    a short sample of ``/proc/stat`` (which sees a job that started seconds ago, where the load
-    average lags by a minute). The load average alone where ``/proc/stat`` does not exist."""
+    """How many of this process's cores other processes keep busy: the larger of the 1-minute
+    load average (its share on these cores, when the process may use only some of the machine's)
+    and a short sample of ``/proc/stat`` (which sees a job that started seconds ago, where the
+    load average lags by a minute). The load average alone where ``/proc/stat`` does not exist."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    load *= usable_cores() / max(os.cpu_count() or 1, usable_cores())
     return max(load, _sampled_busy_cores(sample_seconds))
 
 
