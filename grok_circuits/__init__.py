@@ -9,118 +9,101 @@ over time (:func:`train`, :func:`load_run`), and hook-based analysis of any mode
 :func:`analyze`).
 """
 
-from grok_circuits.analysis import (
-    Analysis,
-    BridgeTrace,
-    BridgeTraceOverTime,
-    CausalTrace,
-    Circuit,
-    Component,
-    FourierSpectrum,
-    GroupedAccuracy,
-    LogitLensResult,
-    OverCheckpoints,
-    ReasoningTrace,
-    ReuseReport,
-    StageComparison,
-    accuracy_by,
-    accuracy_under_ablation,
-    analyze,
-    causal_trace,
-    circuit_reuse,
-    compare_stages,
-    find_circuit,
-    fourier_spectrum,
-    logit_difference,
-    logit_lens,
-    make_counterfactuals,
-    over_checkpoints,
-    prediction_changed,
-    trace_bridge,
-    trace_counterfactuals,
-    trace_pairs,
-    trace_reasoning,
-    value_gap,
-)
-from grok_circuits.config import TrainConfig
-from grok_circuits.model import build_model, model_config
-from grok_circuits.presets import train_config
-from grok_circuits.runs import Run, load_run
-from grok_circuits.tasks import (
-    Counterfactuals,
-    MixedParams,
-    ModularParams,
-    PromptPairs,
-    Split,
-    TaskData,
-    TaskSpec,
-    Vocab,
-    make_pairs,
-    make_task,
-    mixed_subtask,
-    op_pairs,
-    register_task,
-    subtasks,
-    task_names,
-    task_spec,
-)
-from grok_circuits.train import train
+import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Analysis",
-    "BridgeTrace",
-    "BridgeTraceOverTime",
-    "CausalTrace",
-    "Circuit",
-    "Component",
-    "Counterfactuals",
-    "FourierSpectrum",
-    "GroupedAccuracy",
-    "LogitLensResult",
-    "MixedParams",
-    "ModularParams",
-    "OverCheckpoints",
-    "PromptPairs",
-    "ReasoningTrace",
-    "ReuseReport",
-    "Run",
-    "Split",
-    "StageComparison",
-    "TaskData",
-    "TaskSpec",
-    "TrainConfig",
-    "Vocab",
-    "accuracy_by",
-    "accuracy_under_ablation",
-    "analyze",
-    "build_model",
-    "causal_trace",
-    "circuit_reuse",
-    "compare_stages",
-    "find_circuit",
-    "fourier_spectrum",
-    "load_run",
-    "logit_difference",
-    "logit_lens",
-    "make_counterfactuals",
-    "make_pairs",
-    "make_task",
-    "mixed_subtask",
-    "op_pairs",
-    "model_config",
-    "over_checkpoints",
-    "prediction_changed",
-    "register_task",
-    "subtasks",
-    "task_names",
-    "task_spec",
-    "trace_bridge",
-    "trace_counterfactuals",
-    "trace_pairs",
-    "trace_reasoning",
-    "train",
-    "train_config",
-    "value_gap",
-]
+#: Every public name and the module that defines it. Names are imported on first use (PEP 562),
+#: so that ``import grok_circuits`` and the commands that need no model (``grok-circuits --help``,
+#: ``report``) do not pay for importing TransformerLens, which takes seconds. To export a name,
+#: add it here.
+_EXPORTS: dict[str, str] = {
+    "Analysis": "grok_circuits.analysis",
+    "BridgeTrace": "grok_circuits.analysis",
+    "BridgeTraceOverTime": "grok_circuits.analysis",
+    "CausalTrace": "grok_circuits.analysis",
+    "Circuit": "grok_circuits.analysis",
+    "Component": "grok_circuits.analysis",
+    "FourierSpectrum": "grok_circuits.analysis",
+    "GroupedAccuracy": "grok_circuits.analysis",
+    "LogitLensResult": "grok_circuits.analysis",
+    "OverCheckpoints": "grok_circuits.analysis",
+    "ReasoningTrace": "grok_circuits.analysis",
+    "ReuseReport": "grok_circuits.analysis",
+    "StageComparison": "grok_circuits.analysis",
+    "accuracy_by": "grok_circuits.analysis",
+    "accuracy_under_ablation": "grok_circuits.analysis",
+    "analyze": "grok_circuits.analysis",
+    "causal_trace": "grok_circuits.analysis",
+    "circuit_reuse": "grok_circuits.analysis",
+    "compare_stages": "grok_circuits.analysis",
+    "find_circuit": "grok_circuits.analysis",
+    "fourier_spectrum": "grok_circuits.analysis",
+    "logit_difference": "grok_circuits.analysis",
+    "logit_lens": "grok_circuits.analysis",
+    "make_counterfactuals": "grok_circuits.analysis",
+    "over_checkpoints": "grok_circuits.analysis",
+    "prediction_changed": "grok_circuits.analysis",
+    "trace_bridge": "grok_circuits.analysis",
+    "trace_counterfactuals": "grok_circuits.analysis",
+    "trace_pairs": "grok_circuits.analysis",
+    "trace_reasoning": "grok_circuits.analysis",
+    "value_gap": "grok_circuits.analysis",
+    "TrainConfig": "grok_circuits.config",
+    "build_model": "grok_circuits.model",
+    "model_config": "grok_circuits.model",
+    "train_config": "grok_circuits.presets",
+    "Run": "grok_circuits.runs",
+    "load_run": "grok_circuits.runs",
+    "Counterfactuals": "grok_circuits.tasks",
+    "MixedParams": "grok_circuits.tasks",
+    "ModularParams": "grok_circuits.tasks",
+    "PromptPairs": "grok_circuits.tasks",
+    "Split": "grok_circuits.tasks",
+    "TaskData": "grok_circuits.tasks",
+    "TaskSpec": "grok_circuits.tasks",
+    "Vocab": "grok_circuits.tasks",
+    "make_pairs": "grok_circuits.tasks",
+    "make_task": "grok_circuits.tasks",
+    "mixed_subtask": "grok_circuits.tasks",
+    "op_pairs": "grok_circuits.tasks",
+    "register_task": "grok_circuits.tasks",
+    "subtasks": "grok_circuits.tasks",
+    "task_names": "grok_circuits.tasks",
+    "task_spec": "grok_circuits.tasks",
+    "train": "grok_circuits.train",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Keeps ``grok_circuits.train`` the function when the submodule of the same name loads.
+
+    Importing a submodule sets it as an attribute of its package, which would shadow the
+    exported function ``train`` (from :mod:`grok_circuits.train`) once anything imported the
+    module; the package then resolves the export instead, as an eager import used to.
+    """
+
+    def __setattr__(self, name: str, value) -> None:
+        if isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
+            if _EXPORTS.get(name) == value.__name__:
+                value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -3,19 +3,23 @@
     grok-circuits train composition --preset tutorial --out runs/composition
     grok-circuits report runs/composition
 
-Thin by design: it parses arguments and calls the public API.
+Thin by design: it parses arguments and calls the public API. The package is imported inside
+each command, so that ``--help`` waits for no torch and ``report`` for no TransformerLens.
 """
 
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from grok_circuits.presets import train_config
-from grok_circuits.runs import export_run, key_steps, load_run
-from grok_circuits.tasks import make_task, task_names
-from grok_circuits.train import TrainConfig, train
+if TYPE_CHECKING:
+    from grok_circuits.config import TrainConfig
+
+#: The small runs that come with grok_circuits (``data/runs``); figures are never written there.
+SHIPPED_DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def _value(text: str):
@@ -30,7 +34,7 @@ def _pairs(items: list[str], what: str) -> dict:
     out = {}
     for item in items:
         if "=" not in item:
-            raise SystemExit(f"error: {what} {item!r} must look like KEY=VALUE")
+            raise ValueError(f"{what} {item!r} must look like KEY=VALUE: a name, '=', its value")
         key, value = item.split("=", 1)
         out[key.strip()] = _value(value)
     return out
@@ -55,6 +59,43 @@ def import_plugins(argv: list[str]) -> None:
             ) from None
 
 
+def load_run(path: Path):
+    """:func:`grok_circuits.load_run`, imported when a command first needs it."""
+    from grok_circuits.runs import load_run
+
+    return load_run(path)
+
+
+class _TaskNames:
+    """The task names as argparse ``choices``, looked up only when argparse checks or prints
+    them: the lookup imports the task generators (and torch), which ``--help`` need not wait for.
+    """
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+    @staticmethod
+    def _names() -> list[str]:
+        from grok_circuits.tasks import task_names
+
+        return task_names()
+
+
+def figures_dir(run_path: Path, requested: Path | None, sub: str = "") -> Path:
+    """The folder ``report`` and ``analyze`` write figures to: ``requested`` if given; else
+    ``run_path / sub`` when the run folder is writable and not one of the shipped runs; else
+    ``sub`` in the current directory."""
+    if requested is not None:
+        return requested
+    run_path = run_path.resolve()
+    if os.access(run_path, os.W_OK) and not run_path.is_relative_to(SHIPPED_DATA):
+        return run_path / sub
+    return Path.cwd() / sub
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grok-circuits", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -69,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="generate a task and train a HookedTransformer on it")
-    t.add_argument("task", choices=task_names())
+    t.add_argument("task", choices=_TaskNames(), metavar="TASK", help="one of: %(choices)s")
     t.add_argument(
         "--preset",
         default="tutorial",
@@ -93,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--device", help="auto (default), cpu, cuda, ...")
     t.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for training (default: one per core not busy with other work)",
+    )
+    t.add_argument(
         "--task-param",
         action="append",
         default=[],
@@ -112,7 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="summarise a run and plot its accuracy curves")
     r.add_argument("run", type=Path, help="run folder")
-    r.add_argument("--png", type=Path, help="where to save the curves (default RUN/curves.png)")
+    r.add_argument(
+        "--out",
+        type=Path,
+        help="folder for curves.png (default: the run folder if writable and not a shipped run, "
+        "else the current directory)",
+    )
+    r.add_argument("--png", type=Path, help="the curves' file, overriding --out")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     a = sub.add_parser(
@@ -123,7 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("run", type=Path, help="run folder")
     a.add_argument("--n-examples", type=int, default=300, help="examples traced (paper: 300)")
     a.add_argument("--top-k", type=int, default=6, help="components per circuit")
-    a.add_argument("--out", type=Path, help="folder for the figures (default RUN/analysis)")
+    a.add_argument(
+        "--out",
+        type=Path,
+        help="folder for the figures (default: RUN/analysis if the run folder is writable and "
+        "not a shipped run, else ./analysis)",
+    )
 
     e = sub.add_parser("export", help="copy a run with a few checkpoints (for sharing)")
     e.add_argument("run", type=Path, help="run folder")
@@ -143,7 +200,7 @@ def cmd_analyze(args) -> int:
     from grok_circuits.analysis import analyze
 
     run = load_run(args.run)
-    out = args.out or run.path / "analysis"
+    out = figures_dir(run.path, args.out, "analysis")
     result = analyze(run, n_examples=args.n_examples, top_k=args.top_k)
     print(result)
     paths = result.save(out)
@@ -152,6 +209,8 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from grok_circuits.runs import export_run, key_steps
+
     run = load_run(args.run)
     steps = args.steps or key_steps(run, args.max_checkpoints)
     small = export_run(run, args.dest, steps)
@@ -160,7 +219,14 @@ def cmd_export(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from grok_circuits.presets import train_config
+    from grok_circuits.tasks import make_params, make_task
+    from grok_circuits.tasks.checks import check_field_types
+    from grok_circuits.train import already_finished, train
+
     task_overrides = _pairs(args.task_param, "--task-param")
+    # A value of the wrong type would fail deep inside the task's checks; name the field here.
+    check_field_types(type(make_params(args.task, args.preset)), task_overrides)
     if args.seed is not None:
         task_overrides["seed"] = args.seed
     if args.phi is not None:
@@ -176,6 +242,7 @@ def cmd_train(args) -> int:
         "eval_every": args.eval_every,
         "model_size": args.model_size,
         "device": args.device,
+        "threads": args.threads,
     }
     if args.batch_size is not None:
         changes["batch_size"] = args.batch_size or None
@@ -189,6 +256,10 @@ def cmd_train(args) -> int:
         from grok_circuits.model import model_config
 
         model_cfg = model_config(task, cfg.model_size, **_pairs(args.model_param, "--model-param"))
+    cfg = _resume_cfg(args, cfg) if args.resume else cfg
+    if args.resume and already_finished(args.out, task, cfg) is not None:
+        train(task, cfg, out=args.out, resume=True)  # says so, and trains nothing
+        return 0
     stats = task.stats()
 
     def total(kind: str) -> int:  # the mixed task prefixes its counts with the sub-task
@@ -203,7 +274,7 @@ def cmd_train(args) -> int:
     )
     run = train(
         task,
-        cfg if not args.resume else _resume_cfg(args, cfg),
+        cfg,
         out=args.out,
         model_cfg=model_cfg,
         resume=args.resume,
@@ -214,13 +285,14 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _resume_cfg(args, cfg: TrainConfig) -> TrainConfig | None:
+def _resume_cfg(args, cfg: "TrainConfig") -> "TrainConfig | None":
     """On --resume, only the flags a resumed run may change are passed on."""
     asked = {
         "max_steps": args.steps,
         "stop_id_acc": args.stop_id_acc,
         "stop_ood_acc": args.stop_ood_acc,
         "device": args.device,
+        "threads": args.threads,
     }
     asked = {k: v for k, v in asked.items() if v is not None}
     if not asked:
@@ -232,7 +304,9 @@ def _resume_cfg(args, cfg: TrainConfig) -> TrainConfig | None:
     return dataclasses.replace(stored, **asked)
 
 
-def report(run, png: Path | None = None, as_json: bool = False) -> Path:
+def report(run, png: Path | None = None, as_json: bool = False, out: Path | None = None) -> Path:
+    """Print the run's summary and save its accuracy curves to ``png`` (default:
+    ``curves.png`` in :func:`figures_dir`)."""
     from grok_circuits.viz import plot_accuracy_curves, save_figure
 
     summary = run.summary()
@@ -245,7 +319,8 @@ def report(run, png: Path | None = None, as_json: bool = False) -> Path:
             if isinstance(value, float):
                 value = f"{value:.3f}"
             print(f"  {key:<{width}}  {value if value is not None else '-'}")
-    png = png or run.path / "curves.png"
+    png = png or figures_dir(run.path, out) / "curves.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
     save_figure(plot_accuracy_curves(run), png)
     if not as_json:
         print(f"  {'curves':<{width}}  {png}")
@@ -253,7 +328,7 @@ def report(run, png: Path | None = None, as_json: bool = False) -> Path:
 
 
 def cmd_report(args) -> int:
-    report(load_run(args.run), args.png, args.json)
+    report(load_run(args.run), args.png, args.json, args.out)
     return 0
 
 

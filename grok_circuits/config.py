@@ -39,6 +39,9 @@ class TrainConfig:
         model_size: size preset of the model when no ``HookedTransformerConfig`` is given.
         seed: seeds the initial weights and the batch order.
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ...
+        threads: torch CPU threads for the training loop; ``None`` chooses from the cores this
+            process may use and how busy they are (see :func:`grok_circuits.train.choose_threads`).
+            Results do not depend on it.
     """
 
     max_steps: int = 10_000
@@ -60,6 +63,7 @@ class TrainConfig:
     model_size: ModelSize = "tutorial"
     seed: int = 0
     device: str = "auto"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, rule: str) -> None:
@@ -87,6 +91,11 @@ class TrainConfig:
         )
         need(self.stop_patience >= 1, "stop_patience", ">= 1")
         need(self.model_size in ("tiny", "tutorial", "paper"), "model_size", "tiny/tutorial/paper")
+        need(
+            self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
+            "threads",
+            "an integer >= 1 or None (automatic)",
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -116,7 +125,15 @@ class TrainConfig:
 
 #: TrainConfig fields a resumed run may change; any other change would not continue the same run.
 RESUME_CHANGEABLE = frozenset(
-    {"max_steps", "stop_id_acc", "stop_ood_acc", "stop_train_acc", "stop_patience", "device"}
+    {
+        "max_steps",
+        "stop_id_acc",
+        "stop_ood_acc",
+        "stop_train_acc",
+        "stop_patience",
+        "device",
+        "threads",
+    }
 )
 
 

@@ -1,12 +1,13 @@
 """Atomic file writes: write to a temporary file in the same folder, fsync, then rename.
 
 A reader therefore sees either the old file or the complete new one, never half of one, even if
-the process is killed mid-write.
+the process is killed mid-write. The file gets the permissions of any new file (``0o666`` less the
+user's umask), not the ``0o600`` of a ``tempfile.mkstemp`` file.
 """
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,8 +15,10 @@ from pathlib import Path
 def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp_path)`` to produce the file, then move it over ``path`` atomically."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    # Created like any new file (0o666 less the umask), exclusively, so that no other writer
+    # shares it; ``write`` then writes into it by name.
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         write(Path(tmp))
         with open(tmp, "rb") as f:
@@ -32,3 +35,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def read_json(path: str | os.PathLike):
+    """The JSON in ``path``; a ValueError naming the file if it is not readable JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"{path} is damaged (not readable JSON: {err}); restore it from a copy of the run, "
+            "or train the run again into a new folder"
+        ) from None

@@ -11,27 +11,30 @@ Layout of a run folder::
     checkpoints/step_0001000.state.pt      optimizer and RNG state (kept for the latest few)
 
 Every file is written atomically (temporary file + rename), and a checkpoint only counts once
-its digests are in ``checkpoints.json``. Loading verifies the digest, so a truncated or corrupt
-file is skipped with a warning instead of being loaded.
+its digests are in ``checkpoints.json``. A :class:`Run` verifies the digests of the weights once
+(again only if the files change): a truncated or corrupt checkpoint is left out of ``run.steps``
+with one warning, and counted in ``run.summary()``.
 """
 
 import functools
 import hashlib
-import json
 import math
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from grok_circuits.config import TrainConfig
-from grok_circuits.io import atomic_write_json, atomic_write_with
+from grok_circuits.io import atomic_write_json, atomic_write_with, read_json
 from grok_circuits.model import build_model, config_from_dict, resolve_device
 from grok_circuits.tasks import TaskData, make_task
+
+if TYPE_CHECKING:  # imported where used: TransformerLens takes seconds to import
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 TASK_FILE = "task.json"
 MODEL_CONFIG_FILE = "model_config.json"
@@ -73,7 +76,7 @@ class CheckpointStore:
         path = self.root / INDEX_FILE
         if not path.is_file():
             return {}
-        return {int(k): v for k, v in json.loads(path.read_text()).items()}
+        return {int(k): v for k, v in read_json(path).items()}
 
     def _write_index(self, index: dict[int, dict]) -> None:
         atomic_write_json(self.root / INDEX_FILE, {str(k): index[k] for k in sorted(index)})
@@ -123,23 +126,36 @@ class CheckpointStore:
         if later:
             self._write_index(index)
 
-    def _verified(self, step: int, key: str, index: dict[int, dict] | None = None) -> Path | None:
-        """The file ``key`` of checkpoint ``step`` if it exists and matches its digest."""
+    def problem(self, step: int, key: str, index: dict[int, dict] | None = None) -> str | None:
+        """What is wrong with the file ``key`` of checkpoint ``step`` (None if it exists and
+        matches its digest, or if the checkpoint has no such file)."""
         entry = (self.index() if index is None else index).get(step, {})
         if key not in entry:
             return None
         path = self.dir / entry[key]
         if not path.is_file():
-            warnings.warn(f"checkpoint file {path} is missing; skipping step {step}", stacklevel=3)
-            return None
+            return f"checkpoint file {path} is missing"
         if sha256(path) != entry[f"{key}_sha256"]:
-            warnings.warn(
-                f"checkpoint file {path} does not match its recorded SHA-256 (truncated or "
-                f"corrupt); skipping step {step}",
-                stacklevel=3,
-            )
+            return f"checkpoint file {path} does not match its SHA-256 (truncated or corrupt)"
+        return None
+
+    def damaged_weights(self, index: dict[int, dict] | None = None) -> dict[int, str]:
+        """Step -> what is wrong, for every checkpoint whose weights are missing or corrupt."""
+        index = self.index() if index is None else index
+        problems = {s: self.problem(s, "weights", index) for s in sorted(index)}
+        return {s: p for s, p in problems.items() if p is not None}
+
+    def _verified(self, step: int, key: str, index: dict[int, dict] | None = None) -> Path | None:
+        """The file ``key`` of checkpoint ``step`` if it exists and matches its digest; else
+        None, with a warning if the file is missing or corrupt."""
+        index = self.index() if index is None else index
+        if key not in index.get(step, {}):
             return None
-        return path
+        problem = self.problem(step, key, index)
+        if problem is not None:
+            warnings.warn(f"{problem}; skipping step {step}", stacklevel=3)
+            return None
+        return self.dir / index[step][key]
 
     def load_weights(self, step: int) -> dict[str, torch.Tensor]:
         path = self._verified(step, "weights")
@@ -152,7 +168,23 @@ class CheckpointStore:
 
     def intact_steps(self) -> list[int]:
         index = self.index()
-        return [s for s in sorted(index) if self._verified(s, "weights", index) is not None]
+        damaged = self.damaged_weights(index)
+        return [s for s in sorted(index) if s not in damaged]
+
+    def files_state(self) -> tuple:
+        """What verifying the weights depends on: the index, and the size, modification time
+        and inode of every indexed weights file (so a changed or replaced file is verified
+        again)."""
+        index = self.index()
+        state = []
+        for step, entry in sorted(index.items()):
+            try:
+                st = (self.dir / entry["weights"]).stat()
+                stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+            except FileNotFoundError:
+                stamp = None
+            state.append((step, entry["weights"], entry["weights_sha256"], stamp))
+        return tuple(state)
 
     def latest_resumable(self) -> tuple[int, dict[str, torch.Tensor], dict] | None:
         """The newest checkpoint whose weights and state both verify and load, else None."""
@@ -168,6 +200,26 @@ class CheckpointStore:
         return None
 
 
+class _ModelConfigField:
+    """The ``Run.model_cfg`` field: a ``HookedTransformerConfig``, which may be given as its
+    stored dict and is then built on first use, so that reading a run's metrics and summary
+    does not import TransformerLens (seconds). It has no default."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = f"_{name}"
+
+    def __get__(self, run, owner=None):
+        if run is None:
+            raise AttributeError("model_cfg has no default")
+        value = run.__dict__[self.slot]
+        if isinstance(value, dict):
+            value = run.__dict__[self.slot] = config_from_dict(value)
+        return value
+
+    def __set__(self, run, value) -> None:
+        run.__dict__[self.slot] = value
+
+
 @dataclass
 class Run:
     """A training run on disk. Build with :func:`load_run` (or get one back from ``train``).
@@ -175,7 +227,8 @@ class Run:
     Attributes:
         path: the run folder.
         task_name, task_params: what regenerates :attr:`task`.
-        model_cfg: the ``HookedTransformerConfig``.
+        model_cfg: the ``HookedTransformerConfig`` (or its stored dict, built into one on
+            first use).
         train_cfg: the ``TrainConfig``.
         metrics: one dict per evaluation, in step order.
         task_fingerprint: :meth:`TaskData.fingerprint` of the data trained on (None in runs
@@ -185,19 +238,47 @@ class Run:
     path: Path
     task_name: str
     task_params: dict
-    model_cfg: HookedTransformerConfig
+    model_cfg: "HookedTransformerConfig" = _ModelConfigField()
     train_cfg: TrainConfig
     metrics: list[dict] = field(default_factory=list)
     task_fingerprint: str | None = None
+    # The last verification of the checkpoints: the files' state, the damaged steps, and the
+    # steps already warned about (once per Run).
+    _verified_state: tuple | None = field(default=None, init=False, repr=False, compare=False)
+    _damaged: dict[int, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _warned: set[int] = field(default_factory=set, init=False, repr=False, compare=False)
 
     @property
     def checkpoints(self) -> CheckpointStore:
         return CheckpointStore(self.path)
 
+    def _verify_checkpoints(self) -> tuple[list[int], dict[int, str]]:
+        """(intact steps, damaged step -> problem); digests are computed again only when the
+        checkpoint files changed, and each damaged step is warned about once."""
+        store = self.checkpoints
+        state = store.files_state()
+        if state != self._verified_state:
+            self._damaged = store.damaged_weights()
+            self._verified_state = state
+        for step, problem in self._damaged.items():
+            if step not in self._warned:
+                self._warned.add(step)
+                warnings.warn(
+                    f"{problem}; skipping step {step} (it is left out of run.steps)", stacklevel=4
+                )
+        intact = [s for s, *_ in state if s not in self._damaged]
+        return intact, self._damaged
+
     @property
     def steps(self) -> list[int]:
-        """Steps with a saved checkpoint, ascending."""
-        return self.checkpoints.steps
+        """Steps with an intact saved checkpoint, ascending (damaged ones are left out, with a
+        warning)."""
+        return self._verify_checkpoints()[0]
+
+    @property
+    def damaged_steps(self) -> list[int]:
+        """Steps whose checkpoint is missing or does not match its digest."""
+        return sorted(self._verify_checkpoints()[1])
 
     @property
     def last_step(self) -> int:
@@ -217,13 +298,18 @@ class Run:
             )
         return task
 
-    def model(self, step: int | None = None, device: str | None = "auto") -> HookedTransformer:
-        """The model at checkpoint ``step`` (default: the last one), in eval mode."""
-        steps = self.steps
+    def model(self, step: int | None = None, device: str | None = "auto") -> "HookedTransformer":
+        """The model at checkpoint ``step`` (default: the last intact one), in eval mode."""
+        steps, damaged = self._verify_checkpoints()
         if not steps:
-            raise ValueError(f"run {self.path} has no checkpoint yet")
+            raise ValueError(f"run {self.path} has no intact checkpoint (damaged: {len(damaged)})")
         if step is None:
             step = steps[-1]
+        if step in damaged:
+            raise ValueError(
+                f"{damaged[step]}, so step {step} cannot be loaded; intact steps: {steps} "
+                "(run.nearest_step(step) finds the closest)"
+            )
         if step not in steps:
             raise ValueError(
                 f"no checkpoint at step {step} in {self.path}; checkpointed steps: {steps} "
@@ -234,8 +320,11 @@ class Run:
         return model.eval()
 
     def nearest_step(self, step: int) -> int:
-        """The checkpointed step closest to ``step``."""
-        return min(self.steps, key=lambda s: (abs(s - step), s))
+        """The intact checkpointed step closest to ``step``."""
+        steps = self.steps
+        if not steps:
+            raise ValueError(f"run {self.path} has no intact checkpoint")
+        return min(steps, key=lambda s: (abs(s - step), s))
 
     def metric(self, name: str) -> list[float]:
         return [row[name] for row in self.metrics]
@@ -271,13 +360,16 @@ class Run:
         """Sizes, steps and final accuracies, as printed by ``grok-circuits report``."""
         last = self.metrics[-1] if self.metrics else {}
         k = self.key_probes
+        m = self._model_shape()
+        steps, damaged = self._verify_checkpoints()
         return {
             "task": self.task_name,
             **{f"task.{key}": v for key, v in self.task.stats().items()},
-            "model": f"{self.model_cfg.n_layers}L d_model={self.model_cfg.d_model} "
-            f"heads={self.model_cfg.n_heads} params={self.model_cfg.n_params:,}",
+            "model": f"{m['n_layers']}L d_model={m['d_model']} "
+            f"heads={m['n_heads']} params={m['n_params']:,}",
             "steps": self.last_step,
-            "checkpoints": len(self.steps),
+            "checkpoints": len(steps),
+            "damaged_checkpoints": len(damaged),
             "train_acc": last.get(f"{k['train']}_acc"),
             "id_acc": last.get(f"{k['id']}_acc"),
             "ood_acc": last.get(f"{k['ood']}_acc") if "ood" in k else None,
@@ -285,6 +377,15 @@ class Run:
             "grok_step": self.grok_step,
             "wall_seconds": last.get("time"),
         }
+
+    def _model_shape(self) -> dict:
+        """n_layers, d_model, n_heads and n_params, from the stored dict where the config has
+        not been built (building it imports TransformerLens)."""
+        names = ("n_layers", "d_model", "n_heads", "n_params")
+        stored = self.__dict__.get("_model_cfg")
+        if isinstance(stored, dict) and all(n in stored for n in names):
+            return {n: stored[n] for n in names}
+        return {n: getattr(self.model_cfg, n) for n in names}
 
     def __repr__(self) -> str:
         return (
@@ -336,7 +437,7 @@ def export_run(run: Run, dest: str | os.PathLike, steps: list[int] | None = None
 
 def read_metrics(path: Path) -> list[dict]:
     p = Path(path) / METRICS_FILE
-    return json.loads(p.read_text()) if p.is_file() else []
+    return read_json(p) if p.is_file() else []
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
@@ -354,13 +455,15 @@ def load_run(path: str | os.PathLike) -> Run:
             f"{path} is not a grok_circuits run: missing {missing} "
             "(create one with grok_circuits.train or `grok-circuits train`)"
         )
-    task = json.loads((path / TASK_FILE).read_text())
-    return Run(
+    task = read_json(path / TASK_FILE)
+    run = Run(
         path=path,
         task_name=task["name"],
         task_params=task["params"],
-        model_cfg=config_from_dict(json.loads((path / MODEL_CONFIG_FILE).read_text())),
-        train_cfg=TrainConfig.from_dict(json.loads((path / TRAIN_CONFIG_FILE).read_text())),
+        model_cfg=read_json(path / MODEL_CONFIG_FILE),  # built on first use
+        train_cfg=TrainConfig.from_dict(read_json(path / TRAIN_CONFIG_FILE)),
         metrics=read_metrics(path),
         task_fingerprint=task.get("fingerprint"),
     )
+    run._verify_checkpoints()  # a damaged checkpoint is warned about on opening the run
+    return run

@@ -15,10 +15,16 @@ loop runs with ``torch.use_deterministic_algorithms``: the backward pass of the 
 accumulates gradients with ``index_put_``, whose multi-threaded CPU kernel adds in an order that
 changes from run to run, so without it two runs of one seed drift apart after a few steps. With it,
 a seed gives bit-identical weights for any number of CPU threads.
+
+The number of CPU threads matters for speed only, and a lot: the tutorial models are small, so
+every op synchronises torch's OpenMP threads, and a thread waiting for a core that another
+process holds stalls all the others. On two cores with one of them busy, two threads trained 20
+times slower than one; on two idle cores they were faster. :func:`choose_threads` therefore asks
+for one thread per core that is free now (``benchmarks/threads.py`` measures it).
 """
 
-import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -33,7 +39,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from grok_circuits.config import RESUME_CHANGEABLE, TrainConfig
-from grok_circuits.io import atomic_write_json
+from grok_circuits.io import atomic_write_json, read_json
 from grok_circuits.model import (
     answer_logits,
     build_model,
@@ -148,10 +154,19 @@ def train(
     store = CheckpointStore(out)
     resumed = None
     if resume and (out / TRAIN_CONFIG_FILE).is_file():
+        done = already_finished(out, task, cfg)
+        if done is not None:
+            print(
+                f"{out}: already finished at step {done}; nothing to train. To train further, "
+                "resume with a larger max_steps (CLI --steps) or stopping rule (--stop-id-acc)"
+            )
+            return load_run(out)
         cfg, model_cfg = _check_resume(out, task, cfg)
         resumed = store.latest_resumable()
         if resumed is None:
             warnings.warn(f"no intact checkpoint in {out}; starting from step 0", stacklevel=2)
+        else:
+            print(f"{out}: resumed from step {resumed[0]}")
     elif out.exists() and any(out.iterdir()):
         if (out / TRAIN_CONFIG_FILE).is_file():
             raise FileExistsError(
@@ -212,11 +227,11 @@ def train(
         bar.set_postfix({role: f"{row[probe + '_acc']:.2f}" for role, probe in key.items()})
         return row
 
-    if step == 0:
-        evaluate_and_log()
-        _checkpoint_if_due(store, cfg, step, model, optimizer)
-    model.train()
-    with bar, deterministic_on_cpu(device):
+    with bar, deterministic_on_cpu(device), cpu_threads(device, cfg.threads):
+        if step == 0:
+            evaluate_and_log()
+            _checkpoint_if_due(store, cfg, step, model, optimizer)
+        model.train()
         while step < cfg.max_steps and not _should_stop(held, cfg):
             step += 1
             batch = train_split.select(
@@ -238,6 +253,88 @@ def train(
                     store, cfg, step, model, optimizer, force=_should_stop(held, cfg)
                 )
     return load_run(out)
+
+
+def choose_threads(cores: int, load: float) -> int:
+    """CPU threads for training: one per core that is free, at least one.
+
+    Args:
+        cores: how many cores this process may run on (``len(os.sched_getaffinity(0))``).
+        load: how many cores other work keeps busy (the load average, or a sample of it).
+
+    A core counts as free when less than half of it is busy. Erring towards fewer threads is
+    cheap (one thread on two idle cores is about 1.4 times slower), while a thread too many is
+    not (20 times slower; see the module docstring).
+    """
+    if cores < 1:
+        raise ValueError(f"cores must be >= 1, got {cores}")
+    if load < 0:
+        raise ValueError(f"load must be >= 0, got {load}")
+    return max(1, min(cores, math.floor(cores - load + 0.5)))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS reports it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def busy_cores(sample_seconds: float = 0.2) -> float:
+    """How many of this process's cores other processes keep busy: the larger of the 1-minute
+    load average (its share on these cores, when the process may use only some of the machine's)
+    and a short sample of ``/proc/stat`` (which sees a job that started seconds ago, where the
+    load average lags by a minute). The load average alone where ``/proc/stat`` does not exist."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    load *= usable_cores() / max(os.cpu_count() or 1, usable_cores())
+    return max(load, _sampled_busy_cores(sample_seconds))
+
+
+def _sampled_busy_cores(seconds: float) -> float:
+    def times() -> dict[str, tuple[int, int]]:  # cpu name -> (busy, total) jiffies
+        out = {}
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *values = line.split()
+                if name.startswith("cpu") and name != "cpu":
+                    ticks = [int(v) for v in values]
+                    idle = ticks[3] + ticks[4]  # idle + iowait
+                    out[name] = (sum(ticks[:8]) - idle, sum(ticks[:8]))
+        return out
+
+    try:
+        before = times()
+        time.sleep(seconds)
+        after = times()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    mine = (
+        {f"cpu{i}" for i in os.sched_getaffinity(0)}
+        if hasattr(os, "sched_getaffinity")
+        else set(after)
+    )
+    busy = 0.0
+    for cpu in mine & set(before) & set(after):
+        d_busy = after[cpu][0] - before[cpu][0]
+        d_total = after[cpu][1] - before[cpu][1]
+        busy += d_busy / d_total if d_total > 0 else 0.0
+    return busy
+
+
+@contextmanager
+def cpu_threads(device: torch.device, threads: int | None) -> Iterator[None]:
+    """On the CPU, run the block with ``threads`` torch threads (``None``: :func:`choose_threads`
+    on the free cores now) and restore the caller's setting afterwards; elsewhere, change
+    nothing."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or choose_threads(usable_cores(), busy_cores()))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @contextmanager
@@ -300,17 +397,34 @@ def _held_evals(metrics: list[dict], key: dict[str, str], cfg: TrainConfig) -> i
     return held
 
 
+def already_finished(out: str | Path, task: TaskData, cfg: TrainConfig | None) -> int | None:
+    """The step the run in ``out`` ended at, if resuming it with ``cfg`` (None: its stored
+    config) would train nothing more: its last evaluation has an intact checkpoint and reached
+    ``max_steps`` or the stopping rule. None otherwise, or if ``out`` holds no run."""
+    out = Path(out)
+    if not (out / TRAIN_CONFIG_FILE).is_file():
+        return None
+    cfg, _ = _check_resume(out, task, cfg)
+    metrics, steps = read_metrics(out), CheckpointStore(out).intact_steps()
+    if not metrics or not steps or steps[-1] != metrics[-1]["step"]:
+        return None
+    last = metrics[-1]["step"]
+    if last >= cfg.max_steps or _should_stop(_held_evals(metrics, task.key_probes, cfg), cfg):
+        return last
+    return None
+
+
 def _check_resume(out: Path, task: TaskData, cfg: TrainConfig | None):
     """The stored configs, with ``cfg``'s changeable fields; refuse any other change."""
-    stored_task = json.loads((out / TASK_FILE).read_text())
+    stored_task = read_json(out / TASK_FILE)
     stored_task.pop("fingerprint", None)
     if stored_task != {"name": task.name, "params": task.params.to_dict()}:
         raise ValueError(
             f"cannot resume {out}: it was trained on {stored_task}, not on "
             f"{task.name} {task.params.to_dict()}; pass the same task"
         )
-    stored = TrainConfig.from_dict(json.loads((out / TRAIN_CONFIG_FILE).read_text()))
-    model_cfg = config_from_dict(json.loads((out / MODEL_CONFIG_FILE).read_text()))
+    stored = TrainConfig.from_dict(read_json(out / TRAIN_CONFIG_FILE))
+    model_cfg = config_from_dict(read_json(out / MODEL_CONFIG_FILE))
     if cfg is None:
         return stored, model_cfg
     differ = sorted(

@@ -28,6 +28,7 @@ def tiny_train_config(**overrides) -> TrainConfig:
         device="cpu",
         warmup_steps=10,
         eval_size=200,
+        threads=1,  # tiny models gain nothing from more, and tests must not depend on the load
     )
     base.update(overrides)
     return TrainConfig(**base)

@@ -229,3 +229,82 @@ def test_fingerprint_tells_tasks_apart(tiny_composition):
     assert same.fingerprint() == tiny_composition.fingerprint()
     other = {**tiny_composition.params.to_dict(), "seed": 1}
     assert make_task("composition", preset=None, **other).fingerprint() != same.fingerprint()
+
+
+TINY_TASK_ARGS = [
+    "--task-param",
+    "n_entities=30",
+    "--task-param",
+    "n_relations=6",
+    "--task-param",
+    "out_degree=3",
+    "--task-param",
+    "phi=2.0",
+]
+
+
+@pytest.mark.parametrize(
+    "extra, names",
+    [
+        (["--task-param", "n_entities=abc"], ["n_entities", "must be int", "'abc'"]),
+        (["--task-param", "phi=true"], ["phi", "must be float"]),
+        (["--task-param", "n_entities"], ["KEY=VALUE"]),
+        (["--model-param", "n_layer=2"], ["n_layer", "did you mean ['n_layers']", "d_model"]),
+    ],
+)
+def test_cli_bad_parameters_are_one_line_errors(tmp_path, capsys, extra, names):
+    args = ["train", "composition", "--out", str(tmp_path / "r"), "--model-size", "tiny"]
+    assert main(args + TINY_TASK_ARGS + extra + ["--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    for name in names:
+        assert name in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")
+def test_cuda_without_cuda_is_a_one_line_error(tmp_path, capsys):
+    from grok_circuits.model import resolve_device
+
+    with pytest.raises(ValueError, match="CUDA is not available.*--device cpu"):
+        resolve_device("cuda")
+    args = ["train", "composition", "--out", str(tmp_path / "r"), "--device", "cuda"]
+    assert main(args + TINY_TASK_ARGS + ["--model-size", "tiny", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "CUDA" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_resolve_device_names_a_bad_device():
+    from grok_circuits.model import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        resolve_device("gpu")
+
+
+def test_figures_go_to_the_run_only_when_it_is_writable_and_not_shipped(tmp_path, monkeypatch):
+    from grok_circuits import cli
+
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "runs" / "mine"
+    mine.mkdir(parents=True)
+    assert cli.figures_dir(mine, None) == mine.resolve()
+    assert cli.figures_dir(mine, None, "analysis") == mine.resolve() / "analysis"
+    assert cli.figures_dir(mine, tmp_path / "asked") == tmp_path / "asked"
+    monkeypatch.setattr(cli, "SHIPPED_DATA", tmp_path / "runs")  # as if mine were shipped
+    assert cli.figures_dir(mine, None, "analysis") == tmp_path / "analysis"
+    monkeypatch.setattr(cli, "SHIPPED_DATA", tmp_path / "elsewhere")
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: False)  # a read-only run folder
+    assert cli.figures_dir(mine, None) == tmp_path
+
+
+def test_report_on_a_shipped_run_writes_into_the_current_directory(tmp_path, monkeypatch):
+    from grok_circuits.cli import SHIPPED_DATA
+
+    shipped = SHIPPED_DATA / "runs" / "composition"
+    before = sorted(p.name for p in shipped.iterdir())
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(shipped)]) == 0
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in shipped.iterdir()) == before

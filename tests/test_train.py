@@ -1,5 +1,7 @@
 """The training loop: answer-only loss, checkpoints, exact resume, stopping, bad input."""
 
+import dataclasses
+import importlib
 import json
 import warnings
 
@@ -10,8 +12,11 @@ import torch.nn.functional as F
 from grok_circuits import TrainConfig, load_run, train
 from grok_circuits.model import build_model, model_config
 from grok_circuits.runs import CheckpointStore
-from grok_circuits.train import _held_evals, answer_loss, batch_indices, lr_at
+from grok_circuits.train import _held_evals, answer_loss, batch_indices, choose_threads, lr_at
 from tests.helpers import tiny_train_config
+
+# The module, not the function of the same name that ``grok_circuits.train`` resolves to.
+train_module = importlib.import_module("grok_circuits.train")
 
 
 def test_answer_only_loss_matches_a_per_example_loop(tiny_composition):
@@ -143,7 +148,7 @@ def test_corrupt_checkpoint_is_skipped_with_a_warning(tiny_composition, tmp_path
     assert {"skipping step 60", "skipping step 40"} <= {str(w.message)[-16:] for w in caught}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(ValueError, match="no intact weights for step 40"):
+        with pytest.raises(ValueError, match="SHA-256.*step 40 cannot be loaded"):
             load_run(tmp_path / "r").model(40)
     # and training resumes from step 20, landing on the same metrics as before
     with pytest.warns(UserWarning):
@@ -247,12 +252,7 @@ def test_full_batch_training(tiny_composition, tmp_path):
 
 
 def _weights_after(task, cfg, out, threads: int) -> dict[str, torch.Tensor]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        run = train(task, cfg, out=out, progress=False)
-    finally:
-        torch.set_num_threads(before)
+    run = train(task, dataclasses.replace(cfg, threads=threads), out=out, progress=False)
     return run.model(run.last_step).state_dict()
 
 
@@ -266,3 +266,73 @@ def test_cpu_training_is_bit_identical_across_thread_counts(tiny_composition, tm
         for name in one:
             torch.testing.assert_close(two[name], one[name], rtol=0, atol=0, msg=name)
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+@pytest.mark.parametrize(
+    "cores, load, expected",
+    [
+        (2, 0.0, 2),  # idle: every core
+        (2, 0.4, 2),  # background noise does not take a core
+        (2, 0.6, 1),  # most of a core busy: leave it
+        (2, 1.0, 1),  # one busy-loop process
+        (2, 7.5, 1),  # overloaded: still one thread
+        (1, 0.0, 1),
+        (8, 2.2, 6),
+        (16, 0.0, 16),
+    ],
+)
+def test_choose_threads_uses_the_free_cores(cores, load, expected):
+    assert choose_threads(cores, load) == expected
+
+
+def test_choose_threads_rejects_impossible_inputs():
+    with pytest.raises(ValueError, match="cores"):
+        choose_threads(0, 0.0)
+    with pytest.raises(ValueError, match="load"):
+        choose_threads(2, -1.0)
+
+
+@pytest.mark.parametrize("sampled, expected", [(0.5, 2.0), (3.0, 3.0)])
+def test_busy_cores_is_the_load_on_this_process_cores(monkeypatch, sampled, expected):
+    """The load average is spread over the machine; the process may use 4 of its 16 cores, so
+    a quarter of it counts, unless the sample of those cores shows more."""
+    monkeypatch.setattr(train_module.os, "getloadavg", lambda: (8.0, 8.0, 8.0))
+    monkeypatch.setattr(train_module.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(train_module, "usable_cores", lambda: 4)
+    monkeypatch.setattr(train_module, "_sampled_busy_cores", lambda seconds: sampled)
+    assert train_module.busy_cores() == expected
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, "2"])
+def test_train_config_threads_validates(value):
+    with pytest.raises(ValueError, match="TrainConfig.threads"):
+        TrainConfig(threads=value)
+
+
+def test_train_config_threads_round_trips_and_may_be_absent():
+    cfg = TrainConfig(threads=3)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    stored_before_threads = {k: v for k, v in TrainConfig().to_dict().items() if k != "threads"}
+    assert TrainConfig.from_dict(stored_before_threads).threads is None
+
+
+@pytest.mark.parametrize("threads, load, used", [(2, 5.0, 2), (None, 0.0, 2), (None, 1.0, 1)])
+def test_training_uses_its_threads_then_restores_the_callers(
+    tiny_composition, tmp_path, monkeypatch, threads, load, used
+):
+    """``threads`` wins; ``None`` chooses from the cores and the load; either way the caller's
+    setting is back afterwards."""
+    seen = []
+
+    def loss_recording_threads(model, batch):
+        seen.append(torch.get_num_threads())
+        return answer_loss(model, batch)
+
+    monkeypatch.setattr(train_module, "answer_loss", loss_recording_threads)
+    monkeypatch.setattr(train_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(train_module, "busy_cores", lambda: load)
+    before = torch.get_num_threads()
+    cfg = tiny_train_config(max_steps=3, eval_every=3, threads=threads)
+    train(tiny_composition, cfg, out=tmp_path / "r", progress=False)
+    assert seen == [used] * 3
+    assert torch.get_num_threads() == before
