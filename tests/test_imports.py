@@ -56,11 +56,6 @@ def test_reading_a_run_does_not_load_transformer_lens():
     assert out.strip() == "False"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="grok_circuits.viz imports viz.attention (TransformerLens) on import, and report "
-    "plots through grok_circuits.viz; passes once that package imports its modules lazily",
-)
 def test_report_does_not_load_transformer_lens(tmp_path):
     out = _run(
         f"""

@@ -1,40 +1,41 @@
 """Every plot of grok_circuits; the only place that imports matplotlib.
 
-Result objects' ``.plot()`` methods call into here, so notebooks read as a story.
+Result objects' ``.plot()`` methods call into here, so notebooks read as a story. Names load on
+first use (PEP 562), so that plotting a run's curves (``grok-circuits report``) does not import
+TransformerLens, which only the attention view needs.
 """
 
-from grok_circuits.viz.analysis import (
-    plot_bridge_over_time,
-    plot_causal_trace,
-    plot_grouped_accuracy,
-    plot_logit_lens,
-    plot_reasoning_trace,
-    plot_stage_comparison,
-)
-from grok_circuits.viz.attention import attention_patterns
-from grok_circuits.viz.circuits import (
-    plot_causal_graph,
-    plot_circuit,
-    plot_component_scores,
-    plot_reuse,
-)
-from grok_circuits.viz.progress import plot_fourier_spectrum, plot_over_checkpoints
-from grok_circuits.viz.training import plot_accuracy_curves, save_figure
+import importlib
 
-__all__ = [
-    "attention_patterns",
-    "plot_accuracy_curves",
-    "plot_bridge_over_time",
-    "plot_causal_graph",
-    "plot_causal_trace",
-    "plot_circuit",
-    "plot_component_scores",
-    "plot_grouped_accuracy",
-    "plot_fourier_spectrum",
-    "plot_logit_lens",
-    "plot_over_checkpoints",
-    "plot_reasoning_trace",
-    "plot_reuse",
-    "plot_stage_comparison",
-    "save_figure",
-]
+#: Every public plot and the module that defines it; to export a plot, add it here.
+_EXPORTS: dict[str, str] = {
+    "attention_patterns": "grok_circuits.viz.attention",
+    "plot_accuracy_curves": "grok_circuits.viz.training",
+    "plot_bridge_over_time": "grok_circuits.viz.analysis",
+    "plot_causal_graph": "grok_circuits.viz.circuits",
+    "plot_causal_trace": "grok_circuits.viz.analysis",
+    "plot_circuit": "grok_circuits.viz.circuits",
+    "plot_component_scores": "grok_circuits.viz.circuits",
+    "plot_fourier_spectrum": "grok_circuits.viz.progress",
+    "plot_grouped_accuracy": "grok_circuits.viz.analysis",
+    "plot_logit_lens": "grok_circuits.viz.analysis",
+    "plot_over_checkpoints": "grok_circuits.viz.progress",
+    "plot_reasoning_trace": "grok_circuits.viz.analysis",
+    "plot_reuse": "grok_circuits.viz.circuits",
+    "plot_stage_comparison": "grok_circuits.viz.analysis",
+    "save_figure": "grok_circuits.viz.training",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
