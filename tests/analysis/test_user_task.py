@@ -158,9 +158,9 @@ def test_over_checkpoints_skips_a_damaged_checkpoint_with_one_warning(run, tmp_p
     shutil.copytree(run.path, copy)
     damaged = copy / "checkpoints" / "step_0000040.safetensors"
     damaged.write_bytes(damaged.read_bytes()[:100])
-    again = gc.load_run(copy)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        again = gc.load_run(copy)
         over = gc.over_checkpoints(again, lambda m: float(m.W_E.sum()), progress=False)
     assert 40 not in over.steps and over.steps == (0, 20, 60, 80)
     assert sum("40" in str(w.message) for w in caught) == 1
