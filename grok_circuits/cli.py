@@ -219,9 +219,9 @@ def cmd_export(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from grok_circuits.checks import check_field_types
     from grok_circuits.presets import train_config
     from grok_circuits.tasks import make_params, make_task
-    from grok_circuits.checks import check_field_types
     from grok_circuits.train import already_finished, train
 
     task_overrides = _pairs(args.task_param, "--task-param")

@@ -445,14 +445,10 @@ PAPER_TRAIN = TrainConfig(
 #: The tutorial recipe: the paper's optimizer at lr 3e-3, which grokked fastest of the settings of
 #: benchmarks/README.md's sweep; stops once train >= 99% and test >= 95% have held for 5
 #: evaluations.
-TUTORIAL_TRAIN = TrainConfig(
+TUTORIAL_TRAIN = replace(
+    PAPER_TRAIN,
     max_steps=10_000,
-    batch_size=None,
     lr=3e-3,
-    weight_decay=1.0,
-    betas=(0.9, 0.98),
-    warmup_steps=10,
-    grad_clip=None,
     eval_every=50,
     eval_size=5000,
     stop_id_acc=0.95,
