@@ -260,7 +260,7 @@ def choose_threads(cores: int, load: float) -> int:
 
     Args:
         cores: how many cores this process may run on (``len(os.sched_getaffinity(0))``).
-        load: how many cores other work keeps busy (the load average, or a sample of it).
+        load: how many of those cores other work keeps busy (:func:`busy_cores`).
 
     A core counts as free when less than half of it is busy. Erring towards fewer threads is
     cheap (one thread on two idle cores is about 1.4 times slower), while a thread too many is
@@ -280,17 +280,20 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def busy_cores(sample_seconds: float = 0.2) -> float:
-    """How many of this process's cores other processes keep busy: the larger of the 1-minute
-    load average (its share on these cores, when the process may use only some of the machine's)
-    and a short sample of ``/proc/stat`` (which sees a job that started seconds ago, where the
-    load average lags by a minute). The load average alone where ``/proc/stat`` does not exist."""
+def busy_cores(sample_seconds: float = 0.5) -> float:
+    """How many of this process's cores other processes keep busy, from a short sample of
+    ``/proc/stat`` on those cores. The 1-minute load average lags both ways (it misses a job that
+    started seconds ago and still counts one that ended a minute ago: a run started right after
+    the test suite trained on one thread of two idle cores), so it is used only where
+    ``/proc/stat`` cannot be read, scaled to this process's share of the machine's cores."""
+    sampled = _sampled_busy_cores(sample_seconds)
+    if sampled is not None:
+        return sampled
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    load *= usable_cores() / max(os.cpu_count() or 1, usable_cores())
-    return max(load, _sampled_busy_cores(sample_seconds))
+    return load * usable_cores() / max(os.cpu_count() or 1, usable_cores())
 
 
-def _sampled_busy_cores(seconds: float) -> float:
+def _sampled_busy_cores(seconds: float) -> float | None:
     def times() -> dict[str, tuple[int, int]]:  # cpu name -> (busy, total) jiffies
         out = {}
         with open("/proc/stat") as f:
@@ -307,7 +310,7 @@ def _sampled_busy_cores(seconds: float) -> float:
         time.sleep(seconds)
         after = times()
     except (OSError, ValueError, IndexError):
-        return 0.0
+        return None
     mine = (
         {f"cpu{i}" for i in os.sched_getaffinity(0)}
         if hasattr(os, "sched_getaffinity")

@@ -292,10 +292,11 @@ def test_choose_threads_rejects_impossible_inputs():
         choose_threads(2, -1.0)
 
 
-@pytest.mark.parametrize("sampled, expected", [(0.5, 2.0), (3.0, 3.0)])
+@pytest.mark.parametrize("sampled, expected", [(0.5, 0.5), (3.0, 3.0), (None, 2.0)])
 def test_busy_cores_is_the_load_on_this_process_cores(monkeypatch, sampled, expected):
-    """The load average is spread over the machine; the process may use 4 of its 16 cores, so
-    a quarter of it counts, unless the sample of those cores shows more."""
+    """The sample of this process's cores is the load, whatever the (lagging) load average says;
+    without /proc/stat, the load average spread over the machine: the process may use 4 of its
+    16 cores, so a quarter of it counts."""
     monkeypatch.setattr(train_module.os, "getloadavg", lambda: (8.0, 8.0, 8.0))
     monkeypatch.setattr(train_module.os, "cpu_count", lambda: 16)
     monkeypatch.setattr(train_module, "usable_cores", lambda: 4)
