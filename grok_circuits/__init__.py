@@ -9,9 +9,10 @@ over time (:func:`train`, :func:`load_run`), and hook-based analysis of any mode
 :func:`analyze`).
 """
 
-import importlib
 import sys
 import types
+
+from grok_circuits._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -76,16 +77,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 
 class _Package(types.ModuleType):

@@ -5,7 +5,7 @@ first use (PEP 562), so that plotting a run's curves (``grok-circuits report``) 
 TransformerLens, which only the attention view needs.
 """
 
-import importlib
+from grok_circuits._lazy import lazy_exports
 
 #: Every public plot and the module that defines it; to export a plot, add it here.
 _EXPORTS: dict[str, str] = {
@@ -29,13 +29,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
