@@ -121,15 +121,19 @@ def analyze(run: Run, *, n_examples: int = 300, top_k: int = 6, progress: bool =
     if len(views) == 2:
         results["reuse"] = circuit_reuse(run.model(), task, top_k=top_k, n_examples=n_examples)
     elif spec.swaps:
-        for stage in ("memorizing", "generalizing"):
-            step = steps[stage]
+        mem, gen = steps["memorizing"], steps["generalizing"]
+        if mem is not None and gen is not None:
+            # compare_stages traces both checkpoints; its traces are the stage traces
+            stages = compare_stages(run, memorizing=mem, generalizing=gen, n_examples=n_examples)
+            results["trace_memorizing"] = stages.memorizing
+            results["trace_generalizing"] = stages.generalizing
+            results["stages"] = stages
+        for stage, step in (("memorizing", mem), ("generalizing", gen)):
             if step is None:
                 notes.append(f"the run never reached its {stage} stage")
-                continue
-            trace = trace_reasoning(run.model(step), task, n_examples=n_examples)
-            results[f"trace_{stage}"] = dataclasses.replace(trace, step=step)
-        if steps["memorizing"] is not None and steps["generalizing"] is not None:
-            results["stages"] = compare_stages(run, n_examples=n_examples)
+            elif mem is None or gen is None:
+                trace = trace_reasoning(run.model(step), task, n_examples=n_examples)
+                results[f"trace_{stage}"] = dataclasses.replace(trace, step=step)
         results["circuit"] = find_circuit(run.model(), task, n_examples=n_examples, top_k=top_k)
     else:
         notes.append(f"the {task.name} task registers no swaps: no traces or circuits")

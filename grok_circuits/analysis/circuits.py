@@ -6,7 +6,7 @@ model by **causal tracing** (Meng et al. 2022): three runs per example,
 1. the *clean* run on a training query, e.g. ``<e_h> <r_1> <r_2>``;
 2. a *perturbed* run, where one input token is swapped for another of the same type such that the
    answer changes (composition: ``h``, ``r1`` or ``r2``; comparison: ``e1``, ``e2`` or ``attr``;
-   built by :func:`~grok_circuits.analysis.metrics.make_counterfactuals`);
+   built by :func:`~grok_circuits.make_pairs`);
 3. an *intervened* run: the clean input, with one hidden state replaced by its value in the
    perturbed run ("noising", :func:`~grok_circuits.analysis.causal_tracing.causal_trace` with
    ``direction="noise"``).
@@ -56,7 +56,13 @@ from grok_circuits.analysis.ablation import (
     all_components,
 )
 from grok_circuits.analysis.causal_tracing import trace_pairs
-from grok_circuits.analysis.inputs import Data, resolve_subtask, swap_pairs
+from grok_circuits.analysis.inputs import (
+    Data,
+    check_fits,
+    check_task_fits,
+    resolve_subtask,
+    swap_pairs,
+)
 from grok_circuits.analysis.metrics import PairMetric, check_metric
 from grok_circuits.tasks import PromptPairs, Split, TaskData
 from grok_circuits.tasks.registry import Facts
@@ -345,7 +351,9 @@ def find_circuit(
         raise ValueError(f"method={method!r}; choose one of {tuple(CIRCUIT_METHODS)}")
     if n_examples < 1:
         raise ValueError(f"n_examples must be >= 1, got {n_examples}")
-    task = resolve_subtask(pairs, subtask) if isinstance(pairs, TaskData) else None
+    task = None
+    if isinstance(pairs, TaskData):
+        task = resolve_subtask(check_task_fits(model, pairs), subtask)
     if task is not None:
         if split not in task.splits or len(task.splits[split]) == 0:
             raise ValueError(
@@ -357,7 +365,7 @@ def find_circuit(
             if swaps is not None:
                 raise ValueError("swaps= applies to method='patching'; ablation needs no swap")
             examples = task.splits[split].sample(n_examples, seed)
-            swap_pairs(model, PromptPairs.from_split(examples))  # checks that they fit
+            check_fits(model, PromptPairs.from_split(examples))
         else:
             examples = distinct_clean(swap_pairs(model, pairs))
         found = ablation_scores(model, examples, ablation=ablation, seed=seed)
