@@ -18,9 +18,9 @@ a seed gives bit-identical weights for any number of CPU threads.
 
 The number of CPU threads matters for speed only, and a lot: the tutorial models are small, so
 every op synchronises torch's OpenMP threads, and a thread waiting for a core that another
-process holds stalls all the others. On two cores with one of them busy, two threads trained 20
-times slower than one; on two idle cores they were faster. :func:`choose_threads` therefore asks
-for one thread per core that is free now (``benchmarks/threads.py`` measures it).
+process holds stalls all the others. On two cores with one of them busy, two threads trained 14
+times slower than one; on two idle cores they were 1.6 times faster. :func:`choose_threads`
+therefore asks for one thread per core that is free now (``benchmarks/threads.py`` measures it).
 """
 
 import math
@@ -263,8 +263,8 @@ def choose_threads(cores: int, load: float) -> int:
         load: how many of those cores other work keeps busy (:func:`busy_cores`).
 
     A core counts as free when less than half of it is busy. Erring towards fewer threads is
-    cheap (one thread on two idle cores is about 1.4 times slower), while a thread too many is
-    not (20 times slower; see the module docstring).
+    cheap (one thread on two idle cores is about 1.6 times slower), while a thread too many is
+    not (14 times slower; see the module docstring).
     """
     if cores < 1:
         raise ValueError(f"cores must be >= 1, got {cores}")
