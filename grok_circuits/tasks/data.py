@@ -36,6 +36,15 @@ SPLITS_FILE = "splits.safetensors"
 PROBES = ("train_inferred", "test_id", "test_ood", "id_atomic", "ood_atomic")
 
 
+def sample_rows(total: int, n: int, seed: int) -> Tensor | None:
+    """``n`` of ``total`` row indices drawn without replacement by ``seed``, ascending; None when
+    ``n >= total`` (every row)."""
+    if n >= total:
+        return None
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(total, generator=g)[:n].sort().values
+
+
 @dataclass(frozen=True)
 class Split:
     """A set of examples, ready for the model.
@@ -79,11 +88,8 @@ class Split:
 
     def sample(self, n: int, seed: int = 0) -> "Split":
         """At most ``n`` examples, drawn without replacement by a fixed seed (all if fewer)."""
-        if n >= len(self):
-            return self
-        g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(self), generator=g)[:n].sort().values
-        return self.select(idx)
+        idx = sample_rows(len(self), n, seed)
+        return self if idx is None else self.select(idx)
 
     def to(self, device: str | torch.device) -> "Split":
         return Split(

@@ -29,7 +29,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from grok_circuits.tasks.data import Split, TaskData
+from grok_circuits.tasks.data import Split, TaskData, sample_rows
 from grok_circuits.tasks.registry import Facts, lens_targets, task_spec
 
 LensTargets = Mapping[str, "tuple[Tensor, Tensor] | Tensor"]
@@ -227,10 +227,8 @@ class PromptPairs:
         """At most ``n`` pairs, drawn without replacement by ``seed``, in their order here."""
         if n < 0:
             raise ValueError(f"sample(n): n must be >= 0, got {n}")
-        if n >= len(self):
-            return self
-        g = torch.Generator().manual_seed(seed)
-        return self[torch.randperm(len(self), generator=g)[:n].sort().values]
+        idx = sample_rows(len(self), n, seed)
+        return self if idx is None else self[idx]
 
     @classmethod
     def concat(cls, pairs: Sequence["PromptPairs"]) -> "PromptPairs":
