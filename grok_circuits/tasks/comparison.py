@@ -25,9 +25,9 @@ from torch import Tensor
 
 from grok_circuits.checks import check_fraction, check_known_fields, check_positive
 from grok_circuits.config import TUTORIAL_RECIPE, TrainConfig
-from grok_circuits.tasks.composition import fact_splits, pick_uniform
+from grok_circuits.tasks.composition import fact_splits
 from grok_circuits.tasks.data import Split, TaskData, make_split
-from grok_circuits.tasks.registry import Facts, register_task
+from grok_circuits.tasks.registry import Facts, pick_uniform, register_task
 from grok_circuits.tasks.vocab import Vocab
 
 #: Prompt positions of an inferred query ``<attr> <q> <e1> <mask> <e2>``.

@@ -28,7 +28,7 @@ from torch import Tensor
 from grok_circuits.checks import check_fraction, check_known_fields, check_positive
 from grok_circuits.config import TUTORIAL_RECIPE, TrainConfig
 from grok_circuits.tasks.data import Split, TaskData, make_split
-from grok_circuits.tasks.registry import Facts, register_task
+from grok_circuits.tasks.registry import Facts, pick_uniform, register_task
 from grok_circuits.tasks.vocab import Vocab
 
 #: Prompt positions of an inferred query ``<e_h> <r_1> <r_2>``.
@@ -194,13 +194,6 @@ def fact_splits(task: TaskData, facts: Facts) -> list[Split]:
             f"task {task.name!r} has no {missing} split: it is needed to know the facts"
         )
     return [task.splits[n] for n in names]
-
-
-def pick_uniform(valid: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """One uniformly drawn True column per row of ``valid``; and which rows had any."""
-    scores = torch.rand(valid.shape, generator=generator)
-    scores[~valid] = -1.0
-    return scores.argmax(1), valid.any(1)
 
 
 def _fact_table(task: TaskData, facts: Facts) -> Tensor:

@@ -55,7 +55,7 @@ from grok_circuits.checks import check_fraction, check_known_fields
 from grok_circuits.config import TrainConfig
 from grok_circuits.tasks.data import Split, TaskData, make_split
 from grok_circuits.tasks.pairs import PromptPairs, position_labels
-from grok_circuits.tasks.registry import Facts, lens_targets, register_task
+from grok_circuits.tasks.registry import Facts, lens_targets, pick_uniform, register_task
 from grok_circuits.tasks.vocab import Vocab
 
 #: Operation name -> its token's symbol (``<+>``).
@@ -332,16 +332,10 @@ def swap_operand(
     else:
         cand_answer, cand_ok = answer[op, a, :], allowed[op, a, :]  # [n, p] over b'
     valid = cand_ok & (cand_answer >= 0) & (cand_answer != clean[:, None])
-    choice, ok = _pick_uniform(valid, g)
+    choice, ok = pick_uniform(valid, g)
     corrupt = s.tokens.clone()
     corrupt[:, pos[operand]] = choice + v.residue_offset
     return corrupt, cand_answer.gather(1, choice[:, None])[:, 0] + v.residue_offset, ok
-
-
-def _pick_uniform(valid: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
-    scores = torch.rand(valid.shape, generator=g)
-    scores[~valid] = -1.0
-    return scores.argmax(1), valid.any(1)
 
 
 def op_pairs(
@@ -379,7 +373,7 @@ def op_pairs(
     clean = s.answers - v.residue_offset
     valid = cand_ok & (cand_answer >= 0) & (cand_answer != clean[:, None])
     g = torch.Generator().manual_seed(seed)
-    choice, ok = _pick_uniform(valid, g)
+    choice, ok = pick_uniform(valid, g)
     idx = torch.nonzero(ok).flatten()
     if n_examples is not None:
         idx = idx[torch.randperm(len(idx), generator=g)[:n_examples].sort().values]

@@ -77,6 +77,14 @@ class TaskSpec:
                 raise ValueError(f"task {self.name!r}: {key} must be callable, got {fn!r}")
 
 
+def pick_uniform(valid: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """For a swap: one uniformly drawn True column per row of ``valid`` ``[batch, candidates]``
+    (the candidate chosen), and which rows had any (``valid`` of :data:`SwapFn`)."""
+    scores = torch.rand(valid.shape, generator=generator)
+    scores[~valid] = -1.0
+    return scores.argmax(1), valid.any(1)
+
+
 _REGISTRY: dict[str, TaskSpec] = {}
 
 
@@ -146,6 +154,7 @@ __all__ = [
     "SwapFn",
     "TaskSpec",
     "lens_targets",
+    "pick_uniform",
     "register_task",
     "task_names",
     "task_spec",
