@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from grok_circuits.config import TrainConfig
 from grok_circuits.io import atomic_write_json, atomic_write_with, read_json
-from grok_circuits.model import build_model, config_from_dict, resolve_device
+from grok_circuits.model import build_model, config_from_dict, load_weights, resolve_device
 from grok_circuits.tasks import TaskData, make_task
 
 if TYPE_CHECKING:  # imported where used: TransformerLens takes seconds to import
@@ -315,9 +315,10 @@ class Run:
                 f"no checkpoint at step {step} in {self.path}; checkpointed steps: {steps} "
                 "(run.nearest_step(step) finds the closest)"
             )
-        model = build_model(self.model_cfg, device=resolve_device(device))
-        model.load_state_dict(self.checkpoints.load_weights(step))
-        return model.eval()
+        model = build_model(
+            self.model_cfg, device=resolve_device(device), n_loops=self.train_cfg.n_loops
+        )
+        return load_weights(model, self.checkpoints.load_weights(step)).eval()
 
     def nearest_step(self, step: int) -> int:
         """The intact checkpointed step closest to ``step``."""
