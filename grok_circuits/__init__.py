@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "ReasoningTrace": "grok_circuits.analysis",
     "ReuseReport": "grok_circuits.analysis",
     "StageComparison": "grok_circuits.analysis",
+    "accuracy": "grok_circuits.analysis",
     "accuracy_by": "grok_circuits.analysis",
     "accuracy_under_ablation": "grok_circuits.analysis",
     "analyze": "grok_circuits.analysis",
