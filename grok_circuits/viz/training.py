@@ -10,6 +10,8 @@ STYLE = {
 DEFAULT_PROBES = {"train": "train_inferred", "id": "test_id", "ood": "test_ood"}
 #: Colours of the extra probes: none of them close to the key probes' blue, green and red.
 EXTRA_COLORS = ("tab:purple", "tab:orange", "tab:brown", "tab:cyan", "tab:pink", "tab:olive")
+#: Colours of the groups of :func:`plot_seed_curves`, far apart from one another.
+SEED_COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown")
 
 
 def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), title=None):
@@ -86,13 +88,14 @@ def plot_seed_curves(
         raise ValueError(
             f"the frame has no column(s) {missing}; its columns are {list(frame.columns)}"
         )
+    groups = frame[by].nunique()
+    if groups > len(SEED_COLORS):
+        raise ValueError(f"at most {len(SEED_COLORS)} groups, got {groups} values of {by!r}")
     if ax is None:
         fig, ax = plt.subplots(figsize=(7, 4))
     else:
         fig = ax.figure
-    for color, (group, rows) in zip(
-        EXTRA_COLORS[1:] + EXTRA_COLORS[:1], frame.groupby(by, sort=False)
-    ):
+    for color, (group, rows) in zip(SEED_COLORS, frame.groupby(by, sort=False)):
         for _, one in rows.groupby(seed):
             ax.plot(one[x], one[column], color=color, alpha=0.35, linewidth=0.8)
         mean = rows.groupby(x)[column].mean()
