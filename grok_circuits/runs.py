@@ -362,12 +362,15 @@ class Run:
         last = self.metrics[-1] if self.metrics else {}
         k = self.key_probes
         m = self._model_shape()
+        # HookedTransformerConfig.n_params counts the blocks' weights; shared blocks count once.
+        n_loops = self.train_cfg.n_loops
+        loops = f" ({m['n_layers'] // n_loops} unique blocks x {n_loops})" if n_loops > 1 else ""
         steps, damaged = self._verify_checkpoints()
         return {
             "task": self.task_name,
             **{f"task.{key}": v for key, v in self.task.stats().items()},
-            "model": f"{m['n_layers']}L d_model={m['d_model']} "
-            f"heads={m['n_heads']} params={m['n_params']:,}",
+            "model": f"{m['n_layers']}L{loops} d_model={m['d_model']} "
+            f"heads={m['n_heads']} params={m['n_params'] // n_loops:,}",
             "steps": self.last_step,
             "checkpoints": len(steps),
             "damaged_checkpoints": len(damaged),
