@@ -32,7 +32,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SPLITS_FILE = "splits.safetensors"
 
-#: Probes evaluated during training, in the order they are reported.
+#: Probes evaluated during training, in the order they are reported (composition adds its
+#: mixed-hop probes after them, ``grok_circuits.tasks.composition.HOP_PROBES``).
 PROBES = ("train_inferred", "test_id", "test_ood", "id_atomic", "ood_atomic")
 
 
