@@ -127,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-every", type=int, help="evaluate every N steps")
     t.add_argument("--model-size", choices=["tiny", "tutorial", "paper"])
     t.add_argument(
+        "--n-loops",
+        type=int,
+        help="share parameters: run n_layers / N unique blocks N times (paper appendix E.2: 2)",
+    )
+    t.add_argument(
         "--stop-id-acc", type=float, help="stop once ID accuracy has held this (0 disables)"
     )
     t.add_argument(
@@ -241,6 +246,7 @@ def cmd_train(args) -> int:
         "warmup_steps": args.warmup,
         "eval_every": args.eval_every,
         "model_size": args.model_size,
+        "n_loops": args.n_loops,
         "device": args.device,
         "threads": args.threads,
     }

@@ -37,6 +37,9 @@ class TrainConfig:
         stop_train_acc: with ``stop_id_acc``, also require training accuracy >= this to stop.
         stop_patience: see ``stop_id_acc``.
         model_size: size preset of the model when no ``HookedTransformerConfig`` is given.
+        n_loops: share the blocks' parameters across passes: the model's ``n_layers`` blocks
+            are ``n_layers / n_loops`` unique blocks run ``n_loops`` times (the paper's
+            appendix E.2 remedy for OOD composition: 4 layers run twice). 1: no sharing.
         seed: seeds the initial weights and the batch order.
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ...
         threads: torch CPU threads for the training loop; ``None`` chooses from the cores this
@@ -61,6 +64,7 @@ class TrainConfig:
     stop_train_acc: float | None = None
     stop_patience: int = 3
     model_size: ModelSize = "tutorial"
+    n_loops: int = 1
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -91,6 +95,7 @@ class TrainConfig:
         )
         need(self.stop_patience >= 1, "stop_patience", ">= 1")
         need(self.model_size in ("tiny", "tutorial", "paper"), "model_size", "tiny/tutorial/paper")
+        need(isinstance(self.n_loops, int) and self.n_loops >= 1, "n_loops", "an integer >= 1")
         need(
             self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
             "threads",

@@ -79,19 +79,124 @@ def model_config(
 
 
 def build_model(
-    cfg: "HookedTransformerConfig", seed: int = 0, device: str | torch.device = "cpu"
+    cfg: "HookedTransformerConfig",
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    n_loops: int = 1,
 ) -> "HookedTransformer":
     """A freshly initialised ``HookedTransformer``; the same seed gives the same weights.
 
     The seed is applied inside ``torch.random.fork_rng`` so that building a model leaves the
-    caller's global RNG untouched.
+    caller's global RNG untouched. ``n_loops > 1`` shares the blocks' parameters across
+    ``n_loops`` passes (:func:`share_blocks`); ``n_loops=1`` builds the usual model.
     """
     from transformer_lens import HookedTransformer
 
+    check_loops(cfg.n_layers, n_loops)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = HookedTransformer(cfg, move_to_device=False)
-    return model.to(device, print_details=False)
+    model = model.to(device, print_details=False)
+    return share_blocks(model, n_loops) if n_loops > 1 else model
+
+
+# ----------------------------------------------------------------------------- shared layers
+# Appendix E.2 of Wang et al. (2024): sharing the parameters of the lower and the upper half of
+# the network ("in the spirit of the Universal Transformer": 4 layers run twice) lets OOD
+# composition generalize, slowly, because the upper half then holds every atomic fact the lower
+# half learned as a first hop. Here the model stays one ``HookedTransformer`` with ``n_layers``
+# blocks, and block ``i`` holds the *same parameter objects* as block ``i % n_unique_layers``:
+# every hook point, cache entry and per-block analysis still exists per block (per pass), while
+# the optimizer, the weight norm and the checkpoints see each shared parameter once.
+
+
+def check_loops(n_layers: int, n_loops: int) -> int:
+    """The number of unique blocks, ``n_layers // n_loops``; a ValueError unless ``n_loops``
+    divides ``n_layers``."""
+    if not isinstance(n_loops, int) or n_loops < 1 or n_layers % n_loops:
+        raise ValueError(
+            f"n_loops={n_loops!r} must be an integer >= 1 that divides n_layers={n_layers} "
+            f"(the model runs n_layers / n_loops unique blocks n_loops times); use one of "
+            f"{[k for k in range(1, n_layers + 1) if n_layers % k == 0]}"
+        )
+    return n_layers // n_loops
+
+
+def share_blocks(model: "HookedTransformer", n_loops: int) -> "HookedTransformer":
+    """Make ``model`` run ``n_layers / n_loops`` unique blocks ``n_loops`` times, in place.
+
+    Block ``i`` takes the parameter objects of block ``i % n_unique_layers`` (its own initial
+    values are dropped), so a gradient step on one moves all its copies, and the model remains
+    a plain ``HookedTransformer`` whose hooks name every block. Returns ``model``.
+    """
+    n_unique = check_loops(model.cfg.n_layers, n_loops)
+    for i in range(n_unique, model.cfg.n_layers):
+        source = dict(model.blocks[i % n_unique].named_modules())
+        for name, module in model.blocks[i].named_modules():
+            for key, param in source[name]._parameters.items():
+                module._parameters[key] = param
+    return model
+
+
+def count_loops(model: "HookedTransformer") -> int:
+    """How many times ``model`` runs its unique blocks (1 for a model without shared blocks)."""
+    first = model.blocks[0].attn.W_Q
+    n_unique = next(
+        (i for i in range(1, model.cfg.n_layers) if model.blocks[i].attn.W_Q is first),
+        model.cfg.n_layers,
+    )
+    return model.cfg.n_layers // n_unique
+
+
+def _aliases(model: "HookedTransformer") -> dict[str, str]:
+    """Parameter name -> the name of the first parameter it is the same object as, for every
+    parameter that repeats one before it (empty without shared blocks)."""
+    first: dict[int, str] = {}
+    out = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in first:
+            out[name] = first[id(param)]
+        else:
+            first[id(param)] = name
+    return out
+
+
+def model_weights(model: "HookedTransformer") -> dict[str, Tensor]:
+    """The state dict with every shared parameter once (under its first block's name): what a
+    checkpoint stores. The full ``state_dict()`` without shared blocks."""
+    aliases = _aliases(model)
+    return {k: v for k, v in model.state_dict().items() if k not in aliases}
+
+
+def load_weights(model: "HookedTransformer", weights: dict[str, Tensor]) -> "HookedTransformer":
+    """Load weights saved by :func:`model_weights` (or a full state dict) into ``model``,
+    keeping its shared blocks shared. Returns ``model``.
+
+    Raises a ValueError if the weights do not fit the model's sharing: weights of a model with
+    shared blocks into one without (its repeated blocks are missing), or weights whose copies of
+    a shared parameter differ.
+    """
+    aliases = _aliases(model)
+    full = dict(weights)
+    for name, source in aliases.items():
+        if name not in full:
+            if source in full:
+                full[name] = full[source]
+        elif source in full and not torch.equal(full[name], full[source]):
+            raise ValueError(
+                f"the weights hold different values for {name} and {source}, which this model "
+                "shares (n_loops > 1); load them into a model built with the n_loops they were "
+                "trained with"
+            )
+    missing = sorted(set(model.state_dict()) - set(full))
+    if missing:
+        raise ValueError(
+            f"the weights lack {missing[:4]}{' ...' if len(missing) > 4 else ''}: they come "
+            "from a model with shared blocks; build this one with the same n_loops "
+            "(TrainConfig.n_loops)"
+        )
+    model.load_state_dict(full)
+    return model
 
 
 def config_to_dict(cfg: "HookedTransformerConfig") -> dict:

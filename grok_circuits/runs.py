@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from grok_circuits.config import TrainConfig
 from grok_circuits.io import atomic_write_json, atomic_write_with, read_json
-from grok_circuits.model import build_model, config_from_dict, resolve_device
+from grok_circuits.model import build_model, config_from_dict, load_weights, resolve_device
 from grok_circuits.tasks import TaskData, make_task
 
 if TYPE_CHECKING:  # imported where used: TransformerLens takes seconds to import
@@ -315,9 +315,10 @@ class Run:
                 f"no checkpoint at step {step} in {self.path}; checkpointed steps: {steps} "
                 "(run.nearest_step(step) finds the closest)"
             )
-        model = build_model(self.model_cfg, device=resolve_device(device))
-        model.load_state_dict(self.checkpoints.load_weights(step))
-        return model.eval()
+        model = build_model(
+            self.model_cfg, device=resolve_device(device), n_loops=self.train_cfg.n_loops
+        )
+        return load_weights(model, self.checkpoints.load_weights(step)).eval()
 
     def nearest_step(self, step: int) -> int:
         """The intact checkpointed step closest to ``step``."""
@@ -361,12 +362,15 @@ class Run:
         last = self.metrics[-1] if self.metrics else {}
         k = self.key_probes
         m = self._model_shape()
+        # HookedTransformerConfig.n_params counts the blocks' weights; shared blocks count once.
+        n_loops = self.train_cfg.n_loops
+        loops = f" ({m['n_layers'] // n_loops} unique blocks x {n_loops})" if n_loops > 1 else ""
         steps, damaged = self._verify_checkpoints()
         return {
             "task": self.task_name,
             **{f"task.{key}": v for key, v in self.task.stats().items()},
-            "model": f"{m['n_layers']}L d_model={m['d_model']} "
-            f"heads={m['n_heads']} params={m['n_params']:,}",
+            "model": f"{m['n_layers']}L{loops} d_model={m['d_model']} "
+            f"heads={m['n_heads']} params={m['n_params'] // n_loops:,}",
             "steps": self.last_step,
             "checkpoints": len(steps),
             "damaged_checkpoints": len(damaged),

@@ -43,8 +43,11 @@ from grok_circuits.io import atomic_write_json, read_json
 from grok_circuits.model import (
     answer_logits,
     build_model,
+    check_loops,
     config_from_dict,
+    load_weights,
     model_config,
+    model_weights,
     resolve_device,
     save_config,
 )
@@ -178,6 +181,7 @@ def train(
     device = resolve_device(cfg.device)
 
     model_cfg = model_cfg or model_config(task, cfg.model_size)
+    check_loops(model_cfg.n_layers, cfg.n_loops)
     if model_cfg.d_vocab < len(task.vocab) or model_cfg.n_ctx < task.train.tokens.shape[1]:
         raise ValueError(
             f"model_cfg (d_vocab={model_cfg.d_vocab}, n_ctx={model_cfg.n_ctx}) is too small for "
@@ -191,12 +195,12 @@ def train(
     save_config(model_cfg, out / MODEL_CONFIG_FILE)
     atomic_write_json(out / TRAIN_CONFIG_FILE, cfg.to_dict())
 
-    model = build_model(model_cfg, seed=cfg.seed, device=device)
+    model = build_model(model_cfg, seed=cfg.seed, device=device, n_loops=cfg.n_loops)
     optimizer = make_optimizer(model, cfg)
     step, metrics = 0, []
     if resumed is not None:
         step, weights, state = resumed
-        model.load_state_dict(weights)
+        load_weights(model, weights)
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         metrics = [row for row in read_metrics(out) if row["step"] <= step]
@@ -366,7 +370,7 @@ def _resume_state(optimizer: torch.optim.Optimizer) -> dict:
 
 def _checkpoint_if_due(store, cfg, step, model, optimizer, force: bool = False) -> None:
     if force or cfg.is_checkpoint_step(step):
-        store.save(step, model.state_dict(), _resume_state(optimizer))
+        store.save(step, model_weights(model), _resume_state(optimizer))
         store.drop_states(cfg.keep_states)
 
 

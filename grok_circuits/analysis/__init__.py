@@ -18,7 +18,7 @@ from grok_circuits.analysis.ablation import (
     accuracy_under_ablation,
     all_components,
 )
-from grok_circuits.analysis.accuracy import GroupedAccuracy, accuracy_by, value_gap
+from grok_circuits.analysis.accuracy import GroupedAccuracy, accuracy, accuracy_by, value_gap
 from grok_circuits.analysis.analyze import Analysis, analyze
 from grok_circuits.analysis.bridge import (
     BRIDGE_MRR_THRESHOLD,
@@ -96,6 +96,7 @@ __all__ = [
     "ReuseReport",
     "StageComparison",
     "ablated_answer_logits",
+    "accuracy",
     "accuracy_by",
     "accuracy_under_ablation",
     "all_components",

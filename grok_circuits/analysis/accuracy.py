@@ -98,6 +98,25 @@ def _labels(split: Split, by: GroupSpec) -> tuple[str, Tensor]:
 
 
 @torch.no_grad()
+def accuracy(model: HookedTransformer, split: Split, *, batch_size: int = 4096) -> float:
+    """Top-1 accuracy of ``model`` on ``split`` at its answer positions: the ``{probe}_acc``
+    that training logs, for any split and any model, e.g. a probe a run was not trained with,
+    at every checkpoint::
+
+        over_checkpoints(run, lambda m: {p: accuracy(m, task.splits[p]) for p in probes})
+    """
+    if len(split) == 0:
+        raise ValueError("the split is empty; accuracy needs at least one example")
+    was_training = model.training
+    model.eval()
+    try:
+        hit = top1_predictions(model, split.tokens, split.answer_pos, batch_size) == split.answers
+    finally:
+        model.train(was_training)
+    return float(hit.float().mean())
+
+
+@torch.no_grad()
 def accuracy_by(
     model: HookedTransformer, split: Split, by: GroupSpec, *, batch_size: int = 4096
 ) -> GroupedAccuracy:

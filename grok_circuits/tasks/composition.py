@@ -8,9 +8,15 @@ to the *bridge* entity ``b`` and then ``r2`` from ``b`` to ``t``.
 A share ``ood_fraction`` of the atomic edges is out-of-distribution (OOD). Two-hop paths whose
 both hops are in-distribution (ID) form the ID pool: a share ``test_id_fraction`` of it is held out
 as ``test_id``, and ``round(phi * n_atomic_id)`` of the rest are the training inferred facts.
-Paths whose both hops are OOD are ``test_ood``; mixed paths are dropped, so an OOD fact never
-serves as a hop of a training inferred fact. The model trains on *all* atomic facts plus the
-training inferred facts.
+Paths whose both hops are OOD are ``test_ood``. Mixed paths never enter training, so an OOD
+fact never serves as a hop of a training inferred fact; they are kept as two probes that test
+the paper's explanation of why OOD composition fails (section 5.3: OOD facts never serve as a
+*second* hop, so the upper layers never store them): ``test_ood_hop1`` (first hop OOD, second
+hop ID) and ``test_ood_hop2`` (first hop ID, second hop OOD). They are drawn with no randomness
+after every other split, so the other splits are exactly those of a generator without them,
+and they are left out of :meth:`TaskData.fingerprint` (``TaskData.derived_probes``): runs saved
+before they existed still match the task regenerated from their parameters. The model trains on
+*all* atomic facts plus the training inferred facts.
 
 Generation is vectorised: because every entity has exactly ``out_degree`` edges, stored
 contiguously by head, the edges out of bridge ``b`` are rows ``b * d .. b * d + d - 1``, and the
@@ -33,6 +39,9 @@ from grok_circuits.tasks.vocab import Vocab
 
 #: Prompt positions of an inferred query ``<e_h> <r_1> <r_2>``.
 POSITIONS = {"h": 0, "r1": 1, "r2": 2}
+
+#: The mixed-path probes: first hop OOD and second hop ID, then first hop ID and second OOD.
+HOP_PROBES = ("test_ood_hop1", "test_ood_hop2")
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,9 @@ def make_composition(params: CompositionParams) -> TaskData:
     hop2 = (tails[:, None] * d + np.arange(d)).reshape(-1)
     id_pool = np.flatnonzero(~is_ood[hop1] & ~is_ood[hop2])
     ood_paths = np.flatnonzero(is_ood[hop1] & is_ood[hop2])
+    # The mixed paths, probes only (no RNG draw: the splits above are unchanged by them).
+    hop1_ood_paths = np.flatnonzero(is_ood[hop1] & ~is_ood[hop2])
+    hop2_ood_paths = np.flatnonzero(~is_ood[hop1] & is_ood[hop2])
 
     n_atomic_id = int((~is_ood).sum())
     n_test = round(p.test_id_fraction * len(id_pool))
@@ -150,6 +162,8 @@ def make_composition(params: CompositionParams) -> TaskData:
         "test_ood": inferred(ood_paths),
         "id_atomic": atomic(id_rows),
         "ood_atomic": atomic(ood_rows),
+        HOP_PROBES[0]: inferred(hop1_ood_paths),
+        HOP_PROBES[1]: inferred(hop2_ood_paths),
     }
     everything = Split.concat(
         [atomic(np.arange(n_atomic)), splits["train_inferred"]], pad_id=vocab.pad_id
@@ -161,6 +175,8 @@ def make_composition(params: CompositionParams) -> TaskData:
         "train_inferred": len(train_paths),
         "test_id": len(test_paths),
         "test_ood": len(ood_paths),
+        HOP_PROBES[0]: len(hop1_ood_paths),
+        HOP_PROBES[1]: len(hop2_ood_paths),
         "id_pool": len(id_pool),
         "train": len(everything),
     }
@@ -171,6 +187,7 @@ def make_composition(params: CompositionParams) -> TaskData:
         splits={"train": everything, **splits},
         positions=dict(POSITIONS),
         counts=counts,
+        derived_probes=HOP_PROBES,
     )
 
 

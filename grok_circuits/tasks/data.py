@@ -32,7 +32,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SPLITS_FILE = "splits.safetensors"
 
-#: Probes evaluated during training, in the order they are reported.
+#: Probes evaluated during training, in the order they are reported (composition adds its
+#: mixed-hop probes after them, ``grok_circuits.tasks.composition.HOP_PROBES``).
 PROBES = ("train_inferred", "test_id", "test_ood", "id_atomic", "ood_atomic")
 
 
@@ -141,6 +142,10 @@ class TaskData:
             ``{"h": 0, "r1": 1, "r2": 2}`` for composition.
         key_probes: which probes the progress bar and stopping rule read as ``train`` and
             ``id`` accuracy, and optionally ``ood``; each must be one of ``splits``.
+        derived_probes: probes that are a function of the other splits, never trained on and
+            left out of :meth:`fingerprint`, so that a probe added to a generator later does not
+            make runs saved before it fail to match their regenerated task (the composition
+            task's ``test_ood_hop1`` / ``test_ood_hop2``).
     """
 
     name: str
@@ -152,8 +157,16 @@ class TaskData:
         default_factory=lambda: {"train": "train_inferred", "id": "test_id", "ood": "test_ood"}
     )
     counts: dict[str, int] = field(default_factory=dict)
+    derived_probes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        self.derived_probes = tuple(self.derived_probes)
+        bad = [p for p in self.derived_probes if p not in self.splits or p == "train"]
+        if bad:
+            raise ValueError(
+                f"the {self.name} task's derived_probes name {bad}, which are not probes of it; "
+                f"its probes are {self.probe_names}"
+            )
         if "train" not in self.splits:
             raise ValueError(
                 f"the {self.name} task has no 'train' split; splits['train'] holds what the model "
@@ -196,12 +209,15 @@ class TaskData:
         return out
 
     def fingerprint(self) -> str:
-        """SHA-256 of the task's name, parameters and every split tensor, in order.
+        """SHA-256 of the task's name, parameters and every split tensor, in order, except the
+        :attr:`derived_probes` (a function of the rest).
 
         Runs store it, so a task regenerated from its parameters (by another version of numpy,
         say) can be checked to be the one the model was trained on."""
         h = hashlib.sha256(json.dumps([self.name, self.params.to_dict()]).encode())
         for name, split in self.splits.items():
+            if name in self.derived_probes:
+                continue
             for key, t in split.tensors().items():
                 h.update(f"{name}/{key}{tuple(t.shape)}".encode())
                 h.update(t.contiguous().numpy().tobytes())
@@ -239,6 +255,7 @@ class TaskData:
             "key_probes": self.key_probes,
             "counts": self.counts,
             "splits": {k: len(s) for k, s in self.splits.items()},
+            "derived_probes": list(self.derived_probes),
         }
 
     @classmethod
@@ -272,6 +289,7 @@ class TaskData:
             positions=manifest["positions"],
             key_probes=manifest["key_probes"],
             counts=manifest["counts"],
+            derived_probes=tuple(manifest.get("derived_probes", ())),
         )
 
 

@@ -208,7 +208,7 @@ def make_mixed(params: MixedParams) -> TaskData:
     splits: dict[str, Split] = {}
     positions: dict[str, int] = {}
     counts: dict[str, int] = {}
-    trains = []
+    trains, derived = [], []
     for name, sub in subs.items():
         table = _id_map(sub.vocab, vocab)
         trains.append(_remap(sub.train, table))
@@ -216,6 +216,7 @@ def make_mixed(params: MixedParams) -> TaskData:
             splits[f"{name}.{probe}"] = _remap(sub.splits[probe], table)
         positions.update({f"{name}.{k}": v for k, v in sub.positions.items()})
         counts.update({f"{name}.{k}": v for k, v in sub.counts.items()})
+        derived += [f"{name}.{probe}" for probe in sub.derived_probes]
     train = Split.concat(trains, pad_id=vocab.pad_id)
     counts["train"] = len(train)
     return TaskData(
@@ -230,6 +231,7 @@ def make_mixed(params: MixedParams) -> TaskData:
             "ood": "comparison.test_ood",
         },
         counts=counts,
+        derived_probes=tuple(derived),
     )
 
 
@@ -267,6 +269,9 @@ def mixed_subtask(task: TaskData, subtask: str) -> TaskData:
         splits={"train": task.train.select(rows), **strip(task.splits)},
         positions=strip(task.positions),
         counts=strip(task.counts),
+        derived_probes=tuple(
+            p.removeprefix(prefix) for p in task.derived_probes if p.startswith(prefix)
+        ),
     )
 
 

@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "plot_over_checkpoints": "grok_circuits.viz.progress",
     "plot_reasoning_trace": "grok_circuits.viz.analysis",
     "plot_reuse": "grok_circuits.viz.circuits",
+    "plot_seed_curves": "grok_circuits.viz.training",
     "plot_stage_comparison": "grok_circuits.viz.analysis",
     "save_figure": "grok_circuits.viz.training",
 }

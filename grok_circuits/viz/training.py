@@ -10,6 +10,8 @@ STYLE = {
 DEFAULT_PROBES = {"train": "train_inferred", "id": "test_id", "ood": "test_ood"}
 #: Colours of the extra probes: none of them close to the key probes' blue, green and red.
 EXTRA_COLORS = ("tab:purple", "tab:orange", "tab:brown", "tab:cyan", "tab:pink", "tab:olive")
+#: Colours of the groups of :func:`plot_seed_curves`, far apart from one another.
+SEED_COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown")
 
 
 def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), title=None):
@@ -54,6 +56,63 @@ def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), ti
     ax.set_title(title or f"{run.task_name} run '{run.path.name}': accuracy during training")
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_seed_curves(
+    frame,
+    column: str,
+    ax=None,
+    *,
+    by: str = "model",
+    seed: str = "seed",
+    x: str = "step",
+    title=None,
+):
+    """One measurement over training for several groups of seeded runs: a thin line per seed
+    and a thick line for the mean over seeds, one colour per group.
+
+    Args:
+        frame: a pandas DataFrame with one row per (group, seed, step), e.g. the CSV that
+            ``benchmarks/parameter_sharing.py`` writes (``pandas.read_csv``).
+        column: the value to draw (e.g. ``"test_ood_acc"``).
+        by, seed, x: the columns naming the group, the seed and the step.
+        ax: a matplotlib Axes to draw on (a new figure if None).
+
+    Returns:
+        The matplotlib Figure.
+    """
+    missing = [c for c in (column, by, seed, x) if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"the frame has no column(s) {missing}; its columns are {list(frame.columns)}"
+        )
+    groups = frame[by].nunique()
+    if groups > len(SEED_COLORS):
+        raise ValueError(f"at most {len(SEED_COLORS)} groups, got {groups} values of {by!r}")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 4))
+    else:
+        fig = ax.figure
+    for color, (group, rows) in zip(SEED_COLORS, frame.groupby(by, sort=False)):
+        for _, one in rows.groupby(seed):
+            ax.plot(one[x], one[column], color=color, alpha=0.35, linewidth=0.8)
+        mean = rows.groupby(x)[column].mean()
+        n = rows[seed].nunique()
+        ax.plot(
+            mean.index,
+            mean.values,
+            color=color,
+            linewidth=2.2,
+            label=f"{group} (mean of {n} seeds)",
+        )
+    ax.set_xlabel(x)
+    ax.set_ylabel(column)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or f"{column} by {by}")
     fig.tight_layout()
     return fig
 

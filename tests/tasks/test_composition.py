@@ -1,10 +1,14 @@
 """The composition generator against a slow, obviously-right enumeration of the graph."""
 
+import hashlib
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from grok_circuits.tasks import make_task
+from grok_circuits.tasks import TaskData, make_task
+from grok_circuits.tasks.composition import HOP_PROBES
 
 PARAMS = dict(
     n_entities=12,
@@ -172,3 +176,95 @@ def test_relations_distinct_at_paper_scale():
     pairs = s.tokens.numpy()
     assert len({tuple(p) for p in pairs}) == len(pairs)  # (h, r) unique -> distinct relations
     assert np.all(np.isin(s.answers.numpy(), np.array(t.vocab.entity_ids)))
+
+
+# ----------------------------------------------------------------------------- mixed-hop probes
+def test_hop_probes_match_brute_force_enumeration(task):
+    """Every mixed path, enumerated in plain Python: first hop OOD and second ID is
+    ``test_ood_hop1``, the other way round ``test_ood_hop2``; stats() counts them."""
+    facts = graph(task)
+    hop1, hop2 = set(), set()
+    for (h, r1), (b, ood1) in facts.items():
+        for (bb, r2), (t, ood2) in facts.items():
+            if bb == b and ood1 != ood2:
+                (hop1 if ood1 else hop2).add((h, r1, r2, b, t))
+    stats = task.stats()
+    assert (stats["test_ood_hop1"], stats["test_ood_hop2"]) == (len(hop1), len(hop2))
+    assert len(hop1) > 0 and len(hop2) > 0
+    for name, expected in zip(HOP_PROBES, (hop1, hop2)):
+        s = task.splits[name]
+        got = [
+            (*row[:3], b, t)
+            for row, b, t in zip(s.tokens.tolist(), s.meta["bridge"].tolist(), s.answers.tolist())
+        ]
+        assert len(got) == len(set(got)) and set(got) == expected
+        assert (s.answer_pos == 2).all()
+
+
+def test_hop_probes_are_never_trained_on(task):
+    trained = queries(task.splits["train_inferred"]) | {
+        tuple(r[:3]) for r in task.train.tokens.tolist()
+    }
+    for name in HOP_PROBES:
+        assert not trained & queries(task.splits[name])
+    assert task.derived_probes == HOP_PROBES
+    assert set(HOP_PROBES) <= set(task.probe_names)  # evaluated during training
+
+
+def _split_digest(split) -> str:
+    h = hashlib.sha256()
+    for key, t in split.tensors().items():
+        h.update(f"{key}{tuple(t.shape)}".encode())
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+#: Digests of the splits, and the fingerprint, that the generator gave for PARAMS before the
+#: mixed-hop probes existed: adding them must change none of the other splits, which the runs
+#: shipped in data/ regenerate.
+BEFORE_HOP_PROBES = {
+    "train": "3266352b9ce6329f13f8",
+    "train_inferred": "4bb617c7224e13db4afa",
+    "test_id": "b75b5403cda2454e300b",
+    "test_ood": "a334f07c8a24f939c3f9",
+    "id_atomic": "9ddbd949871997ea4c9c",
+    "ood_atomic": "facd7c507e6ac524c04f",
+}
+FINGERPRINT_BEFORE = "4dcdb5d879be8e22095054e77e7ac47c0ebdb57a0ab985ef3e2d1ff7d93b3069"
+
+
+def test_existing_splits_are_unchanged_by_the_hop_probes(task):
+    assert {k: _split_digest(task.splits[k]) for k in BEFORE_HOP_PROBES} == BEFORE_HOP_PROBES
+    assert list(task.splits)[: len(BEFORE_HOP_PROBES)] == list(BEFORE_HOP_PROBES)
+    assert task.fingerprint() == FINGERPRINT_BEFORE
+
+
+def test_a_task_saved_before_the_hop_probes_still_loads(task, tmp_path):
+    old = TaskData(
+        task.name,
+        task.params,
+        task.vocab,
+        {k: v for k, v in task.splits.items() if k not in HOP_PROBES},
+        task.positions,
+        counts=task.counts,
+    )
+    old.save(tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    del manifest["derived_probes"]  # as written before the field existed
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    loaded = TaskData.load(tmp_path)
+    assert loaded.derived_probes == () and loaded.fingerprint() == FINGERPRINT_BEFORE
+    task.save(tmp_path / "new")
+    assert TaskData.load(tmp_path / "new").derived_probes == HOP_PROBES
+
+
+def test_derived_probes_must_be_probes(task):
+    with pytest.raises(ValueError, match="derived_probes"):
+        TaskData(
+            task.name,
+            task.params,
+            task.vocab,
+            dict(task.splits),
+            task.positions,
+            derived_probes=("no_such_probe",),
+        )
