@@ -178,12 +178,12 @@ def summarize(rows: list[dict], max_steps: int) -> str:
         if not rs:
             continue
         steps = [r["grok_step"] or max_steps for r in rs]
-        never = any(r["grok_step"] is None for r in rs) or any(
-            r["grok_step"] is None for r in base
-        )
+        never = any(r["grok_step"] is None for r in rs) or any(r["grok_step"] is None for r in base)
         ratio = "-"
         if base_steps:
-            ratio = f"{'>' if never else ''}{statistics.mean(steps) / statistics.mean(base_steps):.2f}"
+            ratio = (
+                f"{'>' if never else ''}{statistics.mean(steps) / statistics.mean(base_steps):.2f}"
+            )
         jac = [r.get("circuit_jaccard_vs_adamw") for r in rs]
         lines.append(
             f"| {name} | {','.join(str(r['seed']) for r in rs)} | "
@@ -194,7 +194,8 @@ def summarize(rows: list[dict], max_steps: int) -> str:
     lines += [
         "",
         f"Lead of {LEAD_MEASURE} >= {LEAD_THRESHOLD} before ID >= 0.5 / ID >= 0.95 (steps):",
-        "| config | seed | measure step | ID 0.5 step | ID 0.95 step | lead to 0.5 | lead to 0.95 |",
+        "| config | seed | measure step | ID 0.5 step | ID 0.95 step | lead to 0.5 "
+        "| lead to 0.95 |",
         "|---|---|---|---|---|---|---|",
     ]
     for name in CONFIGS:
@@ -206,9 +207,7 @@ def summarize(rows: list[dict], max_steps: int) -> str:
             )
     if len(base) >= 2 and all(r.get("circuit") is not None for r in base):
         pairs = [
-            jaccard(a["circuit"], b["circuit"])
-            for i, a in enumerate(base)
-            for b in base[i + 1 :]
+            jaccard(a["circuit"], b["circuit"]) for i, a in enumerate(base) for b in base[i + 1 :]
         ]
         lines.append(
             f"\nControl: plain AdamW's circuits of different seeds overlap with Jaccard "
@@ -253,8 +252,10 @@ def shipped_lead(path: str) -> None:
     for level in ID_LEVELS:
         crossed = first_step(run.metrics, "test_id_acc", level)
         lead = "-" if ms is None or crossed is None else f">= {crossed - ms:,} steps"
-        print(f"ID >= {level} at step {crossed}; measure >= {LEAD_THRESHOLD} by checkpoint {ms}: "
-              f"lead {lead}")
+        print(
+            f"ID >= {level} at step {crossed}; measure >= {LEAD_THRESHOLD} by checkpoint {ms}: "
+            f"lead {lead}"
+        )
     print(f"(checkpoints: {run.steps})")
 
 
@@ -372,8 +373,10 @@ def main() -> int:
                 )
     add_jaccard(rows)
     json_path.write_text(json.dumps({"max_steps": args.max_steps, "rows": rows}, default=str))
-    print(f"\n{len(rows)} trials on {args.device}, {args.jobs} in parallel, max {args.max_steps} "
-          f"steps, {time.perf_counter() - t0:.0f}s\n")
+    print(
+        f"\n{len(rows)} trials on {args.device}, {args.jobs} in parallel, max {args.max_steps} "
+        f"steps, {time.perf_counter() - t0:.0f}s\n"
+    )
     print(summarize(rows, args.max_steps))
     return 0
 

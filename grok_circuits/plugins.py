@@ -251,4 +251,3 @@ __all__ = [
     "stablemax",
     "stablemax_cross_entropy",
 ]
-

@@ -122,7 +122,9 @@ class ProgressMeasures:
         keys = _row_keys(sample)
         self.kinds: dict[str, Tensor] = {}
         for kind, suffix in (("inferred", "train_inferred"), ("atomic", "atomic")):
-            known = {k for name, s in task.splits.items() if name.endswith(suffix) for k in _row_keys(s)}
+            known = {
+                k for name, s in task.splits.items() if name.endswith(suffix) for k in _row_keys(s)
+            }
             mask = torch.tensor([k in known for k in keys], dtype=torch.bool)
             if mask.any():
                 self.kinds[kind] = mask.to(device)
@@ -149,7 +151,9 @@ class ProgressMeasures:
         }
         with torch.no_grad():
             for kind, mask in self.kinds.items():
-                out[f"train_loss_{kind}"] = float(self.loss(logits[mask], self.sample.answers[mask]))
+                out[f"train_loss_{kind}"] = float(
+                    self.loss(logits[mask], self.sample.answers[mask])
+                )
         layer = middle_layer(model.cfg.n_layers)
         if layer is not None:
             for name, (tokens, targets, positions) in self.lens.items():

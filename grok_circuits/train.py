@@ -44,7 +44,6 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from grok_circuits.config import RESUME_CHANGEABLE, TrainConfig
 from grok_circuits.io import atomic_write_json, read_json
-from grok_circuits.plugins import LossFn, grad_hooks_for, loss_for
 from grok_circuits.model import (
     answer_logits,
     build_model,
@@ -53,6 +52,7 @@ from grok_circuits.model import (
     resolve_device,
     save_config,
 )
+from grok_circuits.plugins import LossFn, grad_hooks_for, loss_for
 from grok_circuits.progress_measures import ProgressMeasures
 from grok_circuits.runs import (
     MODEL_CONFIG_FILE,

@@ -77,7 +77,9 @@ def test_measures_split_the_training_loss_by_kind(tiny_composition, tiny_model):
     # the gradient is that of the training loss on the same rows
     params = list(tiny_model.parameters())
     tiny_model.zero_grad()
-    F.cross_entropy(answer_logits(tiny_model, train.tokens, train.answer_pos), train.answers).backward()
+    F.cross_entropy(
+        answer_logits(tiny_model, train.tokens, train.answer_pos), train.answers
+    ).backward()
     grads = [p.grad.clone() for p in params]
     tiny_model.zero_grad(set_to_none=True)
     assert out["grad_alignment"] == pytest.approx(gradient_alignment(grads, params), abs=1e-5)
@@ -103,8 +105,9 @@ def test_a_task_without_atomic_facts_or_a_middle_layer_skips_those():
 
 
 def test_training_logs_the_measures_at_every_evaluation(tiny_composition, tmp_path):
-    run = train(tiny_composition, tiny_train_config(max_steps=40), out=tmp_path / "r",
-                progress=False)
+    run = train(
+        tiny_composition, tiny_train_config(max_steps=40), out=tmp_path / "r", progress=False
+    )
     for row in run.metrics:
         assert 0 <= row["softmax_collapse"] <= 1 and -1 <= row["grad_alignment"] <= 1
         assert 0 < row["lens_mid_bridge@r1_mrr"] <= 1
