@@ -311,9 +311,9 @@ def _resume_cfg(args, cfg: "TrainConfig") -> "TrainConfig | None":
 
 
 def report(run, png: Path | None = None, as_json: bool = False, out: Path | None = None) -> Path:
-    """Print the run's summary and save its accuracy curves to ``png`` (default:
-    ``curves.png`` in :func:`figures_dir`)."""
-    from grok_circuits.viz import plot_accuracy_curves, save_figure
+    """Print the run's summary and save its accuracy curves, with the progress measures under
+    them, to ``png`` (default: ``curves.png`` in :func:`figures_dir`)."""
+    from grok_circuits.viz import plot_training_report, save_figure
 
     summary = run.summary()
     if as_json:
@@ -327,7 +327,7 @@ def report(run, png: Path | None = None, as_json: bool = False, out: Path | None
             print(f"  {key:<{width}}  {value if value is not None else '-'}")
     png = png or figures_dir(run.path, out) / "curves.png"
     png.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(plot_accuracy_curves(run), png)
+    save_figure(plot_training_report(run), png)
     if not as_json:
         print(f"  {'curves':<{width}}  {png}")
     return png

@@ -45,6 +45,21 @@ class TrainConfig:
         threads: torch CPU threads for the training loop; ``None`` chooses from the cores this
             process may use and how busy they are (see :func:`grok_circuits.train.choose_threads`).
             Results do not depend on it.
+        loss: the training loss by name: ``"cross_entropy"`` (softmax), ``"stablemax"``
+            (Prieto et al. 2025, :func:`grok_circuits.stablemax_cross_entropy`) or one added
+            with :func:`grok_circuits.register_loss`.
+        loss_float64: compute the loss from float64 logits (as TransformerLens' grokking demo
+            does), which delays softmax collapse.
+        grad_filter: ``None``, ``"ema"`` or ``"ma"``: the Grokfast gradient filter (Lee et al.
+            2024), applied between the backward pass and the optimizer step.
+        grad_filter_alpha: the EMA filter's decay ``alpha``.
+        grad_filter_window: the MA filter's window, in steps.
+        grad_filter_lamb: how much of the filtered gradient is added, ``lambda``.
+        orthograd: remove from each gradient its component along its parameter, keeping its
+            norm (Prieto et al. 2025, "⊥Grad"), after the gradient filter.
+        grad_hooks: names of further gradient hooks (:func:`grok_circuits.register_grad_hook`),
+            applied in order after the built-in ones.
+        See :mod:`grok_circuits.plugins` for the formulas; every plug-in is off by default.
     """
 
     max_steps: int = 10_000
@@ -68,6 +83,14 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
+    loss: str = "cross_entropy"
+    loss_float64: bool = False
+    grad_filter: Literal["ema", "ma"] | None = None
+    grad_filter_alpha: float = 0.98
+    grad_filter_window: int = 100
+    grad_filter_lamb: float = 2.0
+    orthograd: bool = False
+    grad_hooks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, rule: str) -> None:
@@ -101,18 +124,35 @@ class TrainConfig:
             "threads",
             "an integer >= 1 or None (automatic)",
         )
+        # Names of losses and hooks are checked against their registries when training starts
+        # (grok_circuits.plugins), so that reading a run's config needs no torch.
+        need(isinstance(self.loss, str) and bool(self.loss), "loss", "a loss name")
+        need(self.grad_filter in (None, "ema", "ma"), "grad_filter", "None, 'ema' or 'ma'")
+        need(0 <= self.grad_filter_alpha < 1, "grad_filter_alpha", "in [0, 1)")
+        need(self.grad_filter_window >= 1, "grad_filter_window", ">= 1")
+        need(self.grad_filter_lamb >= 0, "grad_filter_lamb", ">= 0")
+        need(
+            isinstance(self.grad_hooks, tuple) and all(isinstance(h, str) for h in self.grad_hooks),
+            "grad_hooks",
+            "a tuple of hook names",
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["betas"] = list(self.betas)
+        d["grad_hooks"] = list(self.grad_hooks)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """The inverse of :meth:`to_dict`; fields a stored config lacks (older runs) take their
+        defaults."""
         check_known_fields(cls, d)
         d = dict(d)
         if "betas" in d:
             d["betas"] = tuple(d["betas"])
+        if "grad_hooks" in d:
+            d["grad_hooks"] = tuple(d["grad_hooks"])
         return cls(**d)
 
     def is_checkpoint_step(self, step: int) -> bool:

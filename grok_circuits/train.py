@@ -3,8 +3,8 @@
 One loop, read top to bottom (nanoGPT's ``train.py`` is the model)::
 
     for step in 1..max_steps:
-        batch -> loss on the answer position -> AdamW step (warm-up, clipping)
-        evaluate every ``eval_every`` steps: loss and accuracy on every probe, weight norm
+        batch -> loss on the answer position -> gradient hooks -> AdamW step (warm-up, clipping)
+        evaluate every ``eval_every`` steps: loss and accuracy on every probe, progress measures
         checkpoint when the schedule says so (dense early, log-spaced later, and the last step)
         stop at max_steps, or once ID accuracy has held ``stop_id_acc``
 
@@ -21,6 +21,10 @@ every op synchronises torch's OpenMP threads, and a thread waiting for a core th
 process holds stalls all the others. On two cores with one of them busy, two threads trained 14
 times slower than one; on two idle cores they were 1.6 times faster. :func:`choose_threads`
 therefore asks for one thread per core that is free now (``benchmarks/threads.py`` measures it).
+
+The loss and the gradient hooks (Grokfast, ⊥Grad, StableMax and your own) are plug-ins chosen by
+name in the :class:`TrainConfig` (:mod:`grok_circuits.plugins`); the measures logged besides
+accuracy are in :mod:`grok_circuits.progress_measures`.
 """
 
 import math
@@ -51,6 +55,8 @@ from grok_circuits.model import (
     resolve_device,
     save_config,
 )
+from grok_circuits.plugins import LossFn, grad_hooks_for, loss_for
+from grok_circuits.progress_measures import ProgressMeasures
 from grok_circuits.runs import (
     MODEL_CONFIG_FILE,
     TASK_FILE,
@@ -65,9 +71,10 @@ from grok_circuits.tasks import Split, TaskData
 
 
 # ----------------------------------------------------------------------------- pieces
-def answer_loss(model: HookedTransformer, batch: Split) -> Tensor:
-    """Cross-entropy on the answer token only (the prompt tokens are never predicted)."""
-    return F.cross_entropy(answer_logits(model, batch.tokens, batch.answer_pos), batch.answers)
+def answer_loss(model: HookedTransformer, batch: Split, loss: LossFn = F.cross_entropy) -> Tensor:
+    """The loss (cross-entropy unless told) on the answer token only (the prompt tokens are never
+    predicted)."""
+    return loss(answer_logits(model, batch.tokens, batch.answer_pos), batch.answers)
 
 
 @torch.no_grad()
@@ -179,6 +186,7 @@ def train(
         raise FileExistsError(f"{out} is not empty; train into a new or empty folder")
     cfg = cfg or TrainConfig()
     device = resolve_device(cfg.device)
+    loss_fn, hooks = loss_for(cfg), grad_hooks_for(cfg)  # unknown names fail before any file
 
     model_cfg = model_cfg or model_config(task, cfg.model_size)
     check_loops(model_cfg.n_layers, cfg.n_loops)
@@ -203,12 +211,15 @@ def train(
         load_weights(model, weights)
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
+        for hook, hook_state in zip(hooks, state.get("grad_hooks", [])):
+            hook.load_state_dict(_to_device(hook_state, device))
         metrics = [row for row in read_metrics(out) if row["step"] <= step]
         store.truncate_after(step)
     elapsed0 = metrics[-1]["time"] if metrics else 0.0
 
     train_split = task.train.to(device)
     probes = {k: v.to(device) for k, v in task.probes(cfg.eval_size).items()}
+    measures = ProgressMeasures(task, loss_fn, device=device)
     key = task.key_probes
     held = _held_evals(metrics, key, cfg)
     bar = tqdm(
@@ -219,6 +230,7 @@ def train(
         unit="step",
         dynamic_ncols=True,
     )
+    params = list(model.parameters())
     start = time.perf_counter()
 
     def evaluate_and_log() -> dict:
@@ -226,6 +238,7 @@ def train(
         row["lr"] = lr_at(cfg, step)
         row.update(evaluate(model, probes))
         row["weight_norm"] = weight_norm(model)
+        row.update(measures(model))
         metrics.append(row)
         write_metrics(out, metrics)
         bar.set_postfix({role: f"{row[probe + '_acc']:.2f}" for role, probe in key.items()})
@@ -234,7 +247,7 @@ def train(
     with bar, deterministic_on_cpu(device), cpu_threads(device, cfg.threads):
         if step == 0:
             evaluate_and_log()
-            _checkpoint_if_due(store, cfg, step, model, optimizer)
+            _checkpoint_if_due(store, cfg, step, model, optimizer, hooks)
         model.train()
         while step < cfg.max_steps and not _should_stop(held, cfg):
             step += 1
@@ -243,9 +256,11 @@ def train(
             )
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, step)
-            loss = answer_loss(model, batch)
+            loss = answer_loss(model, batch, loss_fn)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            for hook in hooks:
+                hook(params)
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
@@ -254,7 +269,7 @@ def train(
                 row = evaluate_and_log()
                 held = held + 1 if _reached(row, key, cfg) else 0
                 _checkpoint_if_due(
-                    store, cfg, step, model, optimizer, force=_should_stop(held, cfg)
+                    store, cfg, step, model, optimizer, hooks, force=_should_stop(held, cfg)
                 )
     return load_run(out)
 
@@ -364,13 +379,27 @@ def deterministic_on_cpu(device: torch.device) -> Iterator[None]:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
-def _resume_state(optimizer: torch.optim.Optimizer) -> dict:
-    return {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
+def _resume_state(optimizer: torch.optim.Optimizer, hooks: list) -> dict:
+    state = {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
+    if hooks:  # a gradient filter's running average is part of where the run is
+        state["grad_hooks"] = [_to_device(h.state_dict(), "cpu") for h in hooks]
+    return state
 
 
-def _checkpoint_if_due(store, cfg, step, model, optimizer, force: bool = False) -> None:
+def _to_device(state, device):
+    """``state`` (nested dicts, lists and tensors) with every tensor on ``device``."""
+    if isinstance(state, Tensor):
+        return state.to(device)
+    if isinstance(state, dict):
+        return {k: _to_device(v, device) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_to_device(v, device) for v in state)
+    return state
+
+
+def _checkpoint_if_due(store, cfg, step, model, optimizer, hooks, force: bool = False) -> None:
     if force or cfg.is_checkpoint_step(step):
-        store.save(step, model_weights(model), _resume_state(optimizer))
+        store.save(step, model_weights(model), _resume_state(optimizer, hooks))
         store.drop_states(cfg.keep_states)
 
 

@@ -325,9 +325,9 @@ def test_training_uses_its_threads_then_restores_the_callers(
     setting is back afterwards."""
     seen = []
 
-    def loss_recording_threads(model, batch):
+    def loss_recording_threads(model, batch, *loss):
         seen.append(torch.get_num_threads())
-        return answer_loss(model, batch)
+        return answer_loss(model, batch, *loss)
 
     monkeypatch.setattr(train_module, "answer_loss", loss_recording_threads)
     monkeypatch.setattr(train_module, "usable_cores", lambda: 2)

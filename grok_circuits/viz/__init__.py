@@ -20,6 +20,8 @@ _EXPORTS: dict[str, str] = {
     "plot_grouped_accuracy": "grok_circuits.viz.analysis",
     "plot_logit_lens": "grok_circuits.viz.analysis",
     "plot_over_checkpoints": "grok_circuits.viz.progress",
+    "plot_progress_measures": "grok_circuits.viz.measures",
+    "plot_training_report": "grok_circuits.viz.measures",
     "plot_reasoning_trace": "grok_circuits.viz.analysis",
     "plot_reuse": "grok_circuits.viz.circuits",
     "plot_seed_curves": "grok_circuits.viz.training",
