@@ -66,6 +66,12 @@ def save_figure(fig, path) -> None:
     plt.close(fig)
 
 
+def _log_axis(x):
+    """``x`` with its zeros moved to half its smallest positive value, for a log axis."""
+    positive = x[x > 0]
+    return x.clip(lower=positive.min() / 2 if len(positive) else 1)
+
+
 #: Panels of :func:`plot_phi_law`: experiment -> (the setting that varies, x axis, title).
 PHI_LAW_PANELS = {
     "phi": ("phi", "step", "ID accuracy by phi (100 entities, out-degree 10)"),
@@ -112,7 +118,7 @@ def plot_phi_law(curves, *, show_train: bool = True):
             rows = group[group[vary] == setting]
             for j, (_seed, run) in enumerate(rows.groupby("seed")):
                 run = run.sort_values("step")
-                xs = run[x].clip(lower=run[x][run[x] > 0].min() / 2 if (run[x] > 0).any() else 1)
+                xs = _log_axis(run[x])
                 label = f"{vary} = {setting:g}" if j == 0 else None
                 style = "-" if j == 0 else "--"
                 ax.plot(xs, run["id_acc"], style, color=color, label=label)
@@ -181,7 +187,7 @@ def plot_complex_reasoning(curves, baselines: dict | None = None):
         for j, (seed, run) in enumerate(frame.groupby("seed")):
             run = run.sort_values("step")
             ax.plot(
-                run["step"].clip(lower=1),
+                _log_axis(run["step"]),
                 run[col],
                 "-" if j == 0 else "--",
                 color="tab:blue",
