@@ -6,10 +6,12 @@
 
 import dataclasses
 
-# Each task module registers itself on import: composition, comparison, then mixed (built from
-# the two), and modular arithmetic. The registry is a leaf module, so nothing here imports back up.
-from grok_circuits.tasks import comparison, composition, mixed, modular  # noqa: F401
+# Each task module registers itself on import: composition, comparison, complex reasoning (built
+# on comparison), mixed (built from composition and comparison), and modular arithmetic. The
+# registry is a leaf module, so nothing here imports back up.
+from grok_circuits.tasks import comparison, complex, composition, mixed, modular  # noqa: F401
 from grok_circuits.tasks.comparison import ComparisonParams
+from grok_circuits.tasks.complex import ComplexParams, complex_baselines
 from grok_circuits.tasks.composition import CompositionParams
 from grok_circuits.tasks.data import PROBES, Split, TaskData
 from grok_circuits.tasks.mixed import MixedParams, mixed_subtask
@@ -75,6 +77,7 @@ def subtasks(task: TaskData) -> dict[str, TaskData]:
 __all__ = [
     "PROBES",
     "ComparisonParams",
+    "ComplexParams",
     "CompositionParams",
     "Counterfactuals",
     "MixedParams",
@@ -84,6 +87,7 @@ __all__ = [
     "TaskData",
     "TaskSpec",
     "Vocab",
+    "complex_baselines",
     "make_pairs",
     "make_params",
     "make_task",

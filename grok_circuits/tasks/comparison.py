@@ -95,24 +95,131 @@ def _compare(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sign(a - b) + 1
 
 
+@dataclass(frozen=True)
+class KnowledgeBase:
+    """The attribute values and, per attribute, which entities are ID and which OOD.
+
+    Attributes:
+        values: ``values[e, a]``, the value of entity ``e`` for attribute ``a``.
+        id_ents: ``[n_attributes, n_id]`` the ID entities of each attribute, ascending.
+        ood_ents: ``[n_attributes, n_ood]`` the OOD entities of each attribute, ascending.
+    """
+
+    values: np.ndarray
+    id_ents: np.ndarray
+    ood_ents: np.ndarray
+
+    @property
+    def n_attributes(self) -> int:
+        return self.values.shape[1]
+
+
+def knowledge_base(
+    rng: np.random.Generator, n_entities: int, n_attributes: int, n_values: int, n_ood: int
+) -> KnowledgeBase:
+    """Draw a value per (entity, attribute), then per attribute ``n_ood`` OOD entities."""
+    values = rng.integers(0, n_values, size=(n_entities, n_attributes))
+    # Per attribute, entity order[a, :n_ood] is OOD.
+    order = np.stack([rng.permutation(n_entities) for _ in range(n_attributes)])
+    return KnowledgeBase(
+        values, np.sort(order[:, n_ood:], axis=1), np.sort(order[:, :n_ood], axis=1)
+    )
+
+
+class IdPairs:
+    """The unordered pairs of distinct ID entities of every attribute, addressed by integers.
+
+    Pair ``m`` of attribute ``a`` has id ``a * per_attribute + m`` and is
+    ``(id_ents[a, iu[0][m]], id_ents[a, iu[1][m]])`` with ``iu = np.triu_indices(n_id, 1)``, so
+    the pool is never materialised as Python objects.
+    """
+
+    def __init__(self, kb: KnowledgeBase):
+        self.kb = kb
+        self.iu = np.triu_indices(kb.id_ents.shape[1], 1)
+        self.per_attribute = len(self.iu[0])
+        self.n_pairs = kb.n_attributes * self.per_attribute
+
+    def hold_out(self, rng: np.random.Generator, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``round(fraction * n_pairs)`` test pairs; returns (test pair ids in the order
+        drawn, the other pair ids ascending)."""
+        test = rng.choice(self.n_pairs, round(fraction * self.n_pairs), replace=False)
+        is_test = np.zeros(self.n_pairs, dtype=bool)
+        is_test[test] = True
+        return test, np.flatnonzero(~is_test)
+
+    def entities(self, pair_ids: np.ndarray, flip: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(attribute, e1, e2) of the pairs, in the stored order or flipped where ``flip``."""
+        attr, m = np.divmod(pair_ids, self.per_attribute)
+        a, b = self.kb.id_ents[attr, self.iu[0][m]], self.kb.id_ents[attr, self.iu[1][m]]
+        return attr, np.where(flip, b, a), np.where(flip, a, b)
+
+    def ordered(self, pair_ids: np.ndarray, ordered: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(attribute, e1, e2) of ordered comparisons ``ordered`` over ``pair_ids``: comparison
+        ``c`` is pair ``pair_ids[c // 2]``, flipped if ``c`` is odd."""
+        return self.entities(pair_ids[ordered // 2], ordered % 2 == 1)
+
+    def both_orders(self, pair_ids: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(attribute, e1, e2) of every pair of ``pair_ids`` (sorted) in both orders."""
+        both = np.repeat(np.sort(pair_ids), 2)
+        return self.entities(both, np.arange(len(both)) % 2 == 1)
+
+
+def comparison_split(
+    vocab: Vocab, values: np.ndarray, attr: np.ndarray, e1: np.ndarray, e2: np.ndarray
+) -> Split:
+    """Comparison queries ``<attr> <q> <e1> <mask> <e2>`` with their labels and metadata."""
+    v1, v2 = values[e1, attr], values[e2, attr]
+    prompts = np.stack(
+        [
+            vocab.attribute_offset + attr,
+            np.full_like(attr, vocab.query_id),
+            vocab.entity_offset + e1,
+            np.full_like(attr, vocab.mask_id),
+            vocab.entity_offset + e2,
+        ],
+        axis=1,
+    )
+    return make_split(
+        prompts,
+        vocab.label_id(attr, _compare(v1, v2)),
+        answer_pos=4,
+        attribute=attr,
+        value1=v1,
+        value2=v2,
+        e1=vocab.entity_offset + e1,
+        e2=vocab.entity_offset + e2,
+    )
+
+
+def atomic_split(vocab: Vocab, values: np.ndarray, ents: np.ndarray) -> Split:
+    """Atomic facts ``<e> <attr> -> <v>`` of the entities ``ents[a]`` of each attribute ``a``."""
+    k = ents.shape[0]
+    attr = np.repeat(np.arange(k), ents.shape[1])
+    e = ents.reshape(-1)
+    prompts = np.stack([vocab.entity_offset + e, vocab.attribute_offset + attr], axis=1)
+    return make_split(prompts, vocab.value_offset + values[e, attr], answer_pos=1)
+
+
+def ood_pairs_split(vocab: Vocab, kb: KnowledgeBase) -> Split:
+    """Every ordered pair of distinct OOD entities of every attribute."""
+    k, n_ood = kb.ood_ents.shape
+    oa, o1, o2 = np.meshgrid(np.arange(k), np.arange(n_ood), np.arange(n_ood), indexing="ij")
+    keep = o1 != o2
+    oa, o1, o2 = oa[keep], o1[keep], o2[keep]
+    return comparison_split(vocab, kb.values, oa, kb.ood_ents[oa, o1], kb.ood_ents[oa, o2])
+
+
 def make_comparison(params: ComparisonParams) -> TaskData:
     """Generate the comparison task (see the module docstring)."""
     p = params
     rng = np.random.default_rng(p.seed)
     n, k = p.n_entities, p.n_attributes
-    values = rng.integers(0, p.n_values, size=(n, k))
-    # Per attribute, entity order[a, :n_ood] is OOD.
-    order = np.stack([rng.permutation(n) for _ in range(k)])
-    n_ood = p.n_ood_entities
-    n_id = n - n_ood
-    id_ents, ood_ents = np.sort(order[:, n_ood:], axis=1), np.sort(order[:, :n_ood], axis=1)
-
-    # Unordered ID pairs per attribute: (iu[0][m], iu[1][m]) indexes into id_ents[a].
-    iu = np.triu_indices(n_id, 1)
-    pairs_per_attr = len(iu[0])
-    n_pairs = k * pairs_per_attr
+    kb = knowledge_base(rng, n, k, p.n_values, p.n_ood_entities)
+    pairs = IdPairs(kb)
+    n_pairs = pairs.n_pairs
     n_test_pairs = round(p.test_id_fraction * n_pairs)
-    n_atomic_id = k * n_id
+    n_atomic_id = kb.id_ents.size
     n_train = round(p.phi * n_atomic_id)
     n_train_pool = 2 * (n_pairs - n_test_pairs)
     if n_train > n_train_pool:
@@ -122,71 +229,29 @@ def make_comparison(params: ComparisonParams) -> TaskData:
             f"{n_train_pool} after test_id; use phi <= {np.floor(max_phi * 100) / 100:.2f} "
             "or more entities"
         )
-    test_pair_ids = rng.choice(n_pairs, n_test_pairs, replace=False)
-    is_test = np.zeros(n_pairs, dtype=bool)
-    is_test[test_pair_ids] = True
-    train_pair_ids = np.flatnonzero(~is_test)
-    # Ordered comparison c over training pairs: pair train_pair_ids[c // 2], flipped if c odd.
+    test_pair_ids, train_pair_ids = pairs.hold_out(rng, p.test_id_fraction)
     ordered = np.sort(rng.choice(n_train_pool, n_train, replace=False))
 
     vocab = Vocab(n_entities=n, n_attributes=k, n_values=p.n_values)
-
-    def comparisons(attr: np.ndarray, e1: np.ndarray, e2: np.ndarray) -> Split:
-        v1, v2 = values[e1, attr], values[e2, attr]
-        prompts = np.stack(
-            [
-                vocab.attribute_offset + attr,
-                np.full_like(attr, vocab.query_id),
-                vocab.entity_offset + e1,
-                np.full_like(attr, vocab.mask_id),
-                vocab.entity_offset + e2,
-            ],
-            axis=1,
-        )
-        return make_split(
-            prompts,
-            vocab.label_id(attr, _compare(v1, v2)),
-            answer_pos=4,
-            attribute=attr,
-            value1=v1,
-            value2=v2,
-            e1=vocab.entity_offset + e1,
-            e2=vocab.entity_offset + e2,
-        )
-
-    def pair_entities(pair_ids: np.ndarray, flip: np.ndarray) -> tuple[np.ndarray, ...]:
-        attr, m = np.divmod(pair_ids, pairs_per_attr)
-        a, b = id_ents[attr, iu[0][m]], id_ents[attr, iu[1][m]]
-        return attr, np.where(flip, b, a), np.where(flip, a, b)
-
-    train_inferred = comparisons(*pair_entities(train_pair_ids[ordered // 2], ordered % 2 == 1))
-    test_both = np.repeat(np.sort(test_pair_ids), 2)
-    test_id = comparisons(*pair_entities(test_both, np.arange(len(test_both)) % 2 == 1))
-
-    oa, o1, o2 = np.meshgrid(np.arange(k), np.arange(n_ood), np.arange(n_ood), indexing="ij")
-    keep = o1 != o2
-    oa, o1, o2 = oa[keep], o1[keep], o2[keep]
-    test_ood = comparisons(oa, ood_ents[oa, o1], ood_ents[oa, o2])
-
-    def atomic(ents: np.ndarray) -> Split:
-        attr = np.repeat(np.arange(k), ents.shape[1])
-        e = ents.reshape(-1)
-        prompts = np.stack([vocab.entity_offset + e, vocab.attribute_offset + attr], axis=1)
-        return make_split(prompts, vocab.value_offset + values[e, attr], answer_pos=1)
+    train_inferred = comparison_split(vocab, kb.values, *pairs.ordered(train_pair_ids, ordered))
+    test_id = comparison_split(vocab, kb.values, *pairs.both_orders(test_pair_ids))
+    test_ood = ood_pairs_split(vocab, kb)
 
     all_ents = np.tile(np.arange(n), (k, 1))
     splits = {
         "train_inferred": train_inferred,
         "test_id": test_id,
         "test_ood": test_ood,
-        "id_atomic": atomic(id_ents),
-        "ood_atomic": atomic(ood_ents),
+        "id_atomic": atomic_split(vocab, kb.values, kb.id_ents),
+        "ood_atomic": atomic_split(vocab, kb.values, kb.ood_ents),
     }
-    everything = Split.concat([atomic(all_ents), train_inferred], pad_id=vocab.pad_id)
+    everything = Split.concat(
+        [atomic_split(vocab, kb.values, all_ents), train_inferred], pad_id=vocab.pad_id
+    )
     counts = {
         "atomic": n * k,
         "atomic_id": n_atomic_id,
-        "atomic_ood": k * n_ood,
+        "atomic_ood": kb.ood_ents.size,
         "train_inferred": len(train_inferred),
         "test_id": len(test_id),
         "test_ood": len(test_ood),

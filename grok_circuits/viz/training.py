@@ -123,3 +123,150 @@ def save_figure(fig, path) -> None:
 
     atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
+
+
+def _log_axis(x):
+    """``x`` with its zeros moved to half its smallest positive value, for a log axis."""
+    positive = x[x > 0]
+    return x.clip(lower=positive.min() / 2 if len(positive) else 1)
+
+
+#: Panels of :func:`plot_phi_law`: experiment -> (the setting that varies, x axis, title).
+PHI_LAW_PANELS = {
+    "phi": ("phi", "step", "ID accuracy by phi (100 entities, out-degree 10)"),
+    "entities": ("n_entities", "epoch", "ID accuracy by entities (fixed phi)"),
+    "phi_d20": ("phi", "step", "ID accuracy by phi (out-degree 20)"),
+}
+
+
+def plot_phi_law(curves, *, show_train: bool = True):
+    """The paper's Fig. 2 from a phi-law table (``benchmarks/phi_law.py``): ID accuracy over
+    training for each phi (against steps) and for each number of entities at one phi (against
+    epochs), one line per seed, with training accuracy dotted.
+
+    Args:
+        curves: a DataFrame (or CSV path) with columns ``experiment``, ``n_entities``, ``phi``,
+            ``seed``, ``step``, ``epoch``, ``train_acc``, ``id_acc``; one panel per experiment
+            present (``"phi"``, ``"entities"``, ``"phi_d20"``).
+        show_train: also draw training accuracy (dotted, same colour).
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import pandas as pd
+
+    frame = pd.read_csv(curves) if not isinstance(curves, pd.DataFrame) else curves
+    missing = {"experiment", "n_entities", "phi", "seed", "step", "epoch", "train_acc", "id_acc"}
+    missing -= set(frame.columns)
+    if missing:
+        raise ValueError(
+            f"plot_phi_law: the table lacks columns {sorted(missing)}; pass the curves CSV that "
+            "benchmarks/phi_law.py writes (e.g. data/phi_law_curves.csv)"
+        )
+    panels = [e for e in PHI_LAW_PANELS if e in set(frame["experiment"])]
+    if not panels:
+        raise ValueError(f"plot_phi_law: no experiment among {list(PHI_LAW_PANELS)} in the table")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, exp in zip(axes[0], panels):
+        vary, x, title = PHI_LAW_PANELS[exp]
+        group = frame[frame["experiment"] == exp]
+        settings = sorted(group[vary].unique())
+        cmap = plt.get_cmap("viridis")
+        for i, setting in enumerate(settings):
+            color = cmap(i / max(len(settings) - 1, 1))
+            rows = group[group[vary] == setting]
+            for j, (_seed, run) in enumerate(rows.groupby("seed")):
+                run = run.sort_values("step")
+                xs = _log_axis(run[x])
+                label = f"{vary} = {setting:g}" if j == 0 else None
+                style = "-" if j == 0 else "--"
+                ax.plot(xs, run["id_acc"], style, color=color, label=label)
+                if show_train:
+                    ax.plot(xs, run["train_acc"], ":", color=color, linewidth=1)
+        ax.set_xscale("log")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel(f"{x} (log)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    fig.suptitle(
+        "ID accuracy (solid: first seed, dashed: second)"
+        + (", training accuracy dotted" if show_train else ""),
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_complex_reasoning(curves, baselines: dict | None = None):
+    """Accuracy on the hard test set and on the OOD values over training
+    (``benchmarks/complex_reasoning.py``), one line per seed, against the reference rules.
+
+    Args:
+        curves: a DataFrame (or CSV path) with ``seed``, ``step``, ``test_hard_acc`` and
+            ``ood_atomic_acc`` columns.
+        baselines: ``{seed: complex_baselines(task)}``: chance and the non-chaining rule are
+            drawn on the hard-set panel, chance and the chained interval's middle on the
+            OOD-value panel (dashed, one per seed).
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import pandas as pd
+
+    frame = pd.read_csv(curves) if not isinstance(curves, pd.DataFrame) else curves
+    missing = {"seed", "step", "test_hard_acc", "ood_atomic_acc"} - set(frame.columns)
+    if missing:
+        raise ValueError(
+            f"plot_complex_reasoning: the table lacks columns {sorted(missing)}; pass the CSV "
+            "that benchmarks/complex_reasoning.py writes (data/complex_reasoning.csv)"
+        )
+    baselines = baselines or {}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    panels = (
+        (
+            "test_hard_acc",
+            "hard test set (OOD x OOD, chaining needed)",
+            (
+                ("hard_chance", "chance", "gray"),
+                ("hard_win_rate", "win-rate rule (no chaining)", "tab:orange"),
+            ),
+        ),
+        (
+            "ood_atomic_acc",
+            "OOD attribute values (never stated)",
+            (
+                ("ood_atomic_chance", "chance", "gray"),
+                ("ood_atomic_bracket", "middle of the chained interval", "tab:orange"),
+            ),
+        ),
+    )
+    for ax, (col, title, refs) in zip(axes, panels):
+        for j, (seed, run) in enumerate(frame.groupby("seed")):
+            run = run.sort_values("step")
+            ax.plot(
+                _log_axis(run["step"]),
+                run[col],
+                "-" if j == 0 else "--",
+                color="tab:blue",
+                label=f"model, seed {seed}",
+            )
+        for j, (seed, b) in enumerate(sorted(baselines.items())):
+            for key, name, color in refs:
+                ax.axhline(
+                    b[key],
+                    color=color,
+                    linestyle="-" if j == 0 else "--",
+                    linewidth=1,
+                    label=f"{name}, seed {seed}",
+                )
+        ax.set_xscale("log")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("step (log)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
