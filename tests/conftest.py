@@ -1,7 +1,10 @@
 """Shared fixtures: tiny seeded tasks and a short training run, all offline and fast."""
 
+from pathlib import Path
+
 import pytest
 import torch
+from nbmake.nb_run import NotebookRun
 
 from grok_circuits.tasks import make_task
 
@@ -32,3 +35,21 @@ def tiny_composition():
 @pytest.fixture(scope="session")
 def tiny_comparison():
     return make_task("comparison", preset=None, **TINY_COMPARISON)
+
+
+#: Each tutorial as nbmake executed it in this session (path -> executed notebook).
+EXECUTED_NOTEBOOKS: dict = {}
+_nbmake_execute = NotebookRun.execute
+
+
+def _execute_and_keep(self):
+    """nbmake's own execution, with the executed notebook kept for
+    ``tests/test_tutorial_prose.py``: executing each tutorial a second time would double the
+    tutorials' share of the test run. (``testpaths`` puts ``tutorials`` first.)"""
+    result = _nbmake_execute(self)
+    if result.error is None:
+        EXECUTED_NOTEBOOKS[Path(self.filename).resolve()] = result.nb
+    return result
+
+
+NotebookRun.execute = _execute_and_keep

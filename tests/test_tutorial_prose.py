@@ -4,7 +4,8 @@ A markdown cell that says "ID accuracy reaches 0.93" goes stale the day the run 
 and nothing else would notice. The rule: a number that a code cell computes is printed by that
 code, and the prose either quotes a printed number or is phrased so that it stays true.
 
-This test executes every notebook (as nbmake does), collects every number that its code cells
+This test reads every notebook as nbmake executed it in the same test run (executing it
+itself when nbmake has not, e.g. when the test runs alone), collects every number that its code cells
 print or set (a parameter written in the code, such as ``n_examples=300``, is a fact of the
 notebook, not a measurement), and checks that each number in its markdown is one of them, at
 the precision the prose gives it: "45%" is supported by a printed 0.448, "0.70" by 0.7, "1,500"
@@ -17,6 +18,8 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+
+from tests.conftest import EXECUTED_NOTEBOOKS
 
 TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
 NOTEBOOKS = sorted(TUTORIALS.glob("*.ipynb"))
@@ -101,8 +104,10 @@ def _outputs(cell) -> str:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_prose_numbers_are_printed_by_the_code(path):
-    nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=900, resources={"metadata": {"path": str(TUTORIALS)}}).execute()
+    nb = EXECUTED_NOTEBOOKS.get(path.resolve())
+    if nb is None:
+        nb = nbformat.read(path, as_version=4)
+        NotebookClient(nb, timeout=900, resources={"metadata": {"path": str(TUTORIALS)}}).execute()
     code = [c for c in nb.cells if c.cell_type == "code"]
     printed = "\n".join(c.source for c in code) + "\n" + "\n".join(_outputs(c) for c in code)
     prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
