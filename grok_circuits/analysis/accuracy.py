@@ -107,13 +107,18 @@ def accuracy(model: HookedTransformer, split: Split, *, batch_size: int = 4096) 
     """
     if len(split) == 0:
         raise ValueError("the split is empty; accuracy needs at least one example")
+    return float(_hits(model, split, batch_size).float().mean())
+
+
+def _hits(model: HookedTransformer, split: Split, batch_size: int) -> Tensor:
+    """Whether ``model``'s top-1 prediction is the answer, per example, in eval mode (the
+    model's mode is restored afterwards)."""
     was_training = model.training
     model.eval()
     try:
-        hit = top1_predictions(model, split.tokens, split.answer_pos, batch_size) == split.answers
+        return top1_predictions(model, split.tokens, split.answer_pos, batch_size) == split.answers
     finally:
         model.train(was_training)
-    return float(hit.float().mean())
 
 
 @torch.no_grad()
@@ -137,12 +142,7 @@ def accuracy_by(
         >>> accuracy_by(run.model(), run.task.splits["test_ood"], "value_gap")  # doctest: +SKIP
     """
     name, labels = _labels(split, by)
-    was_training = model.training
-    model.eval()
-    try:
-        hit = top1_predictions(model, split.tokens, split.answer_pos, batch_size) == split.answers
-    finally:
-        model.train(was_training)
+    hit = _hits(model, split, batch_size)
     groups, inverse, counts = torch.unique(labels.cpu(), return_inverse=True, return_counts=True)
     hits = torch.zeros(len(groups), dtype=torch.long).index_add_(0, inverse, hit.long())
     return GroupedAccuracy(
