@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from grok_circuits.config import RESUME_CHANGEABLE, TrainConfig
+from grok_circuits.gpu import training_forward, training_loss
 from grok_circuits.io import atomic_write_json, read_json
 from grok_circuits.model import (
     answer_logits,
@@ -68,6 +69,7 @@ from grok_circuits.runs import (
     write_metrics,
 )
 from grok_circuits.tasks import Split, TaskData
+from grok_circuits.tracking import MetricsMirror, check_trackers
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -187,6 +189,7 @@ def train(
     cfg = cfg or TrainConfig()
     device = resolve_device(cfg.device)
     loss_fn, hooks = loss_for(cfg), grad_hooks_for(cfg)  # unknown names fail before any file
+    check_trackers(cfg.log_to)
 
     model_cfg = model_cfg or model_config(task, cfg.model_size)
     check_loops(model_cfg.n_layers, cfg.n_loops)
@@ -231,6 +234,8 @@ def train(
         dynamic_ncols=True,
     )
     params = list(model.parameters())
+    forward = training_forward(model, cfg)
+    mirror = MetricsMirror(cfg.log_to, out, {"task": read_json(out / TASK_FILE), **cfg.to_dict()})
     start = time.perf_counter()
 
     def evaluate_and_log() -> dict:
@@ -241,10 +246,11 @@ def train(
         row.update(measures(model))
         metrics.append(row)
         write_metrics(out, metrics)
+        mirror.log(row)
         bar.set_postfix({role: f"{row[probe + '_acc']:.2f}" for role, probe in key.items()})
         return row
 
-    with bar, deterministic_on_cpu(device), cpu_threads(device, cfg.threads):
+    with bar, mirror, deterministic_on_cpu(device), cpu_threads(device, cfg.threads):
         if step == 0:
             evaluate_and_log()
             _checkpoint_if_due(store, cfg, step, model, optimizer, hooks)
@@ -256,7 +262,7 @@ def train(
             )
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, step)
-            loss = answer_loss(model, batch, loss_fn)
+            loss = training_loss(forward, batch, loss_fn, cfg, device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for hook in hooks:
