@@ -13,8 +13,8 @@ Parts, each printed as it is measured:
    both; the peak memory (CUDA: ``torch.cuda.max_memory_allocated``; CPU: the process's peak
    RSS); the hours to the paper's 1.5M steps at that speed (evaluation and checkpoints not
    counted). Then larger batches, in examples per second, to show where the GPU is full.
-2. **Same metrics**: ``train()`` on the tutorial composition task (tutorial model, 200 steps,
-   evaluation every 20) with each option, against the float32 run: the largest difference of any
+2. **Same metrics**: ``train()`` on the tutorial composition task (tutorial model on CUDA, tiny on
+   the CPU; 200 steps, evaluation every 20) with each option, against the float32 run: the largest difference of any
    accuracy and the largest relative difference of any loss over all evaluations.
 3. **Analyses at paper scale** (8 layers, 300 training inferred queries, an untrained paper-size
    model: the work does not depend on the weights): ``trace_bridge`` against TransformerLens
@@ -65,7 +65,8 @@ def peak_memory_gib(device: torch.device) -> float:
 
 def steps_per_second(task, cfg, device, steps: int, warmup: int) -> float:
     """The training step of ``train()`` (same pieces), timed over ``steps`` after ``warmup``."""
-    from grok_circuits.gpu import training_forward, training_loss
+    from grok_circuits.gpu import training_forward
+    from grok_circuits.train import answer_loss
 
     model = build_model(model_config(task, cfg.model_size), seed=cfg.seed, device=device)
     optimizer = make_optimizer(model, cfg)
@@ -79,7 +80,7 @@ def steps_per_second(task, cfg, device, steps: int, warmup: int) -> float:
             sync(device)
             start = time.perf_counter()
         batch = split.select(batch_indices(len(split), cfg.batch_size, cfg.seed, step))
-        loss = training_loss(forward, batch, loss_fn, cfg, device)
+        loss = answer_loss(forward, batch, loss_fn, cfg.precision)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -134,13 +135,14 @@ def part_same_metrics(args, device, variants) -> None:
         train_config("composition", "tutorial"),
         max_steps=args.check_steps,
         eval_every=20,
+        model_size=args.check_size,
         stop_id_acc=None,
         device=str(device),
         threads=1 if device.type == "cpu" else None,
     )
     print(
-        f"\n2. same metrics: tutorial composition, {args.check_steps} steps, seed 0, against "
-        "float32",
+        f"\n2. same metrics: tutorial composition, {args.check_size} model, {args.check_steps} "
+        "steps, seed 0, against float32",
         flush=True,
     )
     print(
@@ -261,6 +263,7 @@ def main() -> None:
         "--variants", nargs="*", choices=list(VARIANTS), help="default: all on CUDA, float32 on CPU"
     )
     parser.add_argument("--check-steps", type=int, default=200, help="steps of part 2")
+    parser.add_argument("--check-size", help="model of part 2 (tutorial on CUDA, tiny on CPU)")
     parser.add_argument("--examples", type=int, help="queries of part 3 (300 on CUDA, 20 on CPU)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--parts", type=int, nargs="*", default=[1, 2, 3])
@@ -272,6 +275,7 @@ def main() -> None:
     args.warmup = args.warmup if args.warmup is not None else (10 if gpu else 1)
     args.batches = args.batches if args.batches is not None else ([2048, 8192] if gpu else [])
     args.examples = args.examples or (300 if gpu else 20)
+    args.check_size = args.check_size or ("tutorial" if gpu else "tiny")
     variants = args.variants or (list(VARIANTS) if gpu else ["float32"])
     if "float32" not in variants:
         variants = ["float32", *variants]

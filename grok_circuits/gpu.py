@@ -23,11 +23,8 @@ switch them).
 from contextlib import nullcontext
 
 import torch
-from torch import Tensor
 
 from grok_circuits.config import TrainConfig
-from grok_circuits.model import answer_logits
-from grok_circuits.tasks import Split
 
 
 def training_forward(model: torch.nn.Module, cfg: TrainConfig):
@@ -36,17 +33,11 @@ def training_forward(model: torch.nn.Module, cfg: TrainConfig):
     return torch.compile(model) if cfg.compile else model
 
 
-def training_loss(forward, batch: Split, loss, cfg: TrainConfig, device: torch.device) -> Tensor:
-    """The loss on the answer token, with the forward pass under bf16 autocast when
-    ``cfg.precision == "bf16"`` and the loss always computed from float32 logits."""
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16)
-        if cfg.precision == "bf16"
-        else nullcontext()
-    )
-    with autocast:
-        logits = answer_logits(forward, batch.tokens, batch.answer_pos)
-    return loss(logits.float(), batch.answers)
+def autocast(precision: str, device: torch.device):
+    """A context: bf16 autocast on ``device`` for ``precision="bf16"``, else nothing."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
 
 
-__all__ = ["training_forward", "training_loss"]
+__all__ = ["autocast", "training_forward"]

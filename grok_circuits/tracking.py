@@ -22,6 +22,8 @@ to the ones sent before.
 
 import importlib.util
 import os
+import secrets
+import string
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -95,7 +97,8 @@ def _start_wandb(run_dir: Path, config: dict):
     if id_file.is_file():
         run_id = id_file.read_text().strip()
     else:
-        run_id = wandb.util.generate_id()
+        alphabet = string.ascii_lowercase + string.digits  # W&B's own id alphabet
+        run_id = "".join(secrets.choice(alphabet) for _ in range(8))
         id_file.write_text(run_id)
     return wandb.init(
         project=os.environ.get("WANDB_PROJECT", "grok-circuits"),

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from grok_circuits.config import RESUME_CHANGEABLE, TrainConfig
-from grok_circuits.gpu import training_forward, training_loss
+from grok_circuits.gpu import autocast, training_forward
 from grok_circuits.io import atomic_write_json, read_json
 from grok_circuits.model import (
     answer_logits,
@@ -73,10 +73,18 @@ from grok_circuits.tracking import MetricsMirror, check_trackers
 
 
 # ----------------------------------------------------------------------------- pieces
-def answer_loss(model: HookedTransformer, batch: Split, loss: LossFn = F.cross_entropy) -> Tensor:
+def answer_loss(
+    model: HookedTransformer,
+    batch: Split,
+    loss: LossFn = F.cross_entropy,
+    precision: str = "float32",
+) -> Tensor:
     """The loss (cross-entropy unless told) on the answer token only (the prompt tokens are never
-    predicted)."""
-    return loss(answer_logits(model, batch.tokens, batch.answer_pos), batch.answers)
+    predicted). ``precision="bf16"`` runs the forward pass under bf16 autocast; the loss is
+    always computed from float32 logits (:mod:`grok_circuits.gpu`)."""
+    with autocast(precision, batch.tokens.device):
+        logits = answer_logits(model, batch.tokens, batch.answer_pos)
+    return loss(logits.float(), batch.answers)
 
 
 @torch.no_grad()
@@ -262,7 +270,7 @@ def train(
             )
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, step)
-            loss = training_loss(forward, batch, loss_fn, cfg, device)
+            loss = answer_loss(forward, batch, loss_fn, cfg.precision)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for hook in hooks:
