@@ -14,8 +14,9 @@ Parts, each printed as it is measured:
    RSS); the hours to the paper's 1.5M steps at that speed (evaluation and checkpoints not
    counted). Then larger batches, in examples per second, to show where the GPU is full.
 2. **Same metrics**: ``train()`` on the tutorial composition task (tutorial model on CUDA, tiny on
-   the CPU; 200 steps, evaluation every 20) with each option, against the float32 run: the largest difference of any
-   accuracy and the largest relative difference of any loss over all evaluations.
+   the CPU; 200 steps, evaluation every 20) with each option, against the float32 run: the
+   largest difference of any accuracy and the largest relative difference of any loss over all
+   evaluations.
 3. **Analyses at paper scale** (8 layers, 300 training inferred queries, an untrained paper-size
    model: the work does not depend on the weights): ``trace_bridge`` against TransformerLens
    doing the same work (a cached clean run for the logit lens, and ``get_act_patch_resid_pre``),
