@@ -259,7 +259,7 @@ def train(
         return row
 
     with bar, mirror, deterministic_on_cpu(device), cpu_threads(device, cfg.threads):
-        if step == 0:
+        if step == 0 and not metrics:  # resumed from step 0, it is already evaluated
             evaluate_and_log()
             _checkpoint_if_due(store, cfg, step, model, optimizer, hooks)
         model.train()
