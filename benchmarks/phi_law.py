@@ -3,6 +3,7 @@ and against the number of entities (section 3.2 and Fig. 2 of the paper).
 
     python benchmarks/phi_law.py --device cuda --jobs 14 --out data/phi_law.csv
     python benchmarks/phi_law.py --seeds 0 --phis 3.6 9.0 --entities 100 --max-steps 300  # a try
+    python benchmarks/phi_law.py --sweep runs/phi_law  # the same trials through grok-circuits sweep
 
 The paper's claims: the speed of grokking follows phi (inferred / ID atomic facts), not the size
 of the data; at phi = 18 ID accuracy is reached before training accuracy saturates; at a fixed
@@ -107,6 +108,17 @@ CURVE_COLUMNS = [
 ]
 
 
+#: The TrainConfig fields every trial changes from the tutorial composition preset.
+TRIAL_TRAIN = dict(
+    stop_id_acc=0.95,
+    stop_train_acc=0.99,
+    stop_patience=1,
+    threads=1,
+    dense_until=0,
+    checkpoints_per_decade=1,
+)
+
+
 def trial(spec: dict) -> tuple[dict, list[dict]]:
     """One training run; returns its CSV row and its accuracy curve (one row per evaluation)."""
     import contextlib
@@ -130,16 +142,10 @@ def trial(spec: dict) -> tuple[dict, list[dict]]:
     cfg = dataclasses.replace(
         train_config("composition", "tutorial"),
         max_steps=spec["max_steps"],
-        stop_id_acc=0.95,
-        stop_train_acc=0.99,
-        stop_patience=1,
         seed=spec["seed"],
         device=spec["device"],
-        threads=1,
-        dense_until=0,
-        checkpoints_per_decade=1,
+        **TRIAL_TRAIN,
     )
-    rows = len(task.train)
     tmp = tempfile.mkdtemp(prefix="phi_law_")
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # "resumed from step ..." per chunk
@@ -148,9 +154,14 @@ def trial(spec: dict) -> tuple[dict, list[dict]]:
             )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return results(spec, run, status, seconds=time.time() - t0)
+
+
+def results(spec: dict, run, status: str, seconds: float) -> tuple[dict, list[dict]]:
+    """A finished trial's CSV row and accuracy curve."""
     mem, gen = run.saturation_step, run.grok_step
     k, last = run.key_probes, run.metrics[-1]
-    batch = cfg.batch_size
+    batch, rows = run.train_cfg.batch_size, len(run.task.train)
     curve = [
         {
             **{c: spec[c] for c in ("n_entities", "out_degree", "phi", "seed")},
@@ -175,10 +186,34 @@ def trial(spec: dict) -> tuple[dict, list[dict]]:
         "id_acc": round(last[f"{k['id']}_acc"], 4),
         "ood_acc": round(last[f"{k['ood']}_acc"], 4),
         "status": "grokked" if gen is not None and mem is not None else status,
-        "seconds": round(time.time() - t0, 1),
-        "device": spec["device"],
+        "seconds": round(seconds, 1),
+        "device": run.train_cfg.device,
     }
     return row, curve
+
+
+def sweep_trials(unique: list[dict], args):
+    """Every trial through the sweep engine (``--sweep DIR``): one run folder per setting under
+    DIR, in parallel on Ray (or in-process with ``--sweep-local``), resumable by running the same
+    command again. Yields (row, curve) per trial, with ``seconds`` counted from the start of
+    the sweep; ``--time-budget`` and ``--chunk`` do not apply (a trial stops by its own rule or
+    at ``--max-steps``)."""
+    from grok_circuits.sweep import sweep
+
+    keys = ("n_entities", "out_degree", "phi", "seed")
+    spec = {
+        "task": "composition",
+        "preset": "tutorial",
+        "runs": [{k: s[k] for k in keys} for s in unique],
+        "train": {"max_steps": args.max_steps, "device": args.device, **TRIAL_TRAIN},
+    }
+    start = time.time()
+    result = sweep(spec, args.sweep, engine="local" if args.sweep_local else "ray")
+    runs = result.runs()
+    for trial, s in zip(result.trials, unique):
+        run = runs[trial.name]
+        status = "stopped" if run.last_step < args.max_steps else "max_steps"
+        yield results(s, run, status, seconds=time.time() - start)
 
 
 def trials(args) -> list[dict]:
@@ -255,6 +290,10 @@ def main() -> None:
     parser.add_argument("--time-budget", type=float, default=1e9, help="seconds for all trials")
     parser.add_argument("--jobs", type=int, default=1, help="trials in parallel processes")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--sweep", type=Path, help="train through grok_circuits.sweep into this folder (on Ray)"
+    )
+    parser.add_argument("--sweep-local", action="store_true", help="with --sweep: no Ray")
     args = parser.parse_args()
 
     specs = trials(args)
@@ -273,26 +312,31 @@ def main() -> None:
             writer.writeheader()
         if fc.tell() == 0:
             curve_writer.writeheader()
-        ctx = mp.get_context("spawn")
-        with cf.ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
-            futures = {pool.submit(trial, s): s for s in unique}
-            for fut in cf.as_completed(futures):
-                row, curve = fut.result()
-                # one row (and curve) per experiment that asked for this setting
-                for s in specs:
-                    if key(s) == key(row):
-                        rows.append({**row, "experiment": s["experiment"]})
-                        writer.writerow(rows[-1])
-                        curve_writer.writerows({**c, "experiment": s["experiment"]} for c in curve)
-                f.flush()
-                fc.flush()
-                print(
-                    f"{row['experiment']:<9} N={row['n_entities']} deg={row['out_degree']} "
-                    f"phi={row['phi']} seed={row['seed']}: memorize {row['memorize_step']} "
-                    f"generalize {row['generalize_step']} ({row['status']}, last step "
-                    f"{row['last_step']}, {row['seconds']} s)",
-                    flush=True,
-                )
+        if args.sweep is not None:
+            done = sweep_trials(unique, args)
+        else:
+            ctx = mp.get_context("spawn")
+            pool = cf.ProcessPoolExecutor(args.jobs, mp_context=ctx)
+            futures = [pool.submit(trial, s) for s in unique]
+            done = (fut.result() for fut in cf.as_completed(futures))
+        for row, curve in done:
+            # one row (and curve) per experiment that asked for this setting
+            for s in specs:
+                if key(s) == key(row):
+                    rows.append({**row, "experiment": s["experiment"]})
+                    writer.writerow(rows[-1])
+                    curve_writer.writerows({**c, "experiment": s["experiment"]} for c in curve)
+            f.flush()
+            fc.flush()
+            print(
+                f"{row['experiment']:<9} N={row['n_entities']} deg={row['out_degree']} "
+                f"phi={row['phi']} seed={row['seed']}: memorize {row['memorize_step']} "
+                f"generalize {row['generalize_step']} ({row['status']}, last step "
+                f"{row['last_step']}, {row['seconds']} s)",
+                flush=True,
+            )
+        if args.sweep is None:
+            pool.shutdown()
     summarize(rows)
 
 

@@ -85,6 +85,11 @@ _EXPORTS: dict[str, str] = {
     "task_names": "grok_circuits.tasks",
     "task_spec": "grok_circuits.tasks",
     "train": "grok_circuits.train",
+    "Sweep": "grok_circuits.sweep",
+    "SweepSpec": "grok_circuits.sweep",
+    "load_sweep": "grok_circuits.sweep",
+    "sweep": "grok_circuits.sweep",
+    "MetricsMirror": "grok_circuits.tracking",
 }
 
 __all__ = list(_EXPORTS)

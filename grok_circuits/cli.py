@@ -2,6 +2,8 @@
 
     grok-circuits train composition --preset tutorial --out runs/composition
     grok-circuits report runs/composition
+    grok-circuits sweep sweep.yaml --out runs/sweep
+    grok-circuits sweep-report runs/sweep
 
 Thin by design: it parses arguments and calls the public API. The package is imported inside
 each command, so that ``--help`` waits for no torch and ``report`` for no TransformerLens.
@@ -198,7 +200,62 @@ def build_parser() -> argparse.ArgumentParser:
         help="without --steps: about this many, log-spaced, always including the "
         "memorizing and generalizing checkpoints (default 8)",
     )
+    w = sub.add_parser(
+        "sweep",
+        help="train a grid or list of runs (task parameters x TrainConfig fields x seeds) on Ray",
+    )
+    w.add_argument("spec", type=Path, help="the sweep's YAML file (see grok_circuits.sweep)")
+    w.add_argument("--out", required=True, type=Path, help="sweep folder: one run folder a trial")
+    w.add_argument(
+        "--address",
+        help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray instance)",
+    )
+    w.add_argument(
+        "--local", action="store_true", help="no Ray: the trials one after another, in-process"
+    )
+    w.add_argument(
+        "--max-retries", type=int, default=3, help="restarts of a trial whose worker died"
+    )
+
+    sr = sub.add_parser(
+        "sweep-report", help="a sweep's steps to memorize / generalize over seeds, and the plot"
+    )
+    sr.add_argument("sweep", type=Path, help="sweep folder")
+    sr.add_argument("--x", help="the swept name on the plot's axis (default: the first)")
+    sr.add_argument(
+        "--out", type=Path, help="folder for sweep_report.csv and steps.png (default: the sweep's)"
+    )
     return parser
+
+
+def cmd_sweep(args) -> int:
+    from grok_circuits.sweep import sweep
+
+    engine = "local" if args.local else "ray"
+    result = sweep(
+        args.spec, args.out, engine=engine, address=args.address, max_retries=args.max_retries
+    )
+    print(f"\n{len(result.trials)} trials in {args.out}; grok-circuits sweep-report {args.out}")
+    return 0
+
+
+def cmd_sweep_report(args) -> int:
+    import pandas as pd
+
+    from grok_circuits.sweep import load_sweep
+    from grok_circuits.viz import save_figure
+
+    result = load_sweep(args.sweep)
+    table = result.report()
+    with pd.option_context("display.width", 160, "display.max_columns", 30):
+        print(table.round(3).to_string())
+    out = args.out or args.sweep
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "sweep_report.csv")
+    png = out / "steps.png"
+    save_figure(result.plot(args.x), png)
+    print(f"\ntable: {out / 'sweep_report.csv'}\nplot:  {png}")
+    return 0
 
 
 def cmd_analyze(args) -> int:
@@ -349,8 +406,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_export(args)
         if args.command == "analyze":
             return cmd_analyze(args)
+        if args.command == "sweep":
+            return cmd_sweep(args)
+        if args.command == "sweep-report":
+            return cmd_sweep_report(args)
         return cmd_report(args)
-    except (ValueError, FileExistsError, FileNotFoundError) as err:
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -60,6 +60,12 @@ class TrainConfig:
         grad_hooks: names of further gradient hooks (:func:`grok_circuits.register_grad_hook`),
             applied in order after the built-in ones.
         See :mod:`grok_circuits.plugins` for the formulas; every plug-in is off by default.
+        precision: ``"float32"`` or ``"bf16"``: the training forward pass under bf16 autocast
+            (the loss, the optimizer and evaluation stay in float32); for CUDA.
+        compile: train through ``torch.compile(model)`` (evaluation runs the plain model).
+        log_to: mirror every metrics row to ``"tensorboard"`` and/or ``"wandb"``
+            (:mod:`grok_circuits.tracking`); the run folder stays the record, and a resumed run
+            may change it.
     """
 
     max_steps: int = 10_000
@@ -91,6 +97,9 @@ class TrainConfig:
     grad_filter_lamb: float = 2.0
     orthograd: bool = False
     grad_hooks: tuple[str, ...] = ()
+    precision: Literal["float32", "bf16"] = "float32"
+    compile: bool = False
+    log_to: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, rule: str) -> None:
@@ -136,11 +145,20 @@ class TrainConfig:
             "grad_hooks",
             "a tuple of hook names",
         )
+        need(self.precision in ("float32", "bf16"), "precision", "'float32' or 'bf16'")
+        need(isinstance(self.compile, bool), "compile", "True or False")
+        need(
+            isinstance(self.log_to, tuple)
+            and all(t in ("tensorboard", "wandb") for t in self.log_to),
+            "log_to",
+            "a tuple of 'tensorboard' and/or 'wandb'",
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["betas"] = list(self.betas)
         d["grad_hooks"] = list(self.grad_hooks)
+        d["log_to"] = list(self.log_to)
         return d
 
     @classmethod
@@ -151,8 +169,9 @@ class TrainConfig:
         d = dict(d)
         if "betas" in d:
             d["betas"] = tuple(d["betas"])
-        if "grad_hooks" in d:
-            d["grad_hooks"] = tuple(d["grad_hooks"])
+        for key in ("grad_hooks", "log_to"):
+            if key in d:
+                d[key] = tuple(d[key])
         return cls(**d)
 
     def is_checkpoint_step(self, step: int) -> bool:
@@ -178,6 +197,7 @@ RESUME_CHANGEABLE = frozenset(
         "stop_patience",
         "device",
         "threads",
+        "log_to",
     }
 )
 

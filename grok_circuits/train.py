@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from grok_circuits.config import RESUME_CHANGEABLE, TrainConfig
+from grok_circuits.gpu import autocast, training_forward
 from grok_circuits.io import atomic_write_json, read_json
 from grok_circuits.model import (
     answer_logits,
@@ -68,13 +69,22 @@ from grok_circuits.runs import (
     write_metrics,
 )
 from grok_circuits.tasks import Split, TaskData
+from grok_circuits.tracking import MetricsMirror, check_trackers
 
 
 # ----------------------------------------------------------------------------- pieces
-def answer_loss(model: HookedTransformer, batch: Split, loss: LossFn = F.cross_entropy) -> Tensor:
+def answer_loss(
+    model: HookedTransformer,
+    batch: Split,
+    loss: LossFn = F.cross_entropy,
+    precision: str = "float32",
+) -> Tensor:
     """The loss (cross-entropy unless told) on the answer token only (the prompt tokens are never
-    predicted)."""
-    return loss(answer_logits(model, batch.tokens, batch.answer_pos), batch.answers)
+    predicted). ``precision="bf16"`` runs the forward pass under bf16 autocast; the loss is
+    always computed from float32 logits (:mod:`grok_circuits.gpu`)."""
+    with autocast(precision, batch.tokens.device):
+        logits = answer_logits(model, batch.tokens, batch.answer_pos)
+    return loss(logits.float(), batch.answers)
 
 
 @torch.no_grad()
@@ -187,6 +197,7 @@ def train(
     cfg = cfg or TrainConfig()
     device = resolve_device(cfg.device)
     loss_fn, hooks = loss_for(cfg), grad_hooks_for(cfg)  # unknown names fail before any file
+    check_trackers(cfg.log_to)
 
     model_cfg = model_cfg or model_config(task, cfg.model_size)
     check_loops(model_cfg.n_layers, cfg.n_loops)
@@ -231,6 +242,8 @@ def train(
         dynamic_ncols=True,
     )
     params = list(model.parameters())
+    forward = training_forward(model, cfg)
+    mirror = MetricsMirror(cfg.log_to, out, {"task": read_json(out / TASK_FILE), **cfg.to_dict()})
     start = time.perf_counter()
 
     def evaluate_and_log() -> dict:
@@ -241,11 +254,12 @@ def train(
         row.update(measures(model))
         metrics.append(row)
         write_metrics(out, metrics)
+        mirror.log(row)
         bar.set_postfix({role: f"{row[probe + '_acc']:.2f}" for role, probe in key.items()})
         return row
 
-    with bar, deterministic_on_cpu(device), cpu_threads(device, cfg.threads):
-        if step == 0:
+    with bar, mirror, deterministic_on_cpu(device), cpu_threads(device, cfg.threads):
+        if step == 0 and not metrics:  # resumed from step 0, it is already evaluated
             evaluate_and_log()
             _checkpoint_if_due(store, cfg, step, model, optimizer, hooks)
         model.train()
@@ -256,7 +270,7 @@ def train(
             )
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, step)
-            loss = answer_loss(model, batch, loss_fn)
+            loss = answer_loss(forward, batch, loss_fn, cfg.precision)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for hook in hooks:

@@ -112,6 +112,16 @@ def test_resume_gives_the_same_metrics_and_weights(tiny_composition, tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_resume_from_the_step_0_checkpoint_evaluates_step_0_once(tiny_composition, tmp_path):
+    """A run stopped after its first checkpoint (step 0) continues without a second step-0 row."""
+    cfg = tiny_train_config(max_steps=20)
+    full = train(tiny_composition, cfg, out=tmp_path / "full", progress=False)
+    train(tiny_composition, tiny_train_config(max_steps=0), out=tmp_path / "r", progress=False)
+    resumed = train(tiny_composition, cfg, out=tmp_path / "r", resume=True, progress=False)
+    assert [r["step"] for r in resumed.metrics] == [0, 20]
+    assert _strip_time(resumed.metrics) == _strip_time(full.metrics)
+
+
 def test_resume_after_an_interrupted_step_skips_the_partial_work(tiny_composition, tmp_path):
     """Metrics written after the last checkpoint are dropped and recomputed identically."""
     cfg = tiny_train_config(max_steps=100, checkpoints_per_decade=1, dense_until=20)

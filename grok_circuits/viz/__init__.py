@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "plot_reuse": "grok_circuits.viz.circuits",
     "plot_seed_curves": "grok_circuits.viz.training",
     "plot_stage_comparison": "grok_circuits.viz.analysis",
+    "plot_sweep": "grok_circuits.viz.sweep",
     "save_figure": "grok_circuits.viz.training",
 }
 
