@@ -1,0 +1,396 @@
+"""Faithfulness and completeness of edge circuits, against random circuits of the same size.
+
+A circuit is *faithful* when the model restricted to it still does the task, and *complete* when
+knocking it out removes the task (Wang et al. 2022, "Interpretability in the Wild"; Marks et al.
+2024). For an edge circuit both are edge ablations (Hanna et al. 2024; MIB, Mueller et al. 2025):
+an ablated edge ``u -> v`` delivers to ``v`` the source's *ablated* output instead of the one it
+computes in this run, while every other edge into ``v`` keeps delivering the current value. With
+``m`` the mean metric (clean-minus-corrupt answer logit difference),
+
+- **faithfulness** of circuit ``C``: ``(m(C) - m(empty)) / (m(full) - m(empty))``, where
+  ``m(C)`` keeps only ``C``'s edges (all others ablated); 1 for the full graph, 0 for the
+  empty one by construction;
+- **completeness drop**: ``(m(full) - m(full minus C)) / (m(full) - m(empty))``, ablating only
+  ``C``'s edges; near 1 when nothing outside ``C`` can do the task.
+
+Both are measured for the top-``k`` edges of :func:`~grok_circuits.edge_attribution` at each
+circuit size ``k``, and for ``n_random`` random edge sets of each size (uniform over the graph's
+edges) as the baseline that "circuit metrics are not robust" (Miller et al. 2024) asks for: a
+circuit is only as good as its margin over random circuits of its size. The **area under each
+curve** (trapezoids over the fraction of edges kept, MIB's CPR and CMD) sums a curve up; the
+random circuits give one area per draw.
+
+An ablated source takes one of three values (``ablation=``):
+
+- ``"corrupt"`` (default): its output on the corrupt prompt of the pair, the intervention
+  that EAP's scores estimate (counterfactual ablation, as in MIB);
+- ``"mean"``: its mean output over the pairs' clean prompts of the same format, per position;
+- ``"resample"``: its output on another clean prompt of the same format, drawn with ``seed``.
+
+The edge ablation is done with hooks: each source's output is recorded as it is computed, and at
+each destination the differences ``current - ablated`` of the sources whose edges are ablated are
+subtracted from the destination's input, so one forward pass evaluates one circuit exactly.
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from grok_circuits.analysis.ablation import _resample_draw
+from grok_circuits.analysis.edges import (
+    EdgeCircuit,
+    EdgeGraph,
+    EdgeMetric,
+    EdgeScores,
+    edge_hooks,
+    metric_fn,
+    source_outputs,
+    source_value,
+)
+from grok_circuits.analysis.inputs import Data, as_pairs
+from grok_circuits.model import logits_at
+from grok_circuits.tasks import PromptPairs
+
+EdgeAblation = Literal["corrupt", "mean", "resample"]
+EDGE_ABLATIONS: tuple[str, ...] = ("corrupt", "mean", "resample")
+
+
+# ----------------------------------------------------------------------------- edge ablation
+@torch.no_grad()
+def ablated_sources(
+    model: HookedTransformer,
+    graph: EdgeGraph,
+    pairs: PromptPairs,
+    ablation: EdgeAblation = "corrupt",
+    *,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> Float[Tensor, "batch pos source d_model"]:
+    """Every source's ablated output for each pair (settings already switched on)."""
+    if ablation not in EDGE_ABLATIONS:
+        raise ValueError(f"ablation={ablation!r}; choose one of {EDGE_ABLATIONS}")
+    device = model.cfg.device
+
+    def outputs(tokens: Tensor) -> Tensor:
+        return torch.cat(
+            [
+                source_outputs(model, graph, tokens[i : i + batch_size].to(device))
+                for i in range(0, len(tokens), batch_size)
+            ]
+        )
+
+    if ablation == "corrupt":
+        return outputs(pairs.corrupt)
+    clean = pairs.clean_split()
+    if ablation == "resample":
+        return outputs(clean.tokens[_resample_draw(clean, clean, seed)])
+    acts = outputs(pairs.clean)
+    out = torch.empty_like(acts)
+    for pos in torch.unique(pairs.answer_pos).tolist():  # one mean per prompt format
+        rows = torch.nonzero(pairs.answer_pos == pos).flatten().to(acts.device)
+        out[rows] = acts[rows].mean(0, keepdim=True)
+    return out
+
+
+@torch.no_grad()
+def metric_with_edges(
+    model: HookedTransformer,
+    graph: EdgeGraph,
+    pairs: PromptPairs,
+    keep: Tensor,
+    ablated: Tensor,
+    metric,
+    *,
+    batch_size: int = 256,
+) -> float:
+    """The mean metric on ``pairs`` when only the edges in ``keep`` (``[source, destination,
+    pos]``) deliver their current value and every other edge its ``ablated`` source output
+    (settings already switched on by :func:`edge_hooks`)."""
+    device = model.cfg.device
+    drop = (~keep & graph.valid[:, :, None]).to(ablated.dtype).to(device)
+    src_names = graph.source_hooks()
+    src_slices = graph.source_slices()
+    dst_names = graph.destination_hooks()
+    dst_slices = graph.destination_slices()
+    total = 0.0
+    for i in range(0, len(pairs), batch_size):
+        b = pairs[i : i + batch_size]
+        abl = ablated[i : i + batch_size].to(device)
+        delta = torch.zeros_like(abl)  # current - ablated output of each source so far
+
+        def record(act: Tensor, hook, sl: slice) -> Tensor:
+            delta[:, :, sl] = source_value(model, hook.name, act) - abl[:, :, sl]
+            return act
+
+        def patch(act: Tensor, hook, sl: slice) -> Tensor:
+            d = drop[:, sl]  # [source, dst, pos]
+            if act.dim() == 4:  # q/k/v input per head
+                return act - torch.einsum("bpsm,shp->bphm", delta, d)
+            return act - torch.einsum("bpsm,sp->bpm", delta, d[:, 0])
+
+        hooks = [(n, lambda a, hook, sl=sl: patch(a, hook, sl)) for n, sl in zip(dst_names, dst_slices)]
+        hooks += [(n, lambda a, hook, sl=sl: record(a, hook, sl)) for n, sl in zip(src_names, src_slices)]
+        with model.hooks(fwd_hooks=hooks):
+            logits = model(b.clean.to(device), return_type="logits")
+        total += float(metric(logits_at(logits, b.answer_pos), b).sum())
+    return total / len(pairs)
+
+
+# ----------------------------------------------------------------------------- the result
+def _auc(x: np.ndarray, y: np.ndarray) -> float:
+    """Trapezoid area under ``y(x)`` (NaN with fewer than two points)."""
+    if len(x) < 2:
+        return math.nan
+    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
+
+
+@dataclass(frozen=True, eq=False)
+class Faithfulness:
+    """Faithfulness and completeness curves of an edge circuit against random circuits.
+
+    Attributes:
+        sizes: ``[size]`` edges kept (position-resolved edges, or edges summed over positions).
+        n_edges: edges in the whole graph (the same unit).
+        faithfulness, completeness: ``[size]`` the circuit's recovered fraction and the drop
+            when only it is knocked out (see the module docstring).
+        random_faithfulness, random_completeness: ``[size, n_random]`` the same for random
+            edge sets of each size.
+        full_metric, empty_metric: the mean metric of the full graph and of the empty one.
+        ablation: how edges were ablated; seed: seeds the random circuits (and resampling).
+    """
+
+    sizes: Tensor
+    n_edges: int
+    faithfulness: Float[Tensor, " size"]
+    completeness: Float[Tensor, " size"]
+    random_faithfulness: Float[Tensor, "size n_random"]
+    random_completeness: Float[Tensor, "size n_random"]
+    full_metric: float
+    empty_metric: float
+    ablation: str
+    positions: bool
+    seed: int
+
+    @property
+    def fractions(self) -> np.ndarray:
+        return self.sizes.double().numpy() / self.n_edges
+
+    @property
+    def auc(self) -> dict[str, float]:
+        """Area under each curve over the fraction of edges kept: the circuit's, the random
+        circuits' mean and std, and the share of random draws whose area is at least the
+        circuit's (faithfulness) or whose drop area is at least the circuit's (completeness)."""
+        x = self.fractions
+        out = {}
+        for name, c, r in (
+            ("faithfulness", self.faithfulness, self.random_faithfulness),
+            ("completeness", self.completeness, self.random_completeness),
+        ):
+            mine = _auc(x, c.double().numpy())
+            rnd = np.array([_auc(x, r[:, j].double().numpy()) for j in range(r.shape[1])])
+            out[name] = mine
+            out[f"random {name}"] = float(rnd.mean()) if len(rnd) else math.nan
+            out[f"random {name} std"] = float(rnd.std()) if len(rnd) else math.nan
+            out[f"P(random >= {name})"] = (
+                float((rnd >= mine - 1e-12).mean()) if len(rnd) and not math.isnan(mine) else math.nan
+            )
+        return out
+
+    def to_frame(self):
+        """One row per size: the fraction of edges, the circuit's faithfulness and completeness
+        drop, and the random circuits' mean and std of each."""
+        import pandas as pd
+
+        rf, rc = self.random_faithfulness, self.random_completeness
+        return pd.DataFrame(
+            {
+                "fraction": self.fractions,
+                "faithfulness": self.faithfulness.tolist(),
+                "random faithfulness": rf.mean(1).tolist(),
+                "random faithfulness std": rf.std(1, unbiased=False).tolist(),
+                "completeness": self.completeness.tolist(),
+                "random completeness": rc.mean(1).tolist(),
+                "random completeness std": rc.std(1, unbiased=False).tolist(),
+            },
+            index=pd.Index(self.sizes.tolist(), name="edges"),
+        )
+
+    def plot(self, **kw):
+        """Both curves over the circuit size, the random circuits' band beside them. See
+        :func:`grok_circuits.viz.plot_faithfulness`."""
+        from grok_circuits.viz.edges import plot_faithfulness
+
+        return plot_faithfulness(self, **kw)
+
+    def __str__(self) -> str:
+        unit = "position-resolved edges" if self.positions else "edges"
+        a = self.auc
+        head = (
+            f"Faithfulness({self.ablation} ablation, {self.n_edges} {unit}, "
+            f"{self.random_faithfulness.shape[1]} random circuits per size, seed {self.seed}; "
+            f"metric full {self.full_metric:.3f}, empty {self.empty_metric:.3f})\n"
+            f"  AUC faithfulness {a['faithfulness']:.3f} vs random {a['random faithfulness']:.3f}"
+            f" +- {a['random faithfulness std']:.3f}; completeness {a['completeness']:.3f} vs "
+            f"random {a['random completeness']:.3f} +- {a['random completeness std']:.3f}"
+        )
+        return head + "\n" + self.to_frame().to_string(float_format=lambda x: f"{x:.3f}")
+
+    __repr__ = __str__
+
+
+def default_sizes(n_edges: int) -> list[int]:
+    """0, about 0.2% ... 50% of the edges on a log scale, and all of them."""
+    fractions = [0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+    return sorted({min(n_edges, round(f * n_edges)) for f in fractions} | {1})
+
+
+def faithfulness(
+    model: HookedTransformer,
+    pairs: Data,
+    circuit_or_scores: EdgeCircuit | EdgeScores,
+    *,
+    sizes: Sequence[int] | None = None,
+    ablation: EdgeAblation = "corrupt",
+    n_random: int = 20,
+    positions: bool = True,
+    metric: EdgeMetric = "logit_difference",
+    completeness: bool = True,
+    seed: int = 0,
+    batch_size: int = 256,
+    progress: bool = False,
+    **pair_kw,
+) -> Faithfulness:
+    """Faithfulness and completeness of edge circuits of several sizes, against random ones.
+
+    Args:
+        model: the model the scores were computed on.
+        pairs: :class:`~grok_circuits.PromptPairs` (or a registered task, with ``pair_kw``
+            as in :func:`~grok_circuits.edge_attribution`); use the pairs the scores came from,
+            or held-out pairs of the same kind.
+        circuit_or_scores: :class:`EdgeScores` (the top-``k`` edges are the circuit of size
+            ``k``) or one :class:`EdgeCircuit` (then the only size is its own).
+        sizes: circuit sizes in edges (default: :func:`default_sizes`, 0 to all edges).
+        ablation: ``"corrupt"``, ``"mean"`` or ``"resample"`` (see the module docstring).
+        n_random: random edge sets per size (at least 1; 20 or more for a baseline).
+        positions: count edges per position (default) or summed over positions (an edge is
+            then kept or ablated at every position at once); ignored for an EdgeCircuit.
+        metric: as in :func:`~grok_circuits.edge_attribution`.
+        completeness: also measure the completeness drops (half the forward passes; NaN
+            when False).
+        seed: seeds the random circuits and the resample draw.
+        progress: a progress bar over the sizes.
+
+    Returns:
+        :class:`Faithfulness`.
+    """
+    if n_random < 1:
+        raise ValueError(f"n_random must be >= 1, got {n_random}")
+    if isinstance(circuit_or_scores, EdgeCircuit):
+        scores, fixed = circuit_or_scores.scores, circuit_or_scores
+        positions = fixed.positions
+    elif isinstance(circuit_or_scores, EdgeScores):
+        scores, fixed = circuit_or_scores, None
+    else:
+        raise ValueError(
+            f"circuit_or_scores must be EdgeScores or an EdgeCircuit, got "
+            f"{type(circuit_or_scores).__name__}; compute them with edge_attribution"
+        )
+    pairs = as_pairs(model, pairs, **pair_kw)
+    graph = EdgeGraph.of(model)
+    if graph != scores.graph or pairs.width != scores.raw.shape[-1]:
+        raise ValueError(
+            "the scores were computed on another model or prompt width than these; score this "
+            "model on pairs of this width"
+        )
+    fn = metric_fn(metric)
+    valid = scores.valid(positions)
+    n_edges = int(valid.sum())
+    if fixed is not None:
+        if sizes is not None:
+            raise ValueError("sizes= applies to EdgeScores; an EdgeCircuit has its own size")
+        sizes = [len(fixed)]
+    elif sizes is None:
+        sizes = default_sizes(n_edges)
+    sizes = sorted({int(k) for k in sizes})
+    bad = [k for k in sizes if not 0 <= k <= n_edges]
+    if bad:
+        raise ValueError(f"sizes {bad} are outside 0..{n_edges} (the graph's edges)")
+    ranking = scores.ranking(positions)
+    candidates = torch.nonzero(valid.flatten()).flatten()
+    rng = np.random.default_rng(seed)
+    n_pos = pairs.width
+
+    def full(mask_flat: Tensor) -> Tensor:
+        m = mask_flat.view(valid.shape)
+        return m if positions else m[:, :, None].expand(*m.shape, n_pos)
+
+    def mask_of(indices: Tensor) -> Tensor:
+        m = torch.zeros(valid.numel(), dtype=torch.bool)
+        m[indices] = True
+        return m
+
+    all_edges = mask_of(candidates)
+    from tqdm.auto import tqdm
+
+    with edge_hooks(model):
+        ablated = ablated_sources(model, graph, pairs, ablation, seed=seed, batch_size=batch_size)
+
+        def m(keep_flat: Tensor) -> float:
+            return metric_with_edges(
+                model, graph, pairs, full(keep_flat), ablated, fn, batch_size=batch_size
+            )
+
+        m_full, m_empty = m(all_edges), m(torch.zeros_like(all_edges))
+        span = m_full - m_empty
+        if abs(span) < 1e-9:
+            raise ValueError(
+                f"ablating every edge leaves the metric where it was ({m_full:.4g}): there is no "
+                "effect to recover; use pairs whose corrupt prompts change the answer"
+            )
+        faith, comp, rfaith, rcomp = [], [], [], []
+        for k in tqdm(sizes, desc="sizes", disable=not progress):
+            chosen = fixed.mask.flatten() & valid.flatten() if fixed is not None else mask_of(
+                ranking[:k]
+            )
+            faith.append((m(chosen) - m_empty) / span)
+            comp.append((m_full - m(all_edges & ~chosen)) / span if completeness else math.nan)
+            rf, rc = [], []
+            if k in (0, n_edges):  # every draw is the circuit itself
+                rf, rc = [faith[-1]] * n_random, [comp[-1]] * n_random
+            for _ in range(n_random if 0 < k < n_edges else 0):
+                pick = mask_of(candidates[rng.choice(len(candidates), k, replace=False)])
+                rf.append((m(pick) - m_empty) / span)
+                rc.append((m_full - m(all_edges & ~pick)) / span if completeness else math.nan)
+            rfaith.append(rf)
+            rcomp.append(rc)
+    return Faithfulness(
+        sizes=torch.tensor(sizes),
+        n_edges=n_edges,
+        faithfulness=torch.tensor(faith),
+        completeness=torch.tensor(comp),
+        random_faithfulness=torch.tensor(rfaith),
+        random_completeness=torch.tensor(rcomp),
+        full_metric=m_full,
+        empty_metric=m_empty,
+        ablation=ablation,
+        positions=positions,
+        seed=seed,
+    )
+
+
+__all__ = [
+    "EDGE_ABLATIONS",
+    "EdgeAblation",
+    "Faithfulness",
+    "ablated_sources",
+    "default_sizes",
+    "faithfulness",
+    "metric_with_edges",
+]
