@@ -108,8 +108,10 @@ class EdgeGraph:
             for name, bad in (
                 ("parallel_attn_mlp", cfg.parallel_attn_mlp),
                 ("n_key_value_heads (grouped-query attention)", cfg.n_key_value_heads),
-                ("positional_embedding_type='shortformer'",
-                 cfg.positional_embedding_type == "shortformer"),
+                (
+                    "positional_embedding_type='shortformer'",
+                    cfg.positional_embedding_type == "shortformer",
+                ),
             )
             if bad
         ]

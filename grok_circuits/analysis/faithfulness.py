@@ -32,6 +32,7 @@ each destination the differences ``current - ablated`` of the sources whose edge
 subtracted from the destination's input, so one forward pass evaluates one circuit exactly.
 """
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -99,6 +100,20 @@ def ablated_sources(
     return out
 
 
+def _record(act: Tensor, hook, *, model, delta: Tensor, ablated: Tensor, sl: slice) -> Tensor:
+    """A source hook: note how far the source's current output is from its ablated one."""
+    delta[:, :, sl] = source_value(model, hook.name, act) - ablated[:, :, sl]
+    return act
+
+
+def _patch(act: Tensor, hook, *, delta: Tensor, drop: Tensor) -> Tensor:
+    """A destination hook: take back what the ablated edges (``drop``, ``[source, dst, pos]``)
+    would not have delivered."""
+    if act.dim() == 4:  # q/k/v input per head
+        return act - torch.einsum("bpsm,shp->bphm", delta, drop)
+    return act - torch.einsum("bpsm,sp->bpm", delta, drop[:, 0])
+
+
 @torch.no_grad()
 def metric_with_edges(
     model: HookedTransformer,
@@ -124,19 +139,14 @@ def metric_with_edges(
         b = pairs[i : i + batch_size]
         abl = ablated[i : i + batch_size].to(device)
         delta = torch.zeros_like(abl)  # current - ablated output of each source so far
-
-        def record(act: Tensor, hook, sl: slice) -> Tensor:
-            delta[:, :, sl] = source_value(model, hook.name, act) - abl[:, :, sl]
-            return act
-
-        def patch(act: Tensor, hook, sl: slice) -> Tensor:
-            d = drop[:, sl]  # [source, dst, pos]
-            if act.dim() == 4:  # q/k/v input per head
-                return act - torch.einsum("bpsm,shp->bphm", delta, d)
-            return act - torch.einsum("bpsm,sp->bpm", delta, d[:, 0])
-
-        hooks = [(n, lambda a, hook, sl=sl: patch(a, hook, sl)) for n, sl in zip(dst_names, dst_slices)]
-        hooks += [(n, lambda a, hook, sl=sl: record(a, hook, sl)) for n, sl in zip(src_names, src_slices)]
+        hooks = [
+            (n, functools.partial(_patch, delta=delta, drop=drop[:, sl]))
+            for n, sl in zip(dst_names, dst_slices)
+        ]
+        hooks += [
+            (n, functools.partial(_record, model=model, delta=delta, ablated=abl, sl=sl))
+            for n, sl in zip(src_names, src_slices)
+        ]
         with model.hooks(fwd_hooks=hooks):
             logits = model(b.clean.to(device), return_type="logits")
         total += float(metric(logits_at(logits, b.answer_pos), b).sum())
@@ -198,8 +208,9 @@ class Faithfulness:
             out[name] = mine
             out[f"random {name}"] = float(rnd.mean()) if len(rnd) else math.nan
             out[f"random {name} std"] = float(rnd.std()) if len(rnd) else math.nan
+            comparable = len(rnd) and not math.isnan(mine)
             out[f"P(random >= {name})"] = (
-                float((rnd >= mine - 1e-12).mean()) if len(rnd) and not math.isnan(mine) else math.nan
+                float((rnd >= mine - 1e-12).mean()) if comparable else math.nan
             )
         return out
 
@@ -356,8 +367,10 @@ def faithfulness(
             )
         faith, comp, rfaith, rcomp = [], [], [], []
         for k in tqdm(sizes, desc="sizes", disable=not progress):
-            chosen = fixed.mask.flatten() & valid.flatten() if fixed is not None else mask_of(
-                ranking[:k]
+            chosen = (
+                fixed.mask.flatten() & valid.flatten()
+                if fixed is not None
+                else mask_of(ranking[:k])
             )
             faith.append((m(chosen) - m_empty) / span)
             comp.append((m_full - m(all_edges & ~chosen)) / span if completeness else math.nan)

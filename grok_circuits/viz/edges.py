@@ -49,9 +49,7 @@ def plot_edge_circuit(circuit, ax=None, *, title: str | None = None, step: int |
     n_pos = mask.shape[-1]
     labels = scores.pos_labels
     if ax is None:
-        fig, ax = plt.subplots(
-            figsize=(min(11.0, 1.9 * n_pos + 2.5), 1.1 * graph.n_layers + 2.5)
-        )
+        fig, ax = plt.subplots(figsize=(min(11.0, 1.9 * n_pos + 2.5), 1.1 * graph.n_layers + 2.5))
     else:
         fig = ax.figure
     # every node faintly, for orientation
@@ -103,8 +101,12 @@ def plot_edge_circuit(circuit, ax=None, *, title: str | None = None, step: int |
                         xy=(x1, y1),
                         xytext=(x0, y0),
                         arrowprops=dict(
-                            arrowstyle="-|>", color="0.55", lw=1.0,
-                            connectionstyle="arc3,rad=-0.35", shrinkA=4, shrinkB=4,
+                            arrowstyle="-|>",
+                            color="0.55",
+                            lw=1.0,
+                            connectionstyle="arc3,rad=-0.35",
+                            shrinkA=4,
+                            shrinkB=4,
                         ),
                         zorder=2,
                     )
@@ -112,14 +114,22 @@ def plot_edge_circuit(circuit, ax=None, *, title: str | None = None, step: int |
     for s, p in sorted(used):
         x, y = _node_xy(graph, "src", s, p)
         ax.scatter(x, y, s=60, color="white", edgecolor="0.2", zorder=3)
-        ax.annotate(graph.sources[s], (x, y), textcoords="offset points", xytext=(0, 6),
-                    ha="center", fontsize=7, zorder=4)
+        ax.annotate(
+            graph.sources[s],
+            (x, y),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize=7,
+            zorder=4,
+        )
     logits = {p for s, d, p in idx.tolist() if d == graph.logits_destination}
     for p in logits:
         x, y = _node_xy(graph, "dst", graph.logits_destination, p)
         ax.scatter(x, y, s=90, marker="s", color="0.2", zorder=3)
-        ax.annotate("logits", (x, y), textcoords="offset points", xytext=(0, 7), ha="center",
-                    fontsize=8)
+        ax.annotate(
+            "logits", (x, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8
+        )
     ax.set_xticks(range(n_pos), labels)
     ax.set_yticks(
         [-1.0, *range(graph.n_layers)],
@@ -165,11 +175,16 @@ def plot_faithfulness(results, *, title: str | None = None):
             mine = getattr(r, attr).numpy()
             rnd = getattr(r, f"random_{attr}").numpy()
             a = r.auc
-            ax.plot(x, mine, "-o", color=c, ms=3,
-                    label=f"{name} (AUC {a[attr]:.2f})")
+            ax.plot(x, mine, "-o", color=c, ms=3, label=f"{name} (AUC {a[attr]:.2f})")
             mean, std = rnd.mean(1), rnd.std(1)
-            ax.plot(x, mean, "--", color=c, lw=1,
-                    label=f"{name}: {rnd.shape[1]} random (AUC {a['random ' + attr]:.2f})")
+            ax.plot(
+                x,
+                mean,
+                "--",
+                color=c,
+                lw=1,
+                label=f"{name}: {rnd.shape[1]} random (AUC {a['random ' + attr]:.2f})",
+            )
             ax.fill_between(x, mean - std, mean + std, color=c, alpha=0.15, lw=0)
         ax.set_xscale("symlog", linthresh=0.01)
         ax.set_xlim(0, 1)
