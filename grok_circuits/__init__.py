@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "Edge": "grok_circuits.analysis",
     "EdgeChange": "grok_circuits.analysis",
     "EdgeCircuit": "grok_circuits.analysis",
+    "EdgeReuseReport": "grok_circuits.analysis",
     "EdgeScores": "grok_circuits.analysis",
     "Faithfulness": "grok_circuits.analysis",
     "FourierSpectrum": "grok_circuits.analysis",

@@ -51,6 +51,7 @@ from grok_circuits.analysis.circuits import (
     find_circuit,
     select_components,
 )
+from grok_circuits.analysis.edge_reuse import EdgeReuseReport
 from grok_circuits.analysis.edges import (
     EDGE_METHODS,
     Edge,
@@ -103,6 +104,7 @@ __all__ = [
     "EdgeChange",
     "EdgeCircuit",
     "EdgeGraph",
+    "EdgeReuseReport",
     "EdgeScores",
     "Faithfulness",
     "FourierSpectrum",

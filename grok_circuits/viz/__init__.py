@@ -18,6 +18,7 @@ _EXPORTS: dict[str, str] = {
     "plot_component_scores": "grok_circuits.viz.circuits",
     "plot_edge_change": "grok_circuits.viz.edges",
     "plot_edge_circuit": "grok_circuits.viz.edges",
+    "plot_edge_reuse": "grok_circuits.viz.edges",
     "plot_faithfulness": "grok_circuits.viz.edges",
     "plot_fourier_spectrum": "grok_circuits.viz.progress",
     "plot_grouped_accuracy": "grok_circuits.viz.analysis",

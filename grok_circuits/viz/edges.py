@@ -230,4 +230,66 @@ def plot_edge_change(change, ax=None, *, title: str | None = None):
     return fig
 
 
-__all__ = ["plot_edge_change", "plot_edge_circuit", "plot_faithfulness"]
+def plot_edge_reuse(report, *, title: str | None = None):
+    """Two panels of an :class:`~grok_circuits.analysis.edge_reuse.EdgeReuseReport`: the
+    circuits' edge IoU (red line) over the histogram of random edge sets of the same sizes;
+    the share of each task's metric kept after knocking out each circuit (dark bars) or random
+    edge sets of its size (light bars, error bar = std).
+
+    Returns:
+        The matplotlib Figure.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1, 1.4]})
+    ax = axes[0]
+    values = report.random_iou.numpy()
+    values = values[np.isfinite(values)]
+    ax.hist(
+        values,
+        bins=20,
+        color="lightgray",
+        edgecolor="gray",
+        label=f"random edge sets (n={values.size})",
+    )
+    ax.axvline(
+        report.iou,
+        color="red",
+        lw=2,
+        label=f"the circuits: {report.iou:.2f} (P = {report.p_iou:.3f})",
+    )
+    ax.set_xlabel("edge IoU of the two circuits")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    tasks = report.tasks
+    width = 0.2
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for j, s in enumerate(tasks):
+        for i, t in enumerate(tasks):
+            x = i + (j - 0.5) * 2 * width
+            rnd = report.random_kept[s][t].numpy()
+            ax.bar(
+                x - width / 2,
+                report.kept[s][t],
+                width,
+                color=colors[j],
+                label=f"{s} circuit knocked out" if i == 0 else None,
+            )
+            ax.bar(
+                x + width / 2,
+                rnd.mean(),
+                width,
+                yerr=rnd.std(),
+                color=colors[j],
+                alpha=0.35,
+                label=f"random, size of {s} circuit" if i == 0 else None,
+            )
+    ax.set_xticks(range(len(tasks)), [f"on {t}" for t in tasks])
+    ax.set_ylabel("share of the logit difference kept")
+    ax.axhline(1, color="0.8", lw=0.8, zorder=0)
+    ax.axhline(0, color="0.8", lw=0.8, zorder=0)
+    ax.legend(fontsize=7)
+    fig.suptitle(title or f"Edge-level circuit reuse ({report.ablation} ablation)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["plot_edge_change", "plot_edge_circuit", "plot_edge_reuse", "plot_faithfulness"]

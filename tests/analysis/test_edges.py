@@ -399,3 +399,51 @@ def test_over_checkpoints_stacks_edge_scores_and_the_change_plots(tiny_run, tiny
         assert fig.axes
         plt.close(fig)
     assert EdgeGraph.of(tiny_run.model(over.steps[-1])) == g
+
+
+def _expected_random_iou(n: int, k1: int, k2: int) -> float:
+    """E[IoU] of two uniform random sets of sizes k1, k2 out of n (hypergeometric overlap)."""
+    from math import comb
+
+    total = 0.0
+    for i in range(0, min(k1, k2) + 1):
+        p = comb(k1, i) * comb(n - k1, k2 - i) / comb(n, k2)
+        total += p * i / (k1 + k2 - i)
+    return total
+
+
+def test_edge_level_reuse_against_counts_by_hand(small, tiny_composition):
+    from grok_circuits import circuit_reuse
+
+    model, pairs_h = small
+    pairs_r2 = make_pairs(tiny_composition, "r2", n_examples=24, seed=0)
+    g = EdgeGraph.of(model)
+    report = circuit_reuse(
+        model, pairs_h, pairs_r2, level="edges", top_k=12, n_random=3000, n_random_ablations=3
+    )
+    assert report.tasks == ("a", "b") and len(report.circuits["a"]) == 12
+    expected = _expected_random_iou(g.n_edges, 12, 12)
+    assert float(report.random_iou.mean()) == pytest.approx(expected, abs=0.01)
+    # each task's own knock-out is one minus its circuit's completeness drop
+    f = faithfulness(model, pairs_h, report.circuits["a"], n_random=1)
+    assert report.kept["a"]["a"] == pytest.approx(1 - float(f.completeness[0]), abs=1e-5)
+    assert report.faithfulness["a"] == pytest.approx(float(f.faithfulness[0]), abs=1e-5)
+    # the whole graph as the circuit: knocking it out leaves nothing, and both circuits agree
+    every = circuit_reuse(
+        model,
+        pairs_h,
+        pairs_r2,
+        level="edges",
+        top_k=g.n_edges,
+        n_random=2,
+        n_random_ablations=2,
+    )
+    assert every.iou == 1.0
+    assert all(every.kept[s][t] == pytest.approx(0.0, abs=1e-6) for s in "ab" for t in "ab")
+    fig = report.plot()
+    assert fig.axes
+    plt.close(fig)
+    with pytest.raises(ValueError, match="level="):
+        circuit_reuse(model, pairs_h, pairs_r2, level="nodes")
+    with pytest.raises(ValueError, match="eval_a"):
+        circuit_reuse(model, pairs_h, pairs_r2, level="edges", eval_a=pairs_h)
