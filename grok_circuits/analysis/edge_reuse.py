@@ -37,7 +37,7 @@ from grok_circuits.analysis.edges import (
     edge_hooks,
     metric_fn,
 )
-from grok_circuits.analysis.faithfulness import EdgeAblation, ablated_sources, metric_with_edges
+from grok_circuits.analysis.faithfulness import EdgeAblation, ablated_sources, metrics_with_edges
 from grok_circuits.analysis.inputs import swap_pairs
 from grok_circuits.tasks import PromptPairs
 
@@ -209,26 +209,28 @@ def edge_reuse(
     with edge_hooks(model):
         ablated = {t: ablated_sources(model, graph, pairs[t], ablation, seed=seed) for t in tasks}
 
-        def metric(t: str, keep_flat: Tensor) -> float:
-            keep = keep_flat.view(graph.valid.shape)[:, :, None]
-            keep = keep.expand(*graph.valid.shape, pairs[t].width)
-            return metric_with_edges(model, graph, pairs[t], keep, ablated[t], fn)
+        def shares(t: str, keeps: list[Tensor]) -> list[float]:
+            """The share of ``t``'s metric each edge set keeps (the first two are the full
+            and the empty graph, added here)."""
+            keep = torch.stack([valid, torch.zeros_like(valid), *keeps])
+            keep = keep.view(-1, *graph.valid.shape, 1).expand(-1, -1, -1, pairs[t].width)
+            full, empty, *values = metrics_with_edges(
+                model, graph, pairs[t], keep, ablated[t], fn
+            ).tolist()
+            return [(v - empty) / (full - empty) for v in values]
 
-        ends = {t: (metric(t, valid), metric(t, torch.zeros_like(valid))) for t in tasks}
-
-        def share(t: str, keep_flat: Tensor) -> float:
-            full, empty = ends[t]
-            return (metric(t, keep_flat) - empty) / (full - empty)
-
-        for t in tasks:
-            faith[t] = share(t, circuits[t].mask.flatten())
         sets = {s: [random_set(len(circuits[s])) for _ in range(n_random_ablations)] for s in tasks}
-        for s in tasks:
-            c = circuits[s].mask.flatten()
-            kept[s] = {t: share(t, valid & ~c) for t in tasks}
-            random_kept[s] = {
-                t: torch.tensor([share(t, valid & ~r) for r in sets[s]]) for t in tasks
-            }
+        for t in tasks:
+            own, *knocked = shares(
+                t,
+                [circuits[t].mask.flatten()] + [valid & ~circuits[s].mask.flatten() for s in tasks],
+            )
+            faith[t] = own
+            for s, v in zip(tasks, knocked):
+                kept.setdefault(s, {})[t] = v
+                random_kept.setdefault(s, {})[t] = torch.tensor(
+                    shares(t, [valid & ~r for r in sets[s]])
+                )
     return EdgeReuseReport(
         tasks=tasks,
         scores=scores,

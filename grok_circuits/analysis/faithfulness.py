@@ -100,21 +100,122 @@ def ablated_sources(
     return out
 
 
-def _record(act: Tensor, hook, *, model, delta: Tensor, ablated: Tensor, sl: slice) -> Tensor:
-    """A source hook: note how far the source's current output is from its ablated one."""
-    delta[:, :, sl] = source_value(model, hook.name, act) - ablated[:, :, sl]
-    return act
+class _EdgePatcher:
+    """The hooks of one forward pass that ablates edges, for ``k`` edge sets at once: the batch
+    is ``k`` copies of ``n`` examples (edge set major).
 
+    Source hooks record ``delta = current - ablated`` output of each source, laid out
+    ``[k, pos, source, n, d_model]`` so that a destination's correction is one batched matrix
+    product over the sources it can read: ``drop [k, pos, dst, source] @ delta``. The q, k and v
+    inputs of a layer read the same sources, so their corrections are computed together, once
+    per layer, when the layer's q input is reached.
+    """
 
-def _patch(act: Tensor, hook, *, delta: Tensor, drop: Tensor) -> Tensor:
-    """A destination hook: take back what the ablated edges (``drop``, ``[source, dst, pos]``)
-    would not have delivered."""
-    if act.dim() == 4:  # q/k/v input per head
-        return act - torch.einsum("bpsm,shp->bphm", delta, drop)
-    return act - torch.einsum("bpsm,sp->bpm", delta, drop[:, 0])
+    def __init__(self, model, graph: EdgeGraph, drop: Tensor, ablated: Tensor):
+        # drop: [k, source, destination, pos]; ablated: [n, pos, source, d_model]
+        self.model, self.graph = model, graph
+        self.k = drop.shape[0]
+        self.n, n_pos, n_src, d_model = ablated.shape
+        self.drop = drop.permute(0, 3, 2, 1)  # [k, pos, destination, source]
+        self.ablated = ablated.permute(1, 2, 0, 3)  # [pos, source, n, d_model]
+        self.delta = ablated.new_zeros(self.k, n_pos, n_src, self.n, d_model)
+        self.qkv: Tensor | None = None
+
+    def hooks(self) -> list:
+        g = self.graph
+        out = [
+            (name, functools.partial(self.record, sl=sl))
+            for name, sl in zip(g.source_hooks(), g.source_slices())
+        ]
+        for layer in range(g.n_layers):
+            for which, x in enumerate("qkv"):
+                out.append(
+                    (
+                        f"blocks.{layer}.hook_{x}_input",
+                        functools.partial(self.attn, layer=layer, which=which),
+                    )
+                )
+            if g.has_mlp:
+                d = g.mlp_destination(layer)
+                out.append(
+                    (
+                        f"blocks.{layer}.hook_mlp_in",
+                        functools.partial(self.single, d=d, upto=g.mlp_source(layer)),
+                    )
+                )
+        out.append(
+            (
+                f"blocks.{g.n_layers - 1}.hook_resid_post",
+                functools.partial(self.single, d=g.logits_destination, upto=g.n_sources),
+            )
+        )
+        return out
+
+    def record(self, act: Tensor, hook, *, sl: slice) -> Tensor:
+        v = source_value(self.model, hook.name, act)  # [k n, pos, node, d_model]
+        v = v.view(self.k, self.n, *v.shape[1:]).permute(0, 2, 3, 1, 4)
+        self.delta[:, :, sl] = v - self.ablated[None, :, sl]
+        return act
+
+    def _correction(self, dsts: slice, upto: int) -> Tensor:
+        """``[k, pos, len(dsts), n, d_model]``: what the ablated edges into ``dsts`` from the
+        sources before ``upto`` would not have delivered."""
+        k, n_pos, _, n, d_model = self.delta.shape
+        delta = self.delta[:, :, :upto].reshape(k, n_pos, upto, n * d_model)
+        out = torch.matmul(self.drop[:, :, dsts, :upto], delta)
+        return out.view(k, n_pos, -1, n, d_model)
+
+    def attn(self, act: Tensor, hook, *, layer: int, which: int) -> Tensor:
+        g = self.graph
+        if which == 0:  # the layer's q input comes first: correct q, k and v together
+            first = g.qkv_destination(layer, 0)
+            dsts = slice(first, first + 3 * g.n_heads)
+            self.qkv = self._correction(dsts, g.head_source(layer, 0))
+        c = self.qkv[:, :, which * g.n_heads : (which + 1) * g.n_heads]  # [k, pos, head, n, dm]
+        return act - c.permute(0, 3, 1, 2, 4).reshape(act.shape)
+
+    def single(self, act: Tensor, hook, *, d: int, upto: int) -> Tensor:
+        c = self._correction(slice(d, d + 1), upto)[:, :, 0]  # [k, pos, n, d_model]
+        return act - c.permute(0, 2, 1, 3).reshape(act.shape)
 
 
 @torch.no_grad()
+def metrics_with_edges(
+    model: HookedTransformer,
+    graph: EdgeGraph,
+    pairs: PromptPairs,
+    keep: Tensor,
+    ablated: Tensor,
+    metric,
+    *,
+    batch_size: int = 256,
+    max_rows: int = 2048,
+) -> Float[Tensor, " mask"]:
+    """The mean metric on ``pairs`` for each of several edge sets ``keep``
+    (``[mask, source, destination, pos]``): only the kept edges deliver their current value, every
+    other edge its ``ablated`` source output (settings already switched on by
+    :func:`edge_hooks`). Several edge sets run in one forward pass (the examples repeated once
+    per set, at most ``max_rows`` rows), which is what makes many random circuits cheap."""
+    device = model.cfg.device
+    drop_all = (~keep & graph.valid[None, :, :, None]).to(ablated.dtype).to(device)
+    n_masks = drop_all.shape[0]
+    totals = torch.zeros(n_masks, dtype=torch.float64)
+    for i in range(0, len(pairs), batch_size):
+        b = pairs[i : i + batch_size]
+        n = len(b)
+        per = max(1, max_rows // n)
+        abl = ablated[i : i + batch_size].to(device)
+        for k0 in range(0, n_masks, per):
+            patcher = _EdgePatcher(model, graph, drop_all[k0 : k0 + per], abl)
+            k = patcher.k
+            with model.hooks(fwd_hooks=patcher.hooks()):
+                logits = model(b.clean.to(device).repeat(k, 1), return_type="logits")
+            answer = logits_at(logits, b.answer_pos.repeat(k)).view(k, n, -1)
+            for j in range(k):
+                totals[k0 + j] += float(metric(answer[j], b).sum())
+    return (totals / len(pairs)).float()
+
+
 def metric_with_edges(
     model: HookedTransformer,
     graph: EdgeGraph,
@@ -125,32 +226,11 @@ def metric_with_edges(
     *,
     batch_size: int = 256,
 ) -> float:
-    """The mean metric on ``pairs`` when only the edges in ``keep`` (``[source, destination,
-    pos]``) deliver their current value and every other edge its ``ablated`` source output
-    (settings already switched on by :func:`edge_hooks`)."""
-    device = model.cfg.device
-    drop = (~keep & graph.valid[:, :, None]).to(ablated.dtype).to(device)
-    src_names = graph.source_hooks()
-    src_slices = graph.source_slices()
-    dst_names = graph.destination_hooks()
-    dst_slices = graph.destination_slices()
-    total = 0.0
-    for i in range(0, len(pairs), batch_size):
-        b = pairs[i : i + batch_size]
-        abl = ablated[i : i + batch_size].to(device)
-        delta = torch.zeros_like(abl)  # current - ablated output of each source so far
-        hooks = [
-            (n, functools.partial(_patch, delta=delta, drop=drop[:, sl]))
-            for n, sl in zip(dst_names, dst_slices)
-        ]
-        hooks += [
-            (n, functools.partial(_record, model=model, delta=delta, ablated=abl, sl=sl))
-            for n, sl in zip(src_names, src_slices)
-        ]
-        with model.hooks(fwd_hooks=hooks):
-            logits = model(b.clean.to(device), return_type="logits")
-        total += float(metric(logits_at(logits, b.answer_pos), b).sum())
-    return total / len(pairs)
+    """:func:`metrics_with_edges` for one edge set ``keep`` (``[source, destination, pos]``)."""
+    values = metrics_with_edges(
+        model, graph, pairs, keep[None], ablated, metric, batch_size=batch_size
+    )
+    return float(values[0])
 
 
 # ----------------------------------------------------------------------------- the result
@@ -353,12 +433,14 @@ def faithfulness(
     with edge_hooks(model):
         ablated = ablated_sources(model, graph, pairs, ablation, seed=seed, batch_size=batch_size)
 
-        def m(keep_flat: Tensor) -> float:
-            return metric_with_edges(
-                model, graph, pairs, full(keep_flat), ablated, fn, batch_size=batch_size
+        def ms(keep_flat: list[Tensor]) -> list[float]:
+            keep = torch.stack([full(k) for k in keep_flat])
+            values = metrics_with_edges(
+                model, graph, pairs, keep, ablated, fn, batch_size=batch_size
             )
+            return values.tolist()
 
-        m_full, m_empty = m(all_edges), m(torch.zeros_like(all_edges))
+        m_full, m_empty = ms([all_edges, torch.zeros_like(all_edges)])
         span = m_full - m_empty
         if abs(span) < 1e-9:
             raise ValueError(
@@ -367,22 +449,25 @@ def faithfulness(
             )
         faith, comp, rfaith, rcomp = [], [], [], []
         for k in tqdm(sizes, desc="sizes", disable=not progress):
-            chosen = (
-                fixed.mask.flatten() & valid.flatten()
-                if fixed is not None
-                else mask_of(ranking[:k])
+            if fixed is not None:
+                chosen = fixed.mask.flatten() & valid.flatten()
+            else:
+                chosen = mask_of(ranking[:k])
+            draws = 0 if k in (0, n_edges) else n_random  # at 0 and all, any draw is the circuit
+            picks = [
+                mask_of(candidates[rng.choice(len(candidates), k, replace=False)])
+                for _ in range(draws)
+            ]
+            kept = ms([chosen, *picks])
+            dropped = ms([all_edges & ~x for x in (chosen, *picks)]) if completeness else None
+            f_all = [(x - m_empty) / span for x in kept]
+            c_all = (
+                [(m_full - x) / span for x in dropped] if completeness else [math.nan] * len(kept)
             )
-            faith.append((m(chosen) - m_empty) / span)
-            comp.append((m_full - m(all_edges & ~chosen)) / span if completeness else math.nan)
-            rf, rc = [], []
-            if k in (0, n_edges):  # every draw is the circuit itself
-                rf, rc = [faith[-1]] * n_random, [comp[-1]] * n_random
-            for _ in range(n_random if 0 < k < n_edges else 0):
-                pick = mask_of(candidates[rng.choice(len(candidates), k, replace=False)])
-                rf.append((m(pick) - m_empty) / span)
-                rc.append((m_full - m(all_edges & ~pick)) / span if completeness else math.nan)
-            rfaith.append(rf)
-            rcomp.append(rc)
+            faith.append(f_all[0])
+            comp.append(c_all[0])
+            rfaith.append(f_all[1:] if draws else [f_all[0]] * n_random)
+            rcomp.append(c_all[1:] if draws else [c_all[0]] * n_random)
     return Faithfulness(
         sizes=torch.tensor(sizes),
         n_edges=n_edges,
@@ -406,4 +491,5 @@ __all__ = [
     "default_sizes",
     "faithfulness",
     "metric_with_edges",
+    "metrics_with_edges",
 ]
