@@ -7,8 +7,9 @@ component-level cross-ablation cannot tell reuse from damage at that scale. This
 68 components, the same mixed task and preset otherwise), at each run's last checkpoint:
 
 1. ``circuit_reuse(model, task)``: component circuits (the paper's causal tracing, default
-   threshold), their overlap against size-matched random sets, and accuracy after mean-ablating
-   each circuit against ``--n-random-ablations`` random component sets of its size;
+   threshold, or ``--top-k``), their overlap against size-matched random sets, and accuracy
+   after mean-ablating each circuit against ``--n-random-ablations`` random component sets
+   of its size (as many heads and as many MLPs);
 2. ``circuit_reuse(model, task, level="edges")``: edge circuits (EAP-IG, 5 steps, top 5% of the
    (source, destination) edges), their overlap against random edge sets, and the share of each
    task's logit difference kept after knocking out each circuit's edges (corrupt ablation)
@@ -37,6 +38,12 @@ def main() -> None:
     parser.add_argument("--n-examples", type=int, default=300, help="pairs per swap")
     parser.add_argument("--n-random-ablations", type=int, default=20)
     parser.add_argument("--levels", nargs="+", default=["components", "edges"])
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        help="circuit size (components or edges); default: the level's own rule",
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -56,6 +63,7 @@ def main() -> None:
                 model,
                 run.task,
                 level=level,
+                top_k=args.top_k,
                 n_examples=args.n_examples,
                 n_random_ablations=args.n_random_ablations,
                 seed=0,
