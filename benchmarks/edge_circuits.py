@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None, help="folder for the figures (PNG)")
+    parser.add_argument("--timing-only", action="store_true", help="only part 4")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -77,6 +78,13 @@ def main() -> None:
         f"torch threads {torch.get_num_threads()}"
     )
 
+    if not args.timing_only:
+        report(run, pairs, mem, gen, args)
+    timing(run, pairs, sets, gen, args.repeats)
+
+
+def report(run, pairs, mem, gen, args) -> None:
+    """Parts 1 to 3 (and the figures)."""
     scores, faith = {}, {}
     for name, step in (("memorizing", mem), ("generalizing", gen)):
         model = run.model(step)
@@ -119,18 +127,6 @@ def main() -> None:
     change = compare_edges(scores["memorizing"], scores["generalizing"], top_k=10)
     print(change.to_frame().round(3).to_string())
 
-    print("\n== 4. cost: edge attribution vs node-level patching, same pairs, step", gen, "==")
-    model = run.model(gen)
-    _, t_edges = best_time(
-        args.repeats, lambda: edge_attribution(model, pairs, method="eap-ig", ig_steps=5)
-    )
-    _, t_nodes = best_time(args.repeats, lambda: find_circuit(model, sets, method="patching"))
-    print(
-        f"EAP-IG (5 steps), {scores['generalizing'].graph.n_edges} edges x {pairs.width} "
-        f"positions: {t_edges:.2f} s; find_circuit (patching: resid_pre, heads, MLPs): "
-        f"{t_nodes:.2f} s; ratio node/edge {t_nodes / t_edges:.2f}x"
-    )
-
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         circuit.plot(step=gen).savefig(os.path.join(args.out, "edge_circuit.png"), dpi=120)
@@ -139,6 +135,21 @@ def main() -> None:
         plot_faithfulness(faith).savefig(os.path.join(args.out, "faithfulness.png"), dpi=120)
         change.plot().savefig(os.path.join(args.out, "edge_change.png"), dpi=120)
         print(f"figures in {args.out}")
+
+
+def timing(run, pairs, sets, gen, repeats: int) -> None:
+    """Part 4: seconds for edge attribution and for the node-level circuit, same pairs."""
+    print("\n== 4. cost: edge attribution vs node-level patching, same pairs, step", gen, "==")
+    model = run.model(gen)
+    scores, t_edges = best_time(
+        repeats, lambda: edge_attribution(model, pairs, method="eap-ig", ig_steps=5)
+    )
+    _, t_nodes = best_time(repeats, lambda: find_circuit(model, sets, method="patching"))
+    print(
+        f"EAP-IG (5 steps), {scores.graph.n_edges} edges x {pairs.width} positions: "
+        f"{t_edges:.2f} s; find_circuit (patching: resid_pre, heads, MLPs): {t_nodes:.2f} s; "
+        f"ratio node/edge {t_nodes / t_edges:.2f}x"
+    )
 
 
 if __name__ == "__main__":
