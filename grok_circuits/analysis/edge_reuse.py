@@ -30,6 +30,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from grok_circuits.analysis.edges import (
+    DEFAULT_SHARE,
     EdgeCircuit,
     EdgeGraph,
     EdgeScores,
@@ -42,8 +43,8 @@ from grok_circuits.analysis.inputs import swap_pairs
 from grok_circuits.tasks import PromptPairs
 
 #: The edge circuit's size when no ``top_k`` is given: 5% of the graph's (source, destination)
-#: edges, fixed before looking at any result.
-DEFAULT_EDGE_SHARE = 0.05
+#: edges, fixed before looking at any result (the same share as :class:`EdgeScores.circuit`).
+DEFAULT_EDGE_SHARE = DEFAULT_SHARE
 
 
 def _fraction(random: Tensor, observed: float, at_least: bool) -> float:

@@ -77,6 +77,10 @@ from grok_circuits.analysis.inputs import Data, as_pairs
 from grok_circuits.model import logits_at
 from grok_circuits.tasks import PromptPairs
 
+#: The share of the edges an edge circuit keeps when no ``top_k`` or ``threshold`` is given,
+#: fixed before looking at any result.
+DEFAULT_SHARE = 0.05
+
 EdgeMethod = Literal["eap", "eap-ig"]
 EDGE_METHODS: tuple[str, ...] = ("eap", "eap-ig")
 
@@ -470,7 +474,8 @@ class EdgeScores:
         removed (:meth:`EdgeCircuit.pruned`).
 
         Args:
-            top_k, threshold: the selection rule (one of them; default ``top_k=20``).
+            top_k, threshold: the selection rule (one of them; default: the top
+                :data:`DEFAULT_SHARE` of the edges).
             positions: select position-resolved edges (default) or edges summed over positions.
             prune: drop edges that no path from the embeddings reaches, or that reach no path
                 to the logits.
@@ -478,7 +483,7 @@ class EdgeScores:
         if top_k is not None and threshold is not None:
             raise ValueError(f"pass top_k or threshold, not both (got {top_k}, {threshold})")
         if top_k is None and threshold is None:
-            top_k = 20
+            top_k = max(1, round(DEFAULT_SHARE * int(self.valid(positions).sum())))
         if top_k is not None and top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {top_k}")
         valid = self.valid(positions)
@@ -522,8 +527,9 @@ class EdgeScores:
             "sum |score|": float(a.sum()),
         }
 
-    def plot(self, top_k: int = 20, **kw):
-        """The ``top_k`` edge circuit at (layer, position); see :meth:`EdgeCircuit.plot`."""
+    def plot(self, top_k: int | None = None, **kw):
+        """The ``top_k`` edge circuit (default: the top :data:`DEFAULT_SHARE` of the edges) at
+        (layer, position); see :meth:`EdgeCircuit.plot`."""
         return self.circuit(top_k=top_k).plot(**kw)
 
     def __str__(self) -> str:
@@ -878,6 +884,7 @@ def compare_edges(
 
 
 __all__ = [
+    "DEFAULT_SHARE",
     "EDGE_METHODS",
     "Edge",
     "EdgeChange",
