@@ -51,6 +51,18 @@ from grok_circuits.analysis.circuits import (
     find_circuit,
     select_components,
 )
+from grok_circuits.analysis.edge_reuse import EdgeReuseReport
+from grok_circuits.analysis.edges import (
+    EDGE_METHODS,
+    Edge,
+    EdgeChange,
+    EdgeCircuit,
+    EdgeGraph,
+    EdgeScores,
+    compare_edges,
+    edge_attribution,
+)
+from grok_circuits.analysis.faithfulness import EDGE_ABLATIONS, Faithfulness, faithfulness
 from grok_circuits.analysis.fourier import FourierSpectrum, fourier_spectrum
 from grok_circuits.analysis.inputs import as_pairs, check_fits
 from grok_circuits.analysis.logit_lens import LogitLensResult, logit_lens
@@ -76,6 +88,8 @@ __all__ = [
     "CIRCUIT_METHODS",
     "DEFAULT_DIRECTION",
     "DEFAULT_THRESHOLD",
+    "EDGE_ABLATIONS",
+    "EDGE_METHODS",
     "PAIR_METRICS",
     "Ablation",
     "Analysis",
@@ -86,6 +100,13 @@ __all__ = [
     "CircuitMethod",
     "Component",
     "Counterfactuals",
+    "Edge",
+    "EdgeChange",
+    "EdgeCircuit",
+    "EdgeGraph",
+    "EdgeReuseReport",
+    "EdgeScores",
+    "Faithfulness",
     "FourierSpectrum",
     "GroupedAccuracy",
     "LogitLensResult",
@@ -105,7 +126,10 @@ __all__ = [
     "causal_trace",
     "check_fits",
     "circuit_reuse",
+    "compare_edges",
     "compare_stages",
+    "edge_attribution",
+    "faithfulness",
     "find_circuit",
     "fourier_spectrum",
     "logit_difference",

@@ -29,6 +29,7 @@ by the arguments, and the report shows the random distributions next to the obse
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -43,6 +44,7 @@ from grok_circuits.analysis.ablation import (
     all_components,
 )
 from grok_circuits.analysis.circuits import Circuit, CircuitMethod, distinct_clean, find_circuit
+from grok_circuits.analysis.edge_reuse import EdgeReuseReport, edge_reuse
 from grok_circuits.analysis.inputs import Data, check_task_fits, swap_pairs
 from grok_circuits.analysis.metrics import PairMetric
 from grok_circuits.tasks import PromptPairs, Split, TaskData, subtasks
@@ -223,7 +225,8 @@ def circuit_reuse(
     threshold: float | None = None,
     method: CircuitMethod | Callable[..., Circuit] = "patching",
     metric: PairMetric = "strength",
-    ablation: Ablation = "mean",
+    ablation: Ablation | Literal["corrupt"] | None = None,
+    level: Literal["components", "edges"] = "components",
     n_random: int = 1000,
     n_random_ablations: int = 20,
     seed: int = 0,
@@ -231,7 +234,7 @@ def circuit_reuse(
     n_examples: int = 300,
     eval_split: str = "test_id",
     n_eval: int = 1000,
-) -> ReuseReport:
+) -> "ReuseReport | EdgeReuseReport":
     """Find the circuits of two data sets on one model, compare them with a size-matched random
     baseline, and cross-ablate them.
 
@@ -259,8 +262,16 @@ def circuit_reuse(
         eval_split, n_eval: for a task, the probe and number of examples accuracies are
             measured on.
 
+        level: ``"components"`` (heads and MLPs, the default) or ``"edges"``: edge circuits
+            from :func:`~grok_circuits.edge_attribution` (``top_k`` then counts edges; default
+            5% of the graph's), their overlap and cross knock-out of edges against random edge
+            sets of the same size (:mod:`grok_circuits.analysis.edge_reuse`); ``method``,
+            ``metric``, ``eval_a``/``eval_b`` and ``eval_split``/``n_eval`` do not apply.
+            ``ablation`` defaults to ``"mean"`` for components and ``"corrupt"`` for edges.
+
     Returns:
-        A :class:`ReuseReport`.
+        A :class:`ReuseReport`, or an
+        :class:`~grok_circuits.analysis.edge_reuse.EdgeReuseReport` for ``level="edges"``.
     """
     if n_random < 1 or n_random_ablations < 1:
         raise ValueError(
@@ -288,6 +299,27 @@ def circuit_reuse(
         if names[0] == names[1]:
             names = ("a", "b")
     tasks: tuple[str, str] = tuple(names)  # type: ignore[assignment]
+    if level not in ("components", "edges"):
+        raise ValueError(f"level={level!r}; choose 'components' or 'edges'")
+    if level == "edges":
+        if eval_a is not None or eval_b is not None or threshold is not None:
+            raise ValueError(
+                "level='edges' measures each task on its own pairs and selects by top_k; "
+                "eval_a, eval_b and threshold apply to level='components'"
+            )
+        return edge_reuse(
+            model,
+            data,
+            tasks,
+            top_k=top_k,
+            ablation=ablation or "corrupt",
+            n_random=n_random,
+            n_random_ablations=n_random_ablations,
+            seed=seed,
+            pair_kw=dict(split=split, n_examples=n_examples, seed=seed),
+        )
+    if ablation is None:
+        ablation = "mean"
     finder = method if callable(method) else find_circuit
     find = dict(top_k=top_k, threshold=threshold, metric=metric, ablation=ablation, seed=seed)
     if not callable(method):

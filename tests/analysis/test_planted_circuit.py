@@ -26,8 +26,8 @@ EQ = N  # the "=" token
 PERM = torch.tensor([3, 0, 6, 1, 7, 2, 5, 4])
 
 
-@pytest.fixture(scope="module")
-def planted() -> HookedTransformer:
+def build_planted() -> HookedTransformer:
+    """The planted model (see the module docstring)."""
     d_model = 3 * N + 1  # input block, moved block, answer block, the "=" flag
     inp, moved, ans, flag = 0, N, 2 * N, 3 * N
     cfg = HookedTransformerConfig(
@@ -59,8 +59,8 @@ def planted() -> HookedTransformer:
     return model.eval()
 
 
-@pytest.fixture(scope="module")
-def pairs() -> PromptPairs:
+def build_planted_pairs() -> PromptPairs:
+    """Every ``x =`` prompt against every other value of ``x``."""
     x = torch.arange(N).repeat_interleave(N - 1)
     other = torch.tensor([y for i in range(N) for y in range(N) if y != i])
     eq = torch.full_like(x, EQ)
@@ -72,6 +72,16 @@ def pairs() -> PromptPairs:
         pos_labels=("x", "="),
         swap="x",
     )
+
+
+@pytest.fixture(scope="module")
+def planted() -> HookedTransformer:
+    return build_planted()
+
+
+@pytest.fixture(scope="module")
+def pairs() -> PromptPairs:
+    return build_planted_pairs()
 
 
 def test_the_planted_model_computes_the_task(planted, pairs):

@@ -1,0 +1,250 @@
+"""Circuit reuse at the level of edges: ``circuit_reuse(..., level="edges")``.
+
+The component-level test (:mod:`grok_circuits.analysis.reuse`) cannot tell reuse from damage in
+a small model: when a circuit holds 8 of 20 components, ablating *any* 8 components destroys
+both tasks. Edges are finer: a model of a few layers has hundreds of them, a task's circuit is a
+small share, and knocking out a random edge set of its size often leaves a task intact, so a
+circuit that hurts the other task more than random edge sets do says something.
+
+1. **Circuits**: each task's pairs are scored by :func:`~grok_circuits.edge_attribution`
+   (all of a task's swaps pooled into one set of pairs); its circuit is its ``top_k`` edges by
+   absolute score, *summed over positions*: two tasks with different prompt layouts share no
+   positions, but they share the graph's (source, destination) edges.
+2. **Overlap**: the IoU of the two edge sets against ``n_random`` pairs of random edge sets of
+   the same sizes.
+3. **Cross knock-out**: for each circuit and each task, the share of the task's metric (clean
+   minus corrupt answer logit difference) that is *kept* when only that circuit's edges are
+   ablated, ``(m(full minus C) - m(empty)) / (m(full) - m(empty))`` (one minus the completeness
+   drop of :mod:`grok_circuits.analysis.faithfulness`), against ``n_random_ablations`` random edge
+   sets of the same size. Each task's own circuit's faithfulness is reported beside it.
+"""
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from grok_circuits.analysis.edges import (
+    DEFAULT_SHARE,
+    EdgeCircuit,
+    EdgeGraph,
+    EdgeScores,
+    edge_attribution,
+    edge_hooks,
+    metric_fn,
+)
+from grok_circuits.analysis.faithfulness import EdgeAblation, ablated_sources, metrics_with_edges
+from grok_circuits.analysis.inputs import swap_pairs
+from grok_circuits.tasks import PromptPairs
+
+#: The edge circuit's size when no ``top_k`` is given: 5% of the graph's (source, destination)
+#: edges, fixed before looking at any result (the same share as :class:`EdgeScores.circuit`).
+DEFAULT_EDGE_SHARE = DEFAULT_SHARE
+
+
+def _fraction(random: Tensor, observed: float, at_least: bool) -> float:
+    if len(random) == 0 or math.isnan(observed):
+        return math.nan
+    hits = random >= observed - 1e-12 if at_least else random <= observed + 1e-12
+    return float(hits.double().mean())
+
+
+@dataclass(frozen=True, eq=False)
+class EdgeReuseReport:
+    """What ``circuit_reuse(..., level="edges")`` measured.
+
+    Attributes:
+        tasks: the two data sets' names.
+        scores: each one's :class:`~grok_circuits.analysis.edges.EdgeScores`.
+        circuits: each one's edge circuit (``top_k`` edges summed over positions, unpruned).
+        iou: the two circuits' IoU; random_iou: ``[n_random]`` that of random edge sets of the
+            same sizes.
+        kept: ``kept[ablated][task]``, the share of ``task``'s metric kept when the circuit of
+            ``ablated`` is knocked out; random_kept: ``[n_random_ablations]`` the same for
+            random edge sets of that circuit's size.
+        faithfulness: each task's own circuit's faithfulness.
+        ablation: how edges were ablated; n_pairs: pairs per task; seed: seeds the draws.
+    """
+
+    tasks: tuple[str, str]
+    scores: Mapping[str, EdgeScores]
+    circuits: Mapping[str, EdgeCircuit]
+    iou: float
+    random_iou: Float[Tensor, " n_random"]
+    kept: Mapping[str, Mapping[str, float]]
+    random_kept: Mapping[str, Mapping[str, Float[Tensor, " n_random_ablations"]]]
+    faithfulness: Mapping[str, float]
+    ablation: str
+    n_pairs: Mapping[str, int]
+    seed: int
+
+    @property
+    def p_iou(self) -> float:
+        """Fraction of random pairs whose IoU is at least the circuits'."""
+        return _fraction(self.random_iou, self.iou, at_least=True)
+
+    def p_knockout(self, ablated: str, task: str) -> float:
+        """Fraction of random edge sets (sized like ``ablated``'s circuit) that left ``task``
+        at most as much of its metric as the circuit did."""
+        return _fraction(self.random_kept[ablated][task], self.kept[ablated][task], False)
+
+    def overlap_frame(self):
+        import pandas as pd
+
+        r = self.random_iou.numpy()
+        return pd.DataFrame(
+            {
+                "observed": [self.iou],
+                "random mean": [float(r.mean())],
+                "random std": [float(r.std())],
+                "P(random >= observed)": [self.p_iou],
+            },
+            index=["edge IoU"],
+        )
+
+    def to_frame(self):
+        """The cross knock-out table: the share of each task's metric kept (columns) when each
+        circuit or random edge sets of its size are knocked out (rows)."""
+        import pandas as pd
+
+        rows = {}
+        for s in self.tasks:
+            rows[f"{s} circuit"] = {
+                "edges": len(self.circuits[s]),
+                **{t: self.kept[s][t] for t in self.tasks},
+            }
+            rnd = self.random_kept[s]
+            rows[f"random, size of {s} circuit"] = {
+                "edges": len(self.circuits[s]),
+                **{t: float(rnd[t].mean()) for t in self.tasks},
+                **{f"{t} std": float(rnd[t].std(unbiased=False)) for t in self.tasks},
+                **{f"{t} P(<= circuit)": self.p_knockout(s, t) for t in self.tasks},
+            }
+        columns = ["edges", *self.tasks, *(f"{t} std" for t in self.tasks)]
+        columns += [f"{t} P(<= circuit)" for t in self.tasks]
+        return pd.DataFrame(rows).T[columns]
+
+    def plot(self, **kw):
+        """The overlap against its random baseline and the cross knock-out bars. See
+        :func:`grok_circuits.viz.plot_edge_reuse`."""
+        from grok_circuits.viz.edges import plot_edge_reuse
+
+        return plot_edge_reuse(self, **kw)
+
+    def __str__(self) -> str:
+        fmt = lambda x: f"{x:.3f}"  # noqa: E731
+        lines = [
+            f"EdgeReuseReport ({self.ablation} ablation, share of the logit difference kept, "
+            f"{len(self.random_iou)} random pairs, seed {self.seed})"
+        ]
+        for t in self.tasks:
+            c = self.circuits[t]
+            lines.append(
+                f"  {t}: {len(c)} of {c.graph.n_edges} edges, faithfulness "
+                f"{self.faithfulness[t]:.3f}, components {', '.join(map(str, c.components))}"
+            )
+        lines.append(self.overlap_frame().to_string(float_format=fmt))
+        lines.append(self.to_frame().to_string(float_format=fmt))
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def _pooled(model: HookedTransformer, data, **kw) -> PromptPairs:
+    """One set of pairs from a task (every swap pooled) or from given pairs."""
+    sets = swap_pairs(model, data, **kw)
+    return sets[0] if len(sets) == 1 else PromptPairs.concat(sets)
+
+
+def edge_reuse(
+    model: HookedTransformer,
+    data: Sequence,
+    tasks: tuple[str, str],
+    *,
+    top_k: int | None = None,
+    method: str = "eap-ig",
+    ig_steps: int = 5,
+    ablation: EdgeAblation = "corrupt",
+    n_random: int = 1000,
+    n_random_ablations: int = 20,
+    seed: int = 0,
+    pair_kw: Mapping | None = None,
+) -> EdgeReuseReport:
+    """The edge-level reuse report of two data sets (tasks or pairs) on one model; what
+    ``circuit_reuse(..., level="edges")`` calls (see the module docstring)."""
+    graph = EdgeGraph.of(model)
+    k = round(DEFAULT_EDGE_SHARE * graph.n_edges) if top_k is None else int(top_k)
+    if not 0 < k <= graph.n_edges:
+        raise ValueError(f"top_k must lie in 1..{graph.n_edges} (the graph's edges), got {k}")
+    pairs, scores, circuits = {}, {}, {}
+    for t, d in zip(tasks, data):
+        kw = dict(pair_kw or {}) if not isinstance(d, PromptPairs | list | tuple) else {}
+        pairs[t] = _pooled(model, d, **kw)
+        scores[t] = edge_attribution(model, pairs[t], method=method, ig_steps=ig_steps, seed=seed)
+        circuits[t] = scores[t].circuit(top_k=k, positions=False, prune=False)
+    valid = graph.valid.flatten()
+    candidates = torch.nonzero(valid).flatten()
+    rng = np.random.default_rng(seed)
+
+    def random_set(size: int) -> Tensor:
+        m = torch.zeros(valid.numel(), dtype=torch.bool)
+        m[candidates[rng.choice(len(candidates), size, replace=False)]] = True
+        return m
+
+    def iou(x: Tensor, y: Tensor) -> float:
+        union = int((x | y).sum())
+        return int((x & y).sum()) / union if union else math.nan
+
+    a, b = (circuits[t].mask.flatten() for t in tasks)
+    random_iou = torch.tensor(
+        [iou(random_set(int(a.sum())), random_set(int(b.sum()))) for _ in range(n_random)],
+        dtype=torch.float64,
+    )
+    fn = metric_fn("logit_difference")
+    kept, random_kept, faith = {}, {}, {}
+    with edge_hooks(model):
+        ablated = {t: ablated_sources(model, graph, pairs[t], ablation, seed=seed) for t in tasks}
+
+        def shares(t: str, keeps: list[Tensor]) -> list[float]:
+            """The share of ``t``'s metric each edge set keeps (the first two are the full
+            and the empty graph, added here)."""
+            keep = torch.stack([valid, torch.zeros_like(valid), *keeps])
+            keep = keep.view(-1, *graph.valid.shape, 1).expand(-1, -1, -1, pairs[t].width)
+            full, empty, *values = metrics_with_edges(
+                model, graph, pairs[t], keep, ablated[t], fn
+            ).tolist()
+            return [(v - empty) / (full - empty) for v in values]
+
+        sets = {s: [random_set(len(circuits[s])) for _ in range(n_random_ablations)] for s in tasks}
+        for t in tasks:
+            own, *knocked = shares(
+                t,
+                [circuits[t].mask.flatten()] + [valid & ~circuits[s].mask.flatten() for s in tasks],
+            )
+            faith[t] = own
+            for s, v in zip(tasks, knocked):
+                kept.setdefault(s, {})[t] = v
+                random_kept.setdefault(s, {})[t] = torch.tensor(
+                    shares(t, [valid & ~r for r in sets[s]])
+                )
+    return EdgeReuseReport(
+        tasks=tasks,
+        scores=scores,
+        circuits=circuits,
+        iou=iou(a, b),
+        random_iou=random_iou,
+        kept=kept,
+        random_kept=random_kept,
+        faithfulness=faith,
+        ablation=ablation,
+        n_pairs={t: len(p) for t, p in pairs.items()},
+        seed=seed,
+    )
+
+
+__all__ = ["DEFAULT_EDGE_SHARE", "EdgeReuseReport", "edge_reuse"]

@@ -1,0 +1,295 @@
+"""Plots of edge circuits, their faithfulness curves and their change over training.
+
+- :func:`plot_edge_circuit`: an :class:`~grok_circuits.analysis.edges.EdgeCircuit` at
+  (layer, position), as the paper draws its circuits: a column per position, a row per layer
+  (the heads side by side, the MLP half a layer above them), the embeddings below and the logits
+  above; each edge runs at its own position, its width the absolute score, blue where it
+  supports the clean answer and red where it opposes it; a grey arc shows a head moving
+  information from the position where its keys and values are read to a later one.
+- :func:`plot_faithfulness`: faithfulness and completeness against the fraction of edges kept,
+  the random circuits' mean and spread beside the circuit's curve; several results overlay.
+- :func:`plot_edge_change`: each top edge's score at two stages (memorizing, generalizing).
+"""
+
+from collections.abc import Mapping
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+POSITIVE, NEGATIVE = "tab:blue", "tab:red"
+STYLE = {"q": "-", "k": "--", "v": ":", "mlp": "-", "logits": "-"}
+
+
+def _node_xy(graph, kind: str, index: int, pos: int) -> tuple[float, float]:
+    """Where a source (``kind="src"``) or the node a destination feeds is drawn."""
+    width = 0.7
+    if kind == "dst" and index == graph.logits_destination:
+        return float(pos), graph.n_layers + 0.3
+    s = index if kind == "src" else graph.destination_source(index)
+    if s == 0:
+        return float(pos), -1.0
+    comp = graph.source_component(s)
+    if comp.head is None:
+        return float(pos), comp.layer + 0.5
+    offset = (comp.head - (graph.n_heads - 1) / 2) * width / max(graph.n_heads, 1)
+    return pos + offset, float(comp.layer)
+
+
+def plot_edge_circuit(circuit, ax=None, *, title: str | None = None, step: int | None = None):
+    """Draw an edge circuit at (layer, position) (see the module docstring).
+
+    Returns:
+        The matplotlib Figure.
+    """
+    scores = circuit.scores
+    graph = scores.graph
+    mask = circuit.full_mask()
+    norm = scores.normalized
+    n_pos = mask.shape[-1]
+    labels = scores.pos_labels
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(min(11.0, 1.9 * n_pos + 2.5), 1.1 * graph.n_layers + 2.5))
+    else:
+        fig = ax.figure
+    # every node faintly, for orientation
+    for p in range(n_pos):
+        for s in range(graph.n_sources):
+            x, y = _node_xy(graph, "src", s, p)
+            ax.scatter(x, y, s=10, color="0.85", zorder=1)
+    idx = torch.nonzero(mask)
+    weights = norm[mask].abs()
+    top = float(weights.max()) if len(weights) and float(weights.max()) > 0 else 1.0
+    used: set[tuple[int, int]] = set()  # (source, pos) drawn as circuit nodes
+    for (s, d, p), w in zip(idx.tolist(), weights.tolist()):
+        x0, y0 = _node_xy(graph, "src", s, p)
+        x1, y1 = _node_xy(graph, "dst", d, p)
+        value = float(norm[s, d, p])
+        ax.annotate(
+            "",
+            xy=(x1, y1),
+            xytext=(x0, y0),
+            arrowprops=dict(
+                arrowstyle="-|>",
+                color=POSITIVE if value >= 0 else NEGATIVE,
+                lw=0.6 + 3.5 * w / top,
+                alpha=0.35 + 0.65 * w / top,
+                linestyle=STYLE[graph.destination_slot(d)],
+                shrinkA=4,
+                shrinkB=4,
+            ),
+            zorder=2,
+        )
+        used.add((s, p))
+        fed = graph.destination_source(d)
+        if fed is not None:
+            used.add((fed, p))
+    # a head that reads keys/values at p and whose output at a later p' is used
+    for s in range(1, graph.n_sources):
+        comp = graph.source_component(s)
+        if comp.head is None:
+            continue
+        kv = [graph.qkv_destination(comp.layer, w) + comp.head for w in (1, 2)]
+        read = mask[:, kv].any(0).any(0)  # [pos]
+        for p in torch.nonzero(read).flatten().tolist():
+            for q in range(p + 1, n_pos):
+                if mask[s, :, q].any():
+                    x0, y0 = _node_xy(graph, "src", s, p)
+                    x1, y1 = _node_xy(graph, "src", s, q)
+                    ax.annotate(
+                        "",
+                        xy=(x1, y1),
+                        xytext=(x0, y0),
+                        arrowprops=dict(
+                            arrowstyle="-|>",
+                            color="0.55",
+                            lw=1.0,
+                            connectionstyle="arc3,rad=-0.35",
+                            shrinkA=4,
+                            shrinkB=4,
+                        ),
+                        zorder=2,
+                    )
+                    used.add((s, q))
+    for s, p in sorted(used):
+        x, y = _node_xy(graph, "src", s, p)
+        ax.scatter(x, y, s=60, color="white", edgecolor="0.2", zorder=3)
+        ax.annotate(
+            graph.sources[s],
+            (x, y),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize=7,
+            zorder=4,
+        )
+    logits = {p for s, d, p in idx.tolist() if d == graph.logits_destination}
+    for p in logits:
+        x, y = _node_xy(graph, "dst", graph.logits_destination, p)
+        ax.scatter(x, y, s=90, marker="s", color="0.2", zorder=3)
+        ax.annotate(
+            "logits", (x, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8
+        )
+    ax.set_xticks(range(n_pos), labels)
+    ax.set_yticks(
+        [-1.0, *range(graph.n_layers)],
+        ["embed", *(f"layer {i}" for i in range(graph.n_layers))],
+    )
+    ax.set_xlim(-0.6, n_pos - 0.4)
+    ax.set_ylim(-1.5, graph.n_layers + 0.8)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    rule = f"top {circuit.top_k}" if circuit.top_k is not None else f">= {circuit.threshold}"
+    where = f", step {step}" if step is not None else ""
+    ax.set_title(
+        title
+        or f"Edge circuit ({scores.method}, {rule}, {len(circuit)} edges after pruning{where})\n"
+        "width |score|; blue helps, red hurts; line q solid, k dashed, v dotted",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_faithfulness(results, *, title: str | None = None):
+    """Faithfulness and completeness drop against the fraction of edges kept, for one
+    :class:`~grok_circuits.analysis.faithfulness.Faithfulness` or a ``{name: result}`` dict;
+    the random circuits' mean +- std is drawn as a band in the same colour.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    if not isinstance(results, Mapping):
+        results = {"circuit": results}
+    show_comp = any(not np.isnan(r.completeness.numpy()).all() for r in results.values())
+    fig, axes = plt.subplots(1, 2 if show_comp else 1, figsize=(10 if show_comp else 5.5, 3.8))
+    axes = np.atleast_1d(axes)
+    panels = [("faithfulness", "recovered fraction of the metric")]
+    if show_comp:
+        panels.append(("completeness", "drop when only the circuit is ablated"))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (attr, ylabel), ax in zip(panels, axes):
+        for k, (name, r) in enumerate(results.items()):
+            x = r.fractions
+            c = colors[k % len(colors)]
+            mine = getattr(r, attr).numpy()
+            rnd = getattr(r, f"random_{attr}").numpy()
+            a = r.auc
+            ax.plot(x, mine, "-o", color=c, ms=3, label=f"{name} (AUC {a[attr]:.2f})")
+            mean, std = rnd.mean(1), rnd.std(1)
+            ax.plot(
+                x,
+                mean,
+                "--",
+                color=c,
+                lw=1,
+                label=f"{name}: {rnd.shape[1]} random (AUC {a['random ' + attr]:.2f})",
+            )
+            ax.fill_between(x, mean - std, mean + std, color=c, alpha=0.15, lw=0)
+        ax.set_xscale("symlog", linthresh=0.01)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("fraction of edges in the circuit")
+        ax.set_ylabel(ylabel)
+        ax.axhline(0, color="0.8", lw=0.8, zorder=0)
+        ax.axhline(1, color="0.8", lw=0.8, zorder=0)
+        ax.legend(fontsize=7, loc="best")
+        ax.set_title(attr, fontsize=10)
+    first = next(iter(results.values()))
+    fig.suptitle(
+        title or f"Edge circuits vs random circuits of the same size ({first.ablation} ablation)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_edge_change(change, ax=None, *, title: str | None = None):
+    """Each edge's normalised score at the two stages of an
+    :class:`~grok_circuits.analysis.edges.EdgeChange`, joined by a line.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    n = len(change.edges)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.5, 0.3 * n + 1.6))
+    else:
+        fig = ax.figure
+    y = np.arange(n)[::-1]
+    a, b = change.before.numpy(), change.after.numpy()
+    for yi, ai, bi in zip(y, a, b):
+        ax.plot([ai, bi], [yi, yi], color="0.7", lw=1.5, zorder=1)
+    ax.scatter(a, y, color="0.5", label=change.names[0], zorder=2)
+    ax.scatter(b, y, color=POSITIVE, label=change.names[1], zorder=3)
+    ax.set_yticks(y, [e.label(change.pos_labels) for e in change.edges], fontsize=8)
+    ax.axvline(0, color="0.8", lw=0.8, zorder=0)
+    ax.set_xlabel("edge score (share of the swap's effect)")
+    ax.legend(fontsize=8)
+    ax.set_title(title or f"Top edges: {change.names[0]} -> {change.names[1]}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_edge_reuse(report, *, title: str | None = None):
+    """Two panels of an :class:`~grok_circuits.analysis.edge_reuse.EdgeReuseReport`: the
+    circuits' edge IoU (red line) over the histogram of random edge sets of the same sizes;
+    the share of each task's metric kept after knocking out each circuit (dark bars) or random
+    edge sets of its size (light bars, error bar = std).
+
+    Returns:
+        The matplotlib Figure.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1, 1.4]})
+    ax = axes[0]
+    values = report.random_iou.numpy()
+    values = values[np.isfinite(values)]
+    ax.hist(
+        values,
+        bins=20,
+        color="lightgray",
+        edgecolor="gray",
+        label=f"random edge sets (n={values.size})",
+    )
+    ax.axvline(
+        report.iou,
+        color="red",
+        lw=2,
+        label=f"the circuits: {report.iou:.2f} (P = {report.p_iou:.3f})",
+    )
+    ax.set_xlabel("edge IoU of the two circuits")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    tasks = report.tasks
+    width = 0.2
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for j, s in enumerate(tasks):
+        for i, t in enumerate(tasks):
+            x = i + (j - 0.5) * 2 * width
+            rnd = report.random_kept[s][t].numpy()
+            ax.bar(
+                x - width / 2,
+                report.kept[s][t],
+                width,
+                color=colors[j],
+                label=f"{s} circuit knocked out" if i == 0 else None,
+            )
+            ax.bar(
+                x + width / 2,
+                rnd.mean(),
+                width,
+                yerr=rnd.std(),
+                color=colors[j],
+                alpha=0.35,
+                label=f"random, size of {s} circuit" if i == 0 else None,
+            )
+    ax.set_xticks(range(len(tasks)), [f"on {t}" for t in tasks])
+    ax.set_ylabel("share of the logit difference kept")
+    ax.axhline(1, color="0.8", lw=0.8, zorder=0)
+    ax.axhline(0, color="0.8", lw=0.8, zorder=0)
+    ax.legend(fontsize=7)
+    fig.suptitle(title or f"Edge-level circuit reuse ({report.ablation} ablation)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["plot_edge_change", "plot_edge_circuit", "plot_edge_reuse", "plot_faithfulness"]
