@@ -37,7 +37,7 @@ def tiny_comparison():
     return make_task("comparison", preset=None, **TINY_COMPARISON)
 
 
-#: Each tutorial as nbmake executed it in this session (path -> executed notebook).
+#: Each tutorial as nbmake executed it in this test run (path -> executed notebook).
 EXECUTED_NOTEBOOKS: dict = {}
 _nbmake_execute = NotebookRun.execute
 
