@@ -1,4 +1,4 @@
-"""Hook-based analyses, one call each, on any ``HookedTransformer`` and any data.
+"""Hook-based analyses, one call each, on any model (``HookedTransformer`` or ``TransformerBridge``) and any data.
 
 Every analysis takes a model and :class:`~grok_circuits.PromptPairs` (clean and corrupt token
 tensors; build them from tensors, or let a registered task build them), and never asks which task

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
+from grok_circuits.backend import Model
 
 from grok_circuits.analysis.metrics import top1_predictions
 from grok_circuits.tasks import Split
@@ -98,7 +98,7 @@ def _labels(split: Split, by: GroupSpec) -> tuple[str, Tensor]:
 
 
 @torch.no_grad()
-def accuracy(model: HookedTransformer, split: Split, *, batch_size: int = 4096) -> float:
+def accuracy(model: Model, split: Split, *, batch_size: int = 4096) -> float:
     """Top-1 accuracy of ``model`` on ``split`` at its answer positions: the ``{probe}_acc``
     that training logs, for any split and any model, e.g. a probe a run was not trained with,
     at every checkpoint::
@@ -118,7 +118,7 @@ def accuracy(model: HookedTransformer, split: Split, *, batch_size: int = 4096) 
 
 @torch.no_grad()
 def accuracy_by(
-    model: HookedTransformer, split: Split, by: GroupSpec, *, batch_size: int = 4096
+    model: Model, split: Split, by: GroupSpec, *, batch_size: int = 4096
 ) -> GroupedAccuracy:
     """Top-1 accuracy of ``model`` on ``split``, per group of examples.
 
