@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a model config field (grok_circuits.backend.PORTABLE_FIELDS), e.g. n_layers=2 (repeatable)",
+        help="a model config field (backend.PORTABLE_FIELDS), e.g. n_layers=2 (repeatable)",
     )
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -79,9 +79,7 @@ def answer_loss(model: Model, batch: Split, loss: LossFn = F.cross_entropy) -> T
 
 
 @torch.no_grad()
-def evaluate(
-    model: Model, probes: dict[str, Split], batch_size: int = 4096
-) -> dict[str, float]:
+def evaluate(model: Model, probes: dict[str, Split], batch_size: int = 4096) -> dict[str, float]:
     """``{probe}_acc`` and ``{probe}_loss`` (mean over the probe) for each probe."""
     was_training = model.training
     model.eval()
@@ -152,7 +150,7 @@ def train(
         task: from :func:`grok_circuits.make_task`.
         cfg: the :class:`TrainConfig` (defaults if None).
         out: the run folder (created). It must be empty unless ``resume=True``.
-        model_cfg: a model config (:func:`grok_circuits.model.model_config`); default ``model_config(task, cfg.model_size)``.
+        model_cfg: a model config; default ``model_config(task, cfg.model_size)``.
         resume: continue the run in ``out`` from its last intact checkpoint. The stored task,
             model and training configs are used; ``cfg`` (or None) may only change the
             ``RESUME_CHANGEABLE`` fields: ``max_steps``, the stopping rule and ``device``.

@@ -34,9 +34,9 @@ from typing import Literal
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from grok_circuits.backend import Model
 from transformer_lens.utilities import get_act_name
 
+from grok_circuits.backend import Model
 from grok_circuits.model import answer_logits
 from grok_circuits.tasks import Split
 

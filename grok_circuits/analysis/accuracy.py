@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Int
 from torch import Tensor
-from grok_circuits.backend import Model
 
 from grok_circuits.analysis.metrics import top1_predictions
+from grok_circuits.backend import Model
 from grok_circuits.tasks import Split
 
 GroupSpec = str | Tensor | Callable[[Split], Tensor]

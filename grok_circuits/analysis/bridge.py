@@ -39,13 +39,13 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from grok_circuits.backend import Model
 
 from grok_circuits.analysis.causal_tracing import CausalTrace, trace_pairs
 from grok_circuits.analysis.inputs import Data, as_pairs
 from grok_circuits.analysis.logit_lens import LogitLensResult, logit_lens
 from grok_circuits.analysis.metrics import PairMetric
 from grok_circuits.analysis.over_checkpoints import over_checkpoints
+from grok_circuits.backend import Model
 from grok_circuits.runs import Run
 from grok_circuits.tasks import PromptPairs, Split
 from grok_circuits.tasks.registry import Facts

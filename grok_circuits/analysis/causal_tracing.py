@@ -72,9 +72,8 @@ import torch
 import transformer_lens.utilities as tl_utils
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from grok_circuits import backend
-from grok_circuits.backend import Model
 
+from grok_circuits import backend
 from grok_circuits.analysis.metrics import (
     Metric,
     PairMetric,
@@ -83,6 +82,7 @@ from grok_circuits.analysis.metrics import (
     prediction_changed,
     top1_predictions,
 )
+from grok_circuits.backend import Model
 from grok_circuits.tasks import PromptPairs
 
 try:  # TransformerLens >= 3.x names; older 3.x releases called them HookedTransformerKeyValue*
@@ -401,7 +401,8 @@ def causal_trace(
     """Patch one activation at every (layer, position) (or head) and record ``metric``.
 
     Args:
-        model: a model (``HookedTransformer`` or ``TransformerBridge``) (put it in eval mode: dropout would make runs differ).
+        model: a ``HookedTransformer`` or ``TransformerBridge`` (put it in eval mode: dropout
+            would make runs differ).
         clean_tokens: the clean prompts.
         corrupt_tokens: the corrupt prompts, same shape; usually one token swapped per example
             (:class:`grok_circuits.PromptPairs`; :func:`trace_pairs` traces those).

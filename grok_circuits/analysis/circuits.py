@@ -47,7 +47,6 @@ from typing import Literal
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from grok_circuits.backend import Model
 
 from grok_circuits.analysis.ablation import (
     Ablation,
@@ -64,6 +63,7 @@ from grok_circuits.analysis.inputs import (
     swap_pairs,
 )
 from grok_circuits.analysis.metrics import PairMetric, check_metric
+from grok_circuits.backend import Model
 from grok_circuits.tasks import PromptPairs, Split, TaskData
 from grok_circuits.tasks.registry import Facts
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from grok_circuits.backend import Model
 
+from grok_circuits.backend import Model
 from grok_circuits.tasks import TaskData, task_spec
 
 #: The share of the energy the key frequencies must hold (see the module docstring).

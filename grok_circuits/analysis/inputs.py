@@ -10,7 +10,6 @@ line instead of a wrong number or an ``IndexError`` from deep inside Transformer
 from collections.abc import Sequence
 
 from grok_circuits.backend import Model, ModelConfig
-
 from grok_circuits.tasks import PromptPairs, Split, TaskData, make_pairs, subtasks, task_spec
 from grok_circuits.tasks.registry import Facts
 

@@ -25,6 +25,7 @@ import torch
 import transformer_lens.utilities as tl_utils
 from jaxtyping import Float, Int
 from torch import Tensor
+
 from grok_circuits.backend import Model
 
 PositionsLike = int | Sequence[int] | Int[Tensor, " batch"] | Int[Tensor, "batch n_pos"]

@@ -18,8 +18,8 @@ from typing import Literal
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from grok_circuits.backend import Model
 
+from grok_circuits.backend import Model
 from grok_circuits.model import logits_at
 
 #: A metric maps the patched run's logits to a scalar (like TransformerLens' patching metrics),

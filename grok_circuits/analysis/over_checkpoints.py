@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from grok_circuits.backend import Model
 
+from grok_circuits.backend import Model
 from grok_circuits.runs import Run
 
 Getter = str | Callable[[Any], Any]

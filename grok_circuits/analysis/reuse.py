@@ -34,7 +34,6 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from grok_circuits.backend import Model
 
 from grok_circuits.analysis.ablation import (
     Ablation,
@@ -45,6 +44,7 @@ from grok_circuits.analysis.ablation import (
 from grok_circuits.analysis.circuits import Circuit, CircuitMethod, distinct_clean, find_circuit
 from grok_circuits.analysis.inputs import Data, check_task_fits, swap_pairs
 from grok_circuits.analysis.metrics import PairMetric
+from grok_circuits.backend import Model
 from grok_circuits.tasks import PromptPairs, Split, TaskData, subtasks
 
 

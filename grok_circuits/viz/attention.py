@@ -15,9 +15,9 @@ import torch
 from circuitsvis.utils.render import RenderedHTML
 from jaxtyping import Float
 from torch import Tensor
-from grok_circuits.backend import Model
 from transformer_lens.utilities import get_act_name
 
+from grok_circuits.backend import Model
 from grok_circuits.tasks import TaskData
 
 
