@@ -28,7 +28,6 @@ positions, gated MLPs and grouped-query attention are refused there (their weigh
 over from 3.x exactly).
 """
 
-import inspect
 import math
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
@@ -117,21 +116,6 @@ def config_class() -> type:
     from transformer_lens import HookedTransformerConfig
 
     return HookedTransformerConfig
-
-
-def config_fields() -> set[str]:
-    """The field names the installed config class accepts."""
-    cls = config_class()
-    names = set()
-    for klass in cls.__mro__:
-        if klass is object:
-            continue
-        try:
-            params = inspect.signature(klass).parameters.values()
-        except (TypeError, ValueError):
-            continue
-        names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-    return names
 
 
 # ----------------------------------------------------------------------------- config
@@ -440,10 +424,4 @@ def supports_midway_start(model: "Model") -> bool:
     """Whether a forward pass can start at block L with earlier positions' keys and values
     given (``start_at_layer`` + a frozen ``past_kv_cache``). Only ``HookedTransformer`` does:
     the 4.x bridge ignores ``past_kv_cache`` without an error, and still runs every block."""
-    return not BRIDGE and not isinstance(model, _bridge_types())
-
-
-def _bridge_types() -> tuple:
-    if not BRIDGE:
-        return ()
-    return (model_class(),)
+    return isinstance(model, torch.nn.Module) and not BRIDGE
