@@ -25,7 +25,8 @@ if [ "$(tl_version "$TL4_VENV/bin/python" 2>/dev/null)" != "$TL4_VERSION" ]; the
     "$TL4_VENV/bin/python" -m pip install -q "transformer-lens==$TL4_VERSION" || exit 1
 fi
 echo "== TransformerLens $(tl_version "$TL4_VENV/bin/python") =="
-PATH="$PWD/$TL4_VENV/bin:$PATH" "$TL4_VENV/bin/python" -m pytest "$@"
+# the notebooks' kernels start as "python" from PATH: the 4.x one
+PATH="$(cd "$TL4_VENV/bin" && pwd):$PATH" "$TL4_VENV/bin/python" -m pytest "$@"
 status_second=$?
 
 echo "TransformerLens $(tl_version python): exit $status_first;" \
