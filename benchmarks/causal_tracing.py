@@ -16,7 +16,9 @@ with the clean-cache run it needs and under ``torch.no_grad`` (called plainly it
 build autograd graphs); both are timed end to end, best of ``--repeats``. The numbers must
 agree to 1e-5 (``torch.testing.assert_close``).
 
-Run: ``python benchmarks/causal_tracing.py`` (under a minute on two CPU cores).
+Run: ``python benchmarks/causal_tracing.py`` (under a minute on two CPU cores). Under
+TransformerLens 4.x (``.venv-tl4/bin/python benchmarks/causal_tracing.py``) the model is a
+``TransformerBridge``, which cannot start a pass mid-way, so only batching and copying remain.
 """
 
 import argparse
@@ -29,6 +31,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # TransformerLens' patcher draws a p
 import torch  # noqa: E402
 from transformer_lens import patching  # noqa: E402
 
+from grok_circuits import backend  # noqa: E402
 from grok_circuits.analysis import causal_trace, logit_difference, make_pairs  # noqa: E402
 from grok_circuits.model import build_model, model_config  # noqa: E402
 from grok_circuits.tasks import make_task  # noqa: E402
@@ -76,7 +79,8 @@ def main() -> None:
 
     print(
         f"causal tracing of resid_pre (denoising), {args.examples} training inferred queries, "
-        f"torch threads {torch.get_num_threads()}, device {device}, best of {args.repeats}"
+        f"torch threads {torch.get_num_threads()}, device {device}, best of {args.repeats}; "
+        f"TransformerLens {backend.TL_VERSION} ({backend.BACKEND})"
     )
     print(
         f"{'task':<16}{'corrupt input':<14}{'TL (s)':>8}{'ours (s)':>10}{'speed-up':>10}"

@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="generate a task and train a HookedTransformer on it")
+    t = sub.add_parser("train", help="generate a task and train a transformer on it")
     t.add_argument("task", choices=_TaskNames(), metavar="TASK", help="one of: %(choices)s")
     t.add_argument(
         "--preset",
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="any HookedTransformerConfig field, e.g. n_layers=2 (repeatable)",
+        help="a model config field (backend.PORTABLE_FIELDS), e.g. n_layers=2 (repeatable)",
     )
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")

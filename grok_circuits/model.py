@@ -1,13 +1,12 @@
-"""``HookedTransformerConfig`` presets sized to a task's vocabulary, and model construction.
+"""Model config presets sized to a task's vocabulary, and model construction (through
+:mod:`grok_circuits.backend`, on TransformerLens 3.x or 4.x).
 
 The paper trains a GPT-2-shaped decoder from scratch (8 layers, d_model 768, 12 heads). The
 ``"tutorial"`` size is the smallest model we found to grok the tutorial tasks quickly on two CPU
 cores (see ``benchmarks/README.md`` for what was tried); ``"tiny"`` exists for tests.
 """
 
-import dataclasses
 import difflib
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,11 +15,12 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from grok_circuits import backend
 from grok_circuits.config import ModelSize
 from grok_circuits.tasks import TaskData, task_spec
 
 if TYPE_CHECKING:  # imported where used: TransformerLens takes seconds to import
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from grok_circuits.backend import Model, ModelConfig
 
 #: Shape of each size preset: (n_layers, d_model, n_heads).
 SIZES: dict[str, tuple[int, int, int]] = {
@@ -30,30 +30,27 @@ SIZES: dict[str, tuple[int, int, int]] = {
 }
 
 
-def model_config(
-    task: TaskData, size: ModelSize = "tutorial", **overrides
-) -> "HookedTransformerConfig":
-    """A ``HookedTransformerConfig`` for ``task``: vocabulary and context sized to its tokens.
+def model_config(task: TaskData, size: ModelSize = "tutorial", **overrides) -> "ModelConfig":
+    """The model config for ``task`` (a ``HookedTransformerConfig`` on TransformerLens 3.x, a
+    ``TransformerBridgeConfig`` on 4.x): vocabulary and context sized to its tokens.
 
     Args:
         task: the task the model will be trained on (sets ``d_vocab`` and ``n_ctx``; its
             registration may change the size's shape through ``model_overrides``, e.g. a
             1-layer model without LayerNorm for modular arithmetic).
         size: ``"tiny"``, ``"tutorial"`` or ``"paper"``.
-        **overrides: any ``HookedTransformerConfig`` field (e.g. ``n_layers=2``), applied last.
+        **overrides: any of :data:`grok_circuits.backend.PORTABLE_FIELDS` (e.g.
+            ``n_layers=2``), applied last.
     """
-    from transformer_lens import HookedTransformerConfig
-
     if size not in SIZES:
         raise ValueError(f"unknown model size {size!r}; choose one of {sorted(SIZES)}")
-    known = {f.name for f in dataclasses.fields(HookedTransformerConfig) if f.init}
+    known = set(backend.PORTABLE_FIELDS)
     unknown = sorted(set(overrides) - known)
     if unknown:
         close = [m for name in unknown for m in difflib.get_close_matches(name, known, n=1)]
         hint = f"did you mean {close}? " if close else ""
         raise ValueError(
-            f"unknown HookedTransformerConfig field(s) {unknown}; {hint}"
-            f"the fields are {sorted(known)}"
+            f"unknown model config field(s) {unknown}; {hint}the fields are {sorted(known)}"
         )
     n_layers, d_model, n_heads = SIZES[size]
     fields = dict(
@@ -75,28 +72,24 @@ def model_config(
         raise ValueError(
             f"d_vocab={fields['d_vocab']} is smaller than the task's vocabulary ({len(task.vocab)})"
         )
-    return HookedTransformerConfig(**fields)
+    return backend.make_config(**fields)
 
 
 def build_model(
-    cfg: "HookedTransformerConfig",
+    cfg: "ModelConfig",
     seed: int = 0,
     device: str | torch.device = "cpu",
     n_loops: int = 1,
-) -> "HookedTransformer":
-    """A freshly initialised ``HookedTransformer``; the same seed gives the same weights.
+) -> "Model":
+    """A freshly initialised model (``HookedTransformer`` on TransformerLens 3.x,
+    ``TransformerBridge`` on 4.x); the same seed gives the same weights on both.
 
     The seed is applied inside ``torch.random.fork_rng`` so that building a model leaves the
     caller's global RNG untouched. ``n_loops > 1`` shares the blocks' parameters across
     ``n_loops`` passes (:func:`share_blocks`); ``n_loops=1`` builds the usual model.
     """
-    from transformer_lens import HookedTransformer
-
     check_loops(cfg.n_layers, n_loops)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = HookedTransformer(cfg, move_to_device=False)
-    model = model.to(device, print_details=False)
+    model = backend.build_model(cfg, seed=seed, device=device)
     return share_blocks(model, n_loops) if n_loops > 1 else model
 
 
@@ -104,7 +97,7 @@ def build_model(
 # Appendix E.2 of Wang et al. (2024): sharing the parameters of the lower and the upper half of
 # the network ("in the spirit of the Universal Transformer": 4 layers run twice) lets OOD
 # composition generalize, slowly, because the upper half then holds every atomic fact the lower
-# half learned as a first hop. Here the model stays one ``HookedTransformer`` with ``n_layers``
+# half learned as a first hop. Here the model stays one model with ``n_layers``
 # blocks, and block ``i`` holds the *same parameter objects* as block ``i % n_unique_layers``:
 # every hook point, cache entry and per-block analysis still exists per block (per pass), while
 # the optimizer, the weight norm and the checkpoints see each shared parameter once.
@@ -122,12 +115,12 @@ def check_loops(n_layers: int, n_loops: int) -> int:
     return n_layers // n_loops
 
 
-def share_blocks(model: "HookedTransformer", n_loops: int) -> "HookedTransformer":
+def share_blocks(model: "Model", n_loops: int) -> "Model":
     """Make ``model`` run ``n_layers / n_loops`` unique blocks ``n_loops`` times, in place.
 
     Block ``i`` takes the parameter objects of block ``i % n_unique_layers`` (its own initial
     values are dropped), so a gradient step on one moves all its copies, and the model remains
-    a plain ``HookedTransformer`` whose hooks name every block. Returns ``model``.
+    a plain model whose hooks name every block. Returns ``model``.
     """
     n_unique = check_loops(model.cfg.n_layers, n_loops)
     for i in range(n_unique, model.cfg.n_layers):
@@ -138,22 +131,23 @@ def share_blocks(model: "HookedTransformer", n_loops: int) -> "HookedTransformer
     return model
 
 
-def count_loops(model: "HookedTransformer") -> int:
+def count_loops(model: "Model") -> int:
     """How many times ``model`` runs its unique blocks (1 for a model without shared blocks)."""
-    first = model.blocks[0].attn.W_Q
+    params = dict(backend.named_parameters(model))
+    first = params["blocks.0.attn.W_Q"]
     n_unique = next(
-        (i for i in range(1, model.cfg.n_layers) if model.blocks[i].attn.W_Q is first),
+        (i for i in range(1, model.cfg.n_layers) if params[f"blocks.{i}.attn.W_Q"] is first),
         model.cfg.n_layers,
     )
     return model.cfg.n_layers // n_unique
 
 
-def _aliases(model: "HookedTransformer") -> dict[str, str]:
+def _aliases(model: "Model") -> dict[str, str]:
     """Parameter name -> the name of the first parameter it is the same object as, for every
     parameter that repeats one before it (empty without shared blocks)."""
     first: dict[int, str] = {}
     out = {}
-    for name, param in model.named_parameters(remove_duplicate=False):
+    for name, param in backend.named_parameters(model):
         if id(param) in first:
             out[name] = first[id(param)]
         else:
@@ -161,16 +155,17 @@ def _aliases(model: "HookedTransformer") -> dict[str, str]:
     return out
 
 
-def model_weights(model: "HookedTransformer") -> dict[str, Tensor]:
-    """The state dict with every shared parameter once (under its first block's name): what a
-    checkpoint stores. The full ``state_dict()`` without shared blocks."""
+def model_weights(model: "Model") -> dict[str, Tensor]:
+    """The state dict in ``HookedTransformer``'s format (on either TransformerLens version) with
+    every shared parameter once (under its first block's name): what a checkpoint stores."""
     aliases = _aliases(model)
-    return {k: v for k, v in model.state_dict().items() if k not in aliases}
+    return {k: v for k, v in backend.model_weights(model).items() if k not in aliases}
 
 
-def load_weights(model: "HookedTransformer", weights: dict[str, Tensor]) -> "HookedTransformer":
-    """Load weights saved by :func:`model_weights` (or a full state dict) into ``model``,
-    keeping its shared blocks shared. Returns ``model``.
+def load_weights(model: "Model", weights: dict[str, Tensor]) -> "Model":
+    """Load weights saved by :func:`model_weights` (or a full state dict in
+    ``HookedTransformer``'s format) into ``model``, keeping its shared blocks shared. Returns
+    ``model``.
 
     Raises a ValueError if the weights do not fit the model's sharing: weights of a model with
     shared blocks into one without (its repeated blocks are missing), or weights whose copies of
@@ -188,39 +183,21 @@ def load_weights(model: "HookedTransformer", weights: dict[str, Tensor]) -> "Hoo
                 "shares (n_loops > 1); load them into a model built with the n_loops they were "
                 "trained with"
             )
-    missing = sorted(set(model.state_dict()) - set(full))
+    missing = sorted(set(backend.model_weights(model)) - set(full))
     if missing:
         raise ValueError(
             f"the weights lack {missing[:4]}{' ...' if len(missing) > 4 else ''}: they come "
             "from a model with shared blocks; build this one with the same n_loops "
             "(TrainConfig.n_loops)"
         )
-    model.load_state_dict(full)
-    return model
+    return backend.load_weights(model, full)
 
 
-def config_to_dict(cfg: "HookedTransformerConfig") -> dict:
-    """A JSON-safe dict of the config fields needed to rebuild it (no derived fields)."""
-    d = {}
-    for key, value in cfg.to_dict().items():
-        if isinstance(value, torch.dtype):
-            value = str(value).removeprefix("torch.")
-        d[key] = value
-    json.dumps(d)  # fail here, not half way through a write
-    return d
+config_to_dict = backend.config_to_dict
+config_from_dict = backend.config_from_dict
 
 
-def config_from_dict(d: dict) -> "HookedTransformerConfig":
-    from transformer_lens import HookedTransformerConfig
-
-    d = dict(d)
-    if isinstance(d.get("dtype"), str):
-        d["dtype"] = getattr(torch, d["dtype"])
-    d.pop("device", None)  # chosen where the model is loaded, not where it was trained
-    return HookedTransformerConfig.from_dict(d)
-
-
-def save_config(cfg: "HookedTransformerConfig", path: str | os.PathLike) -> None:
+def save_config(cfg: "ModelConfig", path: str | os.PathLike) -> None:
     from grok_circuits.io import atomic_write_json
 
     atomic_write_json(Path(path), config_to_dict(cfg))
@@ -260,7 +237,7 @@ def logits_at(
 
 
 def answer_logits(
-    model: "HookedTransformer", tokens: Int[Tensor, "batch pos"], answer_pos: Int[Tensor, " batch"]
+    model: "Model", tokens: Int[Tensor, "batch pos"], answer_pos: Int[Tensor, " batch"]
 ) -> Float[Tensor, "batch d_vocab"]:
     """Run ``model`` on ``tokens`` and keep the logits at each example's answer position."""
     return logits_at(model(tokens, return_type="logits"), answer_pos)

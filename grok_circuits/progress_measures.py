@@ -34,8 +34,9 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from grok_circuits import backend
+from grok_circuits.backend import Model
 from grok_circuits.model import answer_logits
 from grok_circuits.tasks import Split, TaskData
 from grok_circuits.tasks.registry import lens_targets
@@ -65,7 +66,7 @@ def middle_layer(n_layers: int) -> int | None:
 
 @torch.no_grad()
 def lens_mrr_at(
-    model: HookedTransformer,
+    model: Model,
     tokens: Int[Tensor, "batch pos"],
     targets: Int[Tensor, " batch"],
     positions: Int[Tensor, " batch"],
@@ -134,10 +135,10 @@ class ProgressMeasures:
         for name, (targets, positions) in lens_targets(task, probe).items():
             self.lens[name] = (probe.tokens.to(device), targets.to(device), positions.to(device))
 
-    def __call__(self, model: HookedTransformer) -> dict[str, float]:
+    def __call__(self, model: Model) -> dict[str, float]:
         was_training = model.training
         model.eval()
-        params = list(model.parameters())
+        params = backend.parameters(model)
         with torch.enable_grad():
             logits = answer_logits(model, self.sample.tokens, self.sample.answer_pos)
             loss = self.loss(logits, self.sample.answers)
@@ -163,7 +164,7 @@ class ProgressMeasures:
 
 
 def progress_measures(
-    model: HookedTransformer,
+    model: Model,
     task: TaskData,
     loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
     size: int = MEASURE_SIZE,

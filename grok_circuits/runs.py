@@ -3,7 +3,7 @@
 Layout of a run folder::
 
     task.json            task name, generator parameters and the data's fingerprint
-    model_config.json    the HookedTransformerConfig
+    model_config.json    the model config (grok_circuits.backend.PORTABLE_FIELDS)
     train_config.json    the TrainConfig
     metrics.json         one row per evaluation (step, loss and accuracy per probe, weight norm)
     checkpoints.json     index of complete checkpoints: step -> file names and SHA-256 digests
@@ -34,7 +34,7 @@ from grok_circuits.model import build_model, config_from_dict, load_weights, res
 from grok_circuits.tasks import TaskData, make_task
 
 if TYPE_CHECKING:  # imported where used: TransformerLens takes seconds to import
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from grok_circuits.backend import Model, ModelConfig
 
 TASK_FILE = "task.json"
 MODEL_CONFIG_FILE = "model_config.json"
@@ -201,7 +201,7 @@ class CheckpointStore:
 
 
 class _ModelConfigField:
-    """The ``Run.model_cfg`` field: a ``HookedTransformerConfig``, which may be given as its
+    """The ``Run.model_cfg`` field: the model config, which may be given as its
     stored dict and is then built on first use, so that reading a run's metrics and summary
     does not import TransformerLens (seconds). It has no default."""
 
@@ -227,7 +227,7 @@ class Run:
     Attributes:
         path: the run folder.
         task_name, task_params: what regenerates :attr:`task`.
-        model_cfg: the ``HookedTransformerConfig`` (or its stored dict, built into one on
+        model_cfg: the model config (or its stored dict, built into one on
             first use).
         train_cfg: the ``TrainConfig``.
         metrics: one dict per evaluation, in step order.
@@ -238,7 +238,7 @@ class Run:
     path: Path
     task_name: str
     task_params: dict
-    model_cfg: "HookedTransformerConfig" = _ModelConfigField()
+    model_cfg: "ModelConfig" = _ModelConfigField()
     train_cfg: TrainConfig
     metrics: list[dict] = field(default_factory=list)
     task_fingerprint: str | None = None
@@ -298,7 +298,7 @@ class Run:
             )
         return task
 
-    def model(self, step: int | None = None, device: str | None = "auto") -> "HookedTransformer":
+    def model(self, step: int | None = None, device: str | None = "auto") -> "Model":
         """The model at checkpoint ``step`` (default: the last intact one), in eval mode."""
         steps, damaged = self._verify_checkpoints()
         if not steps:
@@ -362,7 +362,7 @@ class Run:
         last = self.metrics[-1] if self.metrics else {}
         k = self.key_probes
         m = self._model_shape()
-        # HookedTransformerConfig.n_params counts the blocks' weights; shared blocks count once.
+        # n_params counts the blocks' weights; shared blocks count once.
         n_loops = self.train_cfg.n_loops
         loops = f" ({m['n_layers'] // n_loops} unique blocks x {n_loops})" if n_loops > 1 else ""
         steps, damaged = self._verify_checkpoints()
@@ -385,11 +385,14 @@ class Run:
     def _model_shape(self) -> dict:
         """n_layers, d_model, n_heads and n_params, from the stored dict where the config has
         not been built (building it imports TransformerLens)."""
-        names = ("n_layers", "d_model", "n_heads", "n_params")
+        from grok_circuits.backend import block_params
+
+        names = ("n_layers", "d_model", "n_heads")
         stored = self.__dict__.get("_model_cfg")
         if isinstance(stored, dict) and all(n in stored for n in names):
-            return {n: stored[n] for n in names}
-        return {n: getattr(self.model_cfg, n) for n in names}
+            return {**{n: stored[n] for n in names}, "n_params": block_params(stored)}
+        cfg = self.model_cfg
+        return {**{n: getattr(cfg, n) for n in names}, "n_params": block_params(cfg)}
 
     def __repr__(self) -> str:
         return (

@@ -1,4 +1,4 @@
-"""Train a ``HookedTransformer`` on a grokking task, with the loss on the answer token only.
+"""Train a model on a grokking task, with the loss on the answer token only.
 
 One loop, read top to bottom (nanoGPT's ``train.py`` is the model)::
 
@@ -40,8 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from grok_circuits import backend
+from grok_circuits.backend import Model, ModelConfig
 from grok_circuits.config import RESUME_CHANGEABLE, TrainConfig
 from grok_circuits.gpu import autocast, training_forward
 from grok_circuits.io import atomic_write_json, read_json
@@ -74,7 +75,7 @@ from grok_circuits.tracking import MetricsMirror, check_trackers
 
 # ----------------------------------------------------------------------------- pieces
 def answer_loss(
-    model: HookedTransformer,
+    model: Model,
     batch: Split,
     loss: LossFn = F.cross_entropy,
     precision: str = "float32",
@@ -88,9 +89,7 @@ def answer_loss(
 
 
 @torch.no_grad()
-def evaluate(
-    model: HookedTransformer, probes: dict[str, Split], batch_size: int = 4096
-) -> dict[str, float]:
+def evaluate(model: Model, probes: dict[str, Split], batch_size: int = 4096) -> dict[str, float]:
     """``{probe}_acc`` and ``{probe}_loss`` (mean over the probe) for each probe."""
     was_training = model.training
     model.eval()
@@ -120,10 +119,10 @@ def batch_indices(n: int, batch_size: int | None, seed: int, step: int) -> Tenso
     return torch.randperm(n, generator=g)[k * batch_size : (k + 1) * batch_size]
 
 
-def make_optimizer(model: HookedTransformer, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with decay on matrices and embeddings only (biases and LayerNorm undecayed)."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+def make_optimizer(model: Model, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with decay on matrices, embeddings and the attention's query, key and value biases;
+    LayerNorm and the other biases undecayed (:func:`grok_circuits.backend.decays`)."""
+    decay, no_decay = backend.param_groups(model)
     return torch.optim.AdamW(
         [
             {"params": decay, "weight_decay": cfg.weight_decay},
@@ -141,8 +140,8 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * min(1.0, step / cfg.warmup_steps)
 
 
-def weight_norm(model: HookedTransformer) -> float:
-    return math.sqrt(sum(float(p.detach().pow(2).sum()) for p in model.parameters()))
+def weight_norm(model: Model) -> float:
+    return math.sqrt(sum(float(p.detach().pow(2).sum()) for p in backend.parameters(model)))
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -151,7 +150,7 @@ def train(
     cfg: TrainConfig | None = None,
     *,
     out: str | Path,
-    model_cfg: HookedTransformerConfig | None = None,
+    model_cfg: ModelConfig | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> Run:
@@ -161,7 +160,7 @@ def train(
         task: from :func:`grok_circuits.make_task`.
         cfg: the :class:`TrainConfig` (defaults if None).
         out: the run folder (created). It must be empty unless ``resume=True``.
-        model_cfg: a ``HookedTransformerConfig``; default ``model_config(task, cfg.model_size)``.
+        model_cfg: a model config; default ``model_config(task, cfg.model_size)``.
         resume: continue the run in ``out`` from its last intact checkpoint. The stored task,
             model and training configs are used; ``cfg`` (or None) may only change the
             ``RESUME_CHANGEABLE`` fields: ``max_steps``, the stopping rule and ``device``.
@@ -241,7 +240,7 @@ def train(
         unit="step",
         dynamic_ncols=True,
     )
-    params = list(model.parameters())
+    params = backend.parameters(model)
     forward = training_forward(model, cfg)
     mirror = MetricsMirror(cfg.log_to, out, {"task": read_json(out / TASK_FILE), **cfg.to_dict()})
     start = time.perf_counter()
@@ -276,7 +275,7 @@ def train(
             for hook in hooks:
                 hook(params)
             if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
             bar.update(1)
             if step % cfg.eval_every == 0 or step == cfg.max_steps:

@@ -14,6 +14,12 @@ TINY_COMPOSITION = dict(
 TINY_COMPARISON = dict(n_entities=20, n_attributes=3, n_values=4, phi=2.0, test_id_fraction=0.1)
 
 
+def pytest_report_header(config):
+    from grok_circuits import backend
+
+    return f"grok_circuits backend: TransformerLens {backend.TL_VERSION} ({backend.BACKEND})"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
     """Run the tests on one intra-op thread, then restore the setting.

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from grok_circuits import load_run
+from grok_circuits import backend, load_run
 from grok_circuits.cli import main
 from grok_circuits.runs import Run
 
@@ -132,12 +132,12 @@ def test_run_model_loads_the_checkpointed_weights(tiny_composition, tmp_path):
         run.model(33)
     assert run.nearest_step(33) == 40
     m0, m40 = run.model(0), run.model(40)
-    w0 = dict(m0.named_parameters())["embed.W_E"]
-    assert not torch.equal(w0, dict(m40.named_parameters())["embed.W_E"])
+    w0 = dict(backend.named_parameters(m0))["embed.W_E"]
+    assert not torch.equal(w0, dict(backend.named_parameters(m40))["embed.W_E"])
     from grok_circuits.model import build_model
 
     torch.testing.assert_close(
-        w0, dict(build_model(run.model_cfg, seed=0).named_parameters())["embed.W_E"]
+        w0, dict(backend.named_parameters(build_model(run.model_cfg, seed=0)))["embed.W_E"]
     )
 
 

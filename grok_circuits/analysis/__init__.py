@@ -1,4 +1,5 @@
-"""Hook-based analyses, one call each, on any ``HookedTransformer`` and any data.
+"""Hook-based analyses, one call each, on any model and any data (``HookedTransformer`` on
+TransformerLens 3.x, ``TransformerBridge`` on 4.x).
 
 Every analysis takes a model and :class:`~grok_circuits.PromptPairs` (clean and corrupt token
 tensors; build them from tensors, or let a registered task build them), and never asks which task

@@ -34,9 +34,9 @@ from typing import Literal
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 from transformer_lens.utilities import get_act_name
 
+from grok_circuits.backend import Model
 from grok_circuits.model import answer_logits
 from grok_circuits.tasks import Split
 
@@ -113,7 +113,7 @@ class Component:
 ComponentLike = Component | str | tuple[int, ...]
 
 
-def all_components(model: HookedTransformer) -> list[Component]:
+def all_components(model: Model) -> list[Component]:
     """Every attention head and every MLP of ``model``, in computation order."""
     out = []
     for layer in range(model.cfg.n_layers):
@@ -123,7 +123,7 @@ def all_components(model: HookedTransformer) -> list[Component]:
     return out
 
 
-def as_components(model: HookedTransformer, components: Iterable[ComponentLike]) -> list[Component]:
+def as_components(model: Model, components: Iterable[ComponentLike]) -> list[Component]:
     """Parse and check ``components`` against ``model``; sorted, duplicates removed."""
     out = {Component.parse(c) for c in components}
     cfg = model.cfg
@@ -162,7 +162,7 @@ def _formats(split: Split, reference: Split) -> Int[Tensor, " batch"]:
 
 @torch.no_grad()
 def _cache(
-    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], names: Sequence[str]
+    model: Model, tokens: Int[Tensor, "batch pos"], names: Sequence[str]
 ) -> dict[str, Tensor]:
     _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
     return {n: cache[n] for n in names}
@@ -170,7 +170,7 @@ def _cache(
 
 @torch.no_grad()
 def _format_means(
-    model: HookedTransformer,
+    model: Model,
     reference: Split,
     names: Sequence[str],
     width: int,
@@ -233,7 +233,7 @@ def _position_mask(positions: Sequence[int] | None, width: int) -> Tensor:
 
 @torch.no_grad()
 def ablated_answer_logits(
-    model: HookedTransformer,
+    model: Model,
     split: Split,
     components: Iterable[ComponentLike],
     *,
@@ -309,7 +309,7 @@ def ablated_answer_logits(
 
 
 def accuracy_under_ablation(
-    model: HookedTransformer,
+    model: Model,
     split: Split,
     components: Iterable[ComponentLike],
     *,

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from grok_circuits.analysis.metrics import top1_predictions
+from grok_circuits.backend import Model
 from grok_circuits.tasks import Split
 
 GroupSpec = str | Tensor | Callable[[Split], Tensor]
@@ -98,7 +98,7 @@ def _labels(split: Split, by: GroupSpec) -> tuple[str, Tensor]:
 
 
 @torch.no_grad()
-def accuracy(model: HookedTransformer, split: Split, *, batch_size: int = 4096) -> float:
+def accuracy(model: Model, split: Split, *, batch_size: int = 4096) -> float:
     """Top-1 accuracy of ``model`` on ``split`` at its answer positions: the ``{probe}_acc``
     that training logs, for any split and any model, e.g. a probe a run was not trained with,
     at every checkpoint::
@@ -110,7 +110,7 @@ def accuracy(model: HookedTransformer, split: Split, *, batch_size: int = 4096) 
     return float(_hits(model, split, batch_size).float().mean())
 
 
-def _hits(model: HookedTransformer, split: Split, batch_size: int) -> Tensor:
+def _hits(model: Model, split: Split, batch_size: int) -> Tensor:
     """Whether ``model``'s top-1 prediction is the answer, per example, in eval mode (the
     model's mode is restored afterwards)."""
     was_training = model.training
@@ -123,7 +123,7 @@ def _hits(model: HookedTransformer, split: Split, batch_size: int) -> Tensor:
 
 @torch.no_grad()
 def accuracy_by(
-    model: HookedTransformer, split: Split, by: GroupSpec, *, batch_size: int = 4096
+    model: Model, split: Split, by: GroupSpec, *, batch_size: int = 4096
 ) -> GroupedAccuracy:
     """Top-1 accuracy of ``model`` on ``split``, per group of examples.
 

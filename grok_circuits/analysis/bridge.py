@@ -39,13 +39,13 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from grok_circuits.analysis.causal_tracing import CausalTrace, trace_pairs
 from grok_circuits.analysis.inputs import Data, as_pairs
 from grok_circuits.analysis.logit_lens import LogitLensResult, logit_lens
 from grok_circuits.analysis.metrics import PairMetric
 from grok_circuits.analysis.over_checkpoints import over_checkpoints
+from grok_circuits.backend import Model
 from grok_circuits.runs import Run
 from grok_circuits.tasks import PromptPairs, Split
 from grok_circuits.tasks.registry import Facts
@@ -205,7 +205,7 @@ class BridgeTraceOverTime:
 
 # ----------------------------------------------------------------------------- computing them
 def _trace(
-    model: HookedTransformer,
+    model: Model,
     pairs: PromptPairs,
     *,
     metric: PairMetric,
@@ -235,7 +235,7 @@ def _check_threshold(threshold: float) -> None:
 
 
 def trace_reasoning(
-    model: HookedTransformer,
+    model: Model,
     pairs: Data,
     *,
     metric: PairMetric = "strength",
@@ -246,7 +246,7 @@ def trace_reasoning(
     """Logit lens of every lens target and the causal strength of every state, for one model.
 
     Args:
-        model: any ``HookedTransformer``.
+        model: any model (``HookedTransformer`` or ``TransformerBridge``).
         pairs: :class:`~grok_circuits.PromptPairs` (their ``lens`` targets are decoded; with
             none, the answer at the answer position), or a registered task, whose default swap
             and lens targets build them (``task_kw``: ``swap``, ``subtask``, ``split``,
@@ -268,7 +268,7 @@ def trace_reasoning(
 
 
 def trace_bridge(
-    model_or_run: HookedTransformer | Run,
+    model_or_run: Model | Run,
     task: Data | None = None,
     n_examples: int = 300,
     *,

@@ -39,7 +39,10 @@ TransformerLens to 1e-5) and does only the work a patch can change, exactly:
    start at block ``L`` from the unpatched run's residual stream (``start_at_layer``); and as
    attention is causal, positions before the first one the patch changes are not recomputed:
    the later positions attend to their stored keys and values (a frozen TransformerLens
-   key-value cache) and their logits are copied.
+   key-value cache) and their logits are copied. Only ``HookedTransformer`` (TransformerLens
+   3.x) can: 4.x's ``TransformerBridge`` ignores ``past_kv_cache`` without an error and runs
+   every block even with ``start_at_layer``, so there each patched row is a full forward pass
+   (:func:`grok_circuits.backend.supports_midway_start`); batching and copying still apply.
 3. *Copying whole runs*: the two unpatched runs compute every state before the swapped token
    identically. A patch that changes nothing (the patched-in state equals the one it replaces)
    is the unpatched run, and a residual-stream patch after which the whole stream equals the
@@ -69,8 +72,8 @@ import torch
 import transformer_lens.utilities as tl_utils
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from grok_circuits import backend
 from grok_circuits.analysis.metrics import (
     Metric,
     PairMetric,
@@ -79,6 +82,7 @@ from grok_circuits.analysis.metrics import (
     prediction_changed,
     top1_predictions,
 )
+from grok_circuits.backend import Model
 from grok_circuits.tasks import PromptPairs
 
 try:  # TransformerLens >= 3.x names; older 3.x releases called them HookedTransformerKeyValue*
@@ -232,7 +236,7 @@ def _columns(
 
 
 def _make_cells(
-    model: HookedTransformer,
+    model: Model,
     activation: str,
     cols: list[list[int]],
     n_pos: int,
@@ -261,13 +265,16 @@ def _make_cells(
 
 
 # ----------------------------------------------------------------------------- forward passes
-def _can_start_midway(model: HookedTransformer) -> bool:
+def _can_start_midway(model: Model) -> bool:
     """Whether a patched run may start at block L on positions >= p (see the module docstring).
 
     Needs causal attention (earlier positions never read later ones), positions already inside
     the residual stream (learned absolute embeddings; rotary or shortformer models need the
     position handled inside attention) and no attention mask computed from the tokens (TL only
-    builds one for left-padding tokenizers)."""
+    builds one for left-padding tokenizers), and a model that honours ``past_kv_cache`` (not the
+    4.x ``TransformerBridge``: :func:`grok_circuits.backend.supports_midway_start`)."""
+    if not backend.supports_midway_start(model):
+        return False
     cfg = model.cfg
     tokenizer = getattr(model, "tokenizer", None)
     left_padded = tokenizer is not None and getattr(tokenizer, "padding_side", None) == "left"
@@ -280,7 +287,7 @@ def _can_start_midway(model: HookedTransformer) -> bool:
 
 @torch.no_grad()
 def _record(
-    model: HookedTransformer,
+    model: Model,
     tokens: Int[Tensor, "batch pos"],
     names: list[str],
     batch_size: int,
@@ -310,7 +317,7 @@ def _patch_hook(mask: Tensor, source: Tensor):
 
 @torch.no_grad()
 def _patched_logits(
-    model: HookedTransformer,
+    model: Model,
     hook_name: str,
     layer: int,
     start: int,
@@ -379,7 +386,7 @@ def _call_metric(metric: Metric, logits: Tensor, per_example: bool) -> Tensor:
 # ----------------------------------------------------------------------------- the function
 @torch.no_grad()
 def causal_trace(
-    model: HookedTransformer,
+    model: Model,
     clean_tokens: Int[Tensor, "batch pos"],
     corrupt_tokens: Int[Tensor, "batch pos"],
     metric: Metric,
@@ -394,7 +401,8 @@ def causal_trace(
     """Patch one activation at every (layer, position) (or head) and record ``metric``.
 
     Args:
-        model: a ``HookedTransformer`` (put it in eval mode: dropout would make runs differ).
+        model: a ``HookedTransformer`` or ``TransformerBridge`` (put it in eval mode: dropout
+            would make runs differ).
         clean_tokens: the clean prompts.
         corrupt_tokens: the corrupt prompts, same shape; usually one token swapped per example
             (:class:`grok_circuits.PromptPairs`; :func:`trace_pairs` traces those).
@@ -593,7 +601,7 @@ trace_head_out_by_pos = _specialise(
 
 # ----------------------------------------------------------------------------- on prompt pairs
 def trace_pairs(
-    model: HookedTransformer,
+    model: Model,
     pairs: PromptPairs,
     *,
     metric: PairMetric = "strength",

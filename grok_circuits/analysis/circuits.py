@@ -47,7 +47,6 @@ from typing import Literal
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from grok_circuits.analysis.ablation import (
     Ablation,
@@ -64,6 +63,7 @@ from grok_circuits.analysis.inputs import (
     swap_pairs,
 )
 from grok_circuits.analysis.metrics import PairMetric, check_metric
+from grok_circuits.backend import Model
 from grok_circuits.tasks import PromptPairs, Split, TaskData
 from grok_circuits.tasks.registry import Facts
 
@@ -249,7 +249,7 @@ def distinct_clean(pairs: Sequence[PromptPairs]) -> Split:
 
 
 def patching_scores(
-    model: HookedTransformer,
+    model: Model,
     pairs: Sequence[PromptPairs],
     *,
     metric: PairMetric = "strength",
@@ -280,7 +280,7 @@ def patching_scores(
 
 
 def ablation_scores(
-    model: HookedTransformer, examples: Split, *, ablation: Ablation = "mean", seed: int = 0
+    model: Model, examples: Split, *, ablation: Ablation = "mean", seed: int = 0
 ) -> dict:
     """Each component's score: the accuracy lost on ``examples`` when it alone is ablated (at
     every position, with the mean of or a resample from the same examples)."""
@@ -301,7 +301,7 @@ CIRCUIT_METHODS: dict[str, Callable[..., dict]] = {
 
 @torch.no_grad()
 def find_circuit(
-    model: HookedTransformer,
+    model: Model,
     pairs: Data | Sequence[PromptPairs],
     *,
     top_k: int | None = None,
@@ -321,7 +321,7 @@ def find_circuit(
     ``threshold``.
 
     Args:
-        model: any ``HookedTransformer``.
+        model: any model (``HookedTransformer`` or ``TransformerBridge``).
         pairs: :class:`~grok_circuits.PromptPairs` or a list of them (one per swapped token;
             a component's score is its largest over them), or a registered task: then pairs are
             drawn from ``split`` for each of its ``swaps`` (default: all it registers), as the

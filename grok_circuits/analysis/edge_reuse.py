@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
+from grok_circuits.backend import Model
 
 from grok_circuits.analysis.edges import (
     DEFAULT_SHARE,
@@ -155,14 +155,14 @@ class EdgeReuseReport:
     __repr__ = __str__
 
 
-def _pooled(model: HookedTransformer, data, **kw) -> PromptPairs:
+def _pooled(model: Model, data, **kw) -> PromptPairs:
     """One set of pairs from a task (every swap pooled) or from given pairs."""
     sets = swap_pairs(model, data, **kw)
     return sets[0] if len(sets) == 1 else PromptPairs.concat(sets)
 
 
 def edge_reuse(
-    model: HookedTransformer,
+    model: Model,
     data: Sequence,
     tasks: tuple[str, str],
     *,

@@ -45,7 +45,8 @@ minus mean corrupt metric), so 1 is the entire effect (the convention of
 :func:`~grok_circuits.find_circuit`'s ``metric="logit_difference"``). Edges are ranked by the
 absolute score, as in EAP.
 
-**What TransformerLens gives and what is ours.** ``HookedTransformer`` already exposes the
+**What TransformerLens gives and what is ours.** ``HookedTransformer`` (and the 4.x bridge)
+already exposes the
 destinations: ``use_split_qkv_input`` gives a copy of the residual stream per head for each of
 q, k and v, and ``use_hook_mlp_in`` the MLP's input, so the graph is read and edited through
 hooks only; those settings are switched on for the duration of a call and restored afterwards,
@@ -70,7 +71,7 @@ from typing import Literal, NamedTuple
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
+from grok_circuits.backend import Model
 
 from grok_circuits.analysis.ablation import Component
 from grok_circuits.analysis.inputs import Data, as_pairs
@@ -105,7 +106,7 @@ class EdgeGraph:
     has_mlp: bool
 
     @classmethod
-    def of(cls, model: HookedTransformer) -> "EdgeGraph":
+    def of(cls, model: Model) -> "EdgeGraph":
         cfg = model.cfg
         unsupported = [
             name
@@ -293,7 +294,7 @@ class Edge(NamedTuple):
 
 # ----------------------------------------------------------------------------- model settings
 @contextlib.contextmanager
-def edge_hooks(model: HookedTransformer) -> Iterator[None]:
+def edge_hooks(model: Model) -> Iterator[None]:
     """Switch on the hook points the edge graph reads (a q/k/v input per head, the MLP input)
     and restore the model's settings afterwards, also on error."""
     cfg = model.cfg
@@ -308,7 +309,7 @@ def edge_hooks(model: HookedTransformer) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _frozen(model: HookedTransformer) -> Iterator[None]:
+def _frozen(model: Model) -> Iterator[None]:
     """Parameters without gradients for the duration (the gradients wanted are the
     activations'; the caller's ``requires_grad`` flags and ``.grad`` are left as they were)."""
     flags = [(p, p.requires_grad) for p in model.parameters()]
@@ -327,7 +328,7 @@ def _stack(acts: Sequence[Tensor]) -> Float[Tensor, "batch pos node d_model"]:
 
 
 def head_outputs(
-    model: HookedTransformer, layer: int, z: Float[Tensor, "batch pos head d_head"]
+    model: Model, layer: int, z: Float[Tensor, "batch pos head d_head"]
 ) -> Float[Tensor, "batch pos head d_model"]:
     """Each head's output in the residual stream, ``z @ W_O`` per head (what ``hook_result``
     holds with ``use_attn_result``, computed without its ``[..., d_head, d_model]``
@@ -335,7 +336,7 @@ def head_outputs(
     return torch.einsum("bphe,hem->bphm", z, model.blocks[layer].attn.W_O)
 
 
-def source_value(model: HookedTransformer, name: str, act: Tensor) -> Tensor:
+def source_value(model: Model, name: str, act: Tensor) -> Tensor:
     """A source hook's activation as the source's output ``[batch, pos, node, d_model]``."""
     if name.endswith("attn.hook_z"):
         return head_outputs(model, int(name.split(".")[1]), act)
@@ -344,7 +345,7 @@ def source_value(model: HookedTransformer, name: str, act: Tensor) -> Tensor:
 
 @torch.no_grad()
 def source_outputs(
-    model: HookedTransformer, graph: EdgeGraph, tokens: Tensor
+    model: Model, graph: EdgeGraph, tokens: Tensor
 ) -> Float[Tensor, "batch pos source d_model"]:
     """Every source's output on ``tokens``, in source order."""
     names = graph.source_hooks()
@@ -677,7 +678,7 @@ class EdgeCircuit:
 
 # ----------------------------------------------------------------------------- the method
 def _gradients(
-    model: HookedTransformer,
+    model: Model,
     graph: EdgeGraph,
     pairs: PromptPairs,
     metric: Callable[[Tensor, PromptPairs], Tensor],
@@ -707,7 +708,7 @@ def _gradients(
 
 
 def edge_attribution(
-    model: HookedTransformer,
+    model: Model,
     pairs: Data,
     *,
     method: EdgeMethod = "eap-ig",
@@ -725,7 +726,7 @@ def edge_attribution(
     docstring).
 
     Args:
-        model: any ``HookedTransformer`` with a sequential residual stream (not modified: its
+        model: any ``Model`` with a sequential residual stream (not modified: its
             hook settings are restored and its parameters' gradients untouched).
         pairs: :class:`~grok_circuits.PromptPairs`, or a registered task (pairs are then built
             with ``swap``, ``subtask``, ``split``, ``n_examples``, ``seed``, as everywhere).

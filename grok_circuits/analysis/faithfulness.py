@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
+from grok_circuits.backend import Model
 
 from grok_circuits.analysis.ablation import _resample_draw
 from grok_circuits.analysis.edges import (
@@ -66,7 +66,7 @@ EDGE_ABLATIONS: tuple[str, ...] = ("corrupt", "mean", "resample")
 # ----------------------------------------------------------------------------- edge ablation
 @torch.no_grad()
 def ablated_sources(
-    model: HookedTransformer,
+    model: Model,
     graph: EdgeGraph,
     pairs: PromptPairs,
     ablation: EdgeAblation = "corrupt",
@@ -181,7 +181,7 @@ class _EdgePatcher:
 
 @torch.no_grad()
 def metrics_with_edges(
-    model: HookedTransformer,
+    model: Model,
     graph: EdgeGraph,
     pairs: PromptPairs,
     keep: Tensor,
@@ -217,7 +217,7 @@ def metrics_with_edges(
 
 
 def metric_with_edges(
-    model: HookedTransformer,
+    model: Model,
     graph: EdgeGraph,
     pairs: PromptPairs,
     keep: Tensor,
@@ -343,7 +343,7 @@ def default_sizes(n_edges: int) -> list[int]:
 
 
 def faithfulness(
-    model: HookedTransformer,
+    model: Model,
     pairs: Data,
     circuit_or_scores: EdgeCircuit | EdgeScores,
     *,

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from grok_circuits.backend import Model
 from grok_circuits.tasks import TaskData, task_spec
 
 #: The share of the energy the key frequencies must hold (see the module docstring).
@@ -140,7 +140,7 @@ def cyclic_token_ids(tokens: TaskData | Sequence[int]) -> list[int]:
 
 @torch.no_grad()
 def fourier_spectrum(
-    model: HookedTransformer,
+    model: Model,
     tokens: TaskData | Sequence[int],
     *,
     coverage: float = DEFAULT_COVERAGE,
@@ -149,7 +149,7 @@ def fourier_spectrum(
     """The Fourier spectrum of ``model``'s token embedding over a cyclic group of tokens.
 
     Args:
-        model: any ``HookedTransformer``.
+        model: any model (``HookedTransformer`` or ``TransformerBridge``).
         tokens: a task that registers ``cyclic_tokens`` (modular arithmetic: the residues
             ``0 .. p-1``), or the ids of the group's tokens in order.
         coverage: the share of the energy the key frequencies must hold, in (0, 1].

@@ -9,19 +9,18 @@ line instead of a wrong number or an ``IndexError`` from deep inside Transformer
 
 from collections.abc import Sequence
 
-from transformer_lens import HookedTransformer, HookedTransformerConfig
-
+from grok_circuits.backend import Model, ModelConfig
 from grok_circuits.tasks import PromptPairs, Split, TaskData, make_pairs, subtasks, task_spec
 from grok_circuits.tasks.registry import Facts
 
 #: What an analysis accepts as its data.
 Data = PromptPairs | TaskData
 #: A model, or only its config (enough to check that data fits it).
-ModelLike = HookedTransformer | HookedTransformerConfig
+ModelLike = Model | ModelConfig
 
 
-def _cfg(model: ModelLike) -> HookedTransformerConfig:
-    return model if isinstance(model, HookedTransformerConfig) else model.cfg
+def _cfg(model: ModelLike) -> ModelConfig:
+    return model if isinstance(model, ModelConfig) else model.cfg
 
 
 def check_fits(model: ModelLike, pairs: PromptPairs) -> PromptPairs:

@@ -25,7 +25,8 @@ import torch
 import transformer_lens.utilities as tl_utils
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
+
+from grok_circuits.backend import Model
 
 PositionsLike = int | Sequence[int] | Int[Tensor, " batch"] | Int[Tensor, "batch n_pos"]
 
@@ -160,7 +161,7 @@ def _as_grid(
 
 @torch.no_grad()
 def logit_lens(
-    model: HookedTransformer,
+    model: Model,
     tokens: Int[Tensor, "batch pos"],
     targets: Int[Tensor, " batch"] | Int[Tensor, "batch n_pos"],
     positions: PositionsLike,
@@ -171,7 +172,7 @@ def logit_lens(
     """Rank of ``targets`` in the logit-lens decoding of every layer at ``positions``.
 
     Args:
-        model: a ``HookedTransformer``.
+        model: a model (``HookedTransformer`` or ``TransformerBridge``).
         tokens: the prompts.
         targets: the token id to rank, per example (``[batch]``) or per example and column
             (``[batch, n_pos]``).

@@ -18,8 +18,8 @@ from typing import Literal
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from grok_circuits.backend import Model
 from grok_circuits.model import logits_at
 
 #: A metric maps the patched run's logits to a scalar (like TransformerLens' patching metrics),
@@ -80,7 +80,7 @@ def logit_difference(
 
 @torch.no_grad()
 def top1_predictions(
-    model: HookedTransformer,
+    model: Model,
     tokens: Int[Tensor, "batch pos"],
     answer_pos: Int[Tensor, " batch"],
     batch_size: int = 4096,

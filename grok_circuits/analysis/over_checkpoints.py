@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from grok_circuits.backend import Model
 from grok_circuits.runs import Run
 
 Getter = str | Callable[[Any], Any]
@@ -124,7 +124,7 @@ class OverCheckpoints:
 
 def over_checkpoints(
     run: Run,
-    fn: Callable[[HookedTransformer], Any],
+    fn: Callable[[Model], Any],
     *,
     steps: Sequence[int] | None = None,
     progress: bool = True,

@@ -35,7 +35,6 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from grok_circuits.analysis.ablation import (
     Ablation,
@@ -47,6 +46,7 @@ from grok_circuits.analysis.circuits import Circuit, CircuitMethod, distinct_cle
 from grok_circuits.analysis.edge_reuse import EdgeReuseReport, edge_reuse
 from grok_circuits.analysis.inputs import Data, check_task_fits, swap_pairs
 from grok_circuits.analysis.metrics import PairMetric
+from grok_circuits.backend import Model
 from grok_circuits.tasks import PromptPairs, Split, TaskData, subtasks
 
 
@@ -67,7 +67,7 @@ def head_share(a: Sequence[Component], b: Sequence[Component]) -> float:
 
 
 def random_like(
-    model: HookedTransformer, components: Sequence[Component], rng: np.random.Generator
+    model: Model, components: Sequence[Component], rng: np.random.Generator
 ) -> tuple[Component, ...]:
     """A random component set with as many heads and as many MLPs as ``components``."""
     every = all_components(model)
@@ -214,7 +214,7 @@ def _examples(model, data: Examples | Sequence[PromptPairs]) -> Split:
 
 
 def circuit_reuse(
-    model: HookedTransformer,
+    model: Model,
     pairs_a: Data | Sequence[PromptPairs],
     pairs_b: Data | Sequence[PromptPairs] | None = None,
     *,
@@ -239,7 +239,7 @@ def circuit_reuse(
     baseline, and cross-ablate them.
 
     Args:
-        model: any ``HookedTransformer`` that does both.
+        model: any model (``HookedTransformer`` or ``TransformerBridge``) that does both.
         pairs_a, pairs_b: the two data sets, each :class:`~grok_circuits.PromptPairs` (or a
             list, one per swap) or a registered task. With ``pairs_b=None``, ``pairs_a`` is a
             task made of two (``make_task("mixed")``): its sub-tasks are compared.

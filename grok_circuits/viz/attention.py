@@ -15,9 +15,9 @@ import torch
 from circuitsvis.utils.render import RenderedHTML
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 from transformer_lens.utilities import get_act_name
 
+from grok_circuits.backend import Model
 from grok_circuits.tasks import TaskData
 
 
@@ -34,7 +34,7 @@ def prompt_tokens(task: TaskData, split: str, index: int) -> list[str]:
 
 
 def attention_pattern_tensor(
-    model: HookedTransformer,
+    model: Model,
     task: TaskData,
     split: str = "test_id",
     index: int = 0,
@@ -67,7 +67,7 @@ def attention_pattern_tensor(
 
 
 def attention_patterns(
-    model: HookedTransformer,
+    model: Model,
     task: TaskData,
     split: str = "test_id",
     index: int = 0,

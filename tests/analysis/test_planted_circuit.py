@@ -17,20 +17,20 @@ The model reads ``x =`` and answers ``perm[x]``:
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from grok_circuits import Component, PromptPairs, find_circuit
+from grok_circuits.backend import Model, build_model, load_weights, make_config, model_weights
 
 N = 8  # values of x
 EQ = N  # the "=" token
 PERM = torch.tensor([3, 0, 6, 1, 7, 2, 5, 4])
 
 
-def build_planted() -> HookedTransformer:
+def build_planted() -> Model:
     """The planted model (see the module docstring)."""
     d_model = 3 * N + 1  # input block, moved block, answer block, the "=" flag
     inp, moved, ans, flag = 0, N, 2 * N, 3 * N
-    cfg = HookedTransformerConfig(
+    cfg = make_config(
         n_layers=2,
         d_model=d_model,
         n_ctx=2,
@@ -44,19 +44,18 @@ def build_planted() -> HookedTransformer:
         positional_embedding_type="standard",
         default_prepend_bos=False,
     )
-    model = HookedTransformer(cfg, move_to_device=False)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-        eye = torch.eye(N)
-        model.W_E[:N, inp : inp + N] = eye
-        model.W_E[EQ, flag] = 1.0
-        model.blocks[0].attn.W_V[0, inp : inp + N, :] = eye
-        model.blocks[0].attn.W_O[0, :, moved : moved + N] = eye
-        model.blocks[1].mlp.W_in[moved : moved + N, :] = 2.0 * eye
-        model.blocks[1].mlp.W_out[:, ans : ans + N] = eye[PERM]  # neuron x -> onehot(perm[x])
-        model.W_U[ans : ans + N, :] = 10.0 * eye
-    return model.eval()
+    model = build_model(cfg)
+    # written in HookedTransformer's weight format, which loads into either backend
+    w = {k: torch.zeros_like(v) for k, v in model_weights(model).items()}
+    eye = torch.eye(N)
+    w["embed.W_E"][:N, inp : inp + N] = eye
+    w["embed.W_E"][EQ, flag] = 1.0
+    w["blocks.0.attn.W_V"][0, inp : inp + N, :] = eye
+    w["blocks.0.attn.W_O"][0, :, moved : moved + N] = eye
+    w["blocks.1.mlp.W_in"][moved : moved + N, :] = 2.0 * eye
+    w["blocks.1.mlp.W_out"][:, ans : ans + N] = eye[PERM]  # neuron x -> onehot(perm[x])
+    w["unembed.W_U"][ans : ans + N, :] = 10.0 * eye
+    return load_weights(model, w).eval()
 
 
 def build_planted_pairs() -> PromptPairs:
@@ -75,7 +74,7 @@ def build_planted_pairs() -> PromptPairs:
 
 
 @pytest.fixture(scope="module")
-def planted() -> HookedTransformer:
+def planted() -> Model:
     return build_planted()
 
 

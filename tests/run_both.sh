@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The test suite under both TransformerLens lines: first in the active environment (the README's
+# setup installs 3.x, HookedTransformer), then in .venv-tl4, which layers transformer-lens 4.x
+# (TransformerBridge) over the active environment's packages, so that only TransformerLens itself
+# is installed again. Extra arguments go to both pytest runs. TL4_VERSION picks the 4.x release.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+TL4_VERSION="${TL4_VERSION:-4.3.0}"
+TL4_VENV="${TL4_VENV:-.venv-tl4}"
+tl_version() { "$1" -c "import importlib.metadata as m; print(m.version('transformer-lens'))"; }
+
+echo "== TransformerLens $(tl_version python) =="
+python -m pytest "$@"
+status_first=$?
+
+if [ "$(tl_version "$TL4_VENV/bin/python" 2>/dev/null)" != "$TL4_VERSION" ]; then
+    rm -rf "$TL4_VENV"
+    python -m venv "$TL4_VENV" || exit 1
+    base_site=$(python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    tl4_site=$("$TL4_VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    # addsitedir (not a plain path line) so that the base's own .pth files, the editable
+    # install of grok_circuits among them, are read too; it appends, so 4.x comes first.
+    echo "import site; site.addsitedir('$base_site')" > "$tl4_site/_base_env.pth"
+    "$TL4_VENV/bin/python" -m pip install -q "transformer-lens==$TL4_VERSION" || exit 1
+fi
+echo "== TransformerLens $(tl_version "$TL4_VENV/bin/python") =="
+# the notebooks' kernels start as "python" from PATH: the 4.x one
+PATH="$(cd "$TL4_VENV/bin" && pwd):$PATH" "$TL4_VENV/bin/python" -m pytest "$@"
+status_second=$?
+
+echo "TransformerLens $(tl_version python): exit $status_first;" \
+    "TransformerLens $TL4_VERSION: exit $status_second"
+[ "$status_first" -eq 0 ] && [ "$status_second" -eq 0 ]
