@@ -420,6 +420,14 @@ def param_groups(model: "Model") -> tuple[list, list]:
 
 
 # ----------------------------------------------------------------------------- capabilities
+def supports_edge_graph(model: "Model") -> bool:
+    """Whether each head's query, key and value input has a hook point of its own
+    (``use_split_qkv_input``), which edge attribution and faithfulness read and patch.
+    ``HookedTransformer`` has them; the 4.x bridge that :func:`build_model` boots natively does
+    not (TransformerLens 4.3 offers them only for joint-QKV attention bridges)."""
+    return isinstance(model, torch.nn.Module) and not BRIDGE
+
+
 def supports_midway_start(model: "Model") -> bool:
     """Whether a forward pass can start at block L with earlier positions' keys and values
     given (``start_at_layer`` + a frozen ``past_kv_cache``). Only ``HookedTransformer`` does:

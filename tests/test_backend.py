@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from grok_circuits import backend, load_run, train
+from grok_circuits import backend, edge_attribution, load_run, make_pairs, train
 from grok_circuits.model import build_model, model_config, model_weights
 from grok_circuits.train import answer_loss, make_optimizer
 from tests.data.make_cross_version import STEPS, fixture_config
@@ -155,3 +155,14 @@ def test_fields_that_do_not_carry_over_are_refused(tiny_composition):
     if backend.BRIDGE:
         with pytest.raises(ValueError, match="positional_embedding_type"):
             model_config(tiny_composition, "tiny", positional_embedding_type="rotary")
+
+
+def test_the_edge_graph_is_offered_where_each_head_has_its_own_qkv_input(tiny_composition):
+    model = build_model(model_config(tiny_composition, "tiny"))
+    pairs = make_pairs(tiny_composition, "h", "train_inferred", n_examples=4)
+    assert backend.supports_edge_graph(model) is (not backend.BRIDGE)
+    if backend.BRIDGE:  # one clear line, not TransformerLens' error from deep inside
+        with pytest.raises(NotImplementedError, match=r"TransformerLens 3\.x: pip install"):
+            edge_attribution(model, pairs)
+    else:
+        assert torch.isfinite(edge_attribution(model, pairs).raw).all()

@@ -71,7 +71,7 @@ from typing import Literal, NamedTuple
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from grok_circuits.backend import Model
+from grok_circuits.backend import TL_VERSION, Model, supports_edge_graph
 
 from grok_circuits.analysis.ablation import Component
 from grok_circuits.analysis.inputs import Data, as_pairs
@@ -297,6 +297,12 @@ class Edge(NamedTuple):
 def edge_hooks(model: Model) -> Iterator[None]:
     """Switch on the hook points the edge graph reads (a q/k/v input per head, the MLP input)
     and restore the model's settings afterwards, also on error."""
+    if not supports_edge_graph(model):
+        raise NotImplementedError(
+            f"the edge graph needs a query, key and value input per head, which TransformerLens "
+            f"{TL_VERSION}'s TransformerBridge does not give this model; for edge attribution "
+            "and faithfulness use TransformerLens 3.x: pip install -e '.[tl3]'"
+        )
     cfg = model.cfg
     saved = (cfg.use_split_qkv_input, cfg.use_hook_mlp_in)
     try:
