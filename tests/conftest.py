@@ -7,7 +7,6 @@ import torch
 from nbmake.nb_run import NotebookRun
 
 from grok_circuits.backend import BRIDGE, TL_VERSION
-
 from grok_circuits.tasks import make_task
 
 TINY_COMPOSITION = dict(

@@ -4,8 +4,8 @@ A markdown cell that says "ID accuracy reaches 0.93" goes stale the day the run 
 and nothing else would notice. The rule: a number that a code cell computes is printed by that
 code, and the prose either quotes a printed number or is phrased so that it stays true.
 
-This test reads every notebook as nbmake executed it in the same test run (executing it
-itself when nbmake has not, e.g. when the test runs alone), collects every number that its code cells
+This test reads every notebook as nbmake executed it in the same test run (executing it itself
+when nbmake has not, e.g. when the test runs alone), collects every number that its code cells
 print or set (a parameter written in the code, such as ``n_examples=300``, is a fact of the
 notebook, not a measurement), and checks that each number in its markdown is one of them, at
 the precision the prose gives it: "45%" is supported by a printed 0.448, "0.70" by 0.7, "1,500"

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from grok_circuits.backend import Model
 
 from grok_circuits.analysis.edges import (
     DEFAULT_SHARE,
@@ -40,6 +39,7 @@ from grok_circuits.analysis.edges import (
 )
 from grok_circuits.analysis.faithfulness import EdgeAblation, ablated_sources, metrics_with_edges
 from grok_circuits.analysis.inputs import swap_pairs
+from grok_circuits.backend import Model
 from grok_circuits.tasks import PromptPairs
 
 #: The edge circuit's size when no ``top_k`` is given: 5% of the graph's (source, destination)

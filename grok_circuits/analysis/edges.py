@@ -71,10 +71,10 @@ from typing import Literal, NamedTuple
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from grok_circuits.backend import TL_VERSION, Model, supports_edge_graph
 
 from grok_circuits.analysis.ablation import Component
 from grok_circuits.analysis.inputs import Data, as_pairs
+from grok_circuits.backend import TL_VERSION, Model, supports_edge_graph
 from grok_circuits.model import logits_at
 from grok_circuits.tasks import PromptPairs
 

@@ -42,7 +42,6 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from grok_circuits.backend import Model
 
 from grok_circuits.analysis.ablation import _resample_draw
 from grok_circuits.analysis.edges import (
@@ -56,6 +55,7 @@ from grok_circuits.analysis.edges import (
     source_value,
 )
 from grok_circuits.analysis.inputs import Data, as_pairs
+from grok_circuits.backend import Model
 from grok_circuits.model import logits_at
 from grok_circuits.tasks import PromptPairs
 

@@ -37,7 +37,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
-    BRIDGE, reason="the edge graph needs TransformerLens 3.x (tests/test_backend.py checks the error)"
+    BRIDGE, reason="the edge graph needs TransformerLens 3.x (test_backend.py checks the error)"
 )
 
 SHIPPED = Path(__file__).resolve().parents[2] / "data" / "runs" / "composition"
