@@ -21,6 +21,12 @@ POSITIVE, NEGATIVE = "tab:blue", "tab:red"
 STYLE = {"q": "-", "k": "--", "v": ":", "mlp": "-", "logits": "-"}
 
 
+def _arrow(ax, start: tuple[float, float], end: tuple[float, float], **style) -> None:
+    """An arrow from ``start`` to ``end`` between two graph nodes (``style``: arrowprops)."""
+    props = dict(arrowstyle="-|>", shrinkA=4, shrinkB=4, **style)
+    ax.annotate("", xy=end, xytext=start, arrowprops=props, zorder=2)
+
+
 def _node_xy(graph, kind: str, index: int, pos: int) -> tuple[float, float]:
     """Where a source (``kind="src"``) or the node a destination feeds is drawn."""
     width = 0.7
@@ -65,20 +71,14 @@ def plot_edge_circuit(circuit, ax=None, *, title: str | None = None, step: int |
         x0, y0 = _node_xy(graph, "src", s, p)
         x1, y1 = _node_xy(graph, "dst", d, p)
         value = float(norm[s, d, p])
-        ax.annotate(
-            "",
-            xy=(x1, y1),
-            xytext=(x0, y0),
-            arrowprops=dict(
-                arrowstyle="-|>",
-                color=POSITIVE if value >= 0 else NEGATIVE,
-                lw=0.6 + 3.5 * w / top,
-                alpha=0.35 + 0.65 * w / top,
-                linestyle=STYLE[graph.destination_slot(d)],
-                shrinkA=4,
-                shrinkB=4,
-            ),
-            zorder=2,
+        _arrow(
+            ax,
+            (x0, y0),
+            (x1, y1),
+            color=POSITIVE if value >= 0 else NEGATIVE,
+            lw=0.6 + 3.5 * w / top,
+            alpha=0.35 + 0.65 * w / top,
+            linestyle=STYLE[graph.destination_slot(d)],
         )
         used.add((s, p))
         fed = graph.destination_source(d)
@@ -96,19 +96,13 @@ def plot_edge_circuit(circuit, ax=None, *, title: str | None = None, step: int |
                 if mask[s, :, q].any():
                     x0, y0 = _node_xy(graph, "src", s, p)
                     x1, y1 = _node_xy(graph, "src", s, q)
-                    ax.annotate(
-                        "",
-                        xy=(x1, y1),
-                        xytext=(x0, y0),
-                        arrowprops=dict(
-                            arrowstyle="-|>",
-                            color="0.55",
-                            lw=1.0,
-                            connectionstyle="arc3,rad=-0.35",
-                            shrinkA=4,
-                            shrinkB=4,
-                        ),
-                        zorder=2,
+                    _arrow(
+                        ax,
+                        (x0, y0),
+                        (x1, y1),
+                        color="0.55",
+                        lw=1.0,
+                        connectionstyle="arc3,rad=-0.35",
                     )
                     used.add((s, q))
     for s, p in sorted(used):
