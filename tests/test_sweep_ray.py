@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -98,6 +99,15 @@ def _progress(out: Path) -> dict[str, int]:
     return steps
 
 
+def _trial_workers() -> list[psutil.Process]:
+    """The Ray worker processes running a trial now (Ray titles them after the task)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if any("run_trial" in part for part in proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
 def test_killed_driver_resumes_to_the_uninterrupted_metrics(uninterrupted, ray_address, tmp_path):
     # four of the six trials (same names, so the same runs), to keep the test short
     spec = {**SPEC, "grid": {"seed": [0, 1], "phi": [1.5, 2.0]}}
@@ -133,8 +143,16 @@ def test_killed_driver_resumes_to_the_uninterrupted_metrics(uninterrupted, ray_a
         else:
             pytest.fail("no trial was half-way within 180 s")
     finally:
+        # the machine goes down: the trials' workers freeze where they are (a dead driver alone
+        # leaves Ray a moment in which a half-way trial can still finish), then all die
+        workers = _trial_workers()
+        for proc in workers:
+            proc.suspend()
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
+        for proc in workers:
+            proc.kill()
+    assert workers, "no Ray worker was running a trial when the sweep was killed"
     finished = {name for name, s in _progress(out).items() if s == MAX_STEPS}
     mtimes = {name: (out / name / "metrics.json").stat().st_mtime_ns for name in finished}
 
