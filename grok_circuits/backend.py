@@ -269,7 +269,12 @@ def build_model(cfg: "ModelConfig", seed: int = 0, device: str | torch.device = 
 
     The seed is applied inside ``torch.random.fork_rng``, so building a model leaves the
     caller's RNG untouched. On 4.x the unembedding bias ``b_U`` is made a trainable parameter
-    (``boot_native`` leaves it a zero buffer), as it is on ``HookedTransformer``."""
+    (``boot_native`` leaves it a zero buffer), as it is on ``HookedTransformer``. The model gets
+    its own copy of ``cfg``: moving a model rewrites ``cfg.device``, and two models built from
+    one config (say one on the CPU and one on the GPU) must not share it."""
+    import copy
+
+    cfg = copy.deepcopy(cfg)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if not BRIDGE:
@@ -287,7 +292,7 @@ def _boot_bridge(cfg: "ModelConfig") -> "Model":
 
     from transformer_lens.model_bridge import TransformerBridge
 
-    cfg = copy.deepcopy(cfg)
+    cfg = copy.deepcopy(cfg)  # boot_native must not see init_weights=False on the caller's cfg
     cfg.init_weights = False  # the weights come from reference_init
     cfg.device = "cpu"
     model = TransformerBridge.boot_native(cfg)

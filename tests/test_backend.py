@@ -98,6 +98,16 @@ def test_weights_round_trip_in_hooked_transformer_format(tiny_composition):
         backend.load_weights(other, {k: v for k, v in weights.items() if "W_U" not in k})
 
 
+def test_models_built_from_one_config_do_not_share_its_device(tiny_composition):
+    # a run's CPU model and GPU model come from the same config object; moving one rewrote the
+    # other's cfg.device, so it fed its inputs to the wrong device
+    cfg = model_config(tiny_composition, "tiny")
+    on_cpu, moved = build_model(cfg, seed=0), build_model(cfg, seed=0, device="meta")
+    assert str(moved.cfg.device) == "meta"
+    assert str(on_cpu.cfg.device) == "cpu" and str(cfg.device) in ("None", "cpu")
+    assert on_cpu(tiny_composition.train.tokens[:4]).shape[0] == 4
+
+
 def test_b_u_is_a_trainable_parameter(tiny_composition):
     model = build_model(model_config(tiny_composition, "tiny"), seed=0)
     b_u = dict(backend.named_parameters(model))["unembed.b_U"]

@@ -333,4 +333,4 @@ def accuracy_under_ablation(
         batch_size=batch_size,
     )
     # correct / n, as ``evaluate`` computes it, so that no ablation reproduces it exactly
-    return int((logits.argmax(-1).cpu() == split.answers).sum()) / len(split)
+    return int((logits.argmax(-1).cpu() == split.answers.cpu()).sum()) / len(split)
