@@ -22,6 +22,9 @@ differs, and is settled here so that nothing else has to ask:
 - **Capabilities.** :func:`supports_midway_start`: on the bridge, ``forward`` ignores
   ``past_kv_cache`` (a silently wrong result) and ``start_at_layer`` still runs the lower blocks,
   so causal tracing takes its full-forward path there.
+- **Per-head q/k/v inputs.** The edge graph reads and patches each head's query, key and value
+  input; the 4.3 bridge offers them only for joint-QKV attention, so :func:`split_qkv_hooks`
+  recomputes them there from the layer's residual input and weights.
 
 On 4.x the model is a ``TransformerBridge`` around TransformerLens' native model; rotary
 positions, gated MLPs and grouped-query attention are refused there (their weights do not carry
@@ -29,8 +32,9 @@ over from 3.x exactly).
 """
 
 import math
+import re
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -426,11 +430,13 @@ def param_groups(model: "Model") -> tuple[list, list]:
 
 # ----------------------------------------------------------------------------- capabilities
 def supports_edge_graph(model: "Model") -> bool:
-    """Whether each head's query, key and value input has a hook point of its own
-    (``use_split_qkv_input``), which edge attribution and faithfulness read and patch.
-    ``HookedTransformer`` has them; the 4.x bridge that :func:`build_model` boots natively does
-    not (TransformerLens 4.3 offers them only for joint-QKV attention bridges)."""
-    return isinstance(model, torch.nn.Module) and not BRIDGE
+    """Whether edge attribution and faithfulness can read and patch this model's edge graph:
+    a query, key and value input per head (:func:`split_qkv_hooks`) and an MLP input. Both
+    backends give it for the models :func:`build_model` makes (on 4.x through
+    :func:`split_qkv_hooks`' recomputation, for the normalizations it knows)."""
+    if not isinstance(model, torch.nn.Module):
+        return False
+    return not BRIDGE or model.cfg.normalization_type in _NORMS
 
 
 def supports_midway_start(model: "Model") -> bool:
@@ -438,3 +444,112 @@ def supports_midway_start(model: "Model") -> bool:
     given (``start_at_layer`` + a frozen ``past_kv_cache``). Only ``HookedTransformer`` does:
     the 4.x bridge ignores ``past_kv_cache`` without an error, and still runs every block."""
     return isinstance(model, torch.nn.Module) and not BRIDGE
+
+
+# ----------------------------------------------------------------------------- split q/k/v input
+#: The normalizations :func:`split_qkv_hooks` recomputes on the bridge, as TransformerLens
+#: defines them (``LN``: centre, divide by the root mean square plus ``eps``, then ``w``, ``b``).
+_NORMS = ("LN", "LNPre", "RMS", "RMSPre", None)
+_QKV_INPUT = re.compile(r"blocks\.(\d+)\.hook_([qkv])_input")
+
+
+class _Point(NamedTuple):
+    """What a hook function receives as ``hook`` at an emulated hook point (its ``name``)."""
+
+    name: str
+
+
+def _normalize(model: "Model", layer: int, x: Tensor) -> Tensor:
+    """Block ``layer``'s ``ln1`` applied to ``x [..., d_model]`` with the model's weights."""
+    norm, ln = model.cfg.normalization_type, model.blocks[layer].ln1
+    if norm is None:
+        return x
+    if norm.startswith("LN"):
+        x = x - x.mean(-1, keepdim=True)
+    x = x / (x.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt()
+    if norm == "LN":
+        return x * ln.w + ln.b
+    return x * ln.w if norm == "RMS" else x
+
+
+class _SplitQKV:
+    """The bridge's stand-in for ``use_split_qkv_input``: ``blocks.{l}.ln1.hook_in`` records the
+    residual stream the layer's attention reads; at the first of ``attn.hook_q/k/v`` the
+    hooked inputs are built (one copy per head), passed through the caller's functions in the
+    order q, k, v, and projected as the layer would (``ln1``, then ``W_Q``/``W_K``/``W_V`` per
+    head plus bias); each of ``hook_q/k/v`` then returns its projection in place of the
+    layer's own."""
+
+    def __init__(self, model: "Model", user: dict[tuple[int, str], list]):
+        self.model, self.user = model, user
+        self.resid: dict[int, Tensor] = {}
+        self.out: dict[tuple[int, str], Tensor] = {}
+
+    def hooks(self) -> list:
+        import functools
+
+        out = []
+        for layer in sorted({layer for layer, _ in self.user}):
+            out.append((f"blocks.{layer}.ln1.hook_in", functools.partial(self.keep, layer=layer)))
+            for x in "qkv":
+                if (layer, x) in self.user:
+                    name = f"blocks.{layer}.attn.hook_{x}"
+                    out.append((name, functools.partial(self.project, layer=layer, which=x)))
+        return out
+
+    def keep(self, act: Tensor, hook, *, layer: int) -> Tensor:
+        self.resid[layer] = act
+        for x in "qkv":
+            self.out.pop((layer, x), None)
+        return act
+
+    def project(self, act: Tensor, hook, *, layer: int, which: str) -> Tensor:
+        if (layer, which) not in self.out:
+            attn, resid = self.model.blocks[layer].attn, self.resid[layer]
+            for x in "qkv":
+                if (layer, x) not in self.user:
+                    continue
+                inp = resid[:, :, None].repeat(1, 1, self.model.cfg.n_heads, 1)
+                point = _Point(f"blocks.{layer}.hook_{x}_input")
+                for fn in self.user[(layer, x)]:
+                    result = fn(inp, hook=point)
+                    inp = inp if result is None else result
+                w, b = getattr(attn, f"W_{x.upper()}"), getattr(attn, f"b_{x.upper()}")
+                normed = _normalize(self.model, layer, inp)
+                self.out[(layer, x)] = torch.einsum("bphm,hme->bphe", normed, w) + b
+        return self.out[(layer, which)].to(act.dtype)
+
+
+def split_qkv_hooks(model: "Model", fwd_hooks: list) -> list:
+    """``fwd_hooks`` (``(name, fn)`` pairs for ``model.hooks``) that may use
+    ``HookedTransformer``'s per-head query, key and value inputs,
+    ``blocks.{l}.hook_{q,k,v}_input`` (``[batch, pos, head, d_model]``: the residual stream
+    before ``ln1``, one copy per head, as ``use_split_qkv_input`` gives them), in a form this
+    model runs.
+
+    On 3.x they are the model's own hook points (switched on by the caller) and the list comes
+    back as it is. The 4.3 bridge offers them only for joint-QKV attention, so here they are
+    emulated (:class:`_SplitQKV`): the functions see the same tensors, and what they return
+    (a patched input, one whose gradient they record) is normalized and projected by the
+    layer's own weights, the layer's own q, k and v being replaced. With functions that return
+    their input unchanged, the logits equal the plain forward pass to float32 rounding
+    (``tests/test_backend.py``)."""
+    if not BRIDGE:
+        return list(fwd_hooks)
+    user: dict[tuple[int, str], list] = {}
+    rest = []
+    for name, fn in fwd_hooks:
+        m = _QKV_INPUT.fullmatch(name)
+        if m is None:
+            rest.append((name, fn))
+        else:
+            user.setdefault((int(m[1]), m[2]), []).append(fn)
+    if not user:
+        return rest
+    if not supports_edge_graph(model):
+        raise NotImplementedError(
+            f"per-head q/k/v inputs on TransformerLens {TL_VERSION}'s bridge are recomputed for "
+            f"normalizations {_NORMS[:-1]} or none, not {model.cfg.normalization_type!r}; use "
+            "TransformerLens 3.x: pip install -e '.[tl3]'"
+        )
+    return _SplitQKV(model, user).hooks() + rest

@@ -6,7 +6,6 @@ import pytest
 import torch
 from nbmake.nb_run import NotebookRun
 
-from grok_circuits.backend import BRIDGE, TL_VERSION
 from grok_circuits.tasks import make_task
 
 TINY_COMPOSITION = dict(
@@ -60,19 +59,3 @@ def _execute_and_keep(self):
 
 
 NotebookRun.execute = _execute_and_keep
-
-
-#: Tutorials that need TransformerLens 3.x, with the reason: skipped under 4.x.
-NEEDS_TL3 = {
-    "09_the_circuit_as_edges": "edge attribution needs a q/k/v input hook per head, which "
-    f"TransformerLens {TL_VERSION}'s TransformerBridge does not give these models",
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    if not BRIDGE:
-        return
-    for item in items:
-        reason = next((r for stem, r in NEEDS_TL3.items() if stem in item.nodeid), None)
-        if reason is not None:
-            item.add_marker(pytest.mark.skip(reason=reason))

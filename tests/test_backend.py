@@ -6,6 +6,7 @@ Cross-version guarantees are checked against runs trained under each version and
 suite runs under both (``tests/run_both.sh``), so each version loads the other's run. The 3.x
 specifics are checked against ``HookedTransformer`` itself."""
 
+import functools
 import json
 from pathlib import Path
 
@@ -13,10 +14,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from grok_circuits import backend, edge_attribution, load_run, make_pairs, train
+from grok_circuits import backend, load_run, train
 from grok_circuits.model import build_model, model_config, model_weights
 from grok_circuits.train import answer_loss, make_optimizer
-from tests.data.make_cross_version import STEPS, fixture_config
+from tests.data.make_cross_version import STEPS, edge_reference, fixture_config
 
 DATA = Path(__file__).parent / "data" / "cross_version"
 SHIPPED = Path(__file__).parents[1] / "data" / "runs"
@@ -167,12 +168,69 @@ def test_fields_that_do_not_carry_over_are_refused(tiny_composition):
             model_config(tiny_composition, "tiny", positional_embedding_type="rotary")
 
 
-def test_the_edge_graph_is_offered_where_each_head_has_its_own_qkv_input(tiny_composition):
+def test_edge_scores_and_faithfulness_equal_those_recorded_under_both_versions(fixture_run):
+    # 3.x computes them through HookedTransformer's own per-head q/k/v inputs, 4.x through
+    # backend.split_qkv_hooks: each version must give the other's recording
+    version, run = fixture_run
+    model = run.model(STEPS, device="cpu")
+    expected = load_file(str(DATA / version / "edges.safetensors"))
+    got = edge_reference(model, run.task)
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        torch.testing.assert_close(got[name], value, rtol=1e-4, atol=1e-4, msg=name)
+
+
+def test_the_edge_graph_is_offered_on_both_backends(tiny_composition):
     model = build_model(model_config(tiny_composition, "tiny"))
-    pairs = make_pairs(tiny_composition, "h", "train_inferred", n_examples=4)
-    assert backend.supports_edge_graph(model) is (not backend.BRIDGE)
-    if backend.BRIDGE:  # one clear line, not TransformerLens' error from deep inside
-        with pytest.raises(NotImplementedError, match=r"TransformerLens 3\.x: pip install"):
-            edge_attribution(model, pairs)
-    else:
-        assert torch.isfinite(edge_attribution(model, pairs).raw).all()
+    assert backend.supports_edge_graph(model)
+    assert not backend.supports_edge_graph(object())
+
+
+@pytest.mark.skipif(not backend.BRIDGE, reason="the emulated q/k/v inputs exist on 4.x only")
+def test_emulated_qkv_inputs_leave_the_forward_pass_and_split_its_gradient(tiny_composition):
+    model = build_model(model_config(tiny_composition, "tiny", n_layers=2), seed=3).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # LayerNorm weights and biases away from their initial 1 and 0
+        for name, p in backend.named_parameters(model):
+            if ".ln" in name or ".b_" in name:
+                p.add_(0.3 * torch.randn(p.shape, generator=generator))
+    tokens = tiny_composition.train.tokens[:16]
+    inputs = [f"blocks.{layer}.hook_{x}_input" for layer in range(2) for x in "qkv"]
+    seen = []
+
+    def look(act, hook):
+        seen.append((hook.name, tuple(act.shape)))
+        return act
+
+    with model.hooks(fwd_hooks=backend.split_qkv_hooks(model, [(n, look) for n in inputs])):
+        hooked = model(tokens)
+    torch.testing.assert_close(hooked, model(tokens), rtol=0, atol=1e-6)
+    n, pos, d = tokens.shape[0], tokens.shape[1], model.cfg.d_model
+    assert seen == [(name, (n, pos, model.cfg.n_heads, d)) for name in inputs]
+
+    # summed over heads and q, k, v, the inputs' gradient is the gradient that reaches the
+    # attention through ln1 (TransformerLens' ln1.hook_in, on a copy of the residual stream)
+    grads = {}
+
+    def leaf(act, hook):
+        return act.detach().requires_grad_(True)
+
+    def keep(act, hook, name):
+        act = act.clone()
+        act.register_hook(lambda g: grads.__setitem__(name, g))
+        return act
+
+    wanted = [(f"blocks.1.hook_{x}_input", functools.partial(keep, name=x)) for x in "qkv"]
+    with model.hooks(
+        fwd_hooks=[("blocks.0.hook_resid_pre", leaf)] + backend.split_qkv_hooks(model, wanted)
+    ):
+        model(tokens).sum().backward()
+    ours = sum(grads[x].sum(2) for x in "qkv")
+    with model.hooks(
+        fwd_hooks=[
+            ("blocks.0.hook_resid_pre", leaf),
+            ("blocks.1.ln1.hook_in", functools.partial(keep, name="ln1")),
+        ]
+    ):
+        model(tokens).sum().backward()
+    torch.testing.assert_close(ours, grads["ln1"], rtol=1e-5, atol=1e-5)

@@ -45,15 +45,17 @@ minus mean corrupt metric), so 1 is the entire effect (the convention of
 :func:`~grok_circuits.find_circuit`'s ``metric="logit_difference"``). Edges are ranked by the
 absolute score, as in EAP.
 
-**What TransformerLens gives and what is ours.** ``HookedTransformer`` (and the 4.x bridge)
-already exposes the
+**What TransformerLens gives and what is ours.** ``HookedTransformer`` already exposes the
 destinations: ``use_split_qkv_input`` gives a copy of the residual stream per head for each of
 q, k and v, and ``use_hook_mlp_in`` the MLP's input, so the graph is read and edited through
 hooks only; those settings are switched on for the duration of a call and restored afterwards,
-on error too (:func:`edge_hooks`). Each head's output is read at ``hook_z`` and multiplied by its
-``W_O`` here (:func:`head_outputs`) rather than through ``use_attn_result``, whose
-``[batch, pos, head, d_head, d_model]`` intermediate made the tutorial model's forward pass
-five times slower.
+on error too (:func:`edge_hooks`). The 4.x bridge has ``hook_mlp_in`` but offers the per-head
+q/k/v inputs only for joint-QKV attention; there
+:func:`~grok_circuits.backend.split_qkv_hooks` recomputes them from the layer's residual input
+and weights, and the scores equal those of 3.x (``tests/test_backend.py``). Each head's output
+is read at ``hook_z`` and multiplied by its ``W_O`` here (:func:`head_outputs`) rather than
+through ``use_attn_result``, whose ``[batch, pos, head, d_head, d_model]`` intermediate made the
+tutorial model's forward pass five times slower.
 TransformerLens 3.x's ``tools.analysis.attribution_patching`` is node-level, targets
 ``TransformerBridge`` rather than ``HookedTransformer``, and declares edge scores and integrated
 gradients unimplemented, and ``transformer_lens.patching`` patches one node per forward pass; so
@@ -63,6 +65,7 @@ first-order estimate computed by hand, and its node sums against ``transformer_l
 """
 
 import contextlib
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -74,7 +77,7 @@ from torch import Tensor
 
 from grok_circuits.analysis.ablation import Component
 from grok_circuits.analysis.inputs import Data, as_pairs
-from grok_circuits.backend import TL_VERSION, Model, supports_edge_graph
+from grok_circuits.backend import BRIDGE, TL_VERSION, Model, split_qkv_hooks, supports_edge_graph
 from grok_circuits.model import logits_at
 from grok_circuits.tasks import PromptPairs
 
@@ -296,22 +299,29 @@ class Edge(NamedTuple):
 @contextlib.contextmanager
 def edge_hooks(model: Model) -> Iterator[None]:
     """Switch on the hook points the edge graph reads (a q/k/v input per head, the MLP input)
-    and restore the model's settings afterwards, also on error."""
+    and restore the model's settings afterwards, also on error. Hooks on the q/k/v inputs go
+    through :func:`~grok_circuits.backend.split_qkv_hooks`, which emulates them on the 4.x
+    bridge."""
     if not supports_edge_graph(model):
         raise NotImplementedError(
             f"the edge graph needs a query, key and value input per head, which TransformerLens "
-            f"{TL_VERSION}'s TransformerBridge does not give this model; for edge attribution "
-            "and faithfulness use TransformerLens 3.x: pip install -e '.[tl3]'"
+            f"{TL_VERSION} does not give this model (normalization "
+            f"{model.cfg.normalization_type!r}); use TransformerLens 3.x: pip install -e '.[tl3]'"
         )
     cfg = model.cfg
-    saved = (cfg.use_split_qkv_input, cfg.use_hook_mlp_in)
+    split = not BRIDGE  # the bridge's per-head inputs are emulated, not switched on
+    saved = (getattr(cfg, "use_split_qkv_input", False), cfg.use_hook_mlp_in)
     try:
-        model.set_use_split_qkv_input(True)
+        if split:
+            model.set_use_split_qkv_input(True)
         if not cfg.attn_only:
             model.set_use_hook_mlp_in(True)
         yield
     finally:
-        cfg.use_split_qkv_input, cfg.use_hook_mlp_in = saved
+        if split:
+            cfg.use_split_qkv_input = saved[0]
+        if not cfg.attn_only:
+            model.set_use_hook_mlp_in(saved[1])
 
 
 @contextlib.contextmanager
@@ -701,12 +711,17 @@ def _gradients(
         x = corrupt_embed + alpha * (clean_embed - corrupt_embed)
         return x.detach().requires_grad_(True)
 
-    def keep_grad(act: Tensor, hook) -> Tensor:
-        act.register_hook(lambda g, name=hook.name: grads.__setitem__(name, g.detach()))
+    def keep_grad(act: Tensor, hook, *, name: str) -> Tensor:
+        # A copy, so that the gradient is the destination's alone: the bridge's hook_mlp_in
+        # passes the residual stream itself, whose gradient also holds the skip connection.
+        # The name is the one registered: the bridge calls an alias by its own name.
+        act = act.clone()
+        act.register_hook(lambda g: grads.__setitem__(name, g.detach()))
         return act
 
-    hooks = [("blocks.0.hook_resid_pre", interpolate)] + [(n, keep_grad) for n in names]
-    with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
+    hooks = [("blocks.0.hook_resid_pre", interpolate)]
+    hooks += [(n, functools.partial(keep_grad, name=n)) for n in names]
+    with torch.enable_grad(), model.hooks(fwd_hooks=split_qkv_hooks(model, hooks)):
         logits = model(pairs.clean.to(model.cfg.device), return_type="logits")
         values = metric(logits_at(logits, pairs.answer_pos), pairs)
         values.sum().backward()

@@ -55,7 +55,7 @@ from grok_circuits.analysis.edges import (
     source_value,
 )
 from grok_circuits.analysis.inputs import Data, as_pairs
-from grok_circuits.backend import Model
+from grok_circuits.backend import Model, split_qkv_hooks
 from grok_circuits.model import logits_at
 from grok_circuits.tasks import PromptPairs
 
@@ -124,7 +124,7 @@ class _EdgePatcher:
     def hooks(self) -> list:
         g = self.graph
         out = [
-            (name, functools.partial(self.record, sl=sl))
+            (name, functools.partial(self.record, sl=sl, name=name))
             for name, sl in zip(g.source_hooks(), g.source_slices())
         ]
         for layer in range(g.n_layers):
@@ -151,8 +151,8 @@ class _EdgePatcher:
         )
         return out
 
-    def record(self, act: Tensor, hook, *, sl: slice) -> Tensor:
-        v = source_value(self.model, hook.name, act)  # [k n, pos, node, d_model]
+    def record(self, act: Tensor, hook, *, sl: slice, name: str) -> Tensor:
+        v = source_value(self.model, name, act)  # [k n, pos, node, d_model]
         v = v.view(self.k, self.n, *v.shape[1:]).permute(0, 2, 3, 1, 4)
         self.delta[:, :, sl] = v - self.ablated[None, :, sl]
         return act
@@ -208,7 +208,7 @@ def metrics_with_edges(
         for k0 in range(0, n_masks, per):
             patcher = _EdgePatcher(model, graph, drop_all[k0 : k0 + per], abl)
             k = patcher.k
-            with model.hooks(fwd_hooks=patcher.hooks()):
+            with model.hooks(fwd_hooks=split_qkv_hooks(model, patcher.hooks())):
                 logits = model(b.clean.to(device).repeat(k, 1), return_type="logits")
             answer = logits_at(logits, b.answer_pos.repeat(k)).view(k, n, -1)
             for j in range(k):

@@ -10,6 +10,8 @@
 - a planted path (tests/analysis/test_planted_circuit.py's model) that EAP must rank first.
 """
 
+import contextlib
+import functools
 from pathlib import Path
 
 import matplotlib
@@ -29,16 +31,12 @@ from grok_circuits import (
     over_checkpoints,
 )
 from grok_circuits.analysis.edges import EdgeGraph
-from grok_circuits.backend import BRIDGE
+from grok_circuits.backend import BRIDGE, split_qkv_hooks
 from grok_circuits.model import logits_at
 from tests.analysis.test_planted_circuit import build_planted, build_planted_pairs
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
-pytestmark = pytest.mark.skipif(
-    BRIDGE, reason="the edge graph needs TransformerLens 3.x (test_backend.py checks the error)"
-)
 
 SHIPPED = Path(__file__).resolve().parents[2] / "data" / "runs" / "composition"
 
@@ -54,8 +52,41 @@ def small(composition_model, tiny_composition):
     return composition_model, make_pairs(tiny_composition, "h", n_examples=24, seed=0)
 
 
+#: Where the references read each head's output: TransformerLens' own ``hook_result`` on 3.x;
+#: the 4.3 bridge offers it only for joint-QKV attention, so there ``hook_z`` times ``W_O``.
+HEADS = "attn.hook_z" if BRIDGE else "attn.hook_result"
+
+
+def _heads(model, cache, layer):
+    """``[batch, pos, head, d_model]``: each head's output, from a cache of :data:`HEADS`."""
+    act = cache[f"blocks.{layer}.{HEADS}"]
+    if not BRIDGE:
+        return act
+    return torch.einsum("bphe,hem->bphm", act, model.blocks[layer].attn.W_O)
+
+
+@contextlib.contextmanager
+def _reference_settings(model):
+    """TransformerLens' own per-head outputs (``hook_result``), q/k/v inputs and MLP input for
+    the references below. The 4.x bridge has no per-head q/k/v input or result of its own:
+    there the references reach the inputs through ``backend.split_qkv_hooks`` (which
+    ``_logit_diff`` applies) and the outputs through :func:`_heads`, and
+    ``tests/test_backend.py`` holds the bridge's scores to those recorded under 3.x."""
+    if not BRIDGE:
+        model.set_use_attn_result(True)
+        model.set_use_split_qkv_input(True)
+    model.set_use_hook_mlp_in(True)
+    try:
+        yield
+    finally:
+        if not BRIDGE:
+            model.set_use_attn_result(False)
+            model.set_use_split_qkv_input(False)
+        model.set_use_hook_mlp_in(False)
+
+
 def _logit_diff(model, pairs, tokens, hooks=()):
-    with model.hooks(fwd_hooks=list(hooks)):
+    with model.hooks(fwd_hooks=split_qkv_hooks(model, list(hooks))):
         a = logits_at(model(tokens), pairs.answer_pos)
     rows = torch.arange(len(pairs))
     return (a[rows, pairs.answers] - a[rows, pairs.corrupt_answers]).mean()
@@ -65,16 +96,13 @@ def _hand_taylor(model, pairs, graph, s, d, p, alpha=1.0):
     """-(d/d eps) of the mean logit difference when eps * (a_corrupt - a_clean) of source ``s``
     at position ``p`` is added to destination ``d``'s input, at the input ``corrupt + alpha
     (clean - corrupt)``: the first-order estimate of the drop from corrupting that one edge."""
-    model.set_use_attn_result(True)  # TransformerLens' own per-head outputs
-    model.set_use_split_qkv_input(True)
-    model.set_use_hook_mlp_in(True)
-    try:
+    with _reference_settings(model):
 
         def outputs(tokens):
             hook_names = ["blocks.0.hook_resid_pre"] + [
                 f"blocks.{layer}.{x}"
                 for layer in range(graph.n_layers)
-                for x in ("attn.hook_result", "hook_mlp_out")
+                for x in (HEADS, "hook_mlp_out")
             ]
             _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in hook_names)
             return cache
@@ -86,8 +114,7 @@ def _hand_taylor(model, pairs, graph, s, d, p, alpha=1.0):
         elif comp.head is None:
             name, pick = f"blocks.{comp.layer}.hook_mlp_out", (lambda c: c[name][:, p])
         else:
-            name = f"blocks.{comp.layer}.attn.hook_result"
-            pick = lambda c: c[name][:, p, comp.head]  # noqa: E731
+            pick = lambda c: _heads(model, c, comp.layer)[:, p, comp.head]  # noqa: E731
         direction = (pick(corrupt) - pick(clean)).detach()
         slot = graph.destination_slot(d)
         target = graph.destination_component(d)
@@ -117,10 +144,6 @@ def _hand_taylor(model, pairs, graph, s, d, p, alpha=1.0):
             value = _logit_diff(model, pairs, pairs.clean, hooks)
             (grad,) = torch.autograd.grad(value, eps)
         return -float(grad)
-    finally:
-        model.set_use_attn_result(False)
-        model.set_use_split_qkv_input(False)
-        model.set_use_hook_mlp_in(False)
 
 
 def test_eap_equals_the_first_order_taylor_estimate_by_hand(small):
@@ -245,13 +268,10 @@ def _slow_metric(model, pairs, graph, keep, ablation):
     """Edge ablation by hand: at every destination, for every position, head and source one at
     a time, an ablated edge swaps the source's current output for its ablated one; per-head
     outputs from TransformerLens' ``hook_result``."""
-    model.set_use_attn_result(True)
-    model.set_use_split_qkv_input(True)
-    model.set_use_hook_mlp_in(True)
-    try:
+    with _reference_settings(model):
         names = ["blocks.0.hook_resid_pre"]
         for layer in range(graph.n_layers):
-            names += [f"blocks.{layer}.attn.hook_result", f"blocks.{layer}.hook_mlp_out"]
+            names += [f"blocks.{layer}.{HEADS}", f"blocks.{layer}.hook_mlp_out"]
         with torch.no_grad():
             _, abl_cache = model.run_with_cache(
                 pairs.corrupt if ablation == "corrupt" else pairs.clean,
@@ -264,15 +284,15 @@ def _slow_metric(model, pairs, graph, keep, ablation):
                 return cache["blocks.0.hook_resid_pre"]
             if c.head is None:
                 return cache[f"blocks.{c.layer}.hook_mlp_out"]
-            return cache[f"blocks.{c.layer}.attn.hook_result"][:, :, c.head]
+            return _heads(model, cache, c.layer)[:, :, c.head]
 
         abl = [source(abl_cache, s) for s in range(graph.n_sources)]
         if ablation == "mean":
             abl = [a.mean(0, keepdim=True).expand_as(a) for a in abl]
         current: dict = {}
 
-        def record(act, hook):
-            current[hook.name] = act
+        def record(act, hook, name):
+            current[name] = act
             return act
 
         def patch(dests):
@@ -292,7 +312,7 @@ def _slow_metric(model, pairs, graph, keep, ablation):
 
             return hook
 
-        hooks = [(n, record) for n in names]
+        hooks = [(n, functools.partial(record, name=n)) for n in names]
         for layer in range(graph.n_layers):
             for w, x in enumerate("qkv"):
                 first = graph.qkv_destination(layer, w)
@@ -305,10 +325,6 @@ def _slow_metric(model, pairs, graph, keep, ablation):
         )
         with torch.no_grad():
             return float(_logit_diff(model, pairs, pairs.clean, hooks))
-    finally:
-        model.set_use_attn_result(False)
-        model.set_use_split_qkv_input(False)
-        model.set_use_hook_mlp_in(False)
 
 
 @pytest.mark.parametrize("ablation", ["corrupt", "mean"])
