@@ -31,6 +31,7 @@ positions, gated MLPs and grouped-query attention are refused there (their weigh
 over from 3.x exactly).
 """
 
+import functools
 import math
 import re
 from importlib.metadata import PackageNotFoundError, version
@@ -486,8 +487,6 @@ class _SplitQKV:
         self.out: dict[tuple[int, str], Tensor] = {}
 
     def hooks(self) -> list:
-        import functools
-
         out = []
         for layer in sorted({layer for layer, _ in self.user}):
             out.append((f"blocks.{layer}.ln1.hook_in", functools.partial(self.keep, layer=layer)))

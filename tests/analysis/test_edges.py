@@ -30,7 +30,7 @@ from grok_circuits import (
     make_pairs,
     over_checkpoints,
 )
-from grok_circuits.analysis.edges import EdgeGraph
+from grok_circuits.analysis.edges import EdgeGraph, head_outputs
 from grok_circuits.backend import BRIDGE, split_qkv_hooks
 from grok_circuits.model import logits_at
 from tests.analysis.test_planted_circuit import build_planted, build_planted_pairs
@@ -60,9 +60,7 @@ HEADS = "attn.hook_z" if BRIDGE else "attn.hook_result"
 def _heads(model, cache, layer):
     """``[batch, pos, head, d_model]``: each head's output, from a cache of :data:`HEADS`."""
     act = cache[f"blocks.{layer}.{HEADS}"]
-    if not BRIDGE:
-        return act
-    return torch.einsum("bphe,hem->bphm", act, model.blocks[layer].attn.W_O)
+    return head_outputs(model, layer, act) if BRIDGE else act
 
 
 @contextlib.contextmanager

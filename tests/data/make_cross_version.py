@@ -57,12 +57,16 @@ def edge_reference(model, task) -> dict[str, torch.Tensor]:
     }
 
 
+def write_edge_reference(out: Path, model, task) -> None:
+    ref = edge_reference(model, task)
+    save_file({k: v.contiguous() for k, v in ref.items()}, str(out / "edges.safetensors"))
+
+
 def main() -> None:
     out = Path(__file__).parent / "cross_version" / f"tl{backend.TL_MAJOR}"
     if "--edges-only" in sys.argv:
         run = load_run(out)
-        ref = edge_reference(run.model(STEPS, device="cpu"), run.task)
-        save_file({k: v.contiguous() for k, v in ref.items()}, str(out / "edges.safetensors"))
+        write_edge_reference(out, run.model(STEPS, device="cpu"), run.task)
         print(f"wrote {out / 'edges.safetensors'} with TransformerLens {backend.TL_VERSION}")
         return
     task = make_task("composition", preset=None, **TINY_COMPOSITION)
@@ -75,8 +79,7 @@ def main() -> None:
     with torch.no_grad():
         logits = model(run.task.splits["test_id"].tokens)
     save_file({"logits": logits.contiguous()}, str(out / "logits.safetensors"))
-    ref = edge_reference(model, run.task)
-    save_file({k: v.contiguous() for k, v in ref.items()}, str(out / "edges.safetensors"))
+    write_edge_reference(out, model, run.task)
     print(f"wrote {out} with TransformerLens {backend.TL_VERSION} ({backend.BACKEND})")
 
 
