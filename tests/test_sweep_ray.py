@@ -5,6 +5,7 @@ The reference is the sweep run without interruption: every trial of the killed-a
 sweep must end with exactly its metrics (exact resume), the trials that had finished must not
 train again, and the one that was cut off must continue from its checkpoint."""
 
+import contextlib
 import json
 import os
 import signal
@@ -108,6 +109,22 @@ def _trial_workers() -> list[psutil.Process]:
     return found
 
 
+def _freeze(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """Suspend each process still alive; returns those suspended."""
+    frozen = []
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.suspend()
+            frozen.append(proc)
+    return frozen
+
+
+def _thaw(procs: list[psutil.Process]) -> None:
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.resume()
+
+
 def test_killed_driver_resumes_to_the_uninterrupted_metrics(uninterrupted, ray_address, tmp_path):
     # four of the six trials (same names, so the same runs), to keep the test short
     spec = {**SPEC, "grid": {"seed": [0, 1], "phi": [1.5, 2.0]}}
@@ -133,25 +150,28 @@ def test_killed_driver_resumes_to_the_uninterrupted_metrics(uninterrupted, ray_a
         start_new_session=True,
     )
     deadline = time.monotonic() + 180
+    workers: list[psutil.Process] = []
     try:
-        while time.monotonic() < deadline:  # kill once one trial is done and one half-way
+        # kill once one trial is done and one half-way. The trials' workers are frozen while
+        # their progress is read, so that the trial seen half-way is still half-way when the
+        # machine goes down (a 20-step trial can finish in the moment between a look and a kill)
+        while time.monotonic() < deadline:
+            workers = _freeze(_trial_workers())
             steps = _progress(out)
             if MAX_STEPS in steps.values() and any(0 < s < MAX_STEPS for s in steps.values()):
                 break
+            _thaw(workers)
             assert driver.poll() is None, "the sweep ended before it could be killed"
             time.sleep(0.05)
         else:
             pytest.fail("no trial was half-way within 180 s")
     finally:
-        # the machine goes down: the trials' workers freeze where they are (a dead driver alone
-        # leaves Ray a moment in which a half-way trial can still finish), then all die
-        workers = _trial_workers()
-        for proc in workers:
-            proc.suspend()
+        workers += _freeze(_trial_workers())  # any that started since the look
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
         for proc in workers:
-            proc.kill()
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
     assert workers, "no Ray worker was running a trial when the sweep was killed"
     finished = {name for name, s in _progress(out).items() if s == MAX_STEPS}
     mtimes = {name: (out / name / "metrics.json").stat().st_mtime_ns for name in finished}
