@@ -12,7 +12,8 @@ Parts, each printed as it is measured:
    ``--warmup`` untimed steps (which include compiling), for float32, bf16 autocast, compile and
    both; the peak memory (CUDA: ``torch.cuda.max_memory_allocated``; CPU: the process's peak
    RSS); the hours to the paper's 1.5M steps at that speed (evaluation and checkpoints not
-   counted). Then larger batches, in examples per second, to show where the GPU is full.
+   counted). Then the batch that fills the GPU (``grok_circuits.gpu.batch_that_fills``: doubling
+   the batch from 512 until examples per second rise by less than 10%).
 2. **Same metrics**: ``train()`` on the tutorial composition task (tutorial model on CUDA, tiny on
    the CPU; 200 steps, evaluation every 20) with each option, against the float32 run: the
    largest difference of any accuracy and the largest relative difference of any loss over all
@@ -28,7 +29,6 @@ Parts, each printed as it is measured:
 import argparse
 import dataclasses
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -38,11 +38,14 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # TransformerLens' patcher draws a p
 
 import torch  # noqa: E402
 
+from grok_circuits.gpu import (  # noqa: E402
+    batch_that_fills,
+    peak_memory_gib,
+    training_throughput,
+)
 from grok_circuits.model import build_model, model_config, resolve_device  # noqa: E402
-from grok_circuits.plugins import loss_for  # noqa: E402
 from grok_circuits.presets import train_config  # noqa: E402
 from grok_circuits.tasks import make_task  # noqa: E402
-from grok_circuits.train import batch_indices, make_optimizer  # noqa: E402
 
 PAPER_STEPS = 1_500_000
 VARIANTS = {
@@ -56,38 +59,6 @@ VARIANTS = {
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def peak_memory_gib(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-
-
-def steps_per_second(task, cfg, device, steps: int, warmup: int) -> float:
-    """The training step of ``train()`` (same pieces), timed over ``steps`` after ``warmup``."""
-    from grok_circuits.gpu import training_forward
-    from grok_circuits.train import answer_loss
-
-    model = build_model(model_config(task, cfg.model_size), seed=cfg.seed, device=device)
-    optimizer = make_optimizer(model, cfg)
-    forward, loss_fn = training_forward(model, cfg), loss_for(cfg)
-    split = task.train.to(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    model.train()
-    for step in range(1, warmup + steps + 1):
-        if step == warmup + 1:
-            sync(device)
-            start = time.perf_counter()
-        batch = split.select(batch_indices(len(split), cfg.batch_size, cfg.seed, step))
-        loss = answer_loss(forward, batch, loss_fn, cfg.precision)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-    sync(device)
-    return steps / (time.perf_counter() - start)
 
 
 def part_speed(args, device, variants) -> None:
@@ -106,7 +77,7 @@ def part_speed(args, device, variants) -> None:
     base = None
     for name in variants:
         c = dataclasses.replace(cfg, **VARIANTS[name])
-        rate = steps_per_second(task, c, device, args.steps, args.warmup)
+        rate = training_throughput(task, c, steps=args.steps, warmup=args.warmup)
         base = base or rate
         print(
             f"{name:<14}{c.batch_size:>6}{rate:>10.2f}{rate * c.batch_size:>12.0f}"
@@ -114,15 +85,18 @@ def part_speed(args, device, variants) -> None:
             f"{rate / base:>11.2f}x",
             flush=True,
         )
-    for batch in args.batches:
+    if args.max_batch:
         name = "bf16" if device.type == "cuda" else "float32"
-        c = dataclasses.replace(cfg, batch_size=batch, **VARIANTS[name])
-        rate = steps_per_second(task, c, device, max(args.steps // 2, 1), args.warmup)
-        print(
-            f"{name:<14}{batch:>6}{rate:>10.2f}{rate * batch:>12.0f}"
-            f"{peak_memory_gib(device):>10.2f}{'':>15}{'':>12}",
-            flush=True,
+        print(f"\nlarger batches ({name}; doubling until examples/s gain < 10%):", flush=True)
+        search = batch_that_fills(
+            task,
+            dataclasses.replace(cfg, **VARIANTS[name]),
+            max_batch=args.max_batch,
+            steps=max(args.steps // 2, 1),
+            warmup=args.warmup,
+            progress=False,
         )
+        print(search, flush=True)
 
 
 def part_same_metrics(args, device, variants) -> None:
@@ -259,7 +233,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, help="timed steps (default: 50 on CUDA, 3 on CPU)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 10 / 1)")
-    parser.add_argument("--batches", type=int, nargs="*", help="larger batches to time")
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        help="largest batch the search for the batch that fills the GPU tries (default 16384 "
+        "on CUDA; 0, no search, on the CPU)",
+    )
     parser.add_argument(
         "--variants", nargs="*", choices=list(VARIANTS), help="default: all on CUDA, float32 on CPU"
     )
@@ -274,7 +253,7 @@ def main() -> None:
     gpu = device.type == "cuda"
     args.steps = args.steps or (50 if gpu else 3)
     args.warmup = args.warmup if args.warmup is not None else (10 if gpu else 1)
-    args.batches = args.batches if args.batches is not None else ([2048, 8192] if gpu else [])
+    args.max_batch = args.max_batch if args.max_batch is not None else (16384 if gpu else 0)
     args.examples = args.examples or (300 if gpu else 20)
     args.check_size = args.check_size or ("tutorial" if gpu else "tiny")
     variants = args.variants or (list(VARIANTS) if gpu else ["float32"])

@@ -18,9 +18,19 @@ Neither is exact: compiled kernels and bf16 round differently, so a run with eit
 one without by floating-point noise that training can amplify; ``benchmarks/paper_scale.py``
 measures how far the metrics move over 200 steps. Both are fixed for a run (a resumed run may not
 switch them).
+
+**The batch that fills the GPU.** At the paper's batch of 512 the paper model (prompts of 4
+tokens) leaves an H100 mostly idle: the step costs its kernel launches, not its arithmetic.
+:func:`batch_that_fills` doubles the batch until examples per second stop rising by ``min_gain``
+and says where that happens. It only measures: a larger batch changes the recipe (fewer, larger
+steps; the learning rate may want to follow), so ``batch_size`` stays the caller's choice.
 """
 
+import dataclasses
+import time
+from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 
@@ -40,4 +50,171 @@ def autocast(precision: str, device: torch.device):
     return nullcontext()
 
 
-__all__ = ["autocast", "training_forward"]
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_gib(device: torch.device) -> float:
+    """Peak memory so far: CUDA's allocator peak on a GPU, the process's peak RSS on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def training_throughput(task, cfg: TrainConfig, *, steps: int = 20, warmup: int = 5) -> float:
+    """Training steps per second of ``cfg`` on ``task``: the pieces of ``train()``'s step (batch,
+    forward under ``cfg.precision`` and ``cfg.compile``, loss, backward, clipping, AdamW),
+    timed over ``steps`` after ``warmup`` untimed ones (which include compiling). CUDA's peak
+    memory statistics are reset first, so :func:`peak_memory_gib` reads this run's peak."""
+    from grok_circuits.model import build_model, model_config, resolve_device
+    from grok_circuits.plugins import loss_for
+    from grok_circuits.train import answer_loss, batch_indices, make_optimizer
+
+    device = resolve_device(cfg.device)
+    model = build_model(model_config(task, cfg.model_size), seed=cfg.seed, device=device)
+    optimizer = make_optimizer(model, cfg)
+    forward, loss_fn = training_forward(model, cfg), loss_for(cfg)
+    split = task.train.to(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    model.train()
+    start = time.perf_counter()
+    for step in range(1, warmup + steps + 1):
+        if step == warmup + 1:
+            _sync(device)
+            start = time.perf_counter()
+        batch = split.select(batch_indices(len(split), cfg.batch_size, cfg.seed, step))
+        loss = answer_loss(forward, batch, loss_fn, cfg.precision)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+    _sync(device)
+    return steps / (time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class BatchSearch:
+    """What :func:`batch_that_fills` measured.
+
+    Attributes:
+        batch_size: the batch that fills the device: the last one whose doubling still raised
+            examples per second by at least ``min_gain``.
+        batches, examples_per_second, peak_gib: each batch tried, in order, and what it gave.
+        stopped: why the search ended, in words.
+    """
+
+    batch_size: int
+    batches: tuple[int, ...]
+    examples_per_second: tuple[float, ...]
+    peak_gib: tuple[float, ...]
+    stopped: str
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "batch_size": self.batches,
+                "examples_per_second": self.examples_per_second,
+                "peak_gib": self.peak_gib,
+            }
+        )
+
+    def __str__(self) -> str:
+        rows = [
+            f"  {b:>7}  {e:>12,.0f} examples/s  {m:>7.2f} GiB"
+            for b, e, m in zip(self.batches, self.examples_per_second, self.peak_gib)
+        ]
+        return "\n".join(
+            [f"batch that fills the device: {self.batch_size} ({self.stopped})", *rows]
+        )
+
+
+def batch_that_fills(
+    task,
+    cfg: TrainConfig,
+    *,
+    max_batch: int = 65536,
+    min_gain: float = 1.1,
+    steps: int = 20,
+    warmup: int = 5,
+    progress: bool = True,
+    measure: Callable[[int], tuple[float, float]] | None = None,
+) -> BatchSearch:
+    """Double ``cfg.batch_size`` until examples per second stop rising by ``min_gain`` (1.1:
+    10%), the device runs out of memory, or the batch would pass ``max_batch`` or the training
+    set; returns the last batch whose doubling still paid, with every measurement.
+
+    Args:
+        task: the task to train on (its ``train`` split is what batches are drawn from).
+        cfg: the training config; its ``batch_size`` is where the search starts, and its
+            ``device``, ``precision``, ``compile`` and ``model_size`` are what is timed.
+        steps, warmup: timed and untimed training steps per batch size
+            (:func:`training_throughput`).
+        measure: ``batch -> (examples per second, peak GiB)`` in place of timing training (for
+            tests, or another workload).
+    """
+    if min_gain <= 1:
+        raise ValueError(f"min_gain must be above 1 (a gain per doubling), got {min_gain}")
+    if cfg.batch_size < 1 or max_batch < cfg.batch_size:
+        raise ValueError(
+            f"the search starts at cfg.batch_size={cfg.batch_size} and ends at "
+            f"max_batch={max_batch}; give 1 <= batch_size <= max_batch"
+        )
+    if cfg.batch_size >= len(task.train):
+        raise ValueError(
+            f"cfg.batch_size={cfg.batch_size} already covers the training set "
+            f"({len(task.train)} rows): every step is the whole set, so no batch can fill more"
+        )
+    if measure is None:
+
+        def measure(batch: int) -> tuple[float, float]:
+            c = dataclasses.replace(cfg, batch_size=batch)
+            rate = training_throughput(task, c, steps=steps, warmup=warmup)
+            from grok_circuits.model import resolve_device
+
+            return rate * batch, peak_memory_gib(resolve_device(cfg.device))
+
+    from tqdm.auto import tqdm
+
+    limit = min(max_batch, len(task.train))
+    batches, rates, peaks = [], [], []
+    batch, stopped = cfg.batch_size, f"reached max_batch or the training set ({limit})"
+    bar = tqdm(desc="batch sizes", disable=not progress, unit="batch")
+    while batch <= limit:
+        try:
+            rate, peak = measure(batch)
+        except torch.cuda.OutOfMemoryError:
+            stopped = f"out of memory at batch {batch}"
+            break
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        bar.update()
+        bar.set_postfix(batch=batch, examples_per_s=f"{rate:,.0f}")
+        batches.append(batch)
+        rates.append(rate)
+        peaks.append(peak)
+        if len(rates) > 1 and rates[-1] < min_gain * rates[-2]:
+            stopped = f"doubling to {batch} gained {rates[-1] / rates[-2]:.3f}x < {min_gain}x"
+            break
+        batch *= 2
+    bar.close()
+    if not batches:
+        raise RuntimeError(f"no batch size could be measured: {stopped}")
+    fills = batches[-2] if stopped.startswith("doubling") else batches[-1]
+    return BatchSearch(fills, tuple(batches), tuple(rates), tuple(peaks), stopped)
+
+
+__all__ = [
+    "BatchSearch",
+    "autocast",
+    "batch_that_fills",
+    "peak_memory_gib",
+    "training_forward",
+    "training_throughput",
+]
