@@ -41,6 +41,7 @@ import torch  # noqa: E402
 from grok_circuits.gpu import (  # noqa: E402
     batch_that_fills,
     peak_memory_gib,
+    synchronize,
     training_throughput,
 )
 from grok_circuits.model import build_model, model_config, resolve_device  # noqa: E402
@@ -54,11 +55,6 @@ VARIANTS = {
     "compile": dict(precision="float32", compile=True),
     "bf16+compile": dict(precision="bf16", compile=True),
 }
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def part_speed(args, device, variants) -> None:
@@ -151,10 +147,10 @@ def part_same_metrics(args, device, variants) -> None:
 def best_time(repeats: int, device, fn, *args):
     times, out = [], None
     for _ in range(repeats):
-        sync(device)
+        synchronize(device)
         start = time.perf_counter()
         out = fn(*args)
-        sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return out, min(times)
 

@@ -50,7 +50,8 @@ def autocast(precision: str, device: torch.device):
     return nullcontext()
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously), so that a timer reads it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -84,7 +85,7 @@ def training_throughput(task, cfg: TrainConfig, *, steps: int = 20, warmup: int 
     start = time.perf_counter()
     for step in range(1, warmup + steps + 1):
         if step == warmup + 1:
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
         batch = split.select(batch_indices(len(split), cfg.batch_size, cfg.seed, step))
         loss = answer_loss(forward, batch, loss_fn, cfg.precision)
@@ -92,7 +93,7 @@ def training_throughput(task, cfg: TrainConfig, *, steps: int = 20, warmup: int 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
-    _sync(device)
+    synchronize(device)
     return steps / (time.perf_counter() - start)
 
 
@@ -215,6 +216,7 @@ __all__ = [
     "autocast",
     "batch_that_fills",
     "peak_memory_gib",
+    "synchronize",
     "training_forward",
     "training_throughput",
 ]
