@@ -202,10 +202,13 @@ def make_composition(params: CompositionParams) -> TaskData:
 
 
 def fact_splits(task: TaskData, facts: Facts) -> list[Split]:
-    """The atomic-fact probes a swap may build on: ``id_atomic`` (and ``ood_atomic`` for
-    ``facts="all"``)."""
+    """The atomic facts a swap may build on: the ID ones (and the OOD ones for
+    ``facts="all"``), from :attr:`TaskData.facts` where the task has them (a released dataset),
+    else its ``id_atomic`` and ``ood_atomic`` probes."""
     if facts not in ("id", "all"):
         raise ValueError(f"facts={facts!r}; choose 'id' (ID atomic facts only) or 'all'")
+    if task.facts:
+        return [task.facts[k] for k in ("id", "ood")[: 1 + (facts == "all")] if k in task.facts]
     names = ["id_atomic"] + (["ood_atomic"] if facts == "all" else [])
     missing = [n for n in names if n not in task.splits]
     if missing:

@@ -31,6 +31,8 @@ from grok_circuits.tasks.vocab import Vocab
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SPLITS_FILE = "splits.safetensors"
+#: How :attr:`TaskData.facts` are named in ``splits.safetensors`` (no split name has it).
+FACTS_PREFIX = "facts:"
 
 #: Probes evaluated during training, in the order they are reported (composition adds its
 #: mixed-hop probes after them, ``grok_circuits.tasks.composition.HOP_PROBES``).
@@ -146,6 +148,11 @@ class TaskData:
             left out of :meth:`fingerprint`, so that a probe added to a generator later does not
             make runs saved before it fail to match their regenerated task (the composition
             task's ``test_ood_hop1`` / ``test_ood_hop2``).
+        facts: the atomic facts the task is built on, where its probes hold only a sample of
+            them (a released dataset's ``id_atomic`` probe is 3,000 of its 38,000 ID facts):
+            ``{"id": Split, "ood": Split}`` in the generator's two-token form (``<e> <r>`` ->
+            ``<t>``, ``<e> <attr>`` -> ``<v>``). Swaps build counterfactuals from them. Empty for
+            a generated task, whose ``id_atomic`` and ``ood_atomic`` probes are complete.
     """
 
     name: str
@@ -158,6 +165,7 @@ class TaskData:
     )
     counts: dict[str, int] = field(default_factory=dict)
     derived_probes: tuple[str, ...] = ()
+    facts: dict[str, Split] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.derived_probes = tuple(self.derived_probes)
@@ -221,6 +229,10 @@ class TaskData:
             for key, t in split.tensors().items():
                 h.update(f"{name}/{key}{tuple(t.shape)}".encode())
                 h.update(t.contiguous().numpy().tobytes())
+        for name, split in self.facts.items():  # none for a generated task: digests unchanged
+            for key, t in split.tensors().items():
+                h.update(f"{FACTS_PREFIX}{name}/{key}{tuple(t.shape)}".encode())
+                h.update(t.contiguous().numpy().tobytes())
         return h.hexdigest()
 
     def decode(self, split: str, i: int) -> str:
@@ -236,10 +248,9 @@ class TaskData:
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        named = [*self.splits.items(), *((FACTS_PREFIX + k, s) for k, s in self.facts.items())]
         tensors = {
-            f"{name}/{k}": v.contiguous()
-            for name, s in self.splits.items()
-            for k, v in s.tensors().items()
+            f"{name}/{k}": v.contiguous() for name, s in named for k, v in s.tensors().items()
         }
         atomic_write_with(path / SPLITS_FILE, lambda tmp: save_file(tensors, str(tmp)))
         atomic_write_json(path / MANIFEST, self.manifest())
@@ -256,6 +267,7 @@ class TaskData:
             "counts": self.counts,
             "splits": {k: len(s) for k, s in self.splits.items()},
             "derived_probes": list(self.derived_probes),
+            **({"facts": {k: len(s) for k, s in self.facts.items()}} if self.facts else {}),
         }
 
     @classmethod
@@ -281,6 +293,9 @@ class TaskData:
             split, k = key.split("/", 1)
             grouped.setdefault(split, {})[k] = t
         order = list(manifest["splits"])
+        facts = {
+            k: Split.from_tensors(grouped[FACTS_PREFIX + k]) for k in manifest.get("facts", {})
+        }
         return cls(
             name=manifest["name"],
             params=params_from_dict(manifest["name"], manifest["params"]),
@@ -290,6 +305,7 @@ class TaskData:
             key_probes=manifest["key_probes"],
             counts=manifest["counts"],
             derived_probes=tuple(manifest.get("derived_probes", ())),
+            facts=facts,
         )
 
 

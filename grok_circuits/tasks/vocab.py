@@ -7,6 +7,7 @@ tokenizer: every token is a readable string such as ``<e_17>`` (entity 17), ``<r
 :attr:`Vocab.tokens`.
 """
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ MASK = "<mask>"
 SPECIALS = (PAD, QUERY, MASK)
 LABELS = ("lt", "eq", "gt")
 EQUALS = "<=>"
+_TOKEN = re.compile(r"<[^<>\s]+>")
 
 
 def entity_token(i: int) -> str:
@@ -63,6 +65,9 @@ class Vocab:
     Attributes:
         n_residues: residues ``<0> .. <n-1>`` of modular arithmetic (and then ``<=>`` too).
         operators: operator symbols, each a token ``<symbol>`` (e.g. ``("+", "-")``).
+        extra: any other tokens, last, in the order given (e.g. the ``<sep>``, ``<a>``,
+            ``</a>`` and ``</q>`` of the paper's released datasets); each a ``<...>`` string
+            that is not already a token.
     """
 
     n_entities: int = 0
@@ -71,6 +76,7 @@ class Vocab:
     n_values: int = 0
     n_residues: int = 0
     operators: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ()
     tokens: tuple[str, ...] = field(init=False)
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
@@ -99,6 +105,18 @@ class Vocab:
         tokens += [operator_token(op) for op in ops]
         if self.n_residues:
             tokens.append(EQUALS)
+        extra = tuple(self.extra)
+        object.__setattr__(self, "extra", extra)
+        taken = set(tokens)
+        for tok in extra:
+            if not _TOKEN.fullmatch(str(tok)) or tok in taken:
+                problem = "already a token" if tok in taken else "not one '<...>' token"
+                raise ValueError(
+                    f"Vocab.extra: {tok!r} is {problem}; each extra token is one '<...>' string "
+                    "(no spaces, no inner '<' or '>') that the vocabulary does not have yet"
+                )
+            taken.add(tok)
+        tokens += extra
         object.__setattr__(self, "tokens", tuple(tokens))
         object.__setattr__(self, "_index", {t: i for i, t in enumerate(tokens)})
 
@@ -185,6 +203,16 @@ class Vocab:
             raise ValueError(f"no operator {symbol!r} in this vocabulary; it has {self.operators}")
         return self.operator_offset + self.operators.index(symbol)
 
+    @property
+    def extra_offset(self) -> int:
+        return len(self.tokens) - len(self.extra)
+
+    def token_id(self, token: str) -> int:
+        """Id of one token string, e.g. ``vocab.token_id("</a>")``."""
+        if token not in self._index:
+            raise ValueError(f"no token {token!r} in this vocabulary (see Vocab.tokens)")
+        return self._index[token]
+
     def label_id(self, attribute, label):
         """Id of the label token; works elementwise on integer arrays/tensors."""
         return self.label_offset + 3 * attribute + label
@@ -231,12 +259,15 @@ class Vocab:
             d["n_residues"] = self.n_residues
         if self.operators:
             d["operators"] = list(self.operators)
+        if self.extra:
+            d["extra"] = list(self.extra)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Vocab":
         check_known_fields(cls, d)
         d = dict(d)
-        if "operators" in d:
-            d["operators"] = tuple(d["operators"])
+        for key in ("operators", "extra"):
+            if key in d:
+                d[key] = tuple(d[key])
         return cls(**d)
