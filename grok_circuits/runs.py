@@ -451,16 +451,28 @@ def write_metrics(path: Path, rows: list[dict]) -> None:
     atomic_write_json(Path(path) / METRICS_FILE, rows)
 
 
-def load_run(path: str | os.PathLike) -> Run:
-    """Open a run folder written by :func:`grok_circuits.train`."""
+def load_run(path: str | os.PathLike, data=None) -> Run:
+    """Open a run folder written by :func:`grok_circuits.train`, or a folder of Hugging Face
+    ``checkpoint-<step>/`` folders (the paper's released runs; read-only) together with the
+    ``data`` it was trained on (see :func:`grok_circuits.series.load_series`)."""
     path = Path(path)
+    from grok_circuits.series import is_checkpoint_series, load_series
+
+    if is_checkpoint_series(path):
+        return load_series(path, data)
+    if data is not None:
+        raise ValueError(
+            f"data= is for a folder of Hugging Face checkpoints, and {path} holds no "
+            "checkpoint-<step>/ folder; a grok_circuits run regenerates its own task"
+        )
     missing = [
         f for f in (TASK_FILE, MODEL_CONFIG_FILE, TRAIN_CONFIG_FILE) if not (path / f).is_file()
     ]
     if missing:
         raise FileNotFoundError(
             f"{path} is not a grok_circuits run: missing {missing} "
-            "(create one with grok_circuits.train or `grok-circuits train`)"
+            "(create one with grok_circuits.train or `grok-circuits train`), nor a folder of "
+            "Hugging Face checkpoint-<step>/ folders"
         )
     task = read_json(path / TASK_FILE)
     run = Run(

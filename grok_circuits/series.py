@@ -1,0 +1,265 @@
+"""A folder of Hugging Face checkpoints as a run: the paper's released series, or any other.
+
+The paper's authors released step-indexed checkpoints of their runs, one folder per run named
+``<dataset>_<weight_decay>_<n_layers>/`` holding ``checkpoint-<step>/`` folders (what Hugging
+Face's ``Trainer`` and the authors' training script write: ``checkpoint-<step>`` or
+``checkpoint-<step>-epoch-<n>``). :func:`load_series` (and :func:`grok_circuits.load_run` with
+``data=``) opens such a folder, read-only, as a :class:`CheckpointSeries`: a
+:class:`~grok_circuits.runs.Run` whose ``steps`` are the checkpoints' steps and whose
+``model(step)`` is the installed TransformerLens' model built from that folder alone
+(:func:`grok_circuits.hf.load_hf_model`), so every analysis that takes a run
+(``trace_bridge``, ``compare_stages``, ``over_checkpoints``, ``analyze``, the CLI) takes it.
+
+A series comes with no metrics, so they are measured: :meth:`CheckpointSeries.evaluate` loads
+one checkpoint at a time (memory stays at about one model) and computes each probe's accuracy as
+the authors' ``eval_qa.py`` does, greedy decoding cut at the first ``</a>`` and exact match
+(:func:`exact_match`), on a fixed sample of each probe. ``run.metrics``, ``saturation_step``,
+``grok_step``, ``to_frame()`` and ``summary()`` evaluate on first use.
+
+Nothing is ever written into the folder. A checkpoint whose weights file is truncated or corrupt
+is left out of ``steps`` with one warning.
+"""
+
+import re
+import warnings
+from pathlib import Path
+
+import torch
+from jaxtyping import Bool
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from grok_circuits.config import TrainConfig
+from grok_circuits.hf import load_hf_model, read_config, weights_problem
+from grok_circuits.model import resolve_device
+from grok_circuits.runs import Run
+from grok_circuits.tasks import Split, TaskData
+from grok_circuits.tasks.paper import ANSWER_START
+from grok_circuits.tasks.paper import END as END_TOKEN
+
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)(?:-.*)?")
+#: Examples of each probe evaluated per checkpoint by default (a fixed sample).
+EVAL_SIZE = 1000
+
+
+def checkpoint_folders(path: str | Path) -> dict[int, Path]:
+    """Step -> folder of every ``checkpoint-<step>[-...]/`` folder with a ``config.json`` in
+    ``path`` (the first by name where two share a step)."""
+    out: dict[int, Path] = {}
+    root = Path(path)
+    if not root.is_dir():
+        return out
+    for child in sorted(root.iterdir()):
+        m = _CHECKPOINT.fullmatch(child.name)
+        if m and child.is_dir() and (child / "config.json").is_file():
+            out.setdefault(int(m[1]), child)
+    return dict(sorted(out.items()))
+
+
+def is_checkpoint_series(path: str | Path) -> bool:
+    """Whether ``path`` holds ``checkpoint-<step>/`` Hugging Face folders."""
+    return bool(checkpoint_folders(path))
+
+
+@torch.no_grad()
+def exact_match(model, split: Split, vocab, batch_size: int = 1024) -> Bool[Tensor, " batch"]:
+    """Which examples the model gets right as the authors' ``eval_qa.py`` counts them: greedy
+    decoding from the prompt produces the answer and then ``</a>`` (and, where the data puts
+    ``<a>`` before the answer, ``<a>`` first).
+
+    Greedy decoding agrees with teacher forcing as long as every token so far was right, so one
+    forward pass over the prompt with the answer appended decides it. (``eval_qa.py`` also
+    accepts a generation that puts other tokens before ``<a>``; a model trained on the data does
+    not, and it is not counted here.) The argmax is over the model's vocabulary, the task's
+    tokens (:mod:`grok_circuits.hf`)."""
+    end = vocab.token_id(END_TOKEN)
+    start = vocab.token_id(ANSWER_START) if ANSWER_START in vocab.tokens else -1
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(split), batch_size):
+        s = split.select(slice(i, i + batch_size))
+        n, width = s.tokens.shape
+        tokens = torch.cat([s.tokens, torch.zeros((n, 1), dtype=torch.long)], dim=1)
+        rows = torch.arange(n)
+        tokens[rows, s.answer_pos + 1] = s.answers
+        pred = model(tokens.to(device), return_type="logits").argmax(-1).cpu()
+        ok = (pred[rows, s.answer_pos] == s.answers) & (pred[rows, s.answer_pos + 1] == end)
+        lead = s.tokens[rows, s.answer_pos] == start
+        ok &= ~lead | (pred[rows, (s.answer_pos - 1).clamp(min=0)] == start)
+        out.append(ok)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+
+
+def model_tokens(task: TaskData) -> list[str | None]:
+    """The vocabulary a checkpoint is loaded with: the task's tokens as the released files spell
+    them, padding as None (see :func:`grok_circuits.hf.load_hf_model`)."""
+    from grok_circuits.tasks.paper import paper_token
+
+    pad = task.vocab.tokens[task.vocab.pad_id]
+    return [None if t == pad else paper_token(t) for t in task.vocab.tokens]
+
+
+class CheckpointSeries(Run):
+    """A read-only folder of ``checkpoint-<step>/`` Hugging Face GPT-2 folders, with the data
+    it was trained on (see the module docstring). Build with :func:`load_series`."""
+
+    def __init__(self, path: Path, data: TaskData, folders: dict[int, Path], eval_size: int):
+        first = next(iter(folders.values()))
+        shape = read_config(first)
+        super().__init__(
+            path=Path(path),
+            task_name=data.name,
+            task_params=data.params.to_dict(),
+            model_cfg=shape.model_config(len(data.vocab)),
+            train_cfg=TrainConfig(n_loops=shape.n_loops),
+            metrics=[],
+            task_fingerprint=None,
+        )
+        self._data, self._folders, self.eval_size = data, folders, eval_size
+        self._evaluated: list[dict] | None = None
+        self._problems: dict[int, str] = {}
+        self._tokens = model_tokens(data)
+
+    # The task is the data given, never regenerated.
+    @property
+    def task(self) -> TaskData:  # type: ignore[override]
+        return self._data
+
+    @property
+    def metrics(self) -> list[dict]:  # type: ignore[override]
+        if self._evaluated is None:
+            self._evaluated = self.evaluate()
+        return self._evaluated
+
+    @metrics.setter
+    def metrics(self, rows: list[dict]) -> None:
+        self._evaluated = rows or None
+
+    def _verify_checkpoints(self) -> tuple[list[int], dict[int, str]]:
+        for step, folder in self._folders.items():
+            if step in self._problems or step in self._warned:
+                continue
+            problem = weights_problem(folder)
+            self._warned.add(step)
+            if problem is not None:
+                self._problems[step] = problem
+                warnings.warn(f"{problem}; skipping step {step}", stacklevel=4)
+        intact = [s for s in self._folders if s not in self._problems]
+        return intact, dict(self._problems)
+
+    @property
+    def last_step(self) -> int:
+        return max(self._folders)
+
+    def folder(self, step: int) -> Path:
+        """The ``checkpoint-<step>`` folder of ``step``."""
+        if step not in self._folders:
+            raise ValueError(
+                f"no checkpoint at step {step} in {self.path}; checkpointed steps: "
+                f"{list(self._folders)} (run.nearest_step(step) finds the closest)"
+            )
+        return self._folders[step]
+
+    def model(self, step: int | None = None, device: str | None = "auto"):
+        """The TransformerLens model of checkpoint ``step`` (default: the last intact one), in
+        eval mode, speaking the data's vocabulary."""
+        steps, damaged = self._verify_checkpoints()
+        if not steps:
+            raise ValueError(f"{self.path} has no intact checkpoint (damaged: {len(damaged)})")
+        step = steps[-1] if step is None else step
+        if step in damaged:
+            raise ValueError(f"{damaged[step]}, so step {step} cannot be loaded")
+        return load_hf_model(self.folder(step), self._tokens, device=resolve_device(device))
+
+    def evaluate(
+        self,
+        eval_size: int | None = None,
+        steps: list[int] | None = None,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> list[dict]:
+        """Accuracy of every probe at every checkpoint (one row per step, ``{probe}_acc``), the
+        authors' exact match (:func:`exact_match`) on at most ``eval_size`` examples of each
+        probe (default :attr:`eval_size`), drawn once by ``seed``. Loads one model at a time."""
+        probes = self._data.probes(eval_size or self.eval_size, seed=seed)
+        chosen = self.steps if steps is None else sorted(steps)
+        rows = []
+        bar = tqdm(chosen, desc="evaluating checkpoints", disable=not progress, leave=False)
+        for step in bar:
+            model = self.model(step, device="cpu")
+            row: dict = {"step": step}
+            for name, split in probes.items():
+                hits = exact_match(model, split, self._data.vocab)
+                row[f"{name}_acc"] = float(hits.float().mean()) if len(hits) else float("nan")
+            rows.append(row)
+            del model
+        if steps is None:
+            self._evaluated = rows
+        return rows
+
+    def summary(self) -> dict:
+        out = super().summary()
+        out["wall_seconds"] = None
+        out["source"] = "Hugging Face checkpoints"
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"CheckpointSeries({str(self.path)!r}, task={self.task_name!r}, "
+            f"checkpoints={len(self._folders)}, steps {min(self._folders)}..{self.last_step})"
+        )
+
+
+def _data(data) -> TaskData:
+    from grok_circuits.tasks.paper import load_paper_data
+
+    if isinstance(data, TaskData):
+        return data
+    if data is None:
+        raise ValueError(
+            "a folder of Hugging Face checkpoints carries no data: pass the dataset it was "
+            "trained on, load_run(path, data='data/<dataset>') (a released dataset folder, or "
+            "a TaskData)"
+        )
+    folder = Path(data)
+    if (folder / "manifest.json").is_file():
+        return TaskData.load(folder)
+    return load_paper_data(folder)
+
+
+def load_series(path: str | Path, data, eval_size: int = EVAL_SIZE) -> CheckpointSeries:
+    """Open a folder of ``checkpoint-<step>/`` Hugging Face GPT-2 folders (read-only).
+
+    Args:
+        path: the run folder (the authors' ``<dataset>_<weight_decay>_<n_layers>/``).
+        data: what it was trained on: a released dataset folder
+            (:func:`~grok_circuits.load_paper_data`), a saved task folder, or a TaskData.
+        eval_size: examples of each probe its metrics are measured on.
+    """
+    folders = checkpoint_folders(path)
+    if not folders:
+        raise ValueError(
+            f"{path} holds no checkpoint-<step>/ folder with a config.json: not a series of "
+            "Hugging Face checkpoints"
+        )
+    task = _data(data)
+    series = CheckpointSeries(Path(path), task, folders, eval_size)
+    series._verify_checkpoints()
+    intact = series.steps
+    if intact:  # the data must fit the checkpoint's tokenizer: one line now, not at first use
+        from grok_circuits.hf import read_tokenizer
+
+        tok = read_tokenizer(folders[intact[0]])
+        for t in series._tokens:
+            tok.id_of(tok.eos if t is None else t, folders[intact[0]])
+    return series
+
+
+__all__ = [
+    "CheckpointSeries",
+    "checkpoint_folders",
+    "exact_match",
+    "is_checkpoint_series",
+    "load_series",
+    "model_tokens",
+]

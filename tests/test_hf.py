@@ -1,0 +1,318 @@
+"""Hugging Face GPT-2 checkpoints and the paper's released data, on a stand-in written here.
+
+References, each independent of the code under test: ``transformers``' own GPT2LMHeadModel
+(logits) and GPT2Tokenizer (token ids), TransformerLens' own ``convert_gpt2_weights`` (3.x), a
+greedy ``generate`` + exact-match evaluation written here the way the authors' ``eval_qa.py``
+scores, split counts counted from the JSON files here, and a two-pass forward of the HF blocks
+written here for the ``add_recurrence`` model.
+"""
+
+import json
+import shutil
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from grok_circuits import backend
+from grok_circuits.hf import CheckpointError, load_hf_model, read_tokenizer
+from grok_circuits.runs import load_run
+from grok_circuits.series import exact_match, model_tokens
+from grok_circuits.tasks.paper import PaperDataError, load_paper_data
+from tests.paper_standin import train_series, write_composition_data
+
+transformers = pytest.importorskip("transformers")
+
+STEPS = [0, 30, 60]
+
+
+@pytest.fixture(scope="session")
+def standin(tmp_path_factory) -> tuple[Path, Path]:
+    """A small dataset folder and a 3-checkpoint series (step 30 saved as pytorch_model.bin)."""
+    root = tmp_path_factory.mktemp("standin")
+    data = write_composition_data(
+        root / "composition.30.6.2.0", n_entities=30, n_relations=6, out_degree=3, phi=2.0
+    )
+    run = train_series(data, root / "run", STEPS, n_layer=2, n_embd=32, n_head=2, bin_steps=(30,))
+    return data, run
+
+
+@pytest.fixture(scope="session")
+def task(standin):
+    return load_paper_data(standin[0])
+
+
+def hf_model(folder: Path):
+    return transformers.GPT2LMHeadModel.from_pretrained(folder).eval()
+
+
+def hf_ids(folder: Path, text: str) -> list[int]:
+    return transformers.GPT2Tokenizer.from_pretrained(folder)(text)["input_ids"]
+
+
+def test_split_counts_equal_the_files(standin, task):
+    data, _ = standin
+    test = json.loads((data / "test.json").read_text())
+    by_type = Counter(item["type"] for item in test)
+    assert set(task.splits) == {"train", "valid", *by_type}
+    for kind, n in by_type.items():
+        assert len(task.splits[kind]) == n
+    assert len(task.train) == len(json.loads((data / "train.json").read_text()))
+    assert len(task.splits["valid"]) == len(json.loads((data / "valid.json").read_text()))
+    # the first test item, decoded, is the file's text
+    first = test[0]
+    assert (
+        task.decode(first["type"], 0).replace(" -> ", "").replace(" ", "") + "</a>"
+        == (first["target_text"])
+    )
+
+
+def test_bridges_follow_the_atomic_facts_of_train_json(standin, task):
+    data, _ = standin
+    facts = {}
+    for item in json.loads((data / "train.json").read_text()):
+        toks = item["target_text"].strip("<>").split("><")
+        if len(toks) == 4:  # h, r, t, /a
+            facts[(toks[0], toks[1])] = toks[2]
+    s = task.splits["test_inferred_iid"]
+    for i in range(len(s)):
+        h, r1, _ = task.vocab.decode(s.tokens[i]).strip("<>").split("> <")
+        assert task.vocab.tokens[int(s.meta["bridge"][i])] == f"<{facts[(h, r1)]}>"
+
+
+def test_logits_equal_transformers_on_every_checkpoint(standin, task):
+    _, run_dir = standin
+    tokens = model_tokens(task)
+    s = task.splits["test_inferred_iid"]
+    text = json.loads((standin[0] / "test.json").read_text())
+    iid_text = [it["input_text"] for it in text if it["type"] == "test_inferred_iid"]
+    for step in STEPS:
+        folder = run_dir / f"checkpoint-{step}"
+        model = load_hf_model(folder, tokens)
+        ids = torch.tensor([hf_ids(folder, t) for t in iid_text])  # transformers' tokenizer
+        rows = torch.tensor([read_tokenizer(folder).ids[t or "<|endoftext|>"] for t in tokens])
+        assert torch.equal(rows[s.tokens], ids)  # our token ids are the tokenizer's
+        with torch.no_grad():
+            ours = model(s.tokens, return_type="logits")
+            theirs = hf_model(folder)(ids).logits[..., rows]
+        torch.testing.assert_close(ours[..., 1:], theirs[..., 1:], atol=1e-4, rtol=1e-4)
+        assert bool((ours[..., 0] < -1e3).all())  # the padding id never competes
+
+
+@pytest.mark.skipif(backend.BRIDGE, reason="TransformerLens 3.x's converter is the reference")
+def test_weights_equal_transformerlens_own_gpt2_conversion(standin, task):
+    from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
+
+    folder = standin[1] / "checkpoint-60"
+    model = load_hf_model(folder, model_tokens(task))
+    hf = hf_model(folder)
+    theirs = convert_gpt2_weights(hf, model.cfg)
+    tokens = model_tokens(task)
+    rows = torch.tensor([read_tokenizer(folder).ids[t or "<|endoftext|>"] for t in tokens])
+    ours = model.state_dict()
+    for name, value in theirs.items():
+        if name.startswith("embed."):
+            value = value[rows]
+        elif name == "unembed.W_U":
+            value = value[:, rows][:, 1:]
+            ours_value = ours[name][:, 1:]
+            torch.testing.assert_close(ours_value, value)
+            continue
+        elif name == "unembed.b_U":
+            continue
+        torch.testing.assert_close(ours[name], value, msg=name)
+
+
+def eval_res(pred: str, gold: str) -> int:
+    """The authors' exact match, restated: compare up to the first </a>."""
+    return int(pred.split("</a>")[0] == gold.split("</a>")[0])
+
+
+def test_accuracy_equals_greedy_generate_with_exact_match(standin, task):
+    data, run_dir = standin
+    run = load_run(run_dir, data=data)
+    rows = run.evaluate(eval_size=None, progress=False)
+    items = json.loads((data / "test.json").read_text())
+    for row in rows:
+        folder = run_dir / f"checkpoint-{row['step']}"
+        tok = transformers.GPT2Tokenizer.from_pretrained(folder)
+        hf = hf_model(folder)
+        hits: dict[str, list[int]] = {}
+        for item in items:
+            ids = torch.tensor([tok(item["input_text"])["input_ids"]])
+            out = hf.generate(ids, max_new_tokens=3, do_sample=False, pad_token_id=0)
+            pred = item["input_text"] + tok.decode(out[0, ids.shape[1] :])
+            hits.setdefault(item["type"], []).append(eval_res(pred, item["target_text"]))
+        for kind, h in hits.items():
+            assert row[f"{kind}_acc"] == pytest.approx(sum(h) / len(h)), (row["step"], kind)
+
+
+def test_padding_rows_that_win_every_argmax_change_nothing(standin, task, tmp_path):
+    """Untie the head and set every row the task does not use (BPE and padding) to the mean
+    answer-position state, scaled: transformers' argmax then lands on one of them for every
+    query, while our accuracy and bridge MRR stay what they were."""
+    data, run_dir = standin
+    dst = tmp_path / "run" / "checkpoint-60"
+    shutil.copytree(run_dir / "checkpoint-60", dst)
+    hf = hf_model(dst)
+    tokens = model_tokens(task)
+    rows = torch.tensor([read_tokenizer(dst).ids[t or "<|endoftext|>"] for t in tokens])
+    s = task.splits["test_inferred_iid"]
+    with torch.no_grad():
+        out = hf(rows[s.tokens], output_hidden_states=True)
+        state = out.hidden_states[-1][:, -1].mean(0)
+        head = hf.lm_head.weight.clone()
+        unused = torch.ones(head.shape[0], dtype=torch.bool)
+        unused[rows[1:]] = False
+        head[unused] = 1e3 * state / state.norm()
+    hf.config.tie_word_embeddings = False
+    hf.lm_head.weight = torch.nn.Parameter(head)
+    hf.save_pretrained(dst)
+    reloaded = hf_model(dst)
+    with torch.no_grad():
+        winners = reloaded(rows[s.tokens]).logits[:, -1].argmax(-1)
+    assert bool(unused[winners].all())  # the planted rows win every argmax there
+    before = load_run(run_dir, data=data).evaluate(steps=[60], progress=False)[0]
+    after = load_run(tmp_path / "run", data=data).evaluate(steps=[60], progress=False)[0]
+    assert before == after
+    from grok_circuits.analysis.logit_lens import logit_lens
+
+    lens = [
+        logit_lens(load_run(r, data=data).model(60), s.tokens, s.meta["bridge"], 1).mrr
+        for r in (run_dir, tmp_path / "run")
+    ]
+    torch.testing.assert_close(lens[0], lens[1])
+
+
+def test_add_recurrence_runs_the_blocks_twice(standin, task, tmp_path):
+    """Reference: transformers' own GPT-2 with the blocks written out twice (2n layers, block
+    n + i a copy of block i), which is what the fork's add_recurrence computes."""
+    data, _ = standin
+    run_dir = train_series(
+        data,
+        tmp_path / "loop",
+        [5],
+        n_layer=2,
+        n_embd=32,
+        n_head=2,
+        extra_config={"add_recurrence": True},
+    )
+    folder = run_dir / "checkpoint-5"
+    model = load_hf_model(folder, model_tokens(task))
+    assert model.cfg.n_layers == 4
+    assert model.blocks[2].attn.W_Q is model.blocks[0].attn.W_Q  # shared, as n_loops=2
+    hf = hf_model(folder)
+    config = hf.config.to_dict()
+    config.update(n_layer=4, add_recurrence=False)
+    unrolled = transformers.GPT2LMHeadModel(transformers.GPT2Config(**config)).eval()
+    state = hf.state_dict()
+    for key, value in list(state.items()):
+        if key.startswith("transformer.h."):
+            i, rest = key.removeprefix("transformer.h.").split(".", 1)
+            state[f"transformer.h.{int(i) + 2}.{rest}"] = value
+    unrolled.load_state_dict(state)
+    rows = torch.tensor(
+        [read_tokenizer(folder).ids[t or "<|endoftext|>"] for t in model_tokens(task)]
+    )
+    s = task.splits["test_inferred_iid"]
+    with torch.no_grad():
+        ref = unrolled(rows[s.tokens]).logits[..., rows]
+        plain = hf(rows[s.tokens]).logits[..., rows]  # stock transformers ignores the key
+        ours = model(s.tokens, return_type="logits")
+    torch.testing.assert_close(ours[..., 1:], ref[..., 1:], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(ours[..., 1:], plain[..., 1:], atol=1e-3)
+
+
+@pytest.mark.parametrize("key", ["share_mlp", "add_memory", "re_embed"])
+def test_a_fork_key_that_changes_the_computation_is_refused(standin, task, tmp_path, key):
+    folder = tmp_path / "checkpoint-0"
+    shutil.copytree(standin[1] / "checkpoint-0", folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, key: True}))
+    with pytest.raises(CheckpointError, match=key):
+        load_hf_model(folder, model_tokens(task))
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_a_folder_with_no_checkpoints_is_refused(standin, tmp_path):
+    with pytest.raises(ValueError, match="holds no checkpoint-<step>/ folder"):
+        load_run(tmp_path, data=standin[0])
+
+
+def test_a_missing_tokenizer_is_refused(standin, task, tmp_path):
+    folder = tmp_path / "checkpoint-0"
+    shutil.copytree(standin[1] / "checkpoint-0", folder)
+    for f in ("vocab.json", "added_tokens.json", "merges.txt", "tokenizer_config.json"):
+        (folder / f).unlink()
+    with pytest.raises(CheckpointError, match="no tokenizer"):
+        load_run(tmp_path, data=standin[0])
+
+
+def test_a_token_the_tokenizer_lacks_is_refused(standin, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(standin[0], data)
+    vocab = json.loads((data / "vocab.json").read_text())
+    (data / "vocab.json").write_text(json.dumps(vocab + ["<never_seen>"]))
+    with pytest.raises(CheckpointError, match="<never_seen> of the data is not in the tokenizer"):
+        load_run(standin[1], data=data)
+
+
+def test_a_truncated_weights_file_is_skipped_with_one_warning(standin, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(standin[1], run_dir)
+    weights = run_dir / "checkpoint-60" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = load_run(run_dir, data=standin[0])
+        assert run.steps == [0, 30]
+        assert run.steps == [0, 30]
+    assert len([w for w in caught if "truncated" in str(w.message)]) == 1
+    with pytest.raises(ValueError, match="truncated"):
+        run.model(60)
+
+
+def test_a_truncated_bin_file_is_skipped(standin, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(standin[1], run_dir)
+    weights = run_dir / "checkpoint-30" / "pytorch_model.bin"
+    weights.write_bytes(weights.read_bytes()[: len(weights.read_bytes()) // 2])
+    with pytest.warns(UserWarning, match="checkpoint-30"):
+        assert load_run(run_dir, data=standin[0]).steps == [0, 60]
+
+
+def test_a_data_folder_of_another_format_is_refused(tmp_path):
+    make = __import__("grok_circuits").make_task
+    make("composition", preset="tutorial").save(tmp_path / "task")
+    with pytest.raises(PaperDataError, match="TaskData.load"):
+        load_paper_data(tmp_path / "task")
+    (tmp_path / "other").mkdir()
+    for name in ("train.json", "valid.json", "test.json"):
+        (tmp_path / "other" / name).write_text('[{"question": "?"}]')
+    (tmp_path / "other" / "vocab.json").write_text('["<e_0>", "<r_0>", "</a>"]')
+    with pytest.raises(PaperDataError, match=r"train.json, item 0: an item needs 'input_text'"):
+        load_paper_data(tmp_path / "other")
+
+
+def test_a_two_hop_query_without_its_facts_is_refused(standin, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(standin[0], data)
+    train = json.loads((data / "train.json").read_text())
+    two_hop = next(i for i, it in enumerate(train) if it["input_text"].count("<") == 3)
+    h, r1 = train[two_hop]["input_text"].strip("<>").split("><")[:2]
+    kept = [it for it in train if it["input_text"] != f"<{h}><{r1}>"]
+    (data / "train.json").write_text(json.dumps(kept))
+    with pytest.raises(PaperDataError, match=r"train.json, item \d+: its first hop"):
+        load_paper_data(data)
+
+
+def test_exact_match_needs_the_end_token(task, standin):
+    model = load_hf_model(standin[1] / "checkpoint-60", model_tokens(task))
+    s = task.splits["train_inferred"]
+    hits = exact_match(model, s, task.vocab)
+    logits = model(torch.cat([s.tokens, s.answers[:, None]], 1), return_type="logits")
+    top1 = logits[:, -2].argmax(-1) == s.answers
+    end = logits[:, -1].argmax(-1) == task.vocab.token_id("</a>")
+    assert torch.equal(hits, top1 & end)
