@@ -1,23 +1,7 @@
-"""The paper-scale GPU path: bf16 autocast and ``torch.compile`` for the training step.
+"""Measuring the training step on the device: steps per second, and the batch that fills a GPU.
 
-The paper trains an 8-layer GPT-2-shaped model for up to 1.5M steps; on a GPU two switches of
-:class:`~grok_circuits.TrainConfig` make each step cheaper, both off by default:
-
-- ``precision="bf16"``: the forward pass of the training step runs under
-  ``torch.autocast(dtype=torch.bfloat16)`` (matrix products in bf16, reductions and LayerNorm in
-  float32, as autocast decides); the answer logits are cast back to float32 before the loss, so
-  the loss, its gradient into the logits, the optimizer state and the weights stay float32.
-  Evaluation runs the plain float32 model. bf16 keeps float32's exponent range, so no loss
-  scaling is needed (unlike float16).
-- ``compile=True``: the training forward pass goes through ``torch.compile(model)`` (the same
-  parameters; evaluation and the analyses run the plain ``HookedTransformer``, whose hooks
-  compile would not see). Compiling takes tens of seconds once per process, so it pays off only
-  for long runs.
-
-Neither is exact: compiled kernels and bf16 round differently, so a run with either differs from
-one without by floating-point noise that training can amplify; ``benchmarks/paper_scale.py``
-measures how far the metrics move over 200 steps. Both are fixed for a run (a resumed run may not
-switch them).
+:func:`training_throughput` times the training step under ``cfg.precision`` and ``cfg.compile``
+(:mod:`grok_circuits.precision`), for ``benchmarks/paper_scale.py``.
 
 **The batch that fills the GPU.** At the paper's batch of 512 the paper model (prompts of 4
 tokens) leaves an H100 mostly idle: the step costs its kernel launches, not its arithmetic.
@@ -29,25 +13,12 @@ steps; the learning rate may want to follow), so ``batch_size`` stays the caller
 import dataclasses
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
 from grok_circuits.config import TrainConfig
-
-
-def training_forward(model: torch.nn.Module, cfg: TrainConfig):
-    """What the training step calls: the model itself, or ``torch.compile(model)`` when
-    ``cfg.compile`` (sharing its parameters)."""
-    return torch.compile(model) if cfg.compile else model
-
-
-def autocast(precision: str, device: torch.device):
-    """A context: bf16 autocast on ``device`` for ``precision="bf16"``, else nothing."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
+from grok_circuits.precision import training_forward
 
 
 def synchronize(device: torch.device) -> None:
@@ -213,10 +184,8 @@ def batch_that_fills(
 
 __all__ = [
     "BatchSearch",
-    "autocast",
     "batch_that_fills",
     "peak_memory_gib",
     "synchronize",
-    "training_forward",
     "training_throughput",
 ]

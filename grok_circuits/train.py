@@ -44,7 +44,6 @@ from tqdm.auto import tqdm
 from grok_circuits import backend
 from grok_circuits.backend import Model, ModelConfig
 from grok_circuits.config import RESUME_CHANGEABLE, TrainConfig
-from grok_circuits.gpu import autocast, training_forward
 from grok_circuits.io import atomic_write_json, read_json
 from grok_circuits.model import (
     answer_logits,
@@ -58,6 +57,7 @@ from grok_circuits.model import (
     save_config,
 )
 from grok_circuits.plugins import LossFn, grad_hooks_for, loss_for
+from grok_circuits.precision import autocast, training_forward
 from grok_circuits.progress_measures import ProgressMeasures
 from grok_circuits.runs import (
     MODEL_CONFIG_FILE,
@@ -82,7 +82,7 @@ def answer_loss(
 ) -> Tensor:
     """The loss (cross-entropy unless told) on the answer token only (the prompt tokens are never
     predicted). ``precision="bf16"`` runs the forward pass under bf16 autocast; the loss is
-    always computed from float32 logits (:mod:`grok_circuits.gpu`)."""
+    always computed from float32 logits (:mod:`grok_circuits.precision`)."""
     with autocast(precision, batch.tokens.device):
         logits = answer_logits(model, batch.tokens, batch.answer_pos)
     return loss(logits.float(), batch.answers)
