@@ -1,7 +1,13 @@
 """Measuring the training step on the device: steps per second, and the batch that fills a GPU.
 
-:func:`training_throughput` times the training step under ``cfg.precision`` and ``cfg.compile``
-(:mod:`grok_circuits.precision`), for ``benchmarks/paper_scale.py``.
+:func:`training_throughput` times :func:`grok_circuits.train.train_step`, the function
+``train()`` calls for every step, so what it times is what training runs: the batch of each step,
+the learning-rate warm-up, the forward pass under ``cfg.precision`` and ``cfg.compile``
+(:mod:`grok_circuits.precision`), the loss plug-in, backward, the gradient hooks (a Grokfast run
+is timed with its filter), clipping unless ``grad_clip=None``, and AdamW. The model is built as
+``train()`` builds it (``cfg.model_size``, ``cfg.seed``, ``cfg.n_loops``), and on the CPU the steps
+run with ``train()``'s threads and deterministic algorithms. Not timed: evaluation, progress
+measures and checkpoints, which ``train()`` adds every ``eval_every`` steps.
 
 **The batch that fills the GPU.** At the paper's batch of 512 the paper model (prompts of 4
 tokens) leaves an H100 mostly idle: the step costs its kernel launches, not its arithmetic.
@@ -17,8 +23,12 @@ from dataclasses import dataclass
 
 import torch
 
+from grok_circuits import backend
 from grok_circuits.config import TrainConfig
+from grok_circuits.model import build_model, model_config, resolve_device
+from grok_circuits.plugins import grad_hooks_for, loss_for
 from grok_circuits.precision import training_forward
+from grok_circuits.train import cpu_threads, deterministic_on_cpu, make_optimizer, train_step
 
 
 def synchronize(device: torch.device) -> None:
@@ -37,35 +47,44 @@ def peak_memory_gib(device: torch.device) -> float:
 
 
 def training_throughput(task, cfg: TrainConfig, *, steps: int = 20, warmup: int = 5) -> float:
-    """Training steps per second of ``cfg`` on ``task``: the pieces of ``train()``'s step (batch,
-    forward under ``cfg.precision`` and ``cfg.compile``, loss, backward, clipping, AdamW),
-    timed over ``steps`` after ``warmup`` untimed ones (which include compiling). CUDA's peak
-    memory statistics are reset first, so :func:`peak_memory_gib` reads this run's peak."""
-    from grok_circuits.model import build_model, model_config, resolve_device
-    from grok_circuits.plugins import loss_for
-    from grok_circuits.train import answer_loss, batch_indices, make_optimizer
+    """Training steps per second of ``cfg`` on ``task``: :func:`~grok_circuits.train.train_step`
+    (``train()``'s step, gradient hooks and all) on a fresh model, timed over ``steps`` after
+    ``warmup`` untimed ones (which include compiling). CUDA's peak memory statistics are reset
+    first, so :func:`peak_memory_gib` reads this run's peak.
 
+    The steps are ``train()``'s steps 1 to ``warmup + steps`` of the same seed and model: the
+    same batches, learning rates and gradient hooks. On the CPU, where both run deterministic
+    algorithms, they leave ``train()``'s weights bit for bit (``tests/test_gpu.py`` checks)."""
     device = resolve_device(cfg.device)
-    model = build_model(model_config(task, cfg.model_size), seed=cfg.seed, device=device)
+    model = build_model(
+        model_config(task, cfg.model_size), seed=cfg.seed, device=device, n_loops=cfg.n_loops
+    )
     optimizer = make_optimizer(model, cfg)
-    forward, loss_fn = training_forward(model, cfg), loss_for(cfg)
+    forward, loss_fn, hooks = training_forward(model, cfg), loss_for(cfg), grad_hooks_for(cfg)
+    params = backend.parameters(model)
     split = task.train.to(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model.train()
-    start = time.perf_counter()
-    for step in range(1, warmup + steps + 1):
-        if step == warmup + 1:
-            synchronize(device)
-            start = time.perf_counter()
-        batch = split.select(batch_indices(len(split), cfg.batch_size, cfg.seed, step))
-        loss = answer_loss(forward, batch, loss_fn, cfg.precision)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-    synchronize(device)
-    return steps / (time.perf_counter() - start)
+    with deterministic_on_cpu(device), cpu_threads(device, cfg.threads):
+        start = time.perf_counter()
+        for step in range(1, warmup + steps + 1):
+            if step == warmup + 1:
+                synchronize(device)
+                start = time.perf_counter()
+            train_step(
+                model,
+                optimizer,
+                split,
+                step,
+                cfg,
+                forward=forward,
+                loss_fn=loss_fn,
+                hooks=hooks,
+                params=params,
+            )
+        synchronize(device)
+        return steps / (time.perf_counter() - start)
 
 
 @dataclass(frozen=True)
@@ -147,8 +166,6 @@ def batch_that_fills(
         def measure(batch: int) -> tuple[float, float]:
             c = dataclasses.replace(cfg, batch_size=batch)
             rate = training_throughput(task, c, steps=steps, warmup=warmup)
-            from grok_circuits.model import resolve_device
-
             return rate * batch, peak_memory_gib(resolve_device(cfg.device))
 
     from tqdm.auto import tqdm
