@@ -93,7 +93,8 @@ class BatchSearch:
 
     Attributes:
         batch_size: the batch that fills the device: the last one whose doubling still raised
-            examples per second by at least ``min_gain``.
+            examples per second by at least ``min_gain`` (for ``cfg.batch_size=None``, the
+            whole training set).
         batches, examples_per_second, peak_gib: each batch tried, in order, and what it gave.
         stopped: why the search ended, in words.
     """
@@ -143,7 +144,9 @@ def batch_that_fills(
     Args:
         task: the task to train on (its ``train`` split is what batches are drawn from).
         cfg: the training config; its ``batch_size`` is where the search starts, and its
-            ``device``, ``precision``, ``compile`` and ``model_size`` are what is timed.
+            ``device``, ``precision``, ``compile``, ``model_size``, loss and gradient hooks are
+            what is timed. ``batch_size=None`` (full batch, as the modular presets train) already
+            trains on the whole training set, so that one batch is measured and returned.
         steps, warmup: timed and untimed training steps per batch size
             (:func:`training_throughput`).
         measure: ``batch -> (examples per second, peak GiB)`` in place of timing training (for
@@ -151,16 +154,23 @@ def batch_that_fills(
     """
     if min_gain <= 1:
         raise ValueError(f"min_gain must be above 1 (a gain per doubling), got {min_gain}")
-    if cfg.batch_size < 1 or max_batch < cfg.batch_size:
-        raise ValueError(
-            f"the search starts at cfg.batch_size={cfg.batch_size} and ends at "
-            f"max_batch={max_batch}; give 1 <= batch_size <= max_batch"
-        )
-    if cfg.batch_size >= len(task.train):
-        raise ValueError(
-            f"cfg.batch_size={cfg.batch_size} already covers the training set "
-            f"({len(task.train)} rows): every step is the whole set, so no batch can fill more"
-        )
+    rows = len(task.train)
+    if cfg.batch_size is None:
+        start, limit = rows, rows
+        stopped = f"cfg.batch_size=None trains on the whole training set ({rows} rows) every step"
+    else:
+        if max_batch < cfg.batch_size:
+            raise ValueError(
+                f"the search starts at cfg.batch_size={cfg.batch_size} and ends at "
+                f"max_batch={max_batch}; give batch_size <= max_batch"
+            )
+        if cfg.batch_size >= rows:
+            raise ValueError(
+                f"cfg.batch_size={cfg.batch_size} already covers the training set ({rows} "
+                "rows): every step is the whole set, so no batch can fill more"
+            )
+        start, limit = cfg.batch_size, min(max_batch, rows)
+        stopped = f"reached max_batch or the training set ({limit})"
     if measure is None:
 
         def measure(batch: int) -> tuple[float, float]:
@@ -170,9 +180,8 @@ def batch_that_fills(
 
     from tqdm.auto import tqdm
 
-    limit = min(max_batch, len(task.train))
     batches, rates, peaks = [], [], []
-    batch, stopped = cfg.batch_size, f"reached max_batch or the training set ({limit})"
+    batch = start
     bar = tqdm(desc="batch sizes", disable=not progress, unit="batch")
     while batch <= limit:
         try:

@@ -103,6 +103,20 @@ def test_throughput_without_clipping():
     assert training_throughput(task, cfg, steps=1, warmup=1) > 0
 
 
+def test_a_full_batch_config_is_measured_once(tiny_composition):
+    """``batch_size=None`` trains on the whole training set every step: there is nothing larger
+    to try, so the search measures that batch once and says so."""
+    cfg = tiny_train_config(batch_size=None)
+    measure, tried = _curve(full_at=1 << 30)
+    found = batch_that_fills(tiny_composition, cfg, measure=measure, progress=False)
+    assert tried == [252] and found.batch_size == 252 and found.batches == (252,)
+    assert "batch_size=None" in found.stopped
+
+    task, cfg = _modular_preset()  # and for real, on a preset without clipping either
+    found = batch_that_fills(task, cfg, steps=1, warmup=1, progress=False)
+    assert found.batches == (len(task.train),) and found.examples_per_second[0] > 0
+
+
 def _weights_after_train(task, cfg, out) -> dict[str, torch.Tensor]:
     run = train(task, cfg, out=out, progress=False)
     assert run.last_step == cfg.max_steps
