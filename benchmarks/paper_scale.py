@@ -7,8 +7,9 @@
 Parts, each printed as it is measured:
 
 1. **Training speed** of the paper preset (the composition task's ``"paper"`` preset: 2,000
-   entities, phi 7.2, the 8-layer d_model 768 model, AdamW batch 512): steps per second of the
-   training step alone (batch, forward, loss, backward, clipping, AdamW), timed after
+   entities, phi 7.2, the 8-layer d_model 768 model, AdamW batch 512): steps per second of
+   ``train()``'s own step alone (``grok_circuits.train.train_step``: batch, learning rate,
+   forward, loss, backward, gradient hooks, clipping, AdamW; ``grok_circuits.gpu``), timed after
    ``--warmup`` untimed steps (which include compiling), for float32, bf16 autocast, compile and
    both; the peak memory (CUDA: ``torch.cuda.max_memory_allocated``; CPU: the process's peak
    RSS); the hours to the paper's 1.5M steps at that speed (evaluation and checkpoints not

@@ -1,23 +1,13 @@
-"""The paper-scale GPU path: bf16 autocast and ``torch.compile`` for the training step.
+"""Measuring the training step on the device: steps per second, and the batch that fills a GPU.
 
-The paper trains an 8-layer GPT-2-shaped model for up to 1.5M steps; on a GPU two switches of
-:class:`~grok_circuits.TrainConfig` make each step cheaper, both off by default:
-
-- ``precision="bf16"``: the forward pass of the training step runs under
-  ``torch.autocast(dtype=torch.bfloat16)`` (matrix products in bf16, reductions and LayerNorm in
-  float32, as autocast decides); the answer logits are cast back to float32 before the loss, so
-  the loss, its gradient into the logits, the optimizer state and the weights stay float32.
-  Evaluation runs the plain float32 model. bf16 keeps float32's exponent range, so no loss
-  scaling is needed (unlike float16).
-- ``compile=True``: the training forward pass goes through ``torch.compile(model)`` (the same
-  parameters; evaluation and the analyses run the plain ``HookedTransformer``, whose hooks
-  compile would not see). Compiling takes tens of seconds once per process, so it pays off only
-  for long runs.
-
-Neither is exact: compiled kernels and bf16 round differently, so a run with either differs from
-one without by floating-point noise that training can amplify; ``benchmarks/paper_scale.py``
-measures how far the metrics move over 200 steps. Both are fixed for a run (a resumed run may not
-switch them).
+:func:`training_throughput` times :func:`grok_circuits.train.train_step`, the function
+``train()`` calls for every step, so what it times is what training runs: the batch of each step,
+the learning-rate warm-up, the forward pass under ``cfg.precision`` and ``cfg.compile``
+(:mod:`grok_circuits.precision`), the loss plug-in, backward, the gradient hooks (a Grokfast run
+is timed with its filter), clipping unless ``grad_clip=None``, and AdamW. The model is built as
+``train()`` builds it (``cfg.model_size``, ``cfg.seed``, ``cfg.n_loops``), and on the CPU the steps
+run with ``train()``'s threads and deterministic algorithms. Not timed: evaluation, progress
+measures and checkpoints, which ``train()`` adds every ``eval_every`` steps.
 
 **The batch that fills the GPU.** At the paper's batch of 512 the paper model (prompts of 4
 tokens) leaves an H100 mostly idle: the step costs its kernel launches, not its arithmetic.
@@ -29,25 +19,16 @@ steps; the learning rate may want to follow), so ``batch_size`` stays the caller
 import dataclasses
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
+from grok_circuits import backend
 from grok_circuits.config import TrainConfig
-
-
-def training_forward(model: torch.nn.Module, cfg: TrainConfig):
-    """What the training step calls: the model itself, or ``torch.compile(model)`` when
-    ``cfg.compile`` (sharing its parameters)."""
-    return torch.compile(model) if cfg.compile else model
-
-
-def autocast(precision: str, device: torch.device):
-    """A context: bf16 autocast on ``device`` for ``precision="bf16"``, else nothing."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
+from grok_circuits.model import build_model, model_config, resolve_device
+from grok_circuits.plugins import grad_hooks_for, loss_for
+from grok_circuits.precision import training_forward
+from grok_circuits.train import cpu_threads, deterministic_on_cpu, make_optimizer, train_step
 
 
 def synchronize(device: torch.device) -> None:
@@ -66,35 +47,44 @@ def peak_memory_gib(device: torch.device) -> float:
 
 
 def training_throughput(task, cfg: TrainConfig, *, steps: int = 20, warmup: int = 5) -> float:
-    """Training steps per second of ``cfg`` on ``task``: the pieces of ``train()``'s step (batch,
-    forward under ``cfg.precision`` and ``cfg.compile``, loss, backward, clipping, AdamW),
-    timed over ``steps`` after ``warmup`` untimed ones (which include compiling). CUDA's peak
-    memory statistics are reset first, so :func:`peak_memory_gib` reads this run's peak."""
-    from grok_circuits.model import build_model, model_config, resolve_device
-    from grok_circuits.plugins import loss_for
-    from grok_circuits.train import answer_loss, batch_indices, make_optimizer
+    """Training steps per second of ``cfg`` on ``task``: :func:`~grok_circuits.train.train_step`
+    (``train()``'s step, gradient hooks and all) on a fresh model, timed over ``steps`` after
+    ``warmup`` untimed ones (which include compiling). CUDA's peak memory statistics are reset
+    first, so :func:`peak_memory_gib` reads this run's peak.
 
+    The steps are ``train()``'s steps 1 to ``warmup + steps`` of the same seed and model: the
+    same batches, learning rates and gradient hooks. On the CPU, where both run deterministic
+    algorithms, they leave ``train()``'s weights bit for bit (``tests/test_gpu.py`` checks)."""
     device = resolve_device(cfg.device)
-    model = build_model(model_config(task, cfg.model_size), seed=cfg.seed, device=device)
+    model = build_model(
+        model_config(task, cfg.model_size), seed=cfg.seed, device=device, n_loops=cfg.n_loops
+    )
     optimizer = make_optimizer(model, cfg)
-    forward, loss_fn = training_forward(model, cfg), loss_for(cfg)
+    forward, loss_fn, hooks = training_forward(model, cfg), loss_for(cfg), grad_hooks_for(cfg)
+    params = backend.parameters(model)
     split = task.train.to(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model.train()
-    start = time.perf_counter()
-    for step in range(1, warmup + steps + 1):
-        if step == warmup + 1:
-            synchronize(device)
-            start = time.perf_counter()
-        batch = split.select(batch_indices(len(split), cfg.batch_size, cfg.seed, step))
-        loss = answer_loss(forward, batch, loss_fn, cfg.precision)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-    synchronize(device)
-    return steps / (time.perf_counter() - start)
+    with deterministic_on_cpu(device), cpu_threads(device, cfg.threads):
+        start = time.perf_counter()
+        for step in range(1, warmup + steps + 1):
+            if step == warmup + 1:
+                synchronize(device)
+                start = time.perf_counter()
+            train_step(
+                model,
+                optimizer,
+                split,
+                step,
+                cfg,
+                forward=forward,
+                loss_fn=loss_fn,
+                hooks=hooks,
+                params=params,
+            )
+        synchronize(device)
+        return steps / (time.perf_counter() - start)
 
 
 @dataclass(frozen=True)
@@ -103,7 +93,8 @@ class BatchSearch:
 
     Attributes:
         batch_size: the batch that fills the device: the last one whose doubling still raised
-            examples per second by at least ``min_gain``.
+            examples per second by at least ``min_gain`` (for ``cfg.batch_size=None``, the
+            whole training set).
         batches, examples_per_second, peak_gib: each batch tried, in order, and what it gave.
         stopped: why the search ended, in words.
     """
@@ -153,7 +144,9 @@ def batch_that_fills(
     Args:
         task: the task to train on (its ``train`` split is what batches are drawn from).
         cfg: the training config; its ``batch_size`` is where the search starts, and its
-            ``device``, ``precision``, ``compile`` and ``model_size`` are what is timed.
+            ``device``, ``precision``, ``compile``, ``model_size``, loss and gradient hooks are
+            what is timed. ``batch_size=None`` (full batch, as the modular presets train) already
+            trains on the whole training set, so that one batch is measured and returned.
         steps, warmup: timed and untimed training steps per batch size
             (:func:`training_throughput`).
         measure: ``batch -> (examples per second, peak GiB)`` in place of timing training (for
@@ -161,30 +154,34 @@ def batch_that_fills(
     """
     if min_gain <= 1:
         raise ValueError(f"min_gain must be above 1 (a gain per doubling), got {min_gain}")
-    if cfg.batch_size < 1 or max_batch < cfg.batch_size:
-        raise ValueError(
-            f"the search starts at cfg.batch_size={cfg.batch_size} and ends at "
-            f"max_batch={max_batch}; give 1 <= batch_size <= max_batch"
-        )
-    if cfg.batch_size >= len(task.train):
-        raise ValueError(
-            f"cfg.batch_size={cfg.batch_size} already covers the training set "
-            f"({len(task.train)} rows): every step is the whole set, so no batch can fill more"
-        )
+    rows = len(task.train)
+    if cfg.batch_size is None:
+        start, limit = rows, rows
+        stopped = f"cfg.batch_size=None trains on the whole training set ({rows} rows) every step"
+    else:
+        if max_batch < cfg.batch_size:
+            raise ValueError(
+                f"the search starts at cfg.batch_size={cfg.batch_size} and ends at "
+                f"max_batch={max_batch}; give batch_size <= max_batch"
+            )
+        if cfg.batch_size >= rows:
+            raise ValueError(
+                f"cfg.batch_size={cfg.batch_size} already covers the training set ({rows} "
+                "rows): every step is the whole set, so no batch can fill more"
+            )
+        start, limit = cfg.batch_size, min(max_batch, rows)
+        stopped = f"reached max_batch or the training set ({limit})"
     if measure is None:
 
         def measure(batch: int) -> tuple[float, float]:
             c = dataclasses.replace(cfg, batch_size=batch)
             rate = training_throughput(task, c, steps=steps, warmup=warmup)
-            from grok_circuits.model import resolve_device
-
             return rate * batch, peak_memory_gib(resolve_device(cfg.device))
 
     from tqdm.auto import tqdm
 
-    limit = min(max_batch, len(task.train))
     batches, rates, peaks = [], [], []
-    batch, stopped = cfg.batch_size, f"reached max_batch or the training set ({limit})"
+    batch = start
     bar = tqdm(desc="batch sizes", disable=not progress, unit="batch")
     while batch <= limit:
         try:
@@ -213,10 +210,8 @@ def batch_that_fills(
 
 __all__ = [
     "BatchSearch",
-    "autocast",
     "batch_that_fills",
     "peak_memory_gib",
     "synchronize",
-    "training_forward",
     "training_throughput",
 ]

@@ -3,7 +3,8 @@
 One loop, read top to bottom (nanoGPT's ``train.py`` is the model)::
 
     for step in 1..max_steps:
-        batch -> loss on the answer position -> gradient hooks -> AdamW step (warm-up, clipping)
+        train_step: batch -> loss on the answer position -> gradient hooks -> clipping -> AdamW
+                    (learning rate warmed up)
         evaluate every ``eval_every`` steps: loss and accuracy on every probe, progress measures
         checkpoint when the schedule says so (dense early, log-spaced later, and the last step)
         stop at max_steps, or once ID accuracy has held ``stop_id_acc``
@@ -31,7 +32,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
@@ -44,7 +45,6 @@ from tqdm.auto import tqdm
 from grok_circuits import backend
 from grok_circuits.backend import Model, ModelConfig
 from grok_circuits.config import RESUME_CHANGEABLE, TrainConfig
-from grok_circuits.gpu import autocast, training_forward
 from grok_circuits.io import atomic_write_json, read_json
 from grok_circuits.model import (
     answer_logits,
@@ -57,7 +57,8 @@ from grok_circuits.model import (
     resolve_device,
     save_config,
 )
-from grok_circuits.plugins import LossFn, grad_hooks_for, loss_for
+from grok_circuits.plugins import GradHook, LossFn, grad_hooks_for, loss_for
+from grok_circuits.precision import autocast, training_forward
 from grok_circuits.progress_measures import ProgressMeasures
 from grok_circuits.runs import (
     MODEL_CONFIG_FILE,
@@ -82,7 +83,7 @@ def answer_loss(
 ) -> Tensor:
     """The loss (cross-entropy unless told) on the answer token only (the prompt tokens are never
     predicted). ``precision="bf16"`` runs the forward pass under bf16 autocast; the loss is
-    always computed from float32 logits (:mod:`grok_circuits.gpu`)."""
+    always computed from float32 logits (:mod:`grok_circuits.precision`)."""
     with autocast(precision, batch.tokens.device):
         logits = answer_logits(model, batch.tokens, batch.answer_pos)
     return loss(logits.float(), batch.answers)
@@ -142,6 +143,58 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 def weight_norm(model: Model) -> float:
     return math.sqrt(sum(float(p.detach().pow(2).sum()) for p in backend.parameters(model)))
+
+
+# ----------------------------------------------------------------------------- one step
+def train_step(
+    model: Model,
+    optimizer: torch.optim.Optimizer,
+    split: Split,
+    step: int,
+    cfg: TrainConfig,
+    *,
+    forward: Model,
+    loss_fn: LossFn,
+    hooks: Sequence[GradHook],
+    params: Sequence[Tensor] | None = None,
+) -> Tensor:
+    """Training step ``step`` (1-based), the one :func:`train` takes and
+    :func:`grok_circuits.gpu.training_throughput` times: the batch of ``step``
+    (:func:`batch_indices`), the learning rate of ``step`` (:func:`lr_at`), the loss on the answer
+    token (:func:`answer_loss`, through ``forward`` under ``cfg.precision``), backward, the
+    gradient hooks, clipping to ``cfg.grad_clip`` (unless None), and the optimizer's step.
+
+    Args:
+        model: the model whose parameters are trained (its gradients are set to None first).
+        optimizer: from :func:`make_optimizer`.
+        split: the training split, on the model's device.
+        step: which step this is; with ``cfg.seed`` it fixes the batch, so resuming needs no
+            sampler state.
+        cfg: the run's :class:`TrainConfig`.
+        forward: what the forward pass calls: ``model``, or the compiled model of
+            :func:`~grok_circuits.precision.training_forward`.
+        loss_fn: the loss, from :func:`~grok_circuits.plugins.loss_for`.
+        hooks: the gradient hooks, from :func:`~grok_circuits.plugins.grad_hooks_for`; they keep
+            state across steps, so build them once per run.
+        params: ``backend.parameters(model)``, if the caller has them (listing them costs a walk
+            over the model every step).
+
+    Returns:
+        The loss of the batch, before the step (a 0-dim tensor; reading it waits for the device).
+    """
+    params = backend.parameters(model) if params is None else params
+    batch = split.select(batch_indices(len(split), cfg.batch_size, cfg.seed, step))
+    for group in optimizer.param_groups:
+        group["lr"] = lr_at(cfg, step)
+    loss = answer_loss(forward, batch, loss_fn, cfg.precision)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for hook in hooks:
+        hook(params)
+    if cfg.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    optimizer.step()
+    return loss.detach()
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -264,19 +317,17 @@ def train(
         model.train()
         while step < cfg.max_steps and not _should_stop(held, cfg):
             step += 1
-            batch = train_split.select(
-                batch_indices(len(train_split), cfg.batch_size, cfg.seed, step)
+            train_step(
+                model,
+                optimizer,
+                train_split,
+                step,
+                cfg,
+                forward=forward,
+                loss_fn=loss_fn,
+                hooks=hooks,
+                params=params,
             )
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(cfg, step)
-            loss = answer_loss(forward, batch, loss_fn, cfg.precision)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            for hook in hooks:
-                hook(params)
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
             bar.update(1)
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 row = evaluate_and_log()
