@@ -3,7 +3,9 @@
 Reproduces and dissects "Grokked Transformers are Implicit Reasoners" (Wang et al., 2024):
 the composition, comparison and modular-arithmetic tasks, or any task of your own
 (:func:`make_task`, :func:`register_task`), training a ``HookedTransformer`` with checkpoints
-over time (:func:`train`, :func:`load_run`), and hook-based analysis of any model on any data
+over time (:func:`train`, :func:`load_run`), the paper's released datasets and any series of
+Hugging Face GPT-2 checkpoints (:func:`load_paper_data`, ``load_run(path, data=...)``), and
+hook-based analysis of any model on any data
 (:class:`PromptPairs`; :func:`logit_lens`, :func:`causal_trace`, :func:`trace_reasoning`,
 :func:`find_circuit`, :func:`compare_stages`, :func:`circuit_reuse`, :func:`over_checkpoints`,
 :func:`analyze`).
@@ -76,6 +78,8 @@ _EXPORTS: dict[str, str] = {
     "progress_measures": "grok_circuits.progress_measures",
     "Run": "grok_circuits.runs",
     "load_run": "grok_circuits.runs",
+    "CheckpointSeries": "grok_circuits.series",
+    "load_paper_data": "grok_circuits.tasks.paper",
     "ComplexParams": "grok_circuits.tasks",
     "MixedParams": "grok_circuits.tasks",
     "ModularParams": "grok_circuits.tasks",

@@ -61,11 +61,18 @@ def import_plugins(argv: list[str]) -> None:
             ) from None
 
 
-def load_run(path: Path):
-    """:func:`grok_circuits.load_run`, imported when a command first needs it."""
+def load_run(path: Path, data: Path | None = None):
+    """:func:`grok_circuits.load_run`, imported when a command first needs it (``data``: the
+    dataset of a folder of Hugging Face checkpoints)."""
     from grok_circuits.runs import load_run
 
-    return load_run(path)
+    return load_run(path, data=data)
+
+
+def _is_series(run) -> bool:
+    from grok_circuits.series import CheckpointSeries
+
+    return isinstance(run, CheckpointSeries)
 
 
 class _TaskNames:
@@ -86,16 +93,26 @@ class _TaskNames:
         return task_names()
 
 
-def figures_dir(run_path: Path, requested: Path | None, sub: str = "") -> Path:
+def figures_dir(
+    run_path: Path, requested: Path | None, sub: str = "", read_only: bool = False
+) -> Path:
     """The folder ``report`` and ``analyze`` write figures to: ``requested`` if given; else
-    ``run_path / sub`` when the run folder is writable and not one of the shipped runs; else
-    ``sub`` in the current directory."""
+    ``run_path / sub`` when the run folder is writable, not one of the shipped runs and not
+    ``read_only`` (a folder of Hugging Face checkpoints is never written to); else ``sub`` in
+    the current directory."""
     if requested is not None:
         return requested
     run_path = run_path.resolve()
-    if os.access(run_path, os.W_OK) and not run_path.is_relative_to(SHIPPED_DATA):
+    writable = os.access(run_path, os.W_OK) and not read_only
+    if writable and not run_path.is_relative_to(SHIPPED_DATA):
         return run_path / sub
     return Path.cwd() / sub
+
+
+DATA_HELP = (
+    "for a folder of Hugging Face checkpoint-<step>/ folders (the paper's released runs): the "
+    "dataset folder it was trained on (train/valid/test/vocab.json)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--png", type=Path, help="the curves' file, overriding --out")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
+    r.add_argument("--data", type=Path, help=DATA_HELP)
 
     a = sub.add_parser(
         "analyze",
@@ -182,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("run", type=Path, help="run folder")
     a.add_argument("--n-examples", type=int, default=300, help="examples traced (paper: 300)")
     a.add_argument("--top-k", type=int, default=6, help="components per circuit")
+    a.add_argument("--data", type=Path, help=DATA_HELP)
     a.add_argument(
         "--out",
         type=Path,
@@ -261,8 +280,8 @@ def cmd_sweep_report(args) -> int:
 def cmd_analyze(args) -> int:
     from grok_circuits.analysis import analyze
 
-    run = load_run(args.run)
-    out = figures_dir(run.path, args.out, "analysis")
+    run = load_run(args.run, args.data)
+    out = figures_dir(run.path, args.out, "analysis", read_only=_is_series(run))
     result = analyze(run, n_examples=args.n_examples, top_k=args.top_k)
     print(result)
     paths = result.save(out)
@@ -272,7 +291,13 @@ def cmd_analyze(args) -> int:
 
 def cmd_export(args) -> int:
     from grok_circuits.runs import export_run, key_steps
+    from grok_circuits.series import is_checkpoint_series
 
+    if is_checkpoint_series(args.run):
+        raise ValueError(
+            f"{args.run} is a folder of Hugging Face checkpoints; export copies grok_circuits "
+            "runs (analyse the checkpoints where they are, with --data)"
+        )
     run = load_run(args.run)
     steps = args.steps or key_steps(run, args.max_checkpoints)
     small = export_run(run, args.dest, steps)
@@ -382,7 +407,7 @@ def report(run, png: Path | None = None, as_json: bool = False, out: Path | None
             if isinstance(value, float):
                 value = f"{value:.3f}"
             print(f"  {key:<{width}}  {value if value is not None else '-'}")
-    png = png or figures_dir(run.path, out) / "curves.png"
+    png = png or figures_dir(run.path, out, read_only=_is_series(run)) / "curves.png"
     png.parent.mkdir(parents=True, exist_ok=True)
     save_figure(plot_training_report(run), png)
     if not as_json:
@@ -391,7 +416,7 @@ def report(run, png: Path | None = None, as_json: bool = False, out: Path | None
 
 
 def cmd_report(args) -> int:
-    report(load_run(args.run), args.png, args.json, args.out)
+    report(load_run(args.run, args.data), args.png, args.json, args.out)
     return 0
 
 

@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "plot_grouped_accuracy": "grok_circuits.viz.analysis",
     "plot_logit_lens": "grok_circuits.viz.analysis",
     "plot_over_checkpoints": "grok_circuits.viz.progress",
+    "plot_paper_figure": "grok_circuits.viz.analysis",
     "plot_progress_measures": "grok_circuits.viz.measures",
     "plot_training_report": "grok_circuits.viz.measures",
     "plot_phi_law": "grok_circuits.viz.training",

@@ -5,6 +5,8 @@ figures of "Grokked Transformers are Implicit Reasoners" (Wang et al. 2024). Eve
 takes an optional ``ax`` where it draws one panel, and returns the matplotlib Figure.
 """
 
+import math
+
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.patches import Rectangle
@@ -285,5 +287,106 @@ def plot_grouped_accuracy(
     ax.grid(alpha=0.3)
     if label is not None or chance is not None:
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def paper_layer(n_layers: int) -> int:
+    """The residual-stream layer at the paper's relative depth: its Fig. 5 reads ``S[5, r1]``
+    in an 8-layer model, the input of block 5 (row ``"5_pre"``), so ``5 / 8`` of the depth."""
+    return max(1, min(n_layers - 1, math.floor(5 * n_layers / 8 + 0.5)))
+
+
+def plot_paper_figure(
+    trace_or_run,
+    *,
+    run=None,
+    layer: int | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    n_examples: int = 300,
+    title=None,
+):
+    """The paper's Fig. 5-style panels: the MRR of the bridge at ``S[layer, r1]`` and of ``r2``
+    at ``S[layer, r2]`` over the checkpoints (with the run's training and ID accuracy beside
+    them), the causal strength of every state at ``end``, and its change from ``start`` to
+    ``end`` (default: the first and the last checkpoint traced; the paper takes the start and
+    the end of grokking).
+
+    Args:
+        trace_or_run: a :class:`~grok_circuits.analysis.BridgeTraceOverTime`
+            (``trace_bridge(run)``), or a run (a released series included), which is traced
+            here (:func:`~grok_circuits.trace_bridge` with ``n_examples``, the paper's 300, a
+            progress bar over the checkpoints).
+        run: with a trace, the run it came from, for the accuracy curves (optional).
+        layer: the residual-stream row read; default :func:`paper_layer`, the paper's
+            ``S[5, ...]`` at its relative depth.
+        start, end: traced steps whose strengths are compared.
+        title: the figure's title.
+    """
+    from grok_circuits.analysis import trace_bridge
+    from grok_circuits.runs import Run
+
+    if isinstance(trace_or_run, Run):
+        run = trace_or_run
+        over_time = trace_bridge(run, n_examples=n_examples, progress=True)
+    else:
+        over_time = trace_or_run
+    steps = list(over_time.steps)
+    n_layers = over_time.strength.shape[1]
+    layer = paper_layer(n_layers) if layer is None else layer
+    if not 0 <= layer < over_time.bridge_mrr.shape[1]:
+        raise ValueError(f"layer={layer} is not a row of the trace (0..{n_layers})")
+    start = steps[0] if start is None else start
+    end = steps[-1] if end is None else end
+    missing = [s for s in (start, end) if s not in steps]
+    if missing:
+        raise ValueError(f"steps {missing} were not traced; traced: {steps}")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), gridspec_kw={"width_ratios": [1.3, 1, 1]})
+    ax = axes[0]
+    x = [max(s, 1) for s in steps]
+    label = over_time.layer_labels[layer]
+    ax.plot(
+        x, over_time.bridge_mrr[:, layer], "o-", color="tab:red", label=f"bridge at r1, {label}"
+    )
+    ax.plot(x, over_time.r2_mrr[:, layer], "s--", color="tab:blue", label=f"r2 at r2, {label}")
+    if run is not None:
+        at = [max(r["step"], 1) for r in run.metrics]
+        for role, style in (("train", ":"), ("id", "-.")):
+            probe = run.key_probes.get(role)
+            if probe is not None:
+                values = [r.get(f"{probe}_acc") for r in run.metrics]
+                ax.plot(at, values, style, color="gray", label=f"{probe} accuracy")
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("step (log scale; step 0 drawn at 1)")
+    ax.set_ylabel("MRR (logit lens), accuracy")
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title("over training", fontsize=10)
+    positions = list(over_time.pos_labels)
+    rows = list(over_time.layer_labels[:n_layers])
+    i, j = steps.index(start), steps.index(end)
+    _heatmap(
+        axes[1],
+        over_time.strength[j],
+        xlabels=positions,
+        ylabels=rows,
+        title=f"causal strength at step {end}",
+        cbar_label="share of answers changed",
+    )
+    _heatmap(
+        axes[2],
+        over_time.strength[j] - over_time.strength[i],
+        xlabels=positions,
+        ylabels=rows,
+        title=f"change in strength, step {start} to {end}",
+        cbar_label="change in share of answers changed",
+        cmap="RdBu_r",
+        center=True,
+    )
+    for axis in axes[1:]:
+        axis.set_ylabel("resid_pre")
+    where = context(swap=over_time.swap, n_examples=over_time.n_examples)
+    fig.suptitle(title or f"the bridge entity over training ({where})")
     fig.tight_layout()
     return fig
