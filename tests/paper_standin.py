@@ -119,6 +119,98 @@ def write_composition_data(
     return out
 
 
+def write_comparison_data(
+    out: Path,
+    n_entities: int = 40,
+    n_attributes: int = 3,
+    n_values: int = 6,
+    phi: float = 3.0,
+    complex_format: bool = False,
+    test_size: int = 200,
+    seed: int = 0,
+) -> Path:
+    """A comparison dataset folder in the authors' format (``comparison.ipynb``): per
+    attribute 90% of the entities ID, all ordered ID x ID pairs the training pool (10% held out
+    as ``test_inferred_iid``), OOD x OOD pairs ``test_inferred_ood``; values ``<k>``, labels
+    ``<attr_j_0|1|2>`` (<, =, >). With ``complex_format``, the complex-reasoning layout
+    (``complex_reasoning.ipynb``): questions closed by ``</q>``, answers opened by ``<a>``,
+    atomic facts ``<q><e><attr><mask></q>``, OOD values never in training, ID x OOD comparisons
+    trained on (``train_inferred_cross``), and ``test_hard`` (here: OOD x OOD queries, without
+    the search for ones only chaining can answer, which the loader does not need)."""
+    rng = np.random.default_rng(seed)
+    ents = [f"<e_{i}>" for i in range(n_entities)]
+    attrs = [f"<attr_{j}>" for j in range(n_attributes)]
+    values = rng.integers(0, n_values, size=(n_entities, n_attributes))
+    labels = [[f"<attr_{j}_{k}>" for k in range(3)] for j in range(n_attributes)]
+    vocab = ents + attrs + [f"<{k}>" for k in range(n_values)] + SPECIALS
+    vocab += [t for row in labels for t in row]
+
+    def atomic(e: int, a: int, kind: str) -> dict:
+        v = f"<{values[e, a]}>"
+        if complex_format:
+            text = f"<q>{ents[e]}{attrs[a]}<mask></q>"
+            return {"input_text": text, "target_text": text + f"<a>{v}</a>", "type": kind}
+        return _item([ents[e], attrs[a]], v, kind)
+
+    def compare(a: int, e1: int, e2: int, kind: str) -> dict:
+        label = labels[a][int(np.sign(values[e1, a] - values[e2, a])) + 1]
+        text = f"{attrs[a]}<q>{ents[e1]}<mask>{ents[e2]}"
+        if complex_format:
+            text += "</q>"
+            return {"input_text": text, "target_text": text + f"<a>{label}</a>", "type": kind}
+        return {"input_text": text, "target_text": text + label + "</a>", "type": kind}
+
+    items: dict[str, list] = {}
+    for a in range(n_attributes):
+        ood = set(rng.choice(n_entities, round(0.1 * n_entities), replace=False).tolist())
+        for e in range(n_entities):
+            kind = "ood_atomic" if e in ood else "id_atomic"
+            items.setdefault(kind, []).append(atomic(e, a, kind))
+        for e1 in range(n_entities):
+            for e2 in range(e1 + 1, n_entities):
+                if e1 in ood and e2 in ood:
+                    kind = "test_inferred_ood"
+                elif e1 not in ood and e2 not in ood:
+                    kind = "test_inferred_iid" if rng.random() < 0.1 else "train_inferred"
+                elif complex_format:
+                    kind = "train_inferred_cross"
+                else:
+                    continue
+                if complex_format and kind == "train_inferred":
+                    kind = "train_inferred_topleft"
+                items.setdefault(kind, []).append(compare(a, e1, e2, kind))
+                items[kind].append(compare(a, e2, e1, kind))
+
+    def choose(xs: list, n: int) -> list:
+        if n >= len(xs):
+            return list(xs)
+        return [xs[i] for i in sorted(rng.choice(len(xs), n, replace=False).tolist())]
+
+    n_id = len(items["id_atomic"])
+    if complex_format:
+        train = items["id_atomic"] + choose(items["train_inferred_topleft"], round(phi * n_id))
+        train += choose(items["train_inferred_cross"], round(phi * n_id / 4))
+        hard = [dict(it, type="test_hard") for it in choose(items["test_inferred_ood"], 30)]
+        valid = choose(items["test_inferred_ood"], test_size)
+        kinds = ["test_inferred_iid", "id_atomic"]
+        test = (
+            valid + items["ood_atomic"] + [it for k in kinds for it in choose(items[k], test_size)]
+        )
+        test += [it for it in train if it["type"].startswith("train_inferred")][:test_size] + hard
+    else:
+        train_inferred = choose(items["train_inferred"], round(phi * n_id))
+        train = items["id_atomic"] + items["ood_atomic"] + train_inferred
+        valid = choose(items["test_inferred_ood"], test_size)
+        kinds = ["id_atomic", "ood_atomic", "test_inferred_iid"]
+        test = valid + [it for k in kinds for it in choose(items[k], test_size)]
+        test += choose(train_inferred, test_size)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in (("train.json", train), ("valid.json", valid), ("test.json", test)):
+        (out / name).write_text(json.dumps(data))
+    (out / "vocab.json").write_text(json.dumps(vocab))
+    return out
+
+
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte -> printable character map (a standard construction)."""
     keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1))
@@ -133,12 +225,15 @@ def _bytes_to_unicode() -> dict[int, str]:
     return chars
 
 
-def write_tokenizer(out: Path, added: list[str]) -> dict[str, int]:
+def write_tokenizer(out: Path, added: list[str], base_size: int = 0) -> dict[str, int]:
     """A tiny byte-level BPE with ``added`` tokens after it, in the slow GPT-2 layout. Returns
-    the token -> id map."""
+    the token -> id map. ``base_size``: fill the BPE vocabulary with placeholder tokens up to
+    this many (GPT-2's is 50,257, ``<|endoftext|>`` last), for a checkpoint of GPT-2's shape."""
     vocab = {c: i for i, c in enumerate(_bytes_to_unicode().values())}
     for a, b in MERGES:
         vocab[a + b] = len(vocab)
+    while len(vocab) < base_size - 1:
+        vocab[f"placeholder{len(vocab)}"] = len(vocab)
     vocab[EOS] = len(vocab)
     added_ids = {t: len(vocab) + i for i, t in enumerate(added)}
     out.mkdir(parents=True, exist_ok=True)

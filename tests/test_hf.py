@@ -20,8 +20,9 @@ from grok_circuits import backend
 from grok_circuits.hf import CheckpointError, load_hf_model, read_tokenizer
 from grok_circuits.runs import load_run
 from grok_circuits.series import exact_match, model_tokens
-from grok_circuits.tasks.paper import PaperDataError, load_paper_data
-from tests.paper_standin import train_series, write_composition_data
+from grok_circuits.tasks import make_pairs
+from grok_circuits.tasks.paper import PaperDataError, load_paper_data, paper_token
+from tests.paper_standin import train_series, write_comparison_data, write_composition_data
 
 transformers = pytest.importorskip("transformers")
 
@@ -316,3 +317,74 @@ def test_exact_match_needs_the_end_token(task, standin):
     top1 = logits[:, -2].argmax(-1) == s.answers
     end = logits[:, -1].argmax(-1) == task.vocab.token_id("</a>")
     assert torch.equal(hits, top1 & end)
+
+
+# ----------------------------------------------------------------------------- comparison
+@pytest.fixture(scope="session", params=[False, True], ids=["comparison", "complex"])
+def comparison(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp("comparison")
+    return write_comparison_data(root / "data", complex_format=request.param)
+
+
+def _facts_from_json(folder: Path) -> dict[tuple[str, str], int]:
+    values = {}
+    for name in ("train.json", "test.json"):
+        for item in json.loads((folder / name).read_text()):
+            if item["type"] in ("id_atomic", "ood_atomic"):
+                toks = item["target_text"].replace("<q>", "").replace("<mask>", "")
+                toks = toks.replace("</q>", "").replace("<a>", "").strip("<>").split("><")
+                values[(toks[0], toks[1])] = int(toks[2])
+    return values
+
+
+def test_comparison_splits_values_and_swaps_follow_the_files(comparison):
+    task = load_paper_data(comparison)
+    test = json.loads((comparison / "test.json").read_text())
+    for kind, n in Counter(item["type"] for item in test).items():
+        assert len(task.splits[kind]) == n
+    complex_format = "test_hard" in task.splits
+    assert task.name == ("complex" if complex_format else "comparison")
+    values = _facts_from_json(comparison)
+    v = task.vocab
+    probe = task.key_probes["id"]
+    s = task.splits[probe]
+    pos = task.positions
+    for i in range(len(s)):
+        attr = v.tokens[int(s.tokens[i, pos["attr"]])].strip("<>")
+        e1 = v.tokens[int(s.tokens[i, pos["e1"]])].strip("<>")
+        e2 = v.tokens[int(s.tokens[i, pos["e2"]])].strip("<>")
+        assert int(s.meta["value1"][i]) == values[(e1, attr)]
+        assert int(s.meta["value2"][i]) == values[(e2, attr)]
+    pairs = make_pairs(task, "e1", split=probe, n_examples=20)
+    for i in range(len(pairs)):
+        attr = v.tokens[int(pairs.corrupt[i, pos["attr"]])].strip("<>")
+        e1 = v.tokens[int(pairs.corrupt[i, pos["e1"]])].strip("<>")
+        e2 = v.tokens[int(pairs.corrupt[i, pos["e2"]])].strip("<>")
+        sign = (values[(e1, attr)] > values[(e2, attr)]) - (values[(e1, attr)] < values[(e2, attr)])
+        label = paper_token(v.tokens[int(pairs.corrupt_answers[i])])
+        assert label == f"<{attr}_{sign + 1}>"
+        assert int(pairs.answer_pos[i]) == max(pos.values())
+
+
+def test_complex_exact_match_equals_generate_with_the_authors_scoring(comparison, tmp_path):
+    task = load_paper_data(comparison)
+    if task.name != "complex":
+        pytest.skip("the <a> ... </a> answers are the complex-reasoning format's")
+    run_dir = train_series(comparison, tmp_path / "run", [150], n_layer=2, n_embd=32, n_head=2)
+    run = load_run(run_dir, data=task)
+    row = run.evaluate(eval_size=None, progress=False)[0]
+    folder = run_dir / "checkpoint-150"
+    tok = transformers.GPT2Tokenizer.from_pretrained(folder)
+    hf = hf_model(folder)
+    hits: dict[str, list[int]] = {}
+    for item in json.loads((comparison / "test.json").read_text()):
+        ids = torch.tensor([tok(item["input_text"])["input_ids"]])
+        out = hf.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=0)
+        pred = item["input_text"] + tok.decode(out[0, ids.shape[1] :])
+        gold = item["target_text"].split("</a>")[0]
+        pred = pred.split("</a>")[0]  # eval_qa.py: compare between <a> and </a>
+        ok = pred.count("<a>") == 1 and pred.split("<a>")[1] == gold.split("<a>")[1]
+        hits.setdefault(item["type"], []).append(int(ok))
+    assert any(sum(h) for h in hits.values())  # the model gets some right: a real comparison
+    for kind, h in hits.items():
+        assert row[f"{kind}_acc"] == pytest.approx(sum(h) / len(h)), kind

@@ -1,0 +1,159 @@
+"""The paper's checkpoints at their exact shape, on the CPU: loading and the analyses.
+
+The released runs of Wang et al. (2024) are ``GPT2LMHeadModel`` folders of 8 layers, d_model 768
+and 12 heads, with GPT-2's 50,257 BPE tokens plus the dataset's 2,206 tokens (2,000 entities,
+200 relations, 6 specials), resized to 52,464 rows (``pad_to_multiple_of=8``). They cannot be
+downloaded here, so this script writes one of that exact shape with random weights (the
+computation does not depend on the values), a paper-scale composition dataset in the released
+format (2,000 entities, 200 relations, out-degree 20, phi 7.2: 313,600 training items), and a
+tokenizer of GPT-2's size (a placeholder BPE vocabulary of 50,257 tokens, then the added ones).
+
+It times, in one process:
+
+- ``load_paper_data`` on the dataset folder;
+- loading a checkpoint as a TransformerLens model (``run.model(step)``), against
+  ``transformers``' own ``GPT2LMHeadModel.from_pretrained`` of the same folder (the baseline);
+- ``trace_bridge`` on 300 training inferred queries (the paper's), ``find_circuit`` and
+  ``edge_attribution`` (EAP-IG, 5 steps) on the same queries;
+- the same ``trace_bridge`` on a model that keeps all 52,464 rows of the vocabulary (what
+  importing the checkpoint whole gives), the baseline for the analyses: grok_circuits keeps only
+  the task's 2,207 rows (the padding and BPE rows can never be an answer);
+- the peak memory of the process (resident set).
+
+Goal (issue: the paper's released runs): loading plus ``trace_bridge`` under 15 s per checkpoint,
+so a 30-checkpoint series is analysed in minutes.
+
+Run: ``python benchmarks/paper_checkpoints.py`` (a few minutes on two CPU cores; writes about
+0.5 GB under a temporary folder, removed at the end). Timings compare within one run only.
+"""
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from grok_circuits import load_paper_data, load_run, trace_bridge  # noqa: E402
+from grok_circuits.analysis import edge_attribution, find_circuit  # noqa: E402
+from grok_circuits.analysis.inputs import as_pairs  # noqa: E402
+from grok_circuits.hf import load_hf_model, read_tokenizer  # noqa: E402
+from grok_circuits.series import model_tokens  # noqa: E402
+from tests.paper_standin import write_composition_data, write_tokenizer  # noqa: E402
+
+GPT2_BPE = 50257
+
+
+def timed(fn, *args, **kw):
+    start = time.perf_counter()
+    out = fn(*args, **kw)
+    return out, time.perf_counter() - start
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def write_checkpoint(folder: Path, added: list[str], seed: int = 0) -> int:
+    """A random-weight GPT-2 of the paper's shape, saved as the authors' runs are."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    ids = write_tokenizer(folder, added, base_size=GPT2_BPE)
+    n_tokens = len(set(ids.values()))
+    torch.manual_seed(seed)
+    config = GPT2Config(n_layer=8, n_embd=768, n_head=12, vocab_size=n_tokens, n_positions=1024)
+    model = GPT2LMHeadModel(config)
+    model.resize_token_embeddings(n_tokens, pad_to_multiple_of=8, mean_resizing=False)
+    model.config.vocab_size = model.get_input_embeddings().weight.shape[0]
+    model.save_pretrained(folder)
+    return model.config.vocab_size
+
+
+def full_vocab_pairs(pairs, rows: torch.Tensor):
+    """``pairs`` in the checkpoint's own token ids (for the model that keeps every row)."""
+    import dataclasses
+
+    return dataclasses.replace(
+        pairs,
+        clean=rows[pairs.clean],
+        corrupt=rows[pairs.corrupt],
+        answers=rows[pairs.answers],
+        corrupt_answers=rows[pairs.corrupt_answers],
+        lens={k: (rows[t], p) for k, (t, p) in pairs.lens.items()},
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n-examples", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        data_dir, took = timed(
+            write_composition_data,
+            root / "composition.2000.200.7.2",
+            n_entities=2000,
+            n_relations=200,
+            out_degree=20,
+            phi=7.2,
+            test_id_fraction=0.005,
+            test_size=3000,
+        )
+        print(f"wrote the paper-scale dataset in {took:.1f} s")
+        task, t_data = timed(load_paper_data, data_dir)
+        print(f"load_paper_data: {t_data:.2f} s  ({len(task.train):,} training items)")
+        added = json.loads((data_dir / "vocab.json").read_text())
+        folder = root / "run" / "checkpoint-0"
+        rows_total = write_checkpoint(folder, added)
+        size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
+        print(
+            f"checkpoint: 8 layers, d_model 768, 12 heads, {rows_total:,} vocabulary rows, "
+            f"{size:.0f} MiB"
+        )
+
+        from transformers import GPT2LMHeadModel
+
+        _, t_hf = timed(GPT2LMHeadModel.from_pretrained, folder)
+        run = load_run(root / "run", data=task)
+        model, t_load = timed(run.model, 0, "cpu")
+        print(
+            f"\nload a checkpoint   ours {t_load:6.2f} s   transformers' from_pretrained "
+            f"{t_hf:6.2f} s   ratio {t_hf / t_load:.2f}x"
+        )
+
+        pairs = as_pairs(model, task, n_examples=args.n_examples)
+        trace, t_trace = timed(trace_bridge, model, pairs)
+        circuit, t_circuit = timed(find_circuit, model, pairs)
+        _, t_eap = timed(edge_attribution, model, pairs, method="eap-ig")
+
+        tokens = model_tokens(task)
+        tok = read_tokenizer(folder)
+        rows = torch.tensor([tok.ids[t or tok.eos] for t in tokens])
+        by_id = {i: t for t, i in tok.ids.items()}
+        full = load_hf_model(folder, [by_id.get(i) for i in range(rows_total)])
+        _, t_full = timed(trace_bridge, full, full_vocab_pairs(pairs, rows))
+        print(
+            f"trace_bridge ({len(pairs)} queries)   ours {t_trace:6.2f} s   "
+            f"all {rows_total:,} rows {t_full:6.2f} s   ratio {t_full / t_trace:.2f}x"
+        )
+        print(f"find_circuit         {t_circuit:6.2f} s")
+        print(f"edge_attribution (EAP-IG, 5 steps)   {t_eap:6.2f} s")
+        print(
+            f"\nloading + trace_bridge per checkpoint: {t_load + t_trace:.2f} s "
+            f"(goal: under 15 s): {'met' if t_load + t_trace < 15 else 'NOT met'}"
+        )
+        print(f"a 30-checkpoint series: about {30 * (t_load + t_trace) / 60:.1f} min")
+        print(f"peak memory (resident): {peak_rss_gib():.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()
