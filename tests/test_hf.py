@@ -18,6 +18,7 @@ import torch
 
 from grok_circuits import backend
 from grok_circuits.hf import CheckpointError, load_hf_model, read_tokenizer
+from grok_circuits.model import count_loops
 from grok_circuits.runs import load_run
 from grok_circuits.series import exact_match, model_tokens
 from grok_circuits.tasks import make_pairs
@@ -203,7 +204,7 @@ def test_add_recurrence_runs_the_blocks_twice(standin, task, tmp_path):
     folder = run_dir / "checkpoint-5"
     model = load_hf_model(folder, model_tokens(task))
     assert model.cfg.n_layers == 4
-    assert model.blocks[2].attn.W_Q is model.blocks[0].attn.W_Q  # shared, as n_loops=2
+    assert count_loops(model) == 2  # blocks 2, 3 hold blocks 0, 1's parameter objects
     hf = hf_model(folder)
     config = hf.config.to_dict()
     config.update(n_layer=4, add_recurrence=False)
@@ -388,3 +389,66 @@ def test_complex_exact_match_equals_generate_with_the_authors_scoring(comparison
     assert any(sum(h) for h in hits.values())  # the model gets some right: a real comparison
     for kind, h in hits.items():
         assert row[f"{kind}_acc"] == pytest.approx(sum(h) / len(h)), kind
+
+
+# ----------------------------------------------------------------------------- every analysis
+def test_every_analysis_runs_on_a_series_and_reads_the_right_checkpoint(standin, task):
+    from grok_circuits.analysis import (
+        circuit_reuse,
+        compare_stages,
+        edge_attribution,
+        faithfulness,
+        find_circuit,
+        over_checkpoints,
+        trace_bridge,
+    )
+
+    data, run_dir = standin
+    run = load_run(run_dir, data=data)
+    over = trace_bridge(run, n_examples=40)
+    assert over.steps == tuple(STEPS)
+    for i, step in enumerate(STEPS):  # each row is that checkpoint's own trace
+        alone = trace_bridge(
+            load_hf_model(run_dir / f"checkpoint-{step}", model_tokens(task)), task, 40
+        )
+        torch.testing.assert_close(over.strength[i], alone.strength.scores)
+    stages = compare_stages(run, memorizing=30, generalizing=60, n_examples=40)
+    torch.testing.assert_close(
+        stages.generalizing.strength.scores - stages.memorizing.strength.scores,
+        over.strength[2] - over.strength[1],
+    )
+    model = run.model(60)
+    scores = edge_attribution(model, task, n_examples=40)
+    faith = faithfulness(model, task, scores, n_random=1, n_examples=40)
+    whole = faith.sizes == faith.n_edges
+    assert bool(whole.any())
+    torch.testing.assert_close(faith.faithfulness[whole], torch.ones(1))  # the graph is the model
+    assert len(find_circuit(model, task, n_examples=40, top_k=3).components) == 3
+    reuse = circuit_reuse(model, task, task, top_k=3, n_examples=40, eval_split="test_inferred_iid")
+    assert reuse is not None
+    sizes = over_checkpoints(run, lambda m: m.cfg.d_model, progress=False)
+    assert list(sizes.results) == [32, 32, 32]
+
+
+def test_the_cli_reports_and_analyses_a_series_without_writing_into_it(standin, tmp_path):
+    from grok_circuits.cli import main
+
+    data, run_dir = standin
+    before = sorted(str(p) for p in run_dir.rglob("*"))
+    assert main(["report", str(run_dir), "--data", str(data), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "curves.png").is_file()
+    out = tmp_path / "analysis"
+    args = ["analyze", str(run_dir), "--data", str(data), "--n-examples", "40", "--out", str(out)]
+    assert main(args) == 0
+    assert any(out.glob("*.png"))
+    assert sorted(str(p) for p in run_dir.rglob("*")) == before
+    assert main(["report", str(run_dir)]) == 2  # no --data: one error line
+
+
+def test_the_paper_figure_draws_from_a_series(standin):
+    import grok_circuits.viz as viz
+
+    run = load_run(standin[1], data=standin[0])
+    fig = viz.plot_paper_figure(run, n_examples=40)
+    assert len(fig.axes) >= 3
+    assert "step 0 to 60" in fig.axes[2].get_title()
