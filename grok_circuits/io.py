@@ -8,6 +8,7 @@ user's umask), not the ``0o600`` of a ``tempfile.mkstemp`` file.
 import json
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,9 +19,16 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) ->
     # Created like any new file (0o666 less the umask), exclusively, so that no other writer
     # shares it; ``write`` then writes into it by name.
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
     try:
         write(Path(tmp))
+        # A writer may replace the file rather than write into it (safetensors puts a 0o600 file
+        # of its own in its place), so the mode is set again.
+        os.chmod(tmp, mode)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

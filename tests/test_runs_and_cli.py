@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -149,8 +150,15 @@ def test_export_keeps_chosen_weights_only(tiny_composition, tmp_path):
     run = train(
         tiny_composition, tiny_train_config(max_steps=40), out=tmp_path / "r", progress=False
     )
-    small = export_run(run, tmp_path / "small", steps=[0, 40])
+    before = os.umask(0o022)
+    try:
+        small = export_run(run, tmp_path / "small", steps=[0, 40])
+    finally:
+        os.umask(before)
     assert small.steps == [0, 40] and small.metrics == run.metrics
+    # "for sharing": every file readable by others, as any file written under umask 022
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in small.path.rglob("*") if p.is_file()}
+    assert set(modes.values()) == {"0o644"}, modes
     assert not list((tmp_path / "small" / "checkpoints").glob("*.state.pt"))
     for a, b in zip(small.model(40).parameters(), run.model(40).parameters()):
         assert torch.equal(a, b)
