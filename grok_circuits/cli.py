@@ -286,6 +286,10 @@ def cmd_train(args) -> int:
     from grok_circuits.tasks import make_params, make_task
     from grok_circuits.train import already_finished, train
 
+    if args.device is not None:
+        from grok_circuits.model import resolve_device
+
+        resolve_device(args.device)  # also where a resumed run turns out finished, training nothing
     task_overrides = _pairs(args.task_param, "--task-param")
     # A value of the wrong type would fail deep inside the task's checks; name the field here.
     check_field_types(type(make_params(args.task, args.preset)), task_overrides)

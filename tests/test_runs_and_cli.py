@@ -291,6 +291,16 @@ def test_resolve_device_names_a_bad_device():
         resolve_device("gpu")
 
 
+def test_an_unknown_device_is_one_short_line(tmp_path, capsys):
+    args = ["train", "composition", "--out", str(tmp_path / "r"), "--device", "foo"]
+    assert main(args + TINY_TASK_ARGS + ["--model-size", "tiny", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown device 'foo'") and err.count("\n") == 1
+    assert "use auto, cpu, cuda" in err
+    assert "mkldnn" not in err  # not torch's list of every device type it was built to know
+    assert not (tmp_path / "r").exists()
+
+
 def test_figures_go_to_the_run_only_when_it_is_writable_and_not_shipped(tmp_path, monkeypatch):
     from grok_circuits import cli
 
