@@ -50,6 +50,7 @@ from grok_circuits.model import (
     answer_logits,
     build_model,
     check_loops,
+    check_shape,
     config_from_dict,
     load_weights,
     model_config,
@@ -199,6 +200,7 @@ def train(
     check_trackers(cfg.log_to)
 
     model_cfg = model_cfg or model_config(task, cfg.model_size)
+    check_shape(model_cfg)
     check_loops(model_cfg.n_layers, cfg.n_loops)
     if model_cfg.d_vocab < len(task.vocab) or model_cfg.n_ctx < task.train.tokens.shape[1]:
         raise ValueError(

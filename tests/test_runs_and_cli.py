@@ -258,6 +258,8 @@ TINY_TASK_ARGS = [
         (["--task-param", "phi=true"], ["phi", "must be float"]),
         (["--task-param", "n_entities"], ["KEY=VALUE"]),
         (["--model-param", "n_layer=2"], ["n_layer", "did you mean ['n_layers']", "d_model"]),
+        (["--model-param", "n_layers=0"], ["n_layers must be an integer >= 1, got 0"]),
+        (["--model-param", "n_heads=3"], ["n_heads=3 must divide d_model=32", "d_head"]),
     ],
 )
 def test_cli_bad_parameters_are_one_line_errors(tmp_path, capsys, extra, names):
