@@ -159,7 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a model config field (backend.PORTABLE_FIELDS), e.g. n_layers=2 (repeatable)",
     )
-    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out; only --steps, --stop-id-acc, --stop-ood-acc, --device "
+        "and --threads may change",
+    )
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     t.add_argument("--no-report", action="store_true", help="skip the report at the end")
 
@@ -319,11 +324,12 @@ def cmd_train(args) -> int:
         changes["stop_ood_acc"] = args.stop_ood_acc or None
     cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
     model_cfg = None
-    if args.model_param:
+    model_params = _pairs(args.model_param, "--model-param")
+    if model_params:
         from grok_circuits.model import model_config
 
-        model_cfg = model_config(task, cfg.model_size, **_pairs(args.model_param, "--model-param"))
-    cfg = _resume_cfg(args, cfg) if args.resume else cfg
+        model_cfg = model_config(task, cfg.model_size, **model_params)
+    cfg = _resume_cfg(args, cfg, model_params) if args.resume else cfg
     if args.resume and already_finished(args.out, task, cfg) is not None:
         train(task, cfg, out=args.out, resume=True)  # says so, and trains nothing
         return 0
@@ -352,8 +358,46 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _resume_cfg(args, cfg: "TrainConfig") -> "TrainConfig | None":
-    """On --resume, only the flags a resumed run may change are passed on."""
+#: The ``train`` flags a resumed run cannot change, and the TrainConfig field each sets.
+_FIXED_ON_RESUME = {
+    "--seed": "seed",
+    "--lr": "lr",
+    "--weight-decay": "weight_decay",
+    "--batch-size": "batch_size",
+    "--warmup": "warmup_steps",
+    "--eval-every": "eval_every",
+    "--model-size": "model_size",
+    "--n-loops": "n_loops",
+}
+
+
+def _resume_cfg(args, cfg: "TrainConfig", model_params: dict) -> "TrainConfig | None":
+    """On --resume of a run, its stored config with the flags a resumed run may change (None if
+    none is given); ``cfg`` itself if ``--out`` holds no run yet (a new run). A ValueError names
+    every other flag that differs from the run, rather than ignore it."""
+    from grok_circuits.io import read_json
+    from grok_circuits.runs import MODEL_CONFIG_FILE, TRAIN_CONFIG_FILE
+
+    if not (args.out / TRAIN_CONFIG_FILE).is_file():
+        return cfg
+    stored = load_run(args.out).train_cfg
+    ignored = []
+    for flag, name in _FIXED_ON_RESUME.items():
+        given = getattr(args, flag[2:].replace("-", "_"))
+        if given is not None and getattr(cfg, name) != getattr(stored, name):
+            ignored.append(f"{flag} {given} (the run has {name}={getattr(stored, name)!r})")
+    stored_model = read_json(args.out / MODEL_CONFIG_FILE)
+    for key, value in model_params.items():
+        if stored_model.get(key) != value:
+            ignored.append(
+                f"--model-param {key}={value} (the run has {key}={stored_model.get(key)!r})"
+            )
+    if ignored:
+        raise ValueError(
+            f"cannot resume {args.out} with {', '.join(ignored)}: a resumed run continues the "
+            "same training, so only --steps, --stop-id-acc, --stop-ood-acc, --device and "
+            "--threads may change; drop the others, or train a new run into another --out"
+        )
     asked = {
         "max_steps": args.steps,
         "stop_id_acc": args.stop_id_acc,
@@ -364,7 +408,6 @@ def _resume_cfg(args, cfg: "TrainConfig") -> "TrainConfig | None":
     asked = {k: v for k, v in asked.items() if v is not None}
     if not asked:
         return None
-    stored = load_run(args.out).train_cfg
     for key in ("stop_id_acc", "stop_ood_acc"):
         if key in asked:
             asked[key] = asked[key] or None  # 0 on the command line disables the rule

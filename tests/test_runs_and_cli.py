@@ -328,3 +328,54 @@ def test_report_on_a_shipped_run_writes_into_the_current_directory(tmp_path, mon
     assert main(["report", str(shipped)]) == 0
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in shipped.iterdir()) == before
+
+
+@pytest.fixture(scope="module")
+def finished_tiny(tiny_composition, tmp_path_factory):
+    """A tiny 20-step run of ``tiny_composition`` (copied by each test)."""
+    from grok_circuits import train
+    from tests.helpers import tiny_train_config
+
+    out = tmp_path_factory.mktemp("finished") / "run"
+    train(tiny_composition, tiny_train_config(max_steps=20), out=out, progress=False)
+    return out
+
+
+def _resume_args(run_dir) -> list[str]:
+    """``train --resume`` of :func:`finished_tiny`: its task, spelled out."""
+    from tests.conftest import TINY_COMPOSITION
+
+    args = ["train", "composition", "--out", str(run_dir), "--resume", "--no-progress"]
+    for key, value in TINY_COMPOSITION.items():
+        args += ["--task-param", f"{key}={value}"]
+    return args + ["--device", "cpu", "--no-report"]
+
+
+def test_resume_refuses_the_flags_it_cannot_change(finished_tiny, tmp_path, capsys):
+    import shutil
+
+    run_dir = shutil.copytree(finished_tiny, tmp_path / "run")
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    extra = ["--lr", "0.01", "--model-size", "paper", "--model-param", "n_layers=4"]
+    assert main(_resume_args(run_dir) + extra + ["--steps", "40"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot resume {run_dir} with ") and err.count("\n") == 1
+    for said in ("--lr 0.01 (the run has lr=0.001)", "--model-size paper (the run has "
+                 "model_size='tiny')", "--model-param n_layers=4 (the run has n_layers=2)",
+                 "only --steps, --stop-id-acc"):  # fmt: skip
+        assert said in err
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+    # the values the run already has are no change
+    same = ["--lr", "0.001", "--model-size", "tiny", "--model-param", "n_layers=2"]
+    assert main(_resume_args(run_dir) + same + ["--steps", "40"]) == 0
+    assert load_run(run_dir).last_step == 40
+
+
+def test_resume_into_a_new_folder_trains_the_preset(tmp_path, capsys):
+    from grok_circuits.presets import train_config
+
+    out = tmp_path / "new"
+    args = _resume_args(out) + ["--model-size", "tiny", "--steps", "20", "--eval-every", "10"]
+    assert main(args + ["--batch-size", "64"]) == 0
+    run = load_run(out)
+    assert run.last_step == 20 and run.train_cfg.lr == train_config("composition", "tutorial").lr
