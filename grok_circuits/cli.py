@@ -10,10 +10,12 @@ each command, so that ``--help`` waits for no torch and ``report`` for no Transf
 """
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -446,6 +448,28 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     import_plugins(argv)
     args = build_parser().parse_args(argv)
+    with _plain_warnings():
+        return _run_command(args)
+
+
+@contextlib.contextmanager
+def _plain_warnings():
+    """Show each warning as one ``warning: ...`` line, once per command. Python's own format adds
+    the file, line and source of the call, and a damaged checkpoint is met by every step that
+    opens the run (the command, the resume, the reloaded run)."""
+    seen = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if str(message) not in seen:
+            seen.add(str(message))
+            print(f"warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+def _run_command(args) -> int:
     try:
         if args.command == "train":
             return cmd_train(args)

@@ -65,6 +65,14 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def skipping(problem: str, step: int, key: str = "weights") -> str:
+    """The warning about a damaged checkpoint file: one text wherever it is met (opening the
+    run, resuming it), so that a command meeting it twice can say it once."""
+    if key == "weights":
+        return f"{problem}; skipping step {step} (it is left out of run.steps)"
+    return f"{problem}; skipping step {step} (training cannot resume from it)"
+
+
 class CheckpointStore:
     """Checkpoints of one run: write, list, verify and load them."""
 
@@ -153,7 +161,7 @@ class CheckpointStore:
             return None
         problem = self.problem(step, key, index)
         if problem is not None:
-            warnings.warn(f"{problem}; skipping step {step}", stacklevel=3)
+            warnings.warn(skipping(problem, step, key), stacklevel=3)
             return None
         return self.dir / index[step][key]
 
@@ -263,9 +271,7 @@ class Run:
         for step, problem in self._damaged.items():
             if step not in self._warned:
                 self._warned.add(step)
-                warnings.warn(
-                    f"{problem}; skipping step {step} (it is left out of run.steps)", stacklevel=4
-                )
+                warnings.warn(skipping(problem, step), stacklevel=4)
         intact = [s for s, *_ in state if s not in self._damaged]
         return intact, self._damaged
 
