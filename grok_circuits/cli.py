@@ -12,6 +12,7 @@ each command, so that ``--help`` waits for no torch and ``report`` for no Transf
 import argparse
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import sys
@@ -444,6 +445,43 @@ def cmd_report(args) -> int:
     return 0
 
 
+def os_error_line(err: OSError) -> str:
+    """What went wrong with a path, and what to do, in one line (Python's ``[Errno 13]
+    Permission denied: 'x'`` says neither which folder is in the way nor what would help)."""
+    if err.filename is None:  # raised by grok_circuits with a message of its own
+        return str(err)
+    path = Path(err.filename)
+    if err.errno in (errno.ENOTDIR, errno.EEXIST) and not path.is_dir():
+        blocker = next((p for p in (path, *path.parents) if p.is_file()), None)
+        if blocker == path:
+            return f"{path} is a file, not a folder; give the path of a folder (new or existing)"
+        if blocker is not None:
+            return (
+                f"{path} is under {blocker}, which is a file, not a folder; give a folder path "
+                "that no file is in the way of"
+            )
+    if err.errno in (errno.EACCES, errno.EPERM):
+        if path.is_dir():
+            return (
+                f"cannot write into {path}: permission denied; choose a folder you may write "
+                "to, or ask its owner for access"
+            )
+        if path.exists():
+            return (
+                f"cannot open {path}: permission denied; ask its owner for access, or work on "
+                "a copy of your own"
+            )
+        return (
+            f"cannot create {path}: permission denied in {path.parent}; choose a folder you may "
+            "write to"
+        )
+    if err.errno == errno.EROFS:
+        return f"cannot write {path}: read-only file system; choose a folder on a writable disk"
+    if err.errno == errno.ENOSPC:
+        return f"no space left to write {path}; free some space, or choose a folder elsewhere"
+    return f"{path}: {err.strerror}; check the path and its permissions"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     import_plugins(argv)
@@ -482,8 +520,11 @@ def _run_command(args) -> int:
         if args.command == "sweep-report":
             return cmd_sweep_report(args)
         return cmd_report(args)
-    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: {os_error_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

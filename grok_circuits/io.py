@@ -19,7 +19,10 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) ->
     # Created like any new file (0o666 less the umask), exclusively, so that no other writer
     # shares it; ``write`` then writes into it by name.
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as err:  # name the folder that refused it, not a temporary name
+        raise OSError(err.errno, err.strerror, str(path.parent)) from None
     try:
         mode = stat.S_IMODE(os.fstat(fd).st_mode)
     finally:

@@ -379,3 +379,93 @@ def test_resume_into_a_new_folder_trains_the_preset(tmp_path, capsys):
     assert main(args + ["--batch-size", "64"]) == 0
     run = load_run(out)
     assert run.last_step == 20 and run.train_cfg.lr == train_config("composition", "tutorial").lr
+
+
+def _one_error_line(capsys, *said: str) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "Errno" not in err
+    for text in said:
+        assert text in err, err
+    return err
+
+
+def _train_into(out) -> list[str]:
+    return ["train", "composition", "--out", str(out), "--model-size", "tiny", "--no-progress"]
+
+
+def test_a_file_in_the_way_of_out_is_one_error_line(tmp_path, capsys):
+    (tmp_path / "notes").write_text("a file, not a folder")
+    assert main(_train_into(tmp_path / "notes") + TINY_TASK_ARGS) == 2
+    _one_error_line(capsys, f"{tmp_path / 'notes'} is a file, not a folder")
+    assert main(_train_into(tmp_path / "notes" / "run") + TINY_TASK_ARGS) == 2
+    _one_error_line(capsys, f"{tmp_path / 'notes'}, which is a file, not a folder")
+    assert (tmp_path / "notes").read_text() == "a file, not a folder"
+
+
+def _deny_writes_under(monkeypatch, folder):
+    """Act as the OS does for a user who may not write in ``folder`` (the tests run as root,
+    for whom a read-only folder is still writable): creating a folder or a file there fails
+    with EACCES."""
+    import errno
+    import pathlib
+
+    real_mkdir, real_open = pathlib.Path.mkdir, os.open
+
+    def mkdir(self, *args, **kwargs):
+        if self.is_relative_to(folder) and not self.exists():
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    def open_(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT and pathlib.Path(path).is_relative_to(folder):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
+    monkeypatch.setattr(os, "open", open_)
+
+
+def test_an_unwritable_out_is_one_error_line(tmp_path, capsys, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    _deny_writes_under(monkeypatch, locked)
+    # the run folder cannot be made (mkdir), or nothing can be written in it (the atomic writer)
+    assert main(_train_into(locked / "run") + TINY_TASK_ARGS) == 2
+    _one_error_line(capsys, f"cannot create {locked / 'run'}: permission denied in {locked}")
+    assert main(_train_into(locked) + TINY_TASK_ARGS) == 2
+    _one_error_line(capsys, f"cannot write into {locked}: permission denied", "choose a folder")
+    assert list(locked.iterdir()) == []
+
+
+def test_a_read_only_out_for_real(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("this user (root) may write into a read-only folder")
+        assert main(_train_into(locked / "run") + TINY_TASK_ARGS) == 2
+        _one_error_line(capsys, f"cannot create {locked / 'run'}: permission denied")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_bad_paths_of_a_run_are_one_error_line(finished_tiny, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from grok_circuits import runs as runs_module
+
+    (tmp_path / "notes").write_text("a file")
+    assert main(["report", str(finished_tiny), "--out", str(tmp_path / "notes")]) == 2
+    _one_error_line(capsys, f"{tmp_path / 'notes'} is a file, not a folder")
+    assert main(["export", str(finished_tiny), str(tmp_path / "notes" / "small")]) == 2
+    _one_error_line(capsys, f"{tmp_path / 'notes'}, which is a file, not a folder")
+
+    def unreadable(path, *args, **kwargs):  # a checkpoint that another user owns, mode 0600
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(runs_module, "open", unreadable, raising=False)
+    assert main(["report", str(finished_tiny), "--out", str(tmp_path / "fig")]) == 2
+    weights = finished_tiny / "checkpoints" / "step_0000000.safetensors"
+    _one_error_line(capsys, f"cannot open {weights}: permission denied")
