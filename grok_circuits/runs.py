@@ -9,6 +9,7 @@ Layout of a run folder::
     checkpoints.json     index of complete checkpoints: step -> file names and SHA-256 digests
     checkpoints/step_0001000.safetensors   model weights at step 1000
     checkpoints/step_0001000.state.pt      optimizer and RNG state (kept for the latest few)
+    train.lock           while a process trains the run: its id (grok_circuits.io.hold_lock)
 
 Every file is written atomically (temporary file + rename), and a checkpoint only counts once
 its digests are in ``checkpoints.json``. A :class:`Run` verifies the digests of the weights once
@@ -42,6 +43,7 @@ TRAIN_CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.json"
 INDEX_FILE = "checkpoints.json"
 CHECKPOINT_DIR = "checkpoints"
+LOCK_FILE = "train.lock"
 
 #: Training accuracy at which the memorizing stage is reached, and ID accuracy at which a run
 #: counts as grokked.

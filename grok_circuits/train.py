@@ -45,7 +45,7 @@ from grok_circuits import backend
 from grok_circuits.backend import Model, ModelConfig
 from grok_circuits.config import RESUME_CHANGEABLE, TrainConfig
 from grok_circuits.gpu import autocast, training_forward
-from grok_circuits.io import atomic_write_json, read_json
+from grok_circuits.io import LockedError, atomic_write_json, hold_lock, read_json
 from grok_circuits.model import (
     answer_logits,
     build_model,
@@ -61,6 +61,7 @@ from grok_circuits.model import (
 from grok_circuits.plugins import LossFn, grad_hooks_for, loss_for
 from grok_circuits.progress_measures import ProgressMeasures
 from grok_circuits.runs import (
+    LOCK_FILE,
     MODEL_CONFIG_FILE,
     TASK_FILE,
     TRAIN_CONFIG_FILE,
@@ -169,8 +170,28 @@ def train(
 
     Returns:
         The :class:`Run`, whose ``metrics`` hold the history.
+
+    While it trains, ``out/train.lock`` keeps any other process from training into ``out``: a
+    second ``train`` of the same folder raises a RuntimeError naming the process that holds it.
     """
     out = Path(out)
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with hold_lock(out / LOCK_FILE):
+            return _train(task, cfg, out, model_cfg, resume, progress)
+    except LockedError as err:
+        raise RuntimeError(
+            f"{out} is being trained by process {err.holder} (it holds {err.path}); wait for "
+            "that run to finish or stop it, then resume"
+        ) from None
+    finally:
+        if made and not any(out.iterdir()):  # refused before it wrote anything
+            out.rmdir()
+
+
+def _train(task, cfg, out: Path, model_cfg, resume: bool, progress: bool) -> Run:
+    """:func:`train`, holding the run's lock."""
     store = CheckpointStore(out)
     resumed = None
     if resume and (out / TRAIN_CONFIG_FILE).is_file():
@@ -184,10 +205,10 @@ def train(
         cfg, model_cfg = _check_resume(out, task, cfg)
         resumed = store.latest_resumable()
         if resumed is None:
-            warnings.warn(f"no intact checkpoint in {out}; starting from step 0", stacklevel=2)
+            warnings.warn(f"no intact checkpoint in {out}; starting from step 0", stacklevel=3)
         else:
             print(f"{out}: resumed from step {resumed[0]}")
-    elif out.exists() and any(out.iterdir()):
+    elif any(p.name != LOCK_FILE for p in out.iterdir()):
         if (out / TRAIN_CONFIG_FILE).is_file():
             raise FileExistsError(
                 f"{out} already holds a run; pass resume=True (CLI: --resume) to continue it, "

@@ -469,3 +469,31 @@ def test_bad_paths_of_a_run_are_one_error_line(finished_tiny, tmp_path, capsys, 
     assert main(["report", str(finished_tiny), "--out", str(tmp_path / "fig")]) == 2
     weights = finished_tiny / "checkpoints" / "step_0000000.safetensors"
     _one_error_line(capsys, f"cannot open {weights}: permission denied")
+
+
+def test_a_second_train_of_a_run_being_trained_is_refused(finished_tiny, tmp_path, capsys):
+    import shutil
+    import subprocess
+    import sys
+
+    from grok_circuits.runs import LOCK_FILE
+
+    run_dir = shutil.copytree(finished_tiny, tmp_path / "run")
+    holder = subprocess.Popen(  # a process that holds the run's lock, as a training run does
+        [sys.executable, "-c", "from grok_circuits.io import hold_lock; import sys\n"
+         f"with hold_lock({str(run_dir / LOCK_FILE)!r}):\n print('held', flush=True)\n"
+         " sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert main(_resume_args(run_dir) + ["--steps", "40"]) == 2
+        _one_error_line(capsys, f"{run_dir} is being trained by process {holder.pid}")
+        assert load_run(run_dir).last_step == 20  # nothing trained twice
+    finally:
+        holder.communicate("")  # it lets go and exits
+    assert not (run_dir / LOCK_FILE).exists()
+    # a lock file left by a process that died (killed: it could not remove it) is taken over
+    (run_dir / LOCK_FILE).write_text(f"{holder.pid}\n")
+    assert main(_resume_args(run_dir) + ["--steps", "40"]) == 0
+    assert load_run(run_dir).last_step == 40 and not (run_dir / LOCK_FILE).exists()
