@@ -254,15 +254,19 @@ def cmd_sweep_report(args) -> int:
     from grok_circuits.viz import save_figure
 
     result = load_sweep(args.sweep)
+    if args.x is not None and args.x not in result.swept:
+        raise ValueError(f"--x {args.x} is not swept; the sweep varies {result.swept}")
     table = result.report()
     with pd.option_context("display.width", 160, "display.max_columns", 30):
         print(table.round(3).to_string())
     out = args.out or args.sweep
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "sweep_report.csv")
-    png = out / "steps.png"
-    save_figure(result.plot(args.x), png)
-    print(f"\ntable: {out / 'sweep_report.csv'}\nplot:  {png}")
+    print(f"\ntable: {out / 'sweep_report.csv'}")
+    if result.swept:  # a sweep of one trial has no axis to plot
+        png = out / "steps.png"
+        save_figure(result.plot(args.x), png)
+        print(f"plot:  {png}")
     return 0
 
 
