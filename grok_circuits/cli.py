@@ -10,10 +10,13 @@ each command, so that ``--help`` waits for no torch and ``report`` for no Transf
 """
 
 import argparse
+import contextlib
 import dataclasses
+import errno
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -176,7 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a model config field (backend.PORTABLE_FIELDS), e.g. n_layers=2 (repeatable)",
     )
-    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out; only --steps, --stop-id-acc, --stop-ood-acc, --device "
+        "and --threads may change",
+    )
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     t.add_argument("--no-report", action="store_true", help="skip the report at the end")
 
@@ -265,15 +273,19 @@ def cmd_sweep_report(args) -> int:
     from grok_circuits.viz import save_figure
 
     result = load_sweep(args.sweep)
+    if args.x is not None and args.x not in result.swept:
+        raise ValueError(f"--x {args.x} is not swept; the sweep varies {result.swept}")
     table = result.report()
     with pd.option_context("display.width", 160, "display.max_columns", 30):
         print(table.round(3).to_string())
     out = args.out or args.sweep
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "sweep_report.csv")
-    png = out / "steps.png"
-    save_figure(result.plot(args.x), png)
-    print(f"\ntable: {out / 'sweep_report.csv'}\nplot:  {png}")
+    print(f"\ntable: {out / 'sweep_report.csv'}")
+    if result.swept:  # a sweep of one trial has no axis to plot
+        png = out / "steps.png"
+        save_figure(result.plot(args.x), png)
+        print(f"plot:  {png}")
     return 0
 
 
@@ -311,6 +323,10 @@ def cmd_train(args) -> int:
     from grok_circuits.tasks import make_params, make_task
     from grok_circuits.train import already_finished, train
 
+    if args.device is not None:
+        from grok_circuits.model import resolve_device
+
+        resolve_device(args.device)  # also where a resumed run turns out finished, training nothing
     task_overrides = _pairs(args.task_param, "--task-param")
     # A value of the wrong type would fail deep inside the task's checks; name the field here.
     check_field_types(type(make_params(args.task, args.preset)), task_overrides)
@@ -340,11 +356,12 @@ def cmd_train(args) -> int:
         changes["stop_ood_acc"] = args.stop_ood_acc or None
     cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
     model_cfg = None
-    if args.model_param:
+    model_params = _pairs(args.model_param, "--model-param")
+    if model_params:
         from grok_circuits.model import model_config
 
-        model_cfg = model_config(task, cfg.model_size, **_pairs(args.model_param, "--model-param"))
-    cfg = _resume_cfg(args, cfg) if args.resume else cfg
+        model_cfg = model_config(task, cfg.model_size, **model_params)
+    cfg = _resume_cfg(args, cfg, model_params) if args.resume else cfg
     if args.resume and already_finished(args.out, task, cfg) is not None:
         train(task, cfg, out=args.out, resume=True)  # says so, and trains nothing
         return 0
@@ -373,8 +390,46 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _resume_cfg(args, cfg: "TrainConfig") -> "TrainConfig | None":
-    """On --resume, only the flags a resumed run may change are passed on."""
+#: The ``train`` flags a resumed run cannot change, and the TrainConfig field each sets.
+_FIXED_ON_RESUME = {
+    "--seed": "seed",
+    "--lr": "lr",
+    "--weight-decay": "weight_decay",
+    "--batch-size": "batch_size",
+    "--warmup": "warmup_steps",
+    "--eval-every": "eval_every",
+    "--model-size": "model_size",
+    "--n-loops": "n_loops",
+}
+
+
+def _resume_cfg(args, cfg: "TrainConfig", model_params: dict) -> "TrainConfig | None":
+    """On --resume of a run, its stored config with the flags a resumed run may change (None if
+    none is given); ``cfg`` itself if ``--out`` holds no run yet (a new run). A ValueError names
+    every other flag that differs from the run, rather than ignore it."""
+    from grok_circuits.io import read_json
+    from grok_circuits.runs import MODEL_CONFIG_FILE, TRAIN_CONFIG_FILE
+
+    if not (args.out / TRAIN_CONFIG_FILE).is_file():
+        return cfg
+    stored = load_run(args.out).train_cfg
+    ignored = []
+    for flag, name in _FIXED_ON_RESUME.items():
+        given = getattr(args, flag[2:].replace("-", "_"))
+        if given is not None and getattr(cfg, name) != getattr(stored, name):
+            ignored.append(f"{flag} {given} (the run has {name}={getattr(stored, name)!r})")
+    stored_model = read_json(args.out / MODEL_CONFIG_FILE)
+    for key, value in model_params.items():
+        if stored_model.get(key) != value:
+            ignored.append(
+                f"--model-param {key}={value} (the run has {key}={stored_model.get(key)!r})"
+            )
+    if ignored:
+        raise ValueError(
+            f"cannot resume {args.out} with {', '.join(ignored)}: a resumed run continues the "
+            "same training, so only --steps, --stop-id-acc, --stop-ood-acc, --device and "
+            "--threads may change; drop the others, or train a new run into another --out"
+        )
     asked = {
         "max_steps": args.steps,
         "stop_id_acc": args.stop_id_acc,
@@ -385,7 +440,6 @@ def _resume_cfg(args, cfg: "TrainConfig") -> "TrainConfig | None":
     asked = {k: v for k, v in asked.items() if v is not None}
     if not asked:
         return None
-    stored = load_run(args.out).train_cfg
     for key in ("stop_id_acc", "stop_ood_acc"):
         if key in asked:
             asked[key] = asked[key] or None  # 0 on the command line disables the rule
@@ -420,10 +474,69 @@ def cmd_report(args) -> int:
     return 0
 
 
+def os_error_line(err: OSError) -> str:
+    """What went wrong with a path, and what to do, in one line (Python's ``[Errno 13]
+    Permission denied: 'x'`` says neither which folder is in the way nor what would help)."""
+    if err.filename is None:  # raised by grok_circuits with a message of its own
+        return str(err)
+    path = Path(err.filename)
+    if err.errno in (errno.ENOTDIR, errno.EEXIST) and not path.is_dir():
+        blocker = next((p for p in (path, *path.parents) if p.is_file()), None)
+        if blocker == path:
+            return f"{path} is a file, not a folder; give the path of a folder (new or existing)"
+        if blocker is not None:
+            return (
+                f"{path} is under {blocker}, which is a file, not a folder; give a folder path "
+                "that no file is in the way of"
+            )
+    if err.errno in (errno.EACCES, errno.EPERM):
+        if path.is_dir():
+            return (
+                f"cannot write into {path}: permission denied; choose a folder you may write "
+                "to, or ask its owner for access"
+            )
+        if path.exists():
+            return (
+                f"cannot open {path}: permission denied; ask its owner for access, or work on "
+                "a copy of your own"
+            )
+        return (
+            f"cannot create {path}: permission denied in {path.parent}; choose a folder you may "
+            "write to"
+        )
+    if err.errno == errno.EROFS:
+        return f"cannot write {path}: read-only file system; choose a folder on a writable disk"
+    if err.errno == errno.ENOSPC:
+        return f"no space left to write {path}; free some space, or choose a folder elsewhere"
+    return f"{path}: {err.strerror}; check the path and its permissions"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     import_plugins(argv)
     args = build_parser().parse_args(argv)
+    with _plain_warnings():
+        return _run_command(args)
+
+
+@contextlib.contextmanager
+def _plain_warnings():
+    """Show each warning as one ``warning: ...`` line, once per command. Python's own format adds
+    the file, line and source of the call, and a damaged checkpoint is met by every step that
+    opens the run (the command, the resume, the reloaded run)."""
+    seen = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if str(message) not in seen:
+            seen.add(str(message))
+            print(f"warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+def _run_command(args) -> int:
     try:
         if args.command == "train":
             return cmd_train(args)
@@ -436,8 +549,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sweep-report":
             return cmd_sweep_report(args)
         return cmd_report(args)
-    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: {os_error_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

@@ -8,6 +8,7 @@ cores (see ``benchmarks/README.md`` for what was tried); ``"tiny"`` exists for t
 
 import difflib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,7 +41,11 @@ def model_config(task: TaskData, size: ModelSize = "tutorial", **overrides) -> "
             1-layer model without LayerNorm for modular arithmetic).
         size: ``"tiny"``, ``"tutorial"`` or ``"paper"``.
         **overrides: any of :data:`grok_circuits.backend.PORTABLE_FIELDS` (e.g.
-            ``n_layers=2``), applied last.
+            ``n_layers=2``), applied last. Where they change ``d_model`` or ``n_heads`` but
+            not ``d_head``, ``d_head`` becomes ``d_model / n_heads``, as in every size
+            (``d_mlp`` stays the size's unless given).
+
+    Raises a ValueError naming a field whose value no model can have (:func:`check_shape`).
     """
     if size not in SIZES:
         raise ValueError(f"unknown model size {size!r}; choose one of {sorted(SIZES)}")
@@ -68,11 +73,46 @@ def model_config(task: TaskData, size: ModelSize = "tutorial", **overrides) -> "
     )
     fields.update(task_spec(task).model_overrides.get(size, {}))
     fields.update(overrides)
+    _derive_d_head(fields, overrides)
+    check_shape(fields)
     if fields["d_vocab"] < len(task.vocab):
         raise ValueError(
             f"d_vocab={fields['d_vocab']} is smaller than the task's vocabulary ({len(task.vocab)})"
         )
     return backend.make_config(**fields)
+
+
+def _derive_d_head(fields: dict, overrides: dict) -> None:
+    """Make ``d_head`` follow an overridden ``d_model`` or ``n_heads`` (unless it is overridden
+    too), so that ``n_heads=4`` means four heads sharing ``d_model``."""
+    if "d_head" not in overrides and {"d_model", "n_heads"} & set(overrides):
+        _need_count(fields, "d_model")
+        _need_count(fields, "n_heads")
+        if fields["d_model"] % fields["n_heads"]:
+            raise ValueError(
+                f"model config n_heads={fields['n_heads']} must divide "
+                f"d_model={fields['d_model']} (each head gets d_model / n_heads dimensions); "
+                "choose a divisor, or give d_head too"
+            )
+        fields["d_head"] = fields["d_model"] // fields["n_heads"]
+
+
+def _need_count(fields: "Mapping", name: str, hint: str = "") -> None:
+    value = fields.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"model config {name} must be an integer >= 1{hint}, got {value!r}")
+
+
+def check_shape(cfg: "ModelConfig | Mapping") -> None:
+    """A ValueError naming the first shape field of a model config (or its dict) that no model
+    can have: ``n_layers``, ``d_model``, ``n_heads``, ``d_head``, ``d_vocab``, ``n_ctx`` and,
+    unless ``attn_only``, ``d_mlp`` must be integers >= 1. (TransformerLens accepts
+    ``n_layers=0``, and trains a model with no blocks that every analysis then fails on.)"""
+    fields = cfg if isinstance(cfg, Mapping) else backend.config_to_dict(cfg)
+    for name in ("n_layers", "d_model", "n_heads", "d_head", "d_vocab", "n_ctx"):
+        _need_count(fields, name)
+    if not fields.get("attn_only"):
+        _need_count(fields, "d_mlp", " (or attn_only=true for a model without MLPs)")
 
 
 def build_model(
@@ -210,10 +250,8 @@ def resolve_device(device: str | None = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(
-            f"unknown device {device!r} ({err}); use auto, cpu, cuda or cuda:N"
-        ) from None
+    except RuntimeError:  # its message lists every device type torch knows: twenty of them
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device {device!r} asked for, but CUDA is not available to this torch "

@@ -9,6 +9,7 @@ Layout of a run folder::
     checkpoints.json     index of complete checkpoints: step -> file names and SHA-256 digests
     checkpoints/step_0001000.safetensors   model weights at step 1000
     checkpoints/step_0001000.state.pt      optimizer and RNG state (kept for the latest few)
+    train.lock           while a process trains the run: its id (grok_circuits.io.hold_lock)
 
 Every file is written atomically (temporary file + rename), and a checkpoint only counts once
 its digests are in ``checkpoints.json``. A :class:`Run` verifies the digests of the weights once
@@ -42,6 +43,7 @@ TRAIN_CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.json"
 INDEX_FILE = "checkpoints.json"
 CHECKPOINT_DIR = "checkpoints"
+LOCK_FILE = "train.lock"
 
 #: Training accuracy at which the memorizing stage is reached, and ID accuracy at which a run
 #: counts as grokked.
@@ -63,6 +65,14 @@ def sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def skipping(problem: str, step: int, key: str = "weights") -> str:
+    """The warning about a damaged checkpoint file: one text wherever it is met (opening the
+    run, resuming it), so that a command meeting it twice can say it once."""
+    if key == "weights":
+        return f"{problem}; skipping step {step} (it is left out of run.steps)"
+    return f"{problem}; skipping step {step} (training cannot resume from it)"
 
 
 class CheckpointStore:
@@ -153,7 +163,7 @@ class CheckpointStore:
             return None
         problem = self.problem(step, key, index)
         if problem is not None:
-            warnings.warn(f"{problem}; skipping step {step}", stacklevel=3)
+            warnings.warn(skipping(problem, step, key), stacklevel=3)
             return None
         return self.dir / index[step][key]
 
@@ -263,9 +273,7 @@ class Run:
         for step, problem in self._damaged.items():
             if step not in self._warned:
                 self._warned.add(step)
-                warnings.warn(
-                    f"{problem}; skipping step {step} (it is left out of run.steps)", stacklevel=4
-                )
+                warnings.warn(skipping(problem, step), stacklevel=4)
         intact = [s for s, *_ in state if s not in self._damaged]
         return intact, self._damaged
 

@@ -493,7 +493,7 @@ class Sweep:
 
     def plot(self, x: str | None = None):
         """Steps to memorize and to generalize against ``x`` (default: the first swept name
-        that is not a seed), one point per trial and the mean over seeds."""
+        that is not a seed, else the seed), one point per trial and the mean over seeds."""
         from grok_circuits.viz import plot_sweep
 
         return plot_sweep(self.to_frame(), x or self._default_x())
@@ -502,7 +502,9 @@ class Sweep:
         for name in self.swept:
             if "seed" not in name:
                 return name
-        raise ValueError("the sweep varies only seeds; pass x=")
+        if self.swept:  # a sweep over seeds only: one point per seed
+            return self.swept[0]
+        raise ValueError(f"the sweep in {self.path} varies nothing, so there is no axis to plot")
 
 
 def load_sweep(path: str | os.PathLike) -> Sweep:

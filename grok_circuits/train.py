@@ -45,11 +45,12 @@ from tqdm.auto import tqdm
 from grok_circuits import backend
 from grok_circuits.backend import Model, ModelConfig
 from grok_circuits.config import RESUME_CHANGEABLE, TrainConfig
-from grok_circuits.io import atomic_write_json, read_json
+from grok_circuits.io import LockedError, atomic_write_json, hold_lock, read_json
 from grok_circuits.model import (
     answer_logits,
     build_model,
     check_loops,
+    check_shape,
     config_from_dict,
     load_weights,
     model_config,
@@ -61,6 +62,7 @@ from grok_circuits.plugins import GradHook, LossFn, grad_hooks_for, loss_for
 from grok_circuits.precision import autocast, training_forward
 from grok_circuits.progress_measures import ProgressMeasures
 from grok_circuits.runs import (
+    LOCK_FILE,
     MODEL_CONFIG_FILE,
     TASK_FILE,
     TRAIN_CONFIG_FILE,
@@ -221,8 +223,28 @@ def train(
 
     Returns:
         The :class:`Run`, whose ``metrics`` hold the history.
+
+    While it trains, ``out/train.lock`` keeps any other process from training into ``out``: a
+    second ``train`` of the same folder raises a RuntimeError naming the process that holds it.
     """
     out = Path(out)
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with hold_lock(out / LOCK_FILE):
+            return _train(task, cfg, out, model_cfg, resume, progress)
+    except LockedError as err:
+        raise RuntimeError(
+            f"{out} is being trained by process {err.holder} (it holds {err.path}); wait for "
+            "that run to finish or stop it, then resume"
+        ) from None
+    finally:
+        if made and not any(out.iterdir()):  # refused before it wrote anything
+            out.rmdir()
+
+
+def _train(task, cfg, out: Path, model_cfg, resume: bool, progress: bool) -> Run:
+    """:func:`train`, holding the run's lock."""
     store = CheckpointStore(out)
     resumed = None
     if resume and (out / TRAIN_CONFIG_FILE).is_file():
@@ -236,10 +258,10 @@ def train(
         cfg, model_cfg = _check_resume(out, task, cfg)
         resumed = store.latest_resumable()
         if resumed is None:
-            warnings.warn(f"no intact checkpoint in {out}; starting from step 0", stacklevel=2)
+            warnings.warn(f"no intact checkpoint in {out}; starting from step 0", stacklevel=3)
         else:
             print(f"{out}: resumed from step {resumed[0]}")
-    elif out.exists() and any(out.iterdir()):
+    elif any(p.name != LOCK_FILE for p in out.iterdir()):
         if (out / TRAIN_CONFIG_FILE).is_file():
             raise FileExistsError(
                 f"{out} already holds a run; pass resume=True (CLI: --resume) to continue it, "
@@ -252,6 +274,7 @@ def train(
     check_trackers(cfg.log_to)
 
     model_cfg = model_cfg or model_config(task, cfg.model_size)
+    check_shape(model_cfg)
     check_loops(model_cfg.n_layers, cfg.n_loops)
     if model_cfg.d_vocab < len(task.vocab) or model_cfg.n_ctx < task.train.tokens.shape[1]:
         raise ValueError(

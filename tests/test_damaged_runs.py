@@ -70,10 +70,10 @@ def test_trace_bridge_over_time_skips_a_damaged_checkpoint(run_dir):
 
 def test_report_counts_damaged_checkpoints(run_dir, tmp_path, capsys):
     _truncate_weights(run_dir, 40)
-    with pytest.warns(UserWarning, match="skipping step 40"):
-        assert main(["report", str(run_dir), "--out", str(tmp_path / "fig")]) == 0
-    printed = capsys.readouterr().out
-    assert re.search(r"damaged_checkpoints +1\n", printed)
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "fig")]) == 0
+    printed = capsys.readouterr()
+    assert re.search(r"damaged_checkpoints +1\n", printed.out)
+    assert printed.err.startswith("warning: ") and "skipping step 40" in printed.err
     assert (tmp_path / "fig" / "curves.png").is_file()
 
 
@@ -89,14 +89,29 @@ def test_a_damaged_run_file_is_a_one_line_error_naming_it(run_dir, capsys, name)
     assert f"{run_dir / name} is damaged" in err
 
 
-def test_resuming_a_finished_run_does_nothing(run_dir, capsys):
-    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+def _resume_args(run_dir) -> list[str]:
     args = ["train", "composition", "--out", str(run_dir), "--resume", "--no-progress"]
     args += ["--model-size", "tiny", "--device", "cpu"]
     for kv in ("n_entities=30", "n_relations=6", "out_degree=3", "phi=2.0"):
         args += ["--task-param", kv]
-    args += ["--task-param", "test_id_fraction=0.1", "--task-param", "ood_fraction=0.1"]
-    assert main(args) == 0
+    return args + ["--task-param", "test_id_fraction=0.1", "--task-param", "ood_fraction=0.1"]
+
+
+def test_a_damaged_checkpoint_is_one_plain_line_on_resume(run_dir, capsys):
+    _truncate_weights(run_dir, 60)  # the latest: the CLI, the resume and the new run all meet it
+    assert main(_resume_args(run_dir) + ["--steps", "80", "--no-report"]) == 0
+    captured = capsys.readouterr()
+    assert "resumed from step 40" in captured.out
+    weights = run_dir / "checkpoints" / "step_0000060.safetensors"
+    assert captured.err == (
+        f"warning: checkpoint file {weights} does not match its SHA-256 (truncated or corrupt); "
+        "skipping step 60 (it is left out of run.steps)\n"
+    )
+
+
+def test_resuming_a_finished_run_does_nothing(run_dir, capsys):
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    assert main(_resume_args(run_dir)) == 0
     printed = capsys.readouterr().out
     assert "already finished at step 60" in printed and "grok_step" not in printed
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before

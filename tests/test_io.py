@@ -4,8 +4,9 @@ import os
 import stat
 
 import pytest
+import torch
 
-from grok_circuits.io import atomic_write_json, atomic_write_text, read_json
+from grok_circuits.io import atomic_write_json, atomic_write_text, atomic_write_with, read_json
 
 
 @pytest.fixture
@@ -25,6 +26,18 @@ def test_written_files_follow_the_umask(tmp_path, umask, mask, mode):
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == mode
     assert (tmp_path / "a.txt").read_text() == "replaced"
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]  # no temporary file left
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664)])
+def test_a_writer_that_replaces_the_file_still_gets_the_umask_mode(tmp_path, umask, mask, mode):
+    # safetensors writes a file of its own (0o600) over the one atomic_write_with created
+    from safetensors.torch import save_file
+
+    umask(mask)
+    path = tmp_path / "w.safetensors"
+    atomic_write_with(path, lambda tmp: save_file({"w": torch.zeros(2)}, str(tmp)))
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
 
 
 def test_read_json_names_a_damaged_file(tmp_path):

@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -149,8 +150,15 @@ def test_export_keeps_chosen_weights_only(tiny_composition, tmp_path):
     run = train(
         tiny_composition, tiny_train_config(max_steps=40), out=tmp_path / "r", progress=False
     )
-    small = export_run(run, tmp_path / "small", steps=[0, 40])
+    before = os.umask(0o022)
+    try:
+        small = export_run(run, tmp_path / "small", steps=[0, 40])
+    finally:
+        os.umask(before)
     assert small.steps == [0, 40] and small.metrics == run.metrics
+    # "for sharing": every file readable by others, as any file written under umask 022
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in small.path.rglob("*") if p.is_file()}
+    assert set(modes.values()) == {"0o644"}, modes
     assert not list((tmp_path / "small" / "checkpoints").glob("*.state.pt"))
     for a, b in zip(small.model(40).parameters(), run.model(40).parameters()):
         assert torch.equal(a, b)
@@ -250,6 +258,8 @@ TINY_TASK_ARGS = [
         (["--task-param", "phi=true"], ["phi", "must be float"]),
         (["--task-param", "n_entities"], ["KEY=VALUE"]),
         (["--model-param", "n_layer=2"], ["n_layer", "did you mean ['n_layers']", "d_model"]),
+        (["--model-param", "n_layers=0"], ["n_layers must be an integer >= 1, got 0"]),
+        (["--model-param", "n_heads=3"], ["n_heads=3 must divide d_model=32", "d_head"]),
     ],
 )
 def test_cli_bad_parameters_are_one_line_errors(tmp_path, capsys, extra, names):
@@ -283,6 +293,16 @@ def test_resolve_device_names_a_bad_device():
         resolve_device("gpu")
 
 
+def test_an_unknown_device_is_one_short_line(tmp_path, capsys):
+    args = ["train", "composition", "--out", str(tmp_path / "r"), "--device", "foo"]
+    assert main(args + TINY_TASK_ARGS + ["--model-size", "tiny", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown device 'foo'") and err.count("\n") == 1
+    assert "use auto, cpu, cuda" in err
+    assert "mkldnn" not in err  # not torch's list of every device type it was built to know
+    assert not (tmp_path / "r").exists()
+
+
 def test_figures_go_to_the_run_only_when_it_is_writable_and_not_shipped(tmp_path, monkeypatch):
     from grok_circuits import cli
 
@@ -308,3 +328,172 @@ def test_report_on_a_shipped_run_writes_into_the_current_directory(tmp_path, mon
     assert main(["report", str(shipped)]) == 0
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in shipped.iterdir()) == before
+
+
+@pytest.fixture(scope="module")
+def finished_tiny(tiny_composition, tmp_path_factory):
+    """A tiny 20-step run of ``tiny_composition`` (copied by each test)."""
+    from grok_circuits import train
+    from tests.helpers import tiny_train_config
+
+    out = tmp_path_factory.mktemp("finished") / "run"
+    train(tiny_composition, tiny_train_config(max_steps=20), out=out, progress=False)
+    return out
+
+
+def _resume_args(run_dir) -> list[str]:
+    """``train --resume`` of :func:`finished_tiny`: its task, spelled out."""
+    from tests.conftest import TINY_COMPOSITION
+
+    args = ["train", "composition", "--out", str(run_dir), "--resume", "--no-progress"]
+    for key, value in TINY_COMPOSITION.items():
+        args += ["--task-param", f"{key}={value}"]
+    return args + ["--device", "cpu", "--no-report"]
+
+
+def test_resume_refuses_the_flags_it_cannot_change(finished_tiny, tmp_path, capsys):
+    import shutil
+
+    run_dir = shutil.copytree(finished_tiny, tmp_path / "run")
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    extra = ["--lr", "0.01", "--model-size", "paper", "--model-param", "n_layers=4"]
+    assert main(_resume_args(run_dir) + extra + ["--steps", "40"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot resume {run_dir} with ") and err.count("\n") == 1
+    for said in ("--lr 0.01 (the run has lr=0.001)", "--model-size paper (the run has "
+                 "model_size='tiny')", "--model-param n_layers=4 (the run has n_layers=2)",
+                 "only --steps, --stop-id-acc"):  # fmt: skip
+        assert said in err
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+    # the values the run already has are no change
+    same = ["--lr", "0.001", "--model-size", "tiny", "--model-param", "n_layers=2"]
+    assert main(_resume_args(run_dir) + same + ["--steps", "40"]) == 0
+    assert load_run(run_dir).last_step == 40
+
+
+def test_resume_into_a_new_folder_trains_the_preset(tmp_path, capsys):
+    from grok_circuits.presets import train_config
+
+    out = tmp_path / "new"
+    args = _resume_args(out) + ["--model-size", "tiny", "--steps", "20", "--eval-every", "10"]
+    assert main(args + ["--batch-size", "64"]) == 0
+    run = load_run(out)
+    assert run.last_step == 20 and run.train_cfg.lr == train_config("composition", "tutorial").lr
+
+
+def _one_error_line(capsys, *said: str) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "Errno" not in err
+    for text in said:
+        assert text in err, err
+    return err
+
+
+def _train_into(out) -> list[str]:
+    return ["train", "composition", "--out", str(out), "--model-size", "tiny", "--no-progress"]
+
+
+def test_a_file_in_the_way_of_out_is_one_error_line(tmp_path, capsys):
+    (tmp_path / "notes").write_text("a file, not a folder")
+    assert main(_train_into(tmp_path / "notes") + TINY_TASK_ARGS) == 2
+    _one_error_line(capsys, f"{tmp_path / 'notes'} is a file, not a folder")
+    assert main(_train_into(tmp_path / "notes" / "run") + TINY_TASK_ARGS) == 2
+    _one_error_line(capsys, f"{tmp_path / 'notes'}, which is a file, not a folder")
+    assert (tmp_path / "notes").read_text() == "a file, not a folder"
+
+
+def _deny_writes_under(monkeypatch, folder):
+    """Act as the OS does for a user who may not write in ``folder`` (the tests run as root,
+    for whom a read-only folder is still writable): creating a folder or a file there fails
+    with EACCES."""
+    import errno
+    import pathlib
+
+    real_mkdir, real_open = pathlib.Path.mkdir, os.open
+
+    def mkdir(self, *args, **kwargs):
+        if self.is_relative_to(folder) and not self.exists():
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    def open_(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT and pathlib.Path(path).is_relative_to(folder):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
+    monkeypatch.setattr(os, "open", open_)
+
+
+def test_an_unwritable_out_is_one_error_line(tmp_path, capsys, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    _deny_writes_under(monkeypatch, locked)
+    # the run folder cannot be made (mkdir), or nothing can be written in it (the atomic writer)
+    assert main(_train_into(locked / "run") + TINY_TASK_ARGS) == 2
+    _one_error_line(capsys, f"cannot create {locked / 'run'}: permission denied in {locked}")
+    assert main(_train_into(locked) + TINY_TASK_ARGS) == 2
+    _one_error_line(capsys, f"cannot write into {locked}: permission denied", "choose a folder")
+    assert list(locked.iterdir()) == []
+
+
+def test_a_read_only_out_for_real(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("this user (root) may write into a read-only folder")
+        assert main(_train_into(locked / "run") + TINY_TASK_ARGS) == 2
+        _one_error_line(capsys, f"cannot create {locked / 'run'}: permission denied")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_bad_paths_of_a_run_are_one_error_line(finished_tiny, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from grok_circuits import runs as runs_module
+
+    (tmp_path / "notes").write_text("a file")
+    assert main(["report", str(finished_tiny), "--out", str(tmp_path / "notes")]) == 2
+    _one_error_line(capsys, f"{tmp_path / 'notes'} is a file, not a folder")
+    assert main(["export", str(finished_tiny), str(tmp_path / "notes" / "small")]) == 2
+    _one_error_line(capsys, f"{tmp_path / 'notes'}, which is a file, not a folder")
+
+    def unreadable(path, *args, **kwargs):  # a checkpoint that another user owns, mode 0600
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(runs_module, "open", unreadable, raising=False)
+    assert main(["report", str(finished_tiny), "--out", str(tmp_path / "fig")]) == 2
+    weights = finished_tiny / "checkpoints" / "step_0000000.safetensors"
+    _one_error_line(capsys, f"cannot open {weights}: permission denied")
+
+
+def test_a_second_train_of_a_run_being_trained_is_refused(finished_tiny, tmp_path, capsys):
+    import shutil
+    import subprocess
+    import sys
+
+    from grok_circuits.runs import LOCK_FILE
+
+    run_dir = shutil.copytree(finished_tiny, tmp_path / "run")
+    holder = subprocess.Popen(  # a process that holds the run's lock, as a training run does
+        [sys.executable, "-c", "from grok_circuits.io import hold_lock; import sys\n"
+         f"with hold_lock({str(run_dir / LOCK_FILE)!r}):\n print('held', flush=True)\n"
+         " sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert main(_resume_args(run_dir) + ["--steps", "40"]) == 2
+        _one_error_line(capsys, f"{run_dir} is being trained by process {holder.pid}")
+        assert load_run(run_dir).last_step == 20  # nothing trained twice
+    finally:
+        holder.communicate("")  # it lets go and exits
+    assert not (run_dir / LOCK_FILE).exists()
+    # a lock file left by a process that died (killed: it could not remove it) is taken over
+    (run_dir / LOCK_FILE).write_text(f"{holder.pid}\n")
+    assert main(_resume_args(run_dir) + ["--steps", "40"]) == 0
+    assert load_run(run_dir).last_step == 40 and not (run_dir / LOCK_FILE).exists()

@@ -170,6 +170,24 @@ def test_report_means_over_seeds_and_counts_runs_that_never_grokked(local_sweep,
     assert list(gen.get_xdata()) == [1.5, 2.0] and list(gen.get_ydata()) == [10.0, 7.5]
 
 
+def test_report_of_a_sweep_over_seeds_only(tmp_path, capsys):
+    spec = {
+        "task": "composition",
+        "task_params": {**TINY, "phi": 2.0},
+        "grid": {"seed": [0, 1]},
+        "train": dict(max_steps=5, eval_every=5, batch_size=64, eval_size=100, model_size="tiny",
+                      device="cpu"),
+    }  # fmt: skip
+    path = sweep(spec, tmp_path / "seeds", engine="local", progress=False).path
+    capsys.readouterr()
+    assert main(["sweep-report", str(path)]) == 0  # the plot has the seed on its axis
+    printed = capsys.readouterr()
+    assert "memorize_step" in printed.out and printed.err == ""
+    assert (path / "steps.png").stat().st_size > 0
+    assert main(["sweep-report", str(path), "--x", "phi"]) == 2
+    assert capsys.readouterr().err == "error: --x phi is not swept; the sweep varies ['seed']\n"
+
+
 def test_bf16_loss_is_float32_and_close_to_the_float32_loss(tiny_composition):
     model = build_model(model_config(tiny_composition, "tiny"), seed=0)
     batch = tiny_composition.train.select(slice(0, 64))

@@ -3,6 +3,7 @@
 import dataclasses
 import importlib
 import json
+import re
 import warnings
 
 import pytest
@@ -155,7 +156,8 @@ def test_corrupt_checkpoint_is_skipped_with_a_warning(tiny_composition, tmp_path
     weights.write_bytes(bytes(data))
     with pytest.warns(UserWarning, match="skipping step") as caught:
         assert store.latest_resumable()[0] == 20
-    assert {"skipping step 60", "skipping step 40"} <= {str(w.message)[-16:] for w in caught}
+    skipped = {re.search(r"skipping step \d+", str(w.message))[0] for w in caught}
+    assert {"skipping step 60", "skipping step 40"} <= skipped
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match="SHA-256.*step 40 cannot be loaded"):
@@ -242,6 +244,42 @@ def test_refuses_to_overwrite_and_checks_resume(tiny_composition, tmp_path):
 def test_train_config_validates(field, value):
     with pytest.raises(ValueError, match=f"TrainConfig.{field}"):
         TrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"n_layers": 0}, "n_layers must be an integer >= 1, got 0"),
+        ({"d_model": 0}, "d_model must be an integer >= 1, got 0"),
+        ({"n_heads": 0}, "n_heads must be an integer >= 1, got 0"),
+        ({"n_heads": 3}, "n_heads=3 must divide d_model=32"),
+        ({"d_head": 0}, "d_head must be an integer >= 1, got 0"),
+        ({"d_mlp": 0}, "d_mlp must be an integer >= 1 .*attn_only"),
+        ({"n_layers": 2.5}, "n_layers must be an integer >= 1, got 2.5"),
+    ],
+)
+def test_model_shapes_are_checked(tiny_composition, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        model_config(tiny_composition, "tiny", **overrides)
+
+
+def test_a_model_config_given_to_train_is_checked_before_any_file(tiny_composition, tmp_path):
+    from grok_circuits import backend
+
+    fields = backend.config_to_dict(model_config(tiny_composition, "tiny"))
+    empty = backend.make_config(**{**fields, "n_layers": 0})  # TransformerLens accepts it
+    with pytest.raises(ValueError, match="n_layers must be an integer >= 1"):
+        train(tiny_composition, tiny_train_config(), out=tmp_path / "r", model_cfg=empty)
+    assert not (tmp_path / "r").exists()
+
+
+def test_d_head_follows_an_overridden_width(tiny_composition):
+    wide = model_config(tiny_composition, "tiny", d_model=64)  # tiny: 2 heads, d_mlp 128
+    assert (wide.d_head, wide.d_mlp) == (32, 128)
+    assert model_config(tiny_composition, "tiny", n_heads=4).d_head == 8
+    given = model_config(tiny_composition, "tiny", n_heads=3, d_head=8, d_mlp=64)
+    assert (given.n_heads, given.d_head, given.d_mlp) == (3, 8, 64)
+    assert model_config(tiny_composition, "tiny", attn_only=True, d_mlp=0).attn_only
 
 
 def test_train_config_round_trips_through_json():
