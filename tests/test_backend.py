@@ -51,15 +51,18 @@ def test_a_seed_starts_from_the_same_weights_under_both_versions(fixture_run):
 
 def test_training_gives_the_metrics_recorded_under_both_versions(tmp_path):
     """Retrain the fixture's 400 steps here. Against the run made under this version: the same
-    numbers to float rounding; against the other version's: accuracies equal, and losses,
-    weight norm and progress measures within 1e-4 (measured: at most 2.2e-5 apart)."""
+    numbers to float rounding (1e-5, relative and absolute: another CPU's kernels round
+    differently, and 400 steps amplify it; measured on an AMD EPYC host against the recording:
+    at most 2.2e-6 relative on a loss, 1.9e-6 absolute on grad_alignment); against the other
+    version's: accuracies equal, and losses, weight norm and progress measures within 1e-4
+    (measured: at most 2.2e-5 apart)."""
     run = load_run(DATA / "tl3")
     again = train(run.task, fixture_config(), out=tmp_path / "again", progress=False)
     here = "tl4" if backend.BRIDGE else "tl3"
     for version in VERSIONS:
         recorded = load_run(DATA / version).metrics
         assert [r["step"] for r in again.metrics] == [r["step"] for r in recorded]
-        tol = 1e-6 if version == here else 1e-4
+        tol = 1e-5 if version == here else 1e-4
         for row, ref in zip(again.metrics, recorded):
             for key, value in ref.items():
                 if key == "time":
