@@ -27,6 +27,7 @@ the authors' public code:
 """
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -47,6 +48,13 @@ def _item(tokens: list[str], answer: str, kind: str | None = None) -> dict:
     if kind is not None:
         item["type"] = kind
     return item
+
+
+def _choose(rng: np.random.Generator, items: list, n: int) -> list:
+    """``n`` of ``items`` drawn without replacement, in their order (all if fewer)."""
+    if n >= len(items):
+        return list(items)
+    return [items[i] for i in sorted(rng.choice(len(items), n, replace=False).tolist())]
 
 
 def write_composition_data(
@@ -83,11 +91,7 @@ def write_composition_data(
                 elif not (is_ood[first] or is_ood[second]):
                     (test_iid if rng.random() < test_id_fraction else train_pool).append(query)
 
-    def choose(items: list, n: int) -> list:
-        if n >= len(items):
-            return list(items)
-        return [items[i] for i in sorted(rng.choice(len(items), n, replace=False).tolist())]
-
+    choose = functools.partial(_choose, rng)
     id_facts = [f for f in facts if not is_ood[f]]
     ood_facts = [f for f in facts if is_ood[f]]
     n_train = round(phi * len(id_facts))
@@ -181,11 +185,7 @@ def write_comparison_data(
                 items.setdefault(kind, []).append(compare(a, e1, e2, kind))
                 items[kind].append(compare(a, e2, e1, kind))
 
-    def choose(xs: list, n: int) -> list:
-        if n >= len(xs):
-            return list(xs)
-        return [xs[i] for i in sorted(rng.choice(len(xs), n, replace=False).tolist())]
-
+    choose = functools.partial(_choose, rng)
     n_id = len(items["id_atomic"])
     if complex_format:
         train = items["id_atomic"] + choose(items["train_inferred_topleft"], round(phi * n_id))
