@@ -22,8 +22,9 @@ the authors' public code:
   and ``</a>`` only, targets padded with the end-of-text token), embeddings resized with
   ``pad_to_multiple_of=8``, saved as ``checkpoint-<step>/`` with the tokenizer beside each.
 
-``python tests/paper_standin.py OUT`` writes the stand-in shipped in ``data/paper_standin/``
-(about 5 minutes on two CPU cores); the tests call the functions for smaller, quicker ones.
+``python tests/paper_standin.py OUT --steps 0 500 ... 9000`` writes the stand-in shipped in
+``data/paper_standin/`` (about 35 minutes on two CPU cores; ``data/README.md`` says which
+checkpoints were kept); the tests call the functions for smaller, quicker ones.
 """
 
 import argparse

@@ -310,8 +310,9 @@ def plot_paper_figure(
     """The paper's Fig. 5-style panels: the MRR of the bridge at ``S[layer, r1]`` and of ``r2``
     at ``S[layer, r2]`` over the checkpoints (with the run's training and ID accuracy beside
     them), the causal strength of every state at ``end``, and its change from ``start`` to
-    ``end`` (default: the first and the last checkpoint traced; the paper takes the start and
-    the end of grokking).
+    ``end``: the change during grokking, as the paper draws it. By default ``start`` is the
+    traced checkpoint nearest the run's memorizing stage (``run.saturation_step``; the first
+    traced one where the run has none or is not given) and ``end`` the last traced one.
 
     Args:
         trace_or_run: a :class:`~grok_circuits.analysis.BridgeTraceOverTime`
@@ -337,7 +338,9 @@ def plot_paper_figure(
     layer = paper_layer(n_layers) if layer is None else layer
     if not 0 <= layer < over_time.bridge_mrr.shape[1]:
         raise ValueError(f"layer={layer} is not a row of the trace (0..{n_layers})")
-    start = steps[0] if start is None else start
+    if start is None:
+        memorizing = run.saturation_step if run is not None else None
+        start = steps[0] if memorizing is None else min(steps, key=lambda s: abs(s - memorizing))
     end = steps[-1] if end is None else end
     missing = [s for s in (start, end) if s not in steps]
     if missing:
