@@ -29,7 +29,9 @@ class TrainConfig:
         eval_every: evaluate every this many steps (and at step 0).
         eval_size: at most this many examples per probe (a fixed sample).
         dense_until: checkpoint at every evaluation up to this step...
-        checkpoints_per_decade: ...then at this many log-spaced steps per factor of 10.
+        checkpoints_per_decade: ...then at this many log-spaced steps per factor of 10. Training
+            also checkpoints the memorizing and generalizing steps when it reaches them
+            (``run.saturation_step``, ``run.grok_step``), wherever they fall.
         keep_states: keep the optimizer/RNG state of only the latest few checkpoints
             (weights are always kept); resuming needs one.
         stop_id_acc: stop once ID accuracy has been >= this for ``stop_patience`` evaluations.

@@ -352,12 +352,12 @@ class Run:
     @property
     def saturation_step(self) -> int | None:
         """First step where training (inferred) accuracy reached 99%: the memorizing stage."""
-        return self.first_step(self.key_probes["train"], SATURATION_THRESHOLD)
+        return stage_steps(self.metrics, self.key_probes)["saturation"]
 
     @property
     def grok_step(self) -> int | None:
         """First step where ID test accuracy reached 95%: the generalizing stage."""
-        return self.first_step(self.key_probes["id"], GROK_THRESHOLD)
+        return stage_steps(self.metrics, self.key_probes)["grok"]
 
     def to_frame(self):
         """The metrics as a pandas DataFrame indexed by step."""
@@ -407,6 +407,23 @@ class Run:
             f"Run({str(self.path)!r}, task={self.task_name!r}, steps={self.last_step}, "
             f"checkpoints={len(self.steps)}, grok_step={self.grok_step})"
         )
+
+
+def stage_steps(metrics: list[dict], key_probes: dict[str, str]) -> dict[str, int | None]:
+    """The stages of a run's ``metrics``: ``"saturation"``, the first evaluated step where
+    training accuracy reached :data:`SATURATION_THRESHOLD` (the memorizing stage), and
+    ``"grok"``, the first where ID accuracy reached :data:`GROK_THRESHOLD` (the generalizing
+    stage); None where never. :attr:`Run.saturation_step` and :attr:`Run.grok_step` are these,
+    and training checkpoints both steps when it first reaches them, so that ``run.model(step)``
+    loads either."""
+
+    def first(probe: str, threshold: float) -> int | None:
+        return next((r["step"] for r in metrics if r.get(f"{probe}_acc", -1.0) >= threshold), None)
+
+    return {
+        "saturation": first(key_probes["train"], SATURATION_THRESHOLD),
+        "grok": first(key_probes["id"], GROK_THRESHOLD),
+    }
 
 
 def key_steps(run: Run, n: int = 8) -> list[int]:

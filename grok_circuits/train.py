@@ -6,10 +6,13 @@ One loop, read top to bottom (nanoGPT's ``train.py`` is the model)::
         train_step: batch -> loss on the answer position -> gradient hooks -> clipping -> AdamW
                     (learning rate warmed up)
         evaluate every ``eval_every`` steps: loss and accuracy on every probe, progress measures
-        checkpoint when the schedule says so (dense early, log-spaced later, and the last step)
+        checkpoint when the schedule says so (dense early, log-spaced later, and the last step),
+                    and at the memorizing and generalizing steps when first reached
         stop at max_steps, or once ID accuracy has held ``stop_id_acc``
 
-Grokking happens late, so the checkpoint schedule is log-spaced after ``dense_until``. Batches are
+Grokking happens late, so the checkpoint schedule is log-spaced after ``dense_until``; the steps a
+user asks for by name, ``run.saturation_step`` and ``run.grok_step``
+(:func:`grok_circuits.runs.stage_steps`), are checkpointed too, whatever the schedule. Batches are
 a pure function of (seed, step), and the checkpoint holds the optimizer and RNG state, so a run
 stopped at step N and resumed computes exactly the metrics of one never stopped. On the CPU the
 loop runs with ``torch.use_deterministic_algorithms``: the backward pass of the embeddings
@@ -70,6 +73,7 @@ from grok_circuits.runs import (
     Run,
     load_run,
     read_metrics,
+    stage_steps,
     write_metrics,
 )
 from grok_circuits.tasks import Split, TaskData
@@ -355,9 +359,9 @@ def _train(task, cfg, out: Path, model_cfg, resume: bool, progress: bool) -> Run
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 row = evaluate_and_log()
                 held = held + 1 if _reached(row, key, cfg) else 0
-                _checkpoint_if_due(
-                    store, cfg, step, model, optimizer, hooks, force=_should_stop(held, cfg)
-                )
+                # the stages a user loads by name (run.grok_step) are kept whatever the schedule
+                force = _should_stop(held, cfg) or step in stage_steps(metrics, key).values()
+                _checkpoint_if_due(store, cfg, step, model, optimizer, hooks, force=force)
     return load_run(out)
 
 

@@ -65,6 +65,23 @@ def test_checkpoint_schedule_dense_then_log_spaced():
     assert steps == [0, 50, 100, 150, 200, 350, 600, 1000, 1800, 2000]
 
 
+def test_the_memorizing_and_grok_steps_are_checkpointed_off_the_schedule(
+    tiny_composition, tmp_path, monkeypatch
+):
+    """``run.model(run.grok_step)`` (the README's tour) must load, wherever the schedule puts its
+    checkpoints: here 0, 20, 100 and 160 only. The tiny task does not grok, so the grok
+    threshold is lowered to an ID accuracy it reaches (0.25, first at step 40)."""
+    import grok_circuits.runs as runs_module
+
+    monkeypatch.setattr(runs_module, "GROK_THRESHOLD", 0.25)
+    cfg = tiny_train_config(max_steps=160, dense_until=0, checkpoints_per_decade=1, lr=3e-3)
+    assert [s for s in range(0, 161, 20) if cfg.is_checkpoint_step(s)] == [0, 20, 100, 160]
+    run = train(tiny_composition, cfg, out=tmp_path / "r", progress=False)
+    assert (run.saturation_step, run.grok_step) == (120, 40)  # both off the schedule
+    assert run.steps == [0, 20, 40, 100, 120, 160]
+    assert run.model(run.grok_step) is not None and run.model(run.saturation_step) is not None
+
+
 def test_short_run_learns_and_writes_everything(tiny_composition, tmp_path):
     run = train(
         tiny_composition, tiny_train_config(max_steps=200), out=tmp_path / "r", progress=False
