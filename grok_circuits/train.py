@@ -335,7 +335,7 @@ def _train(task, cfg, out: Path, model_cfg, resume: bool, progress: bool) -> Run
         metrics.append(row)
         write_metrics(out, metrics)
         mirror.log(row)
-        bar.set_postfix({role: f"{row[probe + '_acc']:.2f}" for role, probe in key.items()})
+        bar.set_postfix(_bar_postfix(metrics, key, _stop_progress(metrics, key, cfg)))
         return row
 
     with bar, mirror, deterministic_on_cpu(device), cpu_threads(device, cfg.threads):
@@ -364,6 +364,12 @@ def _train(task, cfg, out: Path, model_cfg, resume: bool, progress: bool) -> Run
                 # the stages a user loads by name (run.grok_step) are kept whatever the schedule
                 force = stop or step in stage_steps(metrics, key).values()
                 _checkpoint_if_due(store, cfg, step, model, optimizer, hooks, force=force)
+        # The bar counted to max_steps; a run the rule stopped ends there, at 100%, saying why.
+        if 0 < step < bar.total:
+            bar.total = step
+        if metrics:
+            why = _why_stopped(metrics, key, cfg, stop)
+            bar.set_postfix(_bar_postfix(metrics, key, why, label="stopped"))
     return load_run(out)
 
 
@@ -544,6 +550,42 @@ def _should_stop(metrics: list[dict], key: dict[str, str], cfg: TrainConfig) -> 
         return False
     means, targets = _target_means(metrics, key, cfg), _targets(cfg, key)
     return all(means[role] >= target for role, target in targets.items())
+
+
+#: How the progress bar names the probes the stopping rule reads.
+_ROLE_NAMES = {"id": "ID", "ood": "OOD", "train": "train"}
+
+
+def _stop_progress(metrics: list[dict], key: dict[str, str], cfg: TrainConfig) -> str | None:
+    """How far the stopping rule is, for the progress bar, e.g. ``ID>=0.95 held 3/5 evals, OOD
+    mean 0.88/0.9``; None without a rule."""
+    if cfg.stop_id_acc is None:
+        return None
+    held = min(_held_evals(metrics, key, cfg), cfg.stop_patience)
+    parts = [f"ID>={cfg.stop_id_acc:g} held {held}/{cfg.stop_patience} evals"]
+    targets = _targets(cfg, key)
+    for role, mean in _target_means(metrics, key, cfg).items():
+        parts.append(f"{_ROLE_NAMES[role]} mean {mean:.2f}/{targets[role]:g}")
+    return ", ".join(parts)
+
+
+def _why_stopped(metrics: list[dict], key: dict[str, str], cfg: TrainConfig, stop: bool) -> str:
+    """Why training ended: the stopping rule (at which step), or ``max_steps``."""
+    progress = _stop_progress(metrics, key, cfg)
+    if stop:
+        return f"rule met at step {metrics[-1]['step']} ({progress})"
+    unmet = f" (rule not met: {progress})" if progress else ""
+    return f"max_steps {cfg.max_steps} reached{unmet}"
+
+
+def _bar_postfix(
+    metrics: list[dict], key: dict[str, str], status: str | None, label: str = "stop"
+) -> dict:
+    """The progress bar's postfix: the latest accuracy of each key probe, and ``status``."""
+    postfix = {role: f"{metrics[-1][f'{probe}_acc']:.2f}" for role, probe in key.items()}
+    if status is not None:
+        postfix[label] = status
+    return postfix
 
 
 def already_finished(out: str | Path, task: TaskData, cfg: TrainConfig | None) -> int | None:

@@ -266,6 +266,33 @@ def test_the_tutorial_comparison_preset_stops_on_the_runs_own_numbers(
     assert run.last_step == 250 and run.steps[-1] == 250
 
 
+def _last_bar(err: str) -> str:
+    """The progress bar as it was left: the last of tqdm's redraws."""
+    return [line for line in re.split(r"[\r\n]", err) if line.strip()][-1]
+
+
+def test_the_bar_shows_the_stop_rule_and_ends_at_100_percent_saying_why(
+    tiny_composition, tmp_path, monkeypatch, capsys
+):
+    """The bar counts to max_steps (470 here), but the rule stops the run at step 250: the bar
+    says how far the rule is as it trains, and closes at 100% with the reason."""
+    _scripted_evaluations(monkeypatch, _comparison_script())
+    rule = dict(stop_id_acc=0.95, stop_ood_acc=0.9, stop_patience=5)
+    cfg = tiny_train_config(max_steps=470, eval_every=10, **rule)
+    train(tiny_composition, cfg, out=tmp_path / "r", progress=True)
+    err = capsys.readouterr().err
+    assert "stop=ID>=0.95 held 3/5 evals, OOD mean 0.54/0.9]" in err  # step 60: 0.356 .. 0.691
+    last = _last_bar(err)
+    assert "100%" in last and "250/250" in last
+    assert "stopped=rule met at step 250 (ID>=0.95 held 5/5 evals, OOD mean 0.90/0.9)" in last
+
+
+def test_a_run_without_a_stop_rule_ends_its_bar_at_max_steps(tiny_composition, tmp_path, capsys):
+    train(tiny_composition, tiny_train_config(max_steps=20), out=tmp_path / "r", progress=True)
+    last = _last_bar(capsys.readouterr().err)
+    assert "100%" in last and "20/20" in last and "stopped=max_steps 20 reached" in last
+
+
 def test_stop_once_id_accuracy_held(tiny_composition, tmp_path):
     # A threshold the untrained model already meets on the one-example OOD probe is not
     # available, so check through the stored metrics: the run stops `patience` evals after
