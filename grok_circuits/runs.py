@@ -468,8 +468,20 @@ def export_run(run: Run, dest: str | os.PathLike, steps: list[int] | None = None
 
 
 def read_metrics(path: Path) -> list[dict]:
+    """The run's evaluations; none for a run not evaluated yet. A run with checkpoints was
+    evaluated, so a missing metrics.json there is damage: a ValueError naming it, rather than a
+    run of 0 steps (whose resume would keep only the new rows)."""
     p = Path(path) / METRICS_FILE
-    return read_json(p) if p.is_file() else []
+    if p.is_file():
+        return read_json(p)
+    steps = CheckpointStore(path).steps
+    if steps:
+        raise ValueError(
+            f"{p} is missing, though the run has {len(steps)} checkpoints (steps {steps[0]} to "
+            f"{steps[-1]}): its evaluations, and the memorizing and grok steps with them, are "
+            "lost; restore it from a copy of the run, or train the run again into a new folder"
+        )
+    return []
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
