@@ -55,6 +55,7 @@ from grok_circuits.analysis.edges import (
     source_value,
 )
 from grok_circuits.analysis.inputs import Data, as_pairs
+from grok_circuits.analysis.metrics import no_effect_error
 from grok_circuits.backend import Model, split_qkv_hooks
 from grok_circuits.model import logits_at
 from grok_circuits.tasks import PromptPairs
@@ -443,10 +444,7 @@ def faithfulness(
         m_full, m_empty = ms([all_edges, torch.zeros_like(all_edges)])
         span = m_full - m_empty
         if abs(span) < 1e-9:
-            raise ValueError(
-                f"ablating every edge leaves the metric where it was ({m_full:.4g}): there is no "
-                "effect to recover; use pairs whose corrupt prompts change the answer"
-            )
+            raise no_effect_error("ablating every edge", m_full)
         faith, comp, rfaith, rcomp = [], [], [], []
         for k in tqdm(sizes, desc="sizes", disable=not progress):
             if fixed is not None:
