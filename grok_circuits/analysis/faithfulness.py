@@ -54,7 +54,7 @@ from grok_circuits.analysis.edges import (
     source_outputs,
     source_value,
 )
-from grok_circuits.analysis.inputs import Data, as_pairs
+from grok_circuits.analysis.inputs import Data, as_pairs, weights_digest
 from grok_circuits.analysis.metrics import no_effect_error
 from grok_circuits.backend import Model, split_qkv_hooks
 from grok_circuits.model import logits_at
@@ -362,7 +362,8 @@ def faithfulness(
     """Faithfulness and completeness of edge circuits of several sizes, against random ones.
 
     Args:
-        model: the model the scores were computed on.
+        model: the model the scores were computed on (another one is refused: its weights
+            must be the ones scored).
         pairs: :class:`~grok_circuits.PromptPairs` (or a registered task, with ``pair_kw``
             as in :func:`~grok_circuits.edge_attribution`); use the pairs the scores came from,
             or held-out pairs of the same kind.
@@ -400,6 +401,12 @@ def faithfulness(
         raise ValueError(
             "the scores were computed on another model or prompt width than these; score this "
             "model on pairs of this width"
+        )
+    if scores.model_digest is not None and scores.model_digest != weights_digest(model):
+        raise ValueError(
+            "the scores were computed on another model than this one (other weights: another "
+            "checkpoint or run); pass the model they came from, or score this one with "
+            "edge_attribution(model, pairs)"
         )
     fn = metric_fn(metric)
     valid = scores.valid(positions)

@@ -7,10 +7,13 @@ sure the tokens fit the model, so that a model given another task's data stops w
 line instead of a wrong number or an ``IndexError`` from deep inside TransformerLens.
 """
 
+import hashlib
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
+from grok_circuits import backend
 from grok_circuits.backend import Model, ModelConfig
 from grok_circuits.tasks import PromptPairs, Split, TaskData, make_pairs, subtasks, task_spec
 from grok_circuits.tasks.registry import Facts
@@ -78,6 +81,18 @@ def check_task_fits(model: ModelLike, task: TaskData) -> TaskData:
             "the model was trained on (run.task)"
         )
     return task
+
+
+def weights_digest(model: Model) -> str:
+    """A SHA-256 digest of the model's parameters, in order: what an analysis that scores a
+    model records, so that its scores can be refused on another model (another checkpoint or
+    another run, even of the same shape)."""
+    h = hashlib.sha256()
+    for p in backend.parameters(model):
+        flat = p.detach().to("cpu").contiguous().view(-1)
+        h.update(f"{tuple(p.shape)} {flat.dtype};".encode())
+        h.update(flat.view(torch.uint8).numpy())
+    return h.hexdigest()
 
 
 def resolve_subtask(task: TaskData, subtask: str | None) -> TaskData:
@@ -164,4 +179,5 @@ __all__ = [
     "check_task_fits",
     "resolve_subtask",
     "swap_pairs",
+    "weights_digest",
 ]
