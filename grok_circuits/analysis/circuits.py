@@ -259,8 +259,12 @@ def patching_scores(
     each head's ``hook_z`` at all positions, ``mlp_out`` at each (layer, position). Scores are
     the strength, or the normalised drop of the logit difference (0 = no effect, 1 = the whole
     effect of the swap). A component's score is its largest over the pairs (and, for an MLP,
-    its positions). Pairs of which no set changes the metric (corrupt prompts that change
-    nothing) are refused: every score would be 0, or 0/0."""
+    its positions).
+
+    Pairs of which no set changes the metric are refused, as :func:`~grok_circuits.faithfulness`
+    refuses them: the normalised logit difference would be 0/0 everywhere, and pairs that swap
+    no token give nothing to trace. (A model whose top-1 prediction no swap changes, such as an
+    early checkpoint, scores an honest 0 in strength: no component passes a threshold.)"""
 
     def trace(p: PromptPairs, activation: str, **kw) -> CausalTrace:
         return trace_pairs(
@@ -272,7 +276,9 @@ def patching_scores(
         return s.detach().float().cpu()
 
     state_traces = [trace(p, "resid_pre") for p in pairs]
-    if all(abs(t.source - t.baseline) < 1e-9 for t in state_traces):
+    no_swap = all(torch.equal(p.clean, p.corrupt) for p in pairs)
+    no_effect = all(abs(t.source - t.baseline) < 1e-9 for t in state_traces)
+    if no_effect and (metric == "logit_difference" or no_swap):
         change = "running the corrupt prompts instead of the clean ones"
         raise no_effect_error(change, state_traces[0].baseline)
     states = torch.stack([score(t) for t in state_traces])  # [swap, layer, pos]
