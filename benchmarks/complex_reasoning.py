@@ -7,9 +7,10 @@ paper).
 
 Each seed generates ``make_task("complex", preset="tutorial", seed=SEED)`` and trains the task's
 tutorial preset (``train_config("complex", "tutorial")``, weights seeded the same) until it
-stops by its own rule (ID >= 0.95 and hard >= 0.9 held for 5 evaluations), ``--max-steps``, or
-``--time-budget`` seconds. The CSV holds every evaluation (``seed``, ``step`` and the accuracy
-of each probe), rewritten after every ``--chunk`` steps so that a cut run leaves what it had.
+stops by its own rule (ID >= 0.95 held for 5 evaluations, hard >= 0.9 on average over them),
+``--max-steps``, or ``--time-budget`` seconds. The CSV holds every evaluation (``seed``, ``step``
+and the accuracy of each probe), rewritten after every ``--chunk`` steps so that a cut run leaves
+what it had.
 
 The baselines, computed on the same task by :func:`grok_circuits.complex_baselines` and printed
 next to the model: chance (1/3 on the balanced hard set, 1/n_values on the OOD values), the

@@ -29,12 +29,17 @@ class TrainConfig:
         eval_every: evaluate every this many steps (and at step 0).
         eval_size: at most this many examples per probe (a fixed sample).
         dense_until: checkpoint at every evaluation up to this step...
-        checkpoints_per_decade: ...then at this many log-spaced steps per factor of 10.
+        checkpoints_per_decade: ...then at this many log-spaced steps per factor of 10. Training
+            also checkpoints the memorizing and generalizing steps when it reaches them
+            (``run.saturation_step``, ``run.grok_step``), wherever they fall.
         keep_states: keep the optimizer/RNG state of only the latest few checkpoints
             (weights are always kept); resuming needs one.
         stop_id_acc: stop once ID accuracy has been >= this for ``stop_patience`` evaluations.
-        stop_ood_acc: with ``stop_id_acc``, also require OOD accuracy >= this to stop.
-        stop_train_acc: with ``stop_id_acc``, also require training accuracy >= this to stop.
+        stop_ood_acc: with ``stop_id_acc``, also require OOD accuracy to average >= this over
+            those ``stop_patience`` evaluations (a mean, since OOD accuracy can swing around
+            its target from one evaluation to the next).
+        stop_train_acc: with ``stop_id_acc``, also require training accuracy to average >= this
+            over those evaluations.
         stop_patience: see ``stop_id_acc``.
         model_size: size preset of the model when no ``HookedTransformerConfig`` is given.
         n_loops: share the blocks' parameters across passes: the model's ``n_layers`` blocks

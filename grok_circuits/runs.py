@@ -352,12 +352,12 @@ class Run:
     @property
     def saturation_step(self) -> int | None:
         """First step where training (inferred) accuracy reached 99%: the memorizing stage."""
-        return self.first_step(self.key_probes["train"], SATURATION_THRESHOLD)
+        return stage_steps(self.metrics, self.key_probes)["saturation"]
 
     @property
     def grok_step(self) -> int | None:
         """First step where ID test accuracy reached 95%: the generalizing stage."""
-        return self.first_step(self.key_probes["id"], GROK_THRESHOLD)
+        return stage_steps(self.metrics, self.key_probes)["grok"]
 
     def to_frame(self):
         """The metrics as a pandas DataFrame indexed by step."""
@@ -409,6 +409,23 @@ class Run:
         )
 
 
+def stage_steps(metrics: list[dict], key_probes: dict[str, str]) -> dict[str, int | None]:
+    """The stages of a run's ``metrics``: ``"saturation"``, the first evaluated step where
+    training accuracy reached :data:`SATURATION_THRESHOLD` (the memorizing stage), and
+    ``"grok"``, the first where ID accuracy reached :data:`GROK_THRESHOLD` (the generalizing
+    stage); None where never. :attr:`Run.saturation_step` and :attr:`Run.grok_step` are these,
+    and training checkpoints both steps when it first reaches them, so that ``run.model(step)``
+    loads either."""
+
+    def first(probe: str, threshold: float) -> int | None:
+        return next((r["step"] for r in metrics if r.get(f"{probe}_acc", -1.0) >= threshold), None)
+
+    return {
+        "saturation": first(key_probes["train"], SATURATION_THRESHOLD),
+        "grok": first(key_probes["id"], GROK_THRESHOLD),
+    }
+
+
 def key_steps(run: Run, n: int = 8) -> list[int]:
     """About ``n`` checkpointed steps spread over the run on a log scale, always including the
     first, the last, and the checkpoints nearest the memorizing and generalizing stages."""
@@ -451,8 +468,20 @@ def export_run(run: Run, dest: str | os.PathLike, steps: list[int] | None = None
 
 
 def read_metrics(path: Path) -> list[dict]:
+    """The run's evaluations; none for a run not evaluated yet. A run with checkpoints was
+    evaluated, so a missing metrics.json there is damage: a ValueError naming it, rather than a
+    run of 0 steps (whose resume would keep only the new rows)."""
     p = Path(path) / METRICS_FILE
-    return read_json(p) if p.is_file() else []
+    if p.is_file():
+        return read_json(p)
+    steps = CheckpointStore(path).steps
+    if steps:
+        raise ValueError(
+            f"{p} is missing, though the run has {len(steps)} checkpoints (steps {steps[0]} to "
+            f"{steps[-1]}): its evaluations, and the memorizing and grok steps with them, are "
+            "lost; restore it from a copy of the run, or train the run again into a new folder"
+        )
+    return []
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:

@@ -89,6 +89,31 @@ def test_a_damaged_run_file_is_a_one_line_error_naming_it(run_dir, capsys, name)
     assert f"{run_dir / name} is damaged" in err
 
 
+def test_a_missing_metrics_file_is_damage_for_report_and_resume(run_dir, capsys):
+    """A run with checkpoints and no metrics.json has lost its history: report said "steps 0",
+    and a resume wrote only the new rows, losing the grok and saturation steps silently."""
+    (run_dir / "metrics.json").unlink()
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    assert main(["report", str(run_dir), "--out", str(run_dir / "fig")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {run_dir / 'metrics.json'} is missing") and err.count("\n") == 1
+    assert "4 checkpoints" in err and "restore it from a copy" in err
+    assert main(_resume_args(run_dir) + ["--steps", "80", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {run_dir / 'metrics.json'} is missing") and err.count("\n") == 1
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+
+
+def test_a_missing_metrics_file_stops_the_api_too(run_dir, tiny_composition):
+    (run_dir / "metrics.json").unlink()
+    with pytest.raises(ValueError, match="metrics.json is missing, though the run has 4 checkp"):
+        load_run(run_dir)
+    cfg = tiny_train_config(max_steps=80)
+    with pytest.raises(ValueError, match="metrics.json is missing"):
+        train(tiny_composition, cfg, out=run_dir, resume=True, progress=False)
+    assert not (run_dir / "metrics.json").exists()
+
+
 def _resume_args(run_dir) -> list[str]:
     args = ["train", "composition", "--out", str(run_dir), "--resume", "--no-progress"]
     args += ["--model-size", "tiny", "--device", "cpu"]

@@ -330,6 +330,38 @@ def test_report_on_a_shipped_run_writes_into_the_current_directory(tmp_path, mon
     assert sorted(p.name for p in shipped.iterdir()) == before
 
 
+def test_what_report_and_analyze_write_beside_a_shipped_run_is_ignored_by_git(monkeypatch):
+    """Run from the repository's root on a shipped run, report and analyze write curves.png and
+    analysis/ there (never into data/): git must not offer them for a commit."""
+    import subprocess
+
+    from grok_circuits import cli
+
+    root = cli.SHIPPED_DATA.parent
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    monkeypatch.chdir(root)
+    shipped = cli.SHIPPED_DATA / "runs" / "composition"
+    written = [
+        cli.figures_dir(shipped, None) / "curves.png",
+        cli.figures_dir(shipped, None, "analysis") / "circuit.png",
+    ]
+    assert [p.parent.resolve() for p in written] == [root.resolve(), (root / "analysis").resolve()]
+    names = [str(p.relative_to(root.resolve())) for p in written]
+    ignored = subprocess.run(["git", "check-ignore", *names], capture_output=True, text=True)
+    assert ignored.stdout.split() == names
+
+
+def test_the_license_pyproject_declares_is_there():
+    from grok_circuits.cli import SHIPPED_DATA
+
+    root = SHIPPED_DATA.parent
+    assert 'license = { text = "MIT" }' in (root / "pyproject.toml").read_text()
+    text = (root / "LICENSE").read_text()
+    assert text.startswith("MIT License\n\nCopyright (c) ") and "grok_circuits authors" in text
+    assert 'THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND' in text
+
+
 @pytest.fixture(scope="module")
 def finished_tiny(tiny_composition, tmp_path_factory):
     """A tiny 20-step run of ``tiny_composition`` (copied by each test)."""

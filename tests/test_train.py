@@ -12,8 +12,16 @@ import torch.nn.functional as F
 
 from grok_circuits import TrainConfig, load_run, train
 from grok_circuits.model import build_model, model_config
+from grok_circuits.presets import train_config
 from grok_circuits.runs import CheckpointStore
-from grok_circuits.train import _held_evals, answer_loss, batch_indices, choose_threads, lr_at
+from grok_circuits.train import (
+    _held_evals,
+    _should_stop,
+    answer_loss,
+    batch_indices,
+    choose_threads,
+    lr_at,
+)
 from tests.helpers import tiny_train_config
 
 # The module, not the function of the same name that ``grok_circuits.train`` resolves to.
@@ -63,6 +71,23 @@ def test_checkpoint_schedule_dense_then_log_spaced():
     steps = [s for s in range(0, 2001) if cfg.is_checkpoint_step(s)]
     # dense: every eval to 200; then the first eval at or after 10**(k/4): 316, 562, 1000, 1778
     assert steps == [0, 50, 100, 150, 200, 350, 600, 1000, 1800, 2000]
+
+
+def test_the_memorizing_and_grok_steps_are_checkpointed_off_the_schedule(
+    tiny_composition, tmp_path, monkeypatch
+):
+    """``run.model(run.grok_step)`` (the README's tour) must load, wherever the schedule puts its
+    checkpoints: here 0, 20, 100 and 160 only. The tiny task does not grok, so the grok
+    threshold is lowered to an ID accuracy it reaches (0.25, first at step 40)."""
+    import grok_circuits.runs as runs_module
+
+    monkeypatch.setattr(runs_module, "GROK_THRESHOLD", 0.25)
+    cfg = tiny_train_config(max_steps=160, dense_until=0, checkpoints_per_decade=1, lr=3e-3)
+    assert [s for s in range(0, 161, 20) if cfg.is_checkpoint_step(s)] == [0, 20, 100, 160]
+    run = train(tiny_composition, cfg, out=tmp_path / "r", progress=False)
+    assert (run.saturation_step, run.grok_step) == (120, 40)  # both off the schedule
+    assert run.steps == [0, 20, 40, 100, 120, 160]
+    assert run.model(run.grok_step) is not None and run.model(run.saturation_step) is not None
 
 
 def test_short_run_learns_and_writes_everything(tiny_composition, tmp_path):
@@ -172,15 +197,100 @@ def test_stop_rule_counts_consecutive_evaluations():
     key = {"train": "train_inferred", "id": "test_id", "ood": "test_ood"}
     cfg = TrainConfig(stop_id_acc=0.9, stop_patience=2)
     rows = [
-        {"test_id_acc": a, "test_ood_acc": o}
+        {"test_id_acc": a, "test_ood_acc": o, "train_inferred_acc": 1.0}
         for a, o in ((0.95, 0.0), (0.5, 1.0), (0.91, 0.0), (0.97, 0.95))
     ]
-    assert _held_evals(rows, key, cfg) == 2
-    assert _held_evals(rows[:2], key, cfg) == 0
-    assert _held_evals(rows, key, TrainConfig()) == 0
-    assert _held_evals(rows, key, TrainConfig(stop_id_acc=0.9, stop_ood_acc=0.9)) == 1
-    rows[-1]["train_inferred_acc"] = 0.98
-    assert _held_evals(rows, key, TrainConfig(stop_id_acc=0.9, stop_train_acc=0.99)) == 0
+    assert _held_evals(rows, key, cfg) == 2 and _should_stop(rows, key, cfg)
+    assert _held_evals(rows[:2], key, cfg) == 0 and not _should_stop(rows[:2], key, cfg)
+    assert _held_evals(rows, key, TrainConfig()) == 0 and not _should_stop(rows, key, TrainConfig())
+    # the further targets are met by their mean over the held evaluations: OOD (0.0 + 0.95) / 2
+    assert not _should_stop(rows, key, dataclasses.replace(cfg, stop_ood_acc=0.9))
+    assert _should_stop(rows, key, dataclasses.replace(cfg, stop_ood_acc=0.45))
+    rows[-1]["train_inferred_acc"] = 0.97  # train (1.0 + 0.97) / 2 = 0.985
+    assert not _should_stop(rows, key, dataclasses.replace(cfg, stop_train_acc=0.99))
+    assert _should_stop(rows, key, dataclasses.replace(cfg, stop_train_acc=0.98))
+
+
+def test_a_target_swinging_around_its_threshold_still_stops_the_run():
+    """OOD at 0.89 and 0.91 in turn averages 0.9: the run is done. Asking each of five
+    evaluations in a row to reach 0.9 never stopped it."""
+    key = {"train": "train_inferred", "id": "test_id", "ood": "test_ood"}
+    cfg = TrainConfig(stop_id_acc=0.95, stop_ood_acc=0.9, stop_patience=5)
+    rows = [{"test_id_acc": 0.99, "test_ood_acc": 0.89 + 0.02 * (i % 2)} for i in range(40)]
+    assert _should_stop(rows[:6], key, cfg)  # 0.89, 0.91, 0.89, 0.91, 0.89, 0.91 from the 2nd
+    assert not _should_stop(rows[:5], key, cfg)  # 0.89, 0.91, 0.89, 0.91, 0.89: mean 0.898
+    rows = [{**r, "test_ood_acc": 0.88 + 0.02 * (i % 2)} for i, r in enumerate(rows)]
+    assert not any(_should_stop(rows[:n], key, cfg) for n in range(1, 41))  # mean 0.89: not done
+
+
+#: The tutorial comparison run's evaluations (data/runs/comparison, steps 0, 100, ..., 2,700; a
+#: fresh CLI run reproduces them bit for bit): (ID, OOD) accuracy. ID held 0.95 from step 400;
+#: OOD crept up to 0.9 and then swung around it.
+COMPARISON_RUN = [
+    (0.0, 0.0), (0.595, 0.394), (0.895, 0.356), (0.94, 0.415), (0.951, 0.582), (0.952, 0.639),
+    (0.969, 0.691), (0.971, 0.77), (0.967, 0.769), (0.966, 0.738), (0.979, 0.809), (0.98, 0.861),
+    (0.968, 0.832), (0.986, 0.826), (0.974, 0.862), (0.981, 0.846), (0.984, 0.882),
+    (0.988, 0.853), (0.986, 0.861), (0.991, 0.883), (0.989, 0.899), (0.994, 0.876),
+    (0.991, 0.898), (0.994, 0.904), (0.991, 0.91), (0.992, 0.935), (0.995, 0.907),
+    (0.994, 0.903),
+]  # fmt: skip
+
+
+def _scripted_evaluations(monkeypatch, accs: list[dict]) -> None:
+    """Training's evaluations report the accuracies ``accs`` (one dict per evaluation, over the
+    real ones): the stopping rule then meets a recorded run's numbers on a tiny model."""
+    real, script = train_module.evaluate, iter(accs)
+
+    def evaluate(model, probes):
+        return {**real(model, probes), **next(script, {})}
+
+    monkeypatch.setattr(train_module, "evaluate", evaluate)
+
+
+def _comparison_script(plateau: int = 20) -> list[dict]:
+    rows = COMPARISON_RUN + [(0.99, 0.89 + 0.02 * (i % 2)) for i in range(plateau)]
+    return [{"test_id_acc": i, "test_ood_acc": o, "train_inferred_acc": 1.0} for i, o in rows]
+
+
+def test_the_tutorial_comparison_preset_stops_on_the_runs_own_numbers(
+    tiny_composition, tmp_path, monkeypatch
+):
+    """The comparison preset's stopping rule on the tutorial run's evaluations, one every 10
+    steps: it stops at the 26th (step 2,500 there) when OOD averages 0.905 over the last five."""
+    preset = train_config("comparison", "tutorial")
+    rule = {f: getattr(preset, f) for f in ("stop_id_acc", "stop_ood_acc", "stop_patience")}
+    assert rule == {"stop_id_acc": 0.95, "stop_ood_acc": 0.9, "stop_patience": 5}
+    _scripted_evaluations(monkeypatch, _comparison_script())
+    cfg = tiny_train_config(max_steps=470, eval_every=10, **rule)
+    run = train(tiny_composition, cfg, out=tmp_path / "r", progress=False)
+    assert run.last_step == 250 and run.steps[-1] == 250
+
+
+def _last_bar(err: str) -> str:
+    """The progress bar as it was left: the last of tqdm's redraws."""
+    return [line for line in re.split(r"[\r\n]", err) if line.strip()][-1]
+
+
+def test_the_bar_shows_the_stop_rule_and_ends_at_100_percent_saying_why(
+    tiny_composition, tmp_path, monkeypatch, capsys
+):
+    """The bar counts to max_steps (470 here), but the rule stops the run at step 250: the bar
+    says how far the rule is as it trains, and closes at 100% with the reason."""
+    _scripted_evaluations(monkeypatch, _comparison_script())
+    rule = dict(stop_id_acc=0.95, stop_ood_acc=0.9, stop_patience=5)
+    cfg = tiny_train_config(max_steps=470, eval_every=10, **rule)
+    train(tiny_composition, cfg, out=tmp_path / "r", progress=True)
+    err = capsys.readouterr().err
+    assert "stop=ID>=0.95 held 3/5 evals, OOD mean 0.54/0.9]" in err  # step 60: 0.356 .. 0.691
+    last = _last_bar(err)
+    assert "100%" in last and "250/250" in last
+    assert "stopped=rule met at step 250 (ID>=0.95 held 5/5 evals, OOD mean 0.90/0.9)" in last
+
+
+def test_a_run_without_a_stop_rule_ends_its_bar_at_max_steps(tiny_composition, tmp_path, capsys):
+    train(tiny_composition, tiny_train_config(max_steps=20), out=tmp_path / "r", progress=True)
+    last = _last_bar(capsys.readouterr().err)
+    assert "100%" in last and "20/20" in last and "stopped=max_steps 20 reached" in last
 
 
 def test_stop_once_id_accuracy_held(tiny_composition, tmp_path):

@@ -14,6 +14,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from grok_circuits.analysis.inputs import check_split_fits
 from grok_circuits.analysis.metrics import top1_predictions
 from grok_circuits.backend import Model
 from grok_circuits.tasks import Split
@@ -112,7 +113,8 @@ def accuracy(model: Model, split: Split, *, batch_size: int = 4096) -> float:
 
 def _hits(model: Model, split: Split, batch_size: int) -> Tensor:
     """Whether ``model``'s top-1 prediction is the answer, per example, in eval mode (the
-    model's mode is restored afterwards)."""
+    model's mode is restored afterwards). A split of another task is refused."""
+    check_split_fits(model, split)
     was_training = model.training
     model.eval()
     try:

@@ -54,7 +54,7 @@ from grok_circuits.analysis.ablation import (
     accuracy_under_ablation,
     all_components,
 )
-from grok_circuits.analysis.causal_tracing import trace_pairs
+from grok_circuits.analysis.causal_tracing import CausalTrace, trace_pairs
 from grok_circuits.analysis.inputs import (
     Data,
     check_fits,
@@ -62,7 +62,7 @@ from grok_circuits.analysis.inputs import (
     resolve_subtask,
     swap_pairs,
 )
-from grok_circuits.analysis.metrics import PairMetric, check_metric
+from grok_circuits.analysis.metrics import PairMetric, check_metric, no_effect_error
 from grok_circuits.backend import Model
 from grok_circuits.tasks import PromptPairs, Split, TaskData
 from grok_circuits.tasks.registry import Facts
@@ -259,18 +259,31 @@ def patching_scores(
     each head's ``hook_z`` at all positions, ``mlp_out`` at each (layer, position). Scores are
     the strength, or the normalised drop of the logit difference (0 = no effect, 1 = the whole
     effect of the swap). A component's score is its largest over the pairs (and, for an MLP,
-    its positions)."""
+    its positions).
 
-    def score(p: PromptPairs, activation: str, **kw) -> Tensor:
-        trace = trace_pairs(
+    Pairs of which no set changes the metric are refused, as :func:`~grok_circuits.faithfulness`
+    refuses them: the normalised logit difference would be 0/0 everywhere, and pairs that swap
+    no token give nothing to trace. (A model whose top-1 prediction no swap changes, such as an
+    early checkpoint, scores an honest 0 in strength: no component passes a threshold.)"""
+
+    def trace(p: PromptPairs, activation: str, **kw) -> CausalTrace:
+        return trace_pairs(
             model, p, metric=metric, activation=activation, batch_size=batch_size, **kw
         )
-        s = trace.scores if metric == "strength" else trace.normalized
+
+    def score(t: CausalTrace) -> Tensor:
+        s = t.scores if metric == "strength" else t.normalized
         return s.detach().float().cpu()
 
-    states = torch.stack([score(p, "resid_pre") for p in pairs])  # [swap, layer, pos]
-    heads = torch.stack([score(p, "z", per_position=False) for p in pairs])  # [swap, layer, head]
-    mlps = torch.stack([score(p, "mlp_out") for p in pairs])  # [swap, layer, pos]
+    state_traces = [trace(p, "resid_pre") for p in pairs]
+    no_swap = all(torch.equal(p.clean, p.corrupt) for p in pairs)
+    no_effect = all(abs(t.source - t.baseline) < 1e-9 for t in state_traces)
+    if no_effect and (metric == "logit_difference" or no_swap):
+        change = "running the corrupt prompts instead of the clean ones"
+        raise no_effect_error(change, state_traces[0].baseline)
+    states = torch.stack([score(t) for t in state_traces])  # [swap, layer, pos]
+    heads = torch.stack([score(trace(p, "z", per_position=False)) for p in pairs])
+    mlps = torch.stack([score(trace(p, "mlp_out")) for p in pairs])  # [swap, layer, pos]
     head_best, mlp_best = heads.amax(0), mlps.amax(dim=(0, 2))
     scores = {
         c: float(head_best[c.layer, c.head] if c.is_head else mlp_best[c.layer])

@@ -76,7 +76,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from grok_circuits.analysis.ablation import Component
-from grok_circuits.analysis.inputs import Data, as_pairs
+from grok_circuits.analysis.inputs import Data, as_pairs, weights_digest
 from grok_circuits.backend import BRIDGE, TL_VERSION, Model, split_qkv_hooks, supports_edge_graph
 from grok_circuits.model import logits_at
 from grok_circuits.tasks import PromptPairs
@@ -407,6 +407,9 @@ class EdgeScores:
         method: ``"eap"`` or ``"eap-ig"``; ig_steps: the gradients averaged.
         n_examples: the pairs scored.
         pos_labels: the name of each position.
+        model_digest: :func:`~grok_circuits.analysis.inputs.weights_digest` of the model scored,
+            so that :func:`~grok_circuits.faithfulness` can refuse another model (None: not
+            recorded, and not checked).
     """
 
     graph: EdgeGraph
@@ -417,6 +420,7 @@ class EdgeScores:
     ig_steps: int
     n_examples: int
     pos_labels: tuple[str, ...]
+    model_digest: str | None = None
 
     @property
     def effect(self) -> float:
@@ -813,6 +817,7 @@ def edge_attribution(
         ig_steps=steps,
         n_examples=len(pairs),
         pos_labels=pairs.pos_labels,
+        model_digest=weights_digest(model),
     )
 
 

@@ -54,7 +54,8 @@ from grok_circuits.analysis.edges import (
     source_outputs,
     source_value,
 )
-from grok_circuits.analysis.inputs import Data, as_pairs
+from grok_circuits.analysis.inputs import Data, as_pairs, weights_digest
+from grok_circuits.analysis.metrics import no_effect_error
 from grok_circuits.backend import Model, split_qkv_hooks
 from grok_circuits.model import logits_at
 from grok_circuits.tasks import PromptPairs
@@ -361,7 +362,8 @@ def faithfulness(
     """Faithfulness and completeness of edge circuits of several sizes, against random ones.
 
     Args:
-        model: the model the scores were computed on.
+        model: the model the scores were computed on (another one is refused: its weights
+            must be the ones scored).
         pairs: :class:`~grok_circuits.PromptPairs` (or a registered task, with ``pair_kw``
             as in :func:`~grok_circuits.edge_attribution`); use the pairs the scores came from,
             or held-out pairs of the same kind.
@@ -399,6 +401,12 @@ def faithfulness(
         raise ValueError(
             "the scores were computed on another model or prompt width than these; score this "
             "model on pairs of this width"
+        )
+    if scores.model_digest is not None and scores.model_digest != weights_digest(model):
+        raise ValueError(
+            "the scores were computed on another model than this one (other weights: another "
+            "checkpoint or run); pass the model they came from, or score this one with "
+            "edge_attribution(model, pairs)"
         )
     fn = metric_fn(metric)
     valid = scores.valid(positions)
@@ -443,10 +451,7 @@ def faithfulness(
         m_full, m_empty = ms([all_edges, torch.zeros_like(all_edges)])
         span = m_full - m_empty
         if abs(span) < 1e-9:
-            raise ValueError(
-                f"ablating every edge leaves the metric where it was ({m_full:.4g}): there is no "
-                "effect to recover; use pairs whose corrupt prompts change the answer"
-            )
+            raise no_effect_error("ablating every edge", m_full)
         faith, comp, rfaith, rcomp = [], [], [], []
         for k in tqdm(sizes, desc="sizes", disable=not progress):
             if fixed is not None:

@@ -29,6 +29,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from grok_circuits.analysis.inputs import check_task_fits
 from grok_circuits.backend import Model
 from grok_circuits.tasks import TaskData, task_spec
 
@@ -151,7 +152,8 @@ def fourier_spectrum(
     Args:
         model: any model (``HookedTransformer`` or ``TransformerBridge``).
         tokens: a task that registers ``cyclic_tokens`` (modular arithmetic: the residues
-            ``0 .. p-1``), or the ids of the group's tokens in order.
+            ``0 .. p-1``; the model must have been trained on it), or the ids of the group's
+            tokens in order.
         coverage: the share of the energy the key frequencies must hold, in (0, 1].
         step: the training step, for the record.
 
@@ -160,6 +162,8 @@ def fourier_spectrum(
     """
     if not 0.0 < coverage <= 1.0:
         raise ValueError(f"coverage is a share of the energy, in (0, 1]; got {coverage}")
+    if isinstance(tokens, TaskData):
+        check_task_fits(model, tokens)
     ids = cyclic_token_ids(tokens)
     p = len(ids)
     if p < 3:

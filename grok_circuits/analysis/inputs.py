@@ -7,8 +7,13 @@ sure the tokens fit the model, so that a model given another task's data stops w
 line instead of a wrong number or an ``IndexError`` from deep inside TransformerLens.
 """
 
+import hashlib
 from collections.abc import Sequence
 
+import torch
+from torch import Tensor
+
+from grok_circuits import backend
 from grok_circuits.backend import Model, ModelConfig
 from grok_circuits.tasks import PromptPairs, Split, TaskData, make_pairs, subtasks, task_spec
 from grok_circuits.tasks.registry import Facts
@@ -23,35 +28,48 @@ def _cfg(model: ModelLike) -> ModelConfig:
     return model if isinstance(model, ModelConfig) else model.cfg
 
 
-def check_fits(model: ModelLike, pairs: PromptPairs) -> PromptPairs:
-    """Raise a ``ValueError`` unless every token id fits the model's vocabulary and every prompt
-    fits its context; return ``pairs``."""
+def _check_ids(
+    model: ModelLike, width: int, prompts: list[Tensor], answers: list[Tensor], what: str
+) -> None:
+    """Raise a ``ValueError`` unless prompts of ``width`` positions fit the model's context and
+    every token id of ``prompts`` and ``answers`` its vocabulary; ``what`` names the data."""
     cfg = _cfg(model)
-    if pairs.width > cfg.n_ctx:
+    if width > cfg.n_ctx:
         raise ValueError(
-            f"the prompts have {pairs.width} positions but the model's context holds {cfg.n_ctx} "
-            "(n_ctx); these pairs were built for another model"
+            f"the prompts have {width} positions but the model's context holds {cfg.n_ctx} "
+            f"(n_ctx); {what} built for another model"
         )
-    largest = max(
-        [int(t.max()) for t in (pairs.clean, pairs.corrupt) if t.numel()]
-        + [int(t.max()) for t, _ in pairs.lens.values() if t.numel()],
-        default=-1,
-    )
+    largest = max((int(t.max()) for t in prompts if t.numel()), default=-1)
     if largest >= cfg.d_vocab:
         raise ValueError(
             f"the prompts use token id {largest} but the model's vocabulary has {cfg.d_vocab} "
-            "tokens (d_vocab); these pairs were built for another model or task"
+            f"tokens (d_vocab); {what} built for another model or task"
         )
-    answers = [pairs.answers] + (
-        [pairs.corrupt_answers] if pairs.corrupt_answers is not None else []
-    )
     top = max((int(a.max()) for a in answers if a.numel()), default=-1)
     if top >= cfg.d_vocab_out:
         raise ValueError(
             f"an answer has token id {top} but the model has {cfg.d_vocab_out} output tokens "
-            "(d_vocab_out); these pairs were built for another model or task"
+            f"(d_vocab_out); {what} built for another model or task"
         )
+
+
+def check_fits(model: ModelLike, pairs: PromptPairs) -> PromptPairs:
+    """Raise a ``ValueError`` unless every token id fits the model's vocabulary and every prompt
+    fits its context; return ``pairs``."""
+    prompts = [pairs.clean, pairs.corrupt] + [t for t, _ in pairs.lens.values()]
+    answers = [pairs.answers] + (
+        [pairs.corrupt_answers] if pairs.corrupt_answers is not None else []
+    )
+    _check_ids(model, pairs.width, prompts, answers, "these pairs were")
     return pairs
+
+
+def check_split_fits(model: ModelLike, split: Split) -> Split:
+    """Raise a ``ValueError`` unless the split's prompts fit the model's context and its token
+    ids and answers the model's vocabulary (another task's split would otherwise stop with an
+    ``IndexError`` inside TransformerLens); return ``split``."""
+    _check_ids(model, split.tokens.shape[1], [split.tokens], [split.answers], "this split was")
+    return split
 
 
 def check_task_fits(model: ModelLike, task: TaskData) -> TaskData:
@@ -63,6 +81,18 @@ def check_task_fits(model: ModelLike, task: TaskData) -> TaskData:
             "the model was trained on (run.task)"
         )
     return task
+
+
+def weights_digest(model: Model) -> str:
+    """A SHA-256 digest of the model's parameters, in order: what an analysis that scores a
+    model records, so that its scores can be refused on another model (another checkpoint or
+    another run, even of the same shape)."""
+    h = hashlib.sha256()
+    for p in backend.parameters(model):
+        flat = p.detach().to("cpu").contiguous().view(-1)
+        h.update(f"{tuple(p.shape)} {flat.dtype};".encode())
+        h.update(flat.view(torch.uint8).numpy())
+    return h.hexdigest()
 
 
 def resolve_subtask(task: TaskData, subtask: str | None) -> TaskData:
@@ -141,4 +171,13 @@ def swap_pairs(
     return [as_pairs(model, p) for p in items]
 
 
-__all__ = ["Data", "as_pairs", "check_fits", "check_task_fits", "resolve_subtask", "swap_pairs"]
+__all__ = [
+    "Data",
+    "as_pairs",
+    "check_fits",
+    "check_split_fits",
+    "check_task_fits",
+    "resolve_subtask",
+    "swap_pairs",
+    "weights_digest",
+]

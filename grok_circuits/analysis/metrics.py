@@ -36,6 +36,16 @@ def check_metric(metric: str) -> None:
         raise ValueError(f"metric={metric!r}; choose one of {PAIR_METRICS}")
 
 
+def no_effect_error(change: str, value: float) -> ValueError:
+    """The error of an analysis whose pairs give it nothing to measure: ``change`` (the swap, or
+    ablating every edge) leaves the metric at ``value``, so every score would be 0, or 0/0 once
+    normalised by that effect, and a circuit ranked by them would be arbitrary."""
+    return ValueError(
+        f"{change} leaves the metric where it was ({value:.4g}): there is no effect to measure; "
+        "use pairs whose corrupt prompts change the answer"
+    )
+
+
 def prediction_changed(
     answer_pos: Int[Tensor, " batch"],
     reference: Int[Tensor, " batch"],

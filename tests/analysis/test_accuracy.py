@@ -5,7 +5,7 @@ matplotlib.use("Agg")
 import pytest
 import torch
 
-from grok_circuits import accuracy_by, build_model, value_gap
+from grok_circuits import accuracy, accuracy_by, build_model, make_task, value_gap
 from grok_circuits.train import evaluate
 from tests.analysis.conftest import tiny_cfg
 
@@ -98,6 +98,19 @@ def test_bad_groupings_say_what_would_work(
         accuracy_by(comparison_model, split, torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="value_gap needs a comparison split"):
         value_gap(tiny_composition.splits["test_id"])
+
+
+def test_a_split_of_another_task_is_one_clear_error(tiny_composition):
+    """A modular-arithmetic model given composition's split: token ids past its vocabulary
+    raised a raw IndexError from inside TransformerLens."""
+    modular = make_task("modular", preset=None, p=7)
+    model = build_model(tiny_cfg(modular), seed=0).eval()
+    split = tiny_composition.splits["test_id"]
+    assert int(split.tokens.max()) >= model.cfg.d_vocab
+    for call in (lambda: accuracy(model, split), lambda: accuracy_by(model, split, "bridge")):
+        with pytest.raises(ValueError, match="this split was built for another model or task"):
+            call()
+    assert 0 <= accuracy(model, modular.splits["test_id"]) <= 1
 
 
 def test_plot_draws_one_line_per_result(comparison_model, tiny_comparison):

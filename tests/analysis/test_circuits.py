@@ -18,7 +18,7 @@ from grok_circuits.analysis.circuits import (
     select_components,
 )
 from grok_circuits.model import build_model, model_config
-from grok_circuits.tasks import make_task
+from grok_circuits.tasks import PromptPairs, make_task
 from grok_circuits.train import answer_logits
 from tests.helpers import TINY_MIXED
 
@@ -144,6 +144,21 @@ def test_mixed_task_needs_a_subtask(tmp_path):
         assert torch.all(c.state_scores[k, :, :p] == 0) and c.state_scores[k, 0, p] > 0
     c = find_circuit(model, task, subtask="composition", n_examples=40, top_k=1)
     assert c.task == "composition" and c.state_scores.shape == (3, 2, 3)
+
+
+@pytest.mark.parametrize("metric", ["strength", "logit_difference"])
+def test_pairs_whose_corrupt_prompt_is_the_clean_one_are_refused(trained, tiny_composition, metric):
+    """Nothing is swapped, so nothing can be traced: every score was 0 (strength) or NaN (the
+    normalised logit difference), and top_k returned the first components as a "circuit".
+    Ablation needs no counterfactual, so such pairs serve it."""
+    pairs = PromptPairs.from_split(tiny_composition.splits["train_inferred"].sample(20, 0))
+    with pytest.raises(ValueError) as caught:
+        find_circuit(trained, pairs, top_k=3, metric=metric)
+    message = str(caught.value)
+    assert message.startswith("running the corrupt prompts instead of the clean ones leaves the ")
+    assert "use pairs whose corrupt prompts change the answer" in message
+    assert "\n" not in message
+    assert len(find_circuit(trained, pairs, top_k=3, method="ablation")) == 3
 
 
 def test_bad_arguments(trained, tiny_composition):

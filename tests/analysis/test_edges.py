@@ -32,7 +32,7 @@ from grok_circuits import (
 )
 from grok_circuits.analysis.edges import EdgeGraph, head_outputs
 from grok_circuits.backend import BRIDGE, split_qkv_hooks
-from grok_circuits.model import logits_at
+from grok_circuits.model import build_model, load_weights, logits_at, model_weights
 from tests.analysis.test_planted_circuit import build_planted, build_planted_pairs
 
 matplotlib.use("Agg")
@@ -260,6 +260,19 @@ def test_faithfulness_of_the_full_and_empty_graph_are_the_clean_and_corrupt_runs
     assert f.empty_metric == pytest.approx(corrupt, abs=1e-5)  # every edge corrupt = corrupt run
     assert f.faithfulness.tolist() == [0.0, 1.0]
     assert f.completeness.tolist() == [0.0, 1.0]
+
+
+def test_faithfulness_refuses_the_scores_of_another_model(small):
+    """Another model of the same shape (another seed, or another checkpoint of a run) passed
+    every check: its faithfulness was computed with the first model's edge ranking."""
+    model, pairs = small
+    scores = edge_attribution(model, pairs, method="eap")
+    other = build_model(model.cfg, seed=7).eval()
+    with pytest.raises(ValueError, match="the scores were computed on another model than this"):
+        faithfulness(other, pairs, scores, sizes=[1], n_random=1)
+    same = build_model(model.cfg, seed=7).eval()
+    load_weights(same, model_weights(model))  # the same weights, in another object
+    assert faithfulness(same, pairs, scores, sizes=[1], n_random=1).sizes.tolist() == [1]
 
 
 def _slow_metric(model, pairs, graph, keep, ablation):

@@ -248,6 +248,16 @@ def test_fourier_spectrum_finds_the_frequencies_of_a_hand_built_embedding():
     )
 
 
+def test_fourier_spectrum_refuses_a_model_of_another_task(tiny_composition):
+    """A composition model's embedding has rows at the residues' token ids too, so the spectrum
+    of a task it was never trained on was computed without a word."""
+    model = build_model(model_config(tiny_composition, "tiny"), seed=0)
+    modular = make_task("modular", preset=None, p=7)
+    assert max(modular.vocab.residue_ids) < model.cfg.d_vocab  # it would have run
+    with pytest.raises(ValueError, match="the modular task has a vocabulary of .* trained on an"):
+        fourier_spectrum(model, modular)
+
+
 def test_tiny_run_through_train_and_analyze(tmp_path):
     task = make_task("modular", preset=None, p=7, op="add,sub", frac_train=0.6)
     cfg = tiny_train_config(max_steps=30, batch_size=None, eval_every=10)
