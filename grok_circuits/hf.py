@@ -348,6 +348,8 @@ def tl_weights(
             out[f"{q}.mlp.b_in"] = take(f"{p}.mlp.c_fc.bias")
             out[f"{q}.mlp.W_out"] = take(f"{p}.mlp.c_proj.weight")
             out[f"{q}.mlp.b_out"] = take(f"{p}.mlp.c_proj.bias")
+        elif shape.layer_norm:  # the fork keeps ln_2 without an MLP: it feeds nothing
+            used.update(k for k in (f"{p}.ln_2.weight", f"{p}.ln_2.bias") if k in hf)
     if shape.layer_norm:
         out["ln_final.w"], out["ln_final.b"] = take("ln_f.weight"), take("ln_f.bias")
     w_u = unembed[index].T.clone()

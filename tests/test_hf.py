@@ -452,3 +452,58 @@ def test_the_paper_figure_draws_from_a_series(standin):
     fig = viz.plot_paper_figure(run, n_examples=40)
     assert len(fig.axes) >= 3
     assert "step 0 to 60" in fig.axes[2].get_title()
+
+
+def test_a_fast_tokenizer_json_gives_the_same_ids(standin, task, tmp_path):
+    """Today's layout (tokenizer.json alone, written by transformers' fast tokenizer) reads to
+    the same ids as the release's slow layout."""
+    src = standin[1] / "checkpoint-0"
+    dst = tmp_path / "checkpoint-0"
+    dst.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(src / name, dst / name)
+    transformers.GPT2TokenizerFast.from_pretrained(src).save_pretrained(dst)
+    for name in ("vocab.json", "merges.txt", "added_tokens.json"):
+        (dst / name).unlink(missing_ok=True)
+    assert (dst / "tokenizer.json").is_file()
+    slow, fast = read_tokenizer(src), read_tokenizer(dst)
+    assert [fast.ids[t or fast.eos] for t in model_tokens(task)] == [
+        slow.ids[t or slow.eos] for t in model_tokens(task)
+    ]
+
+
+class _Zero(torch.nn.Module):
+    def forward(self, x):
+        return torch.zeros_like(x)
+
+
+@pytest.mark.parametrize("key", ["no_ln", "no_mlp"])
+def test_the_forks_no_ln_and_no_mlp_are_computed(standin, task, tmp_path, key):
+    """Reference: transformers' GPT-2 with the fork's change made by hand (every LayerNorm an
+    identity; every MLP adding nothing), on weights without those modules."""
+    folder = tmp_path / "checkpoint-0"
+    shutil.copytree(standin[1] / "checkpoint-60", folder)
+    hf = hf_model(folder)
+    for block in hf.transformer.h:
+        if key == "no_ln":
+            block.ln_1, block.ln_2 = torch.nn.Identity(), torch.nn.Identity()
+        else:
+            block.mlp = _Zero()
+    if key == "no_ln":
+        hf.transformer.ln_f = torch.nn.Identity()
+    drop = ("ln_",) if key == "no_ln" else (".mlp.",)
+    state = {k: v for k, v in hf.state_dict().items() if not any(d in k for d in drop)}
+    from safetensors.torch import save_file
+
+    state.pop("lm_head.weight", None)  # tied
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, key: True}))
+    model = load_hf_model(folder, model_tokens(task))
+    tokens = model_tokens(task)
+    rows = torch.tensor([read_tokenizer(folder).ids[t or "<|endoftext|>"] for t in tokens])
+    s = task.splits["test_inferred_iid"]
+    with torch.no_grad():
+        ref = hf(rows[s.tokens]).logits[..., rows]
+        ours = model(s.tokens, return_type="logits")
+    torch.testing.assert_close(ours[..., 1:], ref[..., 1:], atol=1e-4, rtol=1e-4)
