@@ -507,3 +507,23 @@ def test_the_forks_no_ln_and_no_mlp_are_computed(standin, task, tmp_path, key):
         ref = hf(rows[s.tokens]).logits[..., rows]
         ours = model(s.tokens, return_type="logits")
     torch.testing.assert_close(ours[..., 1:], ref[..., 1:], atol=1e-4, rtol=1e-4)
+
+
+def test_the_shipped_standin_equals_transformers_on_every_checkpoint_and_probe():
+    """data/paper_standin (tutorial 10's series): every checkpoint, every probe, up to each
+    prompt's answer position, against transformers' own forward pass."""
+    root = Path(__file__).resolve().parent.parent / "data" / "paper_standin"
+    task = load_paper_data(root / "composition.100.20.8.0")
+    run = load_run(root / "composition.100.20.8.0_1.0_4", data=task)
+    assert run.steps == [0, 1000, 2000, 3500, 6000, 9000]
+    for step in run.steps:
+        folder = run.folder(step)
+        tok = read_tokenizer(folder)
+        rows = torch.tensor([tok.ids[t or tok.eos] for t in model_tokens(task)])
+        model, hf = run.model(step, "cpu"), hf_model(folder)
+        for name, s in task.probes(None).items():
+            with torch.no_grad():
+                ours = model(s.tokens, return_type="logits")[..., 1:]
+                theirs = hf(rows[s.tokens]).logits[..., rows][..., 1:]
+            upto = torch.arange(s.tokens.shape[1])[None] <= s.answer_pos[:, None]
+            torch.testing.assert_close(ours[upto], theirs[upto], atol=1e-4, rtol=1e-4, msg=name)
