@@ -11,6 +11,8 @@ tokenizer of GPT-2's size (a placeholder BPE vocabulary of 50,257 tokens, then t
 It times, in one process:
 
 - ``load_paper_data`` on the dataset folder;
+- the metrics of one checkpoint (``run.evaluate``: exact match on the default sample of every
+  probe; kept in a cache after the first time);
 - loading a checkpoint as a TransformerLens model (``run.model(step)``), against
   ``transformers``' own ``GPT2LMHeadModel.from_pretrained`` of the same folder (the baseline);
 - ``trace_bridge`` on 300 training inferred queries (the paper's), ``find_circuit`` and
@@ -45,7 +47,7 @@ from grok_circuits import load_paper_data, load_run, trace_bridge  # noqa: E402
 from grok_circuits.analysis import edge_attribution, find_circuit  # noqa: E402
 from grok_circuits.analysis.inputs import as_pairs  # noqa: E402
 from grok_circuits.hf import load_hf_model, read_tokenizer  # noqa: E402
-from grok_circuits.series import model_tokens  # noqa: E402
+from grok_circuits.series import EVAL_SIZE, load_series, model_tokens  # noqa: E402
 from tests.paper_standin import write_composition_data, write_tokenizer  # noqa: E402
 
 GPT2_BPE = 50257
@@ -95,8 +97,9 @@ def measure_ours(root: Path, n_examples: int) -> dict:
     """Our path alone, in this process: load the data and the checkpoint, trace, find the
     circuit, score the edges; the peak memory is this process's."""
     task, t_data = timed(load_paper_data, root / DATASET)
-    run = load_run(root / "run", data=task)
+    run = load_series(root / "run", task, cache=False)
     model, t_load = timed(run.model, 0, "cpu")
+    _, t_eval = timed(run.evaluate, steps=[0], progress=False)
     pairs = as_pairs(model, task, n_examples=n_examples)
     _, t_trace = timed(trace_bridge, model, pairs)
     peak_trace = peak_rss_gib()
@@ -175,6 +178,10 @@ def main() -> None:
         print(
             f"trace_bridge ({ours['n_pairs']} queries): {ours['trace']:.2f} s; with all "
             f"{rows_total:,} vocabulary rows: {t_full:.2f} s; ratio {t_full / ours['trace']:.2f}x"
+        )
+        print(
+            f"metrics of one checkpoint (exact match, {EVAL_SIZE} examples of each of "
+            f"{len(task.probe_names)} probes): {ours['eval']:.2f} s"
         )
         print(f"find_circuit: {ours['circuit']:.2f} s")
         print(f"edge_attribution (EAP-IG, 5 steps): {ours['eap']:.2f} s")

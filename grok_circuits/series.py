@@ -16,10 +16,20 @@ the authors' ``eval_qa.py`` does, greedy decoding cut at the first ``</a>`` and 
 (:func:`exact_match`), on a fixed sample of each probe. ``run.metrics``, ``saturation_step``,
 ``grok_step``, ``to_frame()`` and ``summary()`` evaluate on first use.
 
+At paper scale that is seconds per checkpoint, so each evaluated row is kept in a cache outside
+the folder (:func:`cache_dir`: ``$GROK_CIRCUITS_CACHE``, else ``$XDG_CACHE_HOME/grok_circuits``
+or ``~/.cache/grok_circuits``), keyed by the checkpoint's weights file (path, size, modification
+time), the data's fingerprint and the sample: ``report`` then ``analyze`` on one series evaluate
+it once. ``load_series(..., cache=False)`` turns it off; a cache file that cannot be read is
+ignored (and rewritten).
+
 Nothing is ever written into the folder. A checkpoint whose weights file is truncated or corrupt
 is left out of ``steps`` with one warning.
 """
 
+import hashlib
+import json
+import os
 import re
 import warnings
 from pathlib import Path
@@ -30,7 +40,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from grok_circuits.config import TrainConfig
-from grok_circuits.hf import load_hf_model, read_config, weights_problem
+from grok_circuits.hf import load_hf_model, read_config, weights_file, weights_problem
+from grok_circuits.io import atomic_write_json
 from grok_circuits.model import resolve_device
 from grok_circuits.runs import Run
 from grok_circuits.tasks import Split, TaskData
@@ -40,6 +51,14 @@ from grok_circuits.tasks.paper import END as END_TOKEN
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)(?:-.*)?")
 #: Examples of each probe evaluated per checkpoint by default (a fixed sample).
 EVAL_SIZE = 1000
+
+
+def cache_dir() -> Path:
+    """Where evaluated metrics of checkpoint series are kept (see the module docstring)."""
+    if os.environ.get("GROK_CIRCUITS_CACHE"):
+        return Path(os.environ["GROK_CIRCUITS_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "grok_circuits"
 
 
 def checkpoint_folders(path: str | Path) -> dict[int, Path]:
@@ -103,7 +122,14 @@ class CheckpointSeries(Run):
     """A read-only folder of ``checkpoint-<step>/`` Hugging Face GPT-2 folders, with the data
     it was trained on (see the module docstring). Build with :func:`load_series`."""
 
-    def __init__(self, path: Path, data: TaskData, folders: dict[int, Path], eval_size: int):
+    def __init__(
+        self,
+        path: Path,
+        data: TaskData,
+        folders: dict[int, Path],
+        eval_size: int,
+        cache: bool = True,
+    ):
         first = next(iter(folders.values()))
         shape = read_config(first)
         super().__init__(
@@ -119,6 +145,7 @@ class CheckpointSeries(Run):
         self._evaluated: list[dict] | None = None
         self._problems: dict[int, str] = {}
         self._tokens = model_tokens(data)
+        self._cache = cache
 
     # The task is the data given, never regenerated.
     @property
@@ -181,21 +208,59 @@ class CheckpointSeries(Run):
         """Accuracy of every probe at every checkpoint (one row per step, ``{probe}_acc``), the
         authors' exact match (:func:`exact_match`) on at most ``eval_size`` examples of each
         probe (default :attr:`eval_size`), drawn once by ``seed``. Loads one model at a time."""
-        probes = self._data.probes(eval_size or self.eval_size, seed=seed)
+        size = eval_size or self.eval_size
+        probes = self._data.probes(size, seed=seed)
         chosen = self.steps if steps is None else sorted(steps)
+        cached = self._read_cache()
         rows = []
         bar = tqdm(chosen, desc="evaluating checkpoints", disable=not progress, leave=False)
         for step in bar:
-            model = self.model(step, device="cpu")
-            row: dict = {"step": step}
-            for name, split in probes.items():
-                hits = exact_match(model, split, self._data.vocab)
-                row[f"{name}_acc"] = float(hits.float().mean()) if len(hits) else float("nan")
+            key = self._row_key(step, size, seed)
+            row = cached.get(key)
+            if row is None:
+                model = self.model(step, device="cpu")
+                row = {"step": step}
+                for name, split in probes.items():
+                    hits = exact_match(model, split, self._data.vocab)
+                    row[f"{name}_acc"] = float(hits.float().mean()) if len(hits) else float("nan")
+                cached[key] = row
+                del model
             rows.append(row)
-            del model
+        self._write_cache(cached)
         if steps is None:
             self._evaluated = rows
         return rows
+
+    # ------------------------------------------------------------------ the metrics cache
+    def _cache_file(self) -> Path:
+        name = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:24]
+        return cache_dir() / "metrics" / f"{name}.json"
+
+    def _row_key(self, step: int, size: int | None, seed: int) -> str:
+        st = weights_file(self.folder(step)).stat()
+        if not hasattr(self, "_fingerprint"):
+            self._fingerprint = self._data.fingerprint()
+        parts = [str(self.folder(step).resolve()), st.st_size, st.st_mtime_ns]
+        parts += [self._fingerprint, size, seed, sorted(self._data.probe_names)]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+    def _read_cache(self) -> dict:
+        if not self._cache or not self._cache_file().is_file():
+            return {}
+        try:
+            data = json.loads(self._cache_file().read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, json.JSONDecodeError):
+            return {}  # a cache: rebuilt
+
+    def _write_cache(self, rows: dict) -> None:
+        if not self._cache:
+            return
+        try:
+            self._cache_file().parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self._cache_file(), rows)
+        except OSError as err:  # a cache that cannot be written costs time, not results
+            warnings.warn(f"cannot keep evaluated metrics in {cache_dir()}: {err}", stacklevel=3)
 
     def summary(self) -> dict:
         out = super().summary()
@@ -227,7 +292,9 @@ def _data(data) -> TaskData:
     return load_paper_data(folder)
 
 
-def load_series(path: str | Path, data, eval_size: int = EVAL_SIZE) -> CheckpointSeries:
+def load_series(
+    path: str | Path, data, eval_size: int = EVAL_SIZE, cache: bool = True
+) -> CheckpointSeries:
     """Open a folder of ``checkpoint-<step>/`` Hugging Face GPT-2 folders (read-only).
 
     Args:
@@ -235,6 +302,7 @@ def load_series(path: str | Path, data, eval_size: int = EVAL_SIZE) -> Checkpoin
         data: what it was trained on: a released dataset folder
             (:func:`~grok_circuits.load_paper_data`), a saved task folder, or a TaskData.
         eval_size: examples of each probe its metrics are measured on.
+        cache: keep evaluated metrics outside the folder (see the module docstring).
     """
     folders = checkpoint_folders(path)
     if not folders:
@@ -243,7 +311,7 @@ def load_series(path: str | Path, data, eval_size: int = EVAL_SIZE) -> Checkpoin
             "Hugging Face checkpoints"
         )
     task = _data(data)
-    series = CheckpointSeries(Path(path), task, folders, eval_size)
+    series = CheckpointSeries(Path(path), task, folders, eval_size, cache)
     series._verify_checkpoints()
     intact = series.steps
     if intact:  # the data must fit the checkpoint's tokenizer: one line now, not at first use
@@ -257,6 +325,7 @@ def load_series(path: str | Path, data, eval_size: int = EVAL_SIZE) -> Checkpoin
 
 __all__ = [
     "CheckpointSeries",
+    "cache_dir",
     "checkpoint_folders",
     "exact_match",
     "is_checkpoint_series",

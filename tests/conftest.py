@@ -33,6 +33,22 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def metrics_cache_of_this_run(tmp_path_factory):
+    """Checkpoint series keep their evaluated metrics in a cache outside their folders
+    (grok_circuits.series.cache_dir); the tests keep theirs in a folder of this run, so that
+    no test reads a row another run wrote."""
+    import os
+
+    before = os.environ.get("GROK_CIRCUITS_CACHE")
+    os.environ["GROK_CIRCUITS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        del os.environ["GROK_CIRCUITS_CACHE"]
+    else:
+        os.environ["GROK_CIRCUITS_CACHE"] = before
+
+
 @pytest.fixture(scope="session")
 def tiny_composition():
     return make_task("composition", preset=None, **TINY_COMPOSITION)

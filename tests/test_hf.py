@@ -527,3 +527,37 @@ def test_the_shipped_standin_equals_transformers_on_every_checkpoint_and_probe()
                 theirs = hf(rows[s.tokens]).logits[..., rows][..., 1:]
             upto = torch.arange(s.tokens.shape[1])[None] <= s.answer_pos[:, None]
             torch.testing.assert_close(ours[upto], theirs[upto], atol=1e-4, rtol=1e-4, msg=name)
+
+
+# ----------------------------------------------------------------------------- metrics cache
+def test_evaluated_metrics_are_kept_outside_the_folder_and_redone_when_a_checkpoint_changes(
+    standin, tmp_path, monkeypatch
+):
+    import grok_circuits.series as series
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(standin[1], run_dir)
+    monkeypatch.setenv("GROK_CIRCUITS_CACHE", str(tmp_path / "cache"))
+    loaded = []
+    real = series.load_hf_model
+    monkeypatch.setattr(
+        series, "load_hf_model", lambda f, *a, **k: loaded.append(f) or real(f, *a, **k)
+    )
+    first = load_run(run_dir, data=standin[0]).evaluate(progress=False)
+    assert len(loaded) == 3
+    assert load_run(run_dir, data=standin[0]).evaluate(progress=False) == first
+    assert len(loaded) == 3  # read back, not evaluated again
+    assert not any(p.name.endswith(".json") and "cache" in p.name for p in run_dir.rglob("*"))
+    weights = run_dir / "checkpoint-60" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes())  # the same bytes, a new modification time
+    assert load_run(run_dir, data=standin[0]).evaluate(progress=False) == first
+    assert [f.name for f in loaded[3:]] == ["checkpoint-60"]
+    (tmp_path / "cache" / "metrics").iterdir().__next__().write_text("{not json")
+    assert load_run(run_dir, data=standin[0]).evaluate(progress=False) == first  # rebuilt
+    assert len(loaded) == 7
+    from grok_circuits.series import load_series
+
+    nothing = tmp_path / "nothing"
+    monkeypatch.setenv("GROK_CIRCUITS_CACHE", str(nothing))
+    load_series(run_dir, standin[0], cache=False).evaluate(progress=False)
+    assert not nothing.exists()
