@@ -99,15 +99,16 @@ def measure_ours(root: Path, n_examples: int) -> dict:
     task, t_data = timed(load_paper_data, root / DATASET)
     run = load_series(root / "run", task, cache=False)
     model, t_load = timed(run.model, 0, "cpu")
-    _, t_eval = timed(run.evaluate, steps=[0], progress=False)
     pairs = as_pairs(model, task, n_examples=n_examples)
     _, t_trace = timed(trace_bridge, model, pairs)
     peak_trace = peak_rss_gib()
+    _, t_eval = timed(run.evaluate, steps=[0], progress=False)
     _, t_circuit = timed(find_circuit, model, pairs)
     _, t_eap = timed(edge_attribution, model, pairs, method="eap-ig")
     return dict(
         data=t_data,
         load=t_load,
+        eval=t_eval,
         trace=t_trace,
         circuit=t_circuit,
         eap=t_eap,
