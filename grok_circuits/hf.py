@@ -321,9 +321,9 @@ def tl_weights(
         raise CheckpointError(
             f"token id {int(index.max())} is past the {wte.shape[0]} rows of the embedding"
         )
-    if shape.tied:
+    if shape.tied:  # an lm_head.weight saved beside wte (older .bin files) is the same tensor
         unembed = wte
-        used.add("lm_head.weight") if "lm_head.weight" in hf else None
+        used.add("lm_head.weight")
     else:
         unembed = hf.get("lm_head.weight")
         if unembed is None:

@@ -97,7 +97,7 @@ def exact_match(model, split: Split, vocab, batch_size: int = 1024) -> Bool[Tens
     out = []
     for i in range(0, len(split), batch_size):
         s = split.select(slice(i, i + batch_size))
-        n, width = s.tokens.shape
+        n = len(s)
         tokens = torch.cat([s.tokens, torch.zeros((n, 1), dtype=torch.long)], dim=1)
         rows = torch.arange(n)
         tokens[rows, s.answer_pos + 1] = s.answers
