@@ -72,12 +72,6 @@ def load_run(path: Path, data: Path | None = None):
     return load_run(path, data=data)
 
 
-def _is_series(run) -> bool:
-    from grok_circuits.series import CheckpointSeries
-
-    return isinstance(run, CheckpointSeries)
-
-
 class _TaskNames:
     """The task names as argparse ``choices``, looked up only when argparse checks or prints
     them: the lookup imports the task generators (and torch), which ``--help`` need not wait for.
@@ -101,8 +95,8 @@ def figures_dir(
 ) -> Path:
     """The folder ``report`` and ``analyze`` write figures to: ``requested`` if given; else
     ``run_path / sub`` when the run folder is writable, not one of the shipped runs and not
-    ``read_only`` (a folder of Hugging Face checkpoints is never written to); else ``sub`` in
-    the current directory."""
+    ``read_only`` (``Run.read_only``: a folder of Hugging Face checkpoints is never written to);
+    else ``sub`` in the current directory."""
     if requested is not None:
         return requested
     run_path = run_path.resolve()
@@ -293,7 +287,7 @@ def cmd_analyze(args) -> int:
     from grok_circuits.analysis import analyze
 
     run = load_run(args.run, args.data)
-    out = figures_dir(run.path, args.out, "analysis", read_only=_is_series(run))
+    out = figures_dir(run.path, args.out, "analysis", read_only=run.read_only)
     result = analyze(run, n_examples=args.n_examples, top_k=args.top_k)
     print(result)
     paths = result.save(out)
@@ -461,7 +455,7 @@ def report(run, png: Path | None = None, as_json: bool = False, out: Path | None
             if isinstance(value, float):
                 value = f"{value:.3f}"
             print(f"  {key:<{width}}  {value if value is not None else '-'}")
-    png = png or figures_dir(run.path, out, read_only=_is_series(run)) / "curves.png"
+    png = png or figures_dir(run.path, out, read_only=run.read_only) / "curves.png"
     png.parent.mkdir(parents=True, exist_ok=True)
     save_figure(plot_training_report(run), png)
     if not as_json:

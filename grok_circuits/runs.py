@@ -24,7 +24,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -243,8 +243,11 @@ class Run:
         metrics: one dict per evaluation, in step order.
         task_fingerprint: :meth:`TaskData.fingerprint` of the data trained on (None in runs
             written before fingerprints were stored).
+        read_only: whether nothing may be written into the folder (a class attribute: True for
+            a folder of Hugging Face checkpoints, :class:`grok_circuits.series.CheckpointSeries`).
     """
 
+    read_only: ClassVar[bool] = False
     path: Path
     task_name: str
     task_params: dict

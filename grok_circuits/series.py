@@ -122,6 +122,8 @@ class CheckpointSeries(Run):
     """A read-only folder of ``checkpoint-<step>/`` Hugging Face GPT-2 folders, with the data
     it was trained on (see the module docstring). Build with :func:`load_series`."""
 
+    read_only = True  # the release's folders are never written to
+
     def __init__(
         self,
         path: Path,
