@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from grok_circuits import backend
+from grok_circuits import backend, io
 
 if TYPE_CHECKING:  # pragma: no cover
     from grok_circuits.backend import Model, ModelConfig
@@ -71,10 +71,8 @@ class CheckpointError(ValueError):
 
 
 def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"cannot read {path}: {err}") from None
+    """A checkpoint folder's JSON file; a :class:`CheckpointError` naming it if it is damaged."""
+    return io.read_json(path, fix="copy the checkpoint folder again", error=CheckpointError)
 
 
 # ----------------------------------------------------------------------------- config

@@ -52,16 +52,20 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
-def read_json(path: str | os.PathLike):
-    """The JSON in ``path``; a ValueError naming the file if it is not readable JSON."""
+#: What to do about a damaged file of a run folder (the default of :func:`read_json`).
+RUN_FILE_FIX = "restore it from a copy of the run, or train the run again into a new folder"
+
+
+def read_json(
+    path: str | os.PathLike, fix: str = RUN_FILE_FIX, error: type[ValueError] = ValueError
+):
+    """The JSON in ``path``; an ``error`` (a ValueError) naming the file and saying ``fix`` if
+    it is not readable JSON."""
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(
-            f"{path} is damaged (not readable JSON: {err}); restore it from a copy of the run, "
-            "or train the run again into a new folder"
-        ) from None
+        raise error(f"{path} is damaged (not readable JSON: {err}); {fix}") from None
 
 
 class LockedError(RuntimeError):

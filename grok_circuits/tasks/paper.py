@@ -47,7 +47,6 @@ facts are missing, a label that does not follow from the values, an unknown toke
 with one line naming the file and the item.
 """
 
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -57,6 +56,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from grok_circuits.io import read_json
 from grok_circuits.tasks.data import Split, TaskData
 from grok_circuits.tasks.vocab import LABELS, Vocab
 
@@ -114,10 +114,7 @@ def paper_token(token: str) -> str:
 
 
 def _read(path: Path) -> list:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise PaperDataError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
+    data = read_json(path, fix="download the dataset again", error=PaperDataError)
     if not isinstance(data, list):
         raise PaperDataError(f"{path} holds a {type(data).__name__}, not the released list")
     return data
