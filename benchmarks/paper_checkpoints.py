@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from grok_circuits import load_paper_data, load_run, trace_bridge  # noqa: E402
 from grok_circuits.analysis import edge_attribution, find_circuit  # noqa: E402
 from grok_circuits.analysis.inputs import as_pairs  # noqa: E402
-from grok_circuits.hf import load_hf_model, read_tokenizer  # noqa: E402
+from grok_circuits.hf import load_hf_model, read_tokenizer, token_rows  # noqa: E402
 from grok_circuits.series import EVAL_SIZE, load_series, model_tokens  # noqa: E402
 from tests.paper_standin import write_composition_data, write_tokenizer  # noqa: E402
 
@@ -167,7 +167,7 @@ def main() -> None:
         full = load_hf_model(folder, [by_id.get(i) for i in range(rows_total)])
         compact = load_run(root / "run", data=task).model(0, "cpu")
         pairs = as_pairs(compact, task, n_examples=args.n_examples)
-        rows = torch.tensor([tok.ids[t or tok.eos] for t in model_tokens(task)])
+        rows = torch.tensor(token_rows(folder, model_tokens(task)))
         _, t_full = timed(trace_bridge, full, full_vocab_pairs(pairs, rows))
 
         per = ours["load"] + ours["trace"]

@@ -221,6 +221,13 @@ def read_tokenizer(folder: str | os.PathLike) -> TokenizerIds:
     return TokenizerIds(ids=ids, length=len(set(ids.values())), eos=eos)
 
 
+def token_rows(folder: str | os.PathLike, tokens: Sequence[str | None]) -> list[int]:
+    """The checkpoint's id of each of ``tokens`` (None: its end-of-text token), by the folder's
+    tokenizer; a :class:`CheckpointError` for a token it lacks."""
+    tok = read_tokenizer(folder)
+    return [tok.id_of(tok.eos if t is None else t, Path(folder)) for t in tokens]
+
+
 # ----------------------------------------------------------------------------- weights
 def weights_file(folder: str | os.PathLike) -> Path:
     """The weights file of a checkpoint folder (safetensors first, as ``transformers`` does)."""
@@ -389,8 +396,7 @@ def load_hf_model(
 
     folder = Path(folder)
     shape = read_config(folder)
-    tok = read_tokenizer(folder)
-    rows = [tok.id_of(tok.eos if t is None else t, folder) for t in tokens]
+    rows = token_rows(folder, tokens)
     never = [i for i, t in enumerate(tokens) if t is None]
     weights = tl_weights(shape, read_weights(folder), rows, never)
     cfg = shape.model_config(len(rows))
@@ -410,5 +416,6 @@ __all__ = [
     "read_tokenizer",
     "read_weights",
     "tl_weights",
+    "token_rows",
     "weights_problem",
 ]

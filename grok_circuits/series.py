@@ -40,7 +40,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from grok_circuits.config import TrainConfig
-from grok_circuits.hf import load_hf_model, read_config, weights_file, weights_problem
+from grok_circuits.hf import (
+    load_hf_model,
+    read_config,
+    token_rows,
+    weights_file,
+    weights_problem,
+)
 from grok_circuits.io import atomic_write_json
 from grok_circuits.model import resolve_device
 from grok_circuits.runs import Run
@@ -317,11 +323,7 @@ def load_series(
     series._verify_checkpoints()
     intact = series.steps
     if intact:  # the data must fit the checkpoint's tokenizer: one line now, not at first use
-        from grok_circuits.hf import read_tokenizer
-
-        tok = read_tokenizer(folders[intact[0]])
-        for t in series._tokens:
-            tok.id_of(tok.eos if t is None else t, folders[intact[0]])
+        token_rows(folders[intact[0]], series._tokens)
     return series
 
 
