@@ -6,7 +6,7 @@
     python benchmarks/accelerators.py --cost                                   # measures' cost
 
 Trains the tutorial composition preset (``train_config("composition")``) with each plug-in of
-``grok_circuits.plugins`` switched on alone, with plain AdamW, and with plain AdamW at 2x and 4x
+``grok_circuits.training.plugins`` switched on alone, with plain AdamW, and with plain AdamW at 2x and 4x
 the learning rate: the fairness control, since much of a gradient filter's effect may be a larger
 effective step. Each trial stops at the first evaluation with ID accuracy >= 0.95 or at
 ``--max-steps``. For each configuration, over the seeds (``TrainConfig.seed``: initial weights
@@ -81,7 +81,7 @@ CSV_FIELDS = [
 
 
 def trial_config(name: str, seed: int, device: str, max_steps: int):
-    from grok_circuits.presets import train_config
+    from grok_circuits.training.presets import train_config
 
     base = train_config("composition", "tutorial")
     changes = dict(CONFIGS[name])
@@ -265,8 +265,8 @@ def cost(repeats: int, device: str) -> None:
 
     torch.set_num_threads(1)
     from grok_circuits import build_model, make_task, model_config
-    from grok_circuits.progress_measures import ProgressMeasures
-    from grok_circuits.train import evaluate
+    from grok_circuits.training.progress_measures import ProgressMeasures
+    from grok_circuits.training.loop import evaluate
 
     task = make_task("composition", preset="tutorial")
     model = build_model(model_config(task, "tutorial"), seed=0, device=device)
@@ -284,7 +284,7 @@ def cost(repeats: int, device: str) -> None:
             best = min(best, time.perf_counter() - t0)
         return best
 
-    from grok_circuits.train import answer_loss, make_optimizer
+    from grok_circuits.training.loop import answer_loss, make_optimizer
 
     cfg = trial_config(BASELINE, 0, device, 1)
     optimizer = make_optimizer(model, cfg)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def train_here(out: str, steps: int) -> None:
     from grok_circuits import TrainConfig, backend, make_task, train
-    from grok_circuits.presets import train_config
+    from grok_circuits.training.presets import train_config
 
     task = make_task("composition", preset="tutorial")
     cfg = train_config("composition", "tutorial").to_dict()

@@ -6,7 +6,7 @@ metric of the logits (here the mean logit difference between the clean and the c
 TransformerLens' ``get_act_patch_resid_pre`` makes one full forward pass per (layer, position);
 ``causal_trace`` batches the patches, starts each patched pass at its layer and at the first
 position it changes, and copies the runs a patch cannot change or turns into the other run
-(see ``grok_circuits/analysis/causal_tracing.py``).
+(see ``grok_circuits/analysis/patching/causal_trace.py``).
 
 The work: a tutorial-size model (4 layers, d_model 128, 4 heads) on each tutorial task
 (composition: 3 positions, vocab 123; comparison: 5 positions, vocab 253), 300 training

@@ -37,7 +37,7 @@ from grok_circuits import (  # noqa: E402
     load_run,
     make_pairs,
 )
-from grok_circuits.analysis.stages import stage_step  # noqa: E402
+from grok_circuits.analysis.paper.stages import stage_step  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

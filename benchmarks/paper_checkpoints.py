@@ -45,9 +45,9 @@ sys.path.insert(0, str(ROOT))
 
 from grok_circuits import load_paper_data, load_run, trace_bridge  # noqa: E402
 from grok_circuits.analysis import edge_attribution, find_circuit  # noqa: E402
-from grok_circuits.analysis.inputs import as_pairs  # noqa: E402
+from grok_circuits.analysis._inputs import as_pairs  # noqa: E402
 from grok_circuits.hf import load_hf_model, read_tokenizer, token_rows  # noqa: E402
-from grok_circuits.series import EVAL_SIZE, load_series, model_tokens  # noqa: E402
+from grok_circuits.runs.series import EVAL_SIZE, load_series, model_tokens  # noqa: E402
 from tests.paper_standin import write_composition_data, write_tokenizer  # noqa: E402
 
 GPT2_BPE = 50257

@@ -68,7 +68,7 @@ def train_in_chunks(task, cfg, out, *, chunk: int, deadline: float, on_chunk=Non
     until the run stops by its own rule, reaches ``cfg.max_steps`` or ``time.time()`` passes
     ``deadline``. Returns (run, status) with status ``"stopped"``, ``"max_steps"`` or
     ``"time"``; ``on_chunk(run)`` is called after every chunk."""
-    from grok_circuits.train import train
+    from grok_circuits.training.loop import train
 
     target = 0
     while True:
@@ -126,7 +126,7 @@ def trial(spec: dict) -> tuple[dict, list[dict]]:
 
     import torch
 
-    from grok_circuits.presets import train_config
+    from grok_circuits.training.presets import train_config
     from grok_circuits.tasks import make_task
 
     torch.set_num_threads(1)
@@ -198,7 +198,7 @@ def sweep_trials(unique: list[dict], args):
     command again. Yields (row, curve) per trial, with ``seconds`` counted from the start of
     the sweep; ``--time-budget`` and ``--chunk`` do not apply (a trial stops by its own rule or
     at ``--max-steps``)."""
-    from grok_circuits.sweep import sweep
+    from grok_circuits.sweeps import sweep
 
     keys = ("n_entities", "out_degree", "phi", "seed")
     spec = {
@@ -291,7 +291,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="trials in parallel processes")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
-        "--sweep", type=Path, help="train through grok_circuits.sweep into this folder (on Ray)"
+        "--sweep", type=Path, help="train through grok_circuits.sweeps into this folder (on Ray)"
     )
     parser.add_argument("--sweep-local", action="store_true", help="with --sweep: no Ray")
     args = parser.parse_args()

@@ -7,7 +7,7 @@
 "Grokked" means: training (inferred) accuracy >= 0.99 and ID test accuracy >= 0.95. For
 comparison it also reports when OOD accuracy first reached 0.9 (the paper: comparison
 generalizes OOD), or the OOD accuracy at the end of the step budget. Seconds are wall time of
-``grok_circuits.train`` up to that evaluation, evaluations included.
+``grok_circuits.training.loop`` up to that evaluation, evaluations included.
 
 The baseline is the plain-loop setting of SPEC section 3 (4-layer d_model-128 model, AdamW lr 1e-3,
 weight decay 1.0, batch 512, no warm-up, phi 8 on 100 entities / 20 relations / out-degree 10),
@@ -27,9 +27,9 @@ import time
 
 import torch
 
-from grok_circuits.presets import train_config
+from grok_circuits.training.presets import train_config
 from grok_circuits.tasks import make_task
-from grok_circuits.train import train
+from grok_circuits.training.loop import train
 
 OOD_TARGET = {"composition": None, "comparison": 0.9, "mixed": None, "modular": None}
 

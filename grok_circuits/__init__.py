@@ -11,9 +11,6 @@ hook-based analysis of any model on any data
 :func:`analyze`).
 """
 
-import sys
-import types
-
 from grok_circuits._lazy import lazy_exports
 
 __version__ = "0.1.0"
@@ -69,16 +66,16 @@ _EXPORTS: dict[str, str] = {
     "model_config": "grok_circuits.model",
     "model_weights": "grok_circuits.model",
     "share_blocks": "grok_circuits.model",
-    "train_config": "grok_circuits.presets",
-    "GradHook": "grok_circuits.plugins",
-    "register_grad_hook": "grok_circuits.plugins",
-    "register_loss": "grok_circuits.plugins",
-    "stablemax_cross_entropy": "grok_circuits.plugins",
-    "ProgressMeasures": "grok_circuits.progress_measures",
-    "progress_measures": "grok_circuits.progress_measures",
-    "Run": "grok_circuits.runs",
-    "load_run": "grok_circuits.runs",
-    "CheckpointSeries": "grok_circuits.series",
+    "train_config": "grok_circuits.training.presets",
+    "GradHook": "grok_circuits.training.plugins",
+    "register_grad_hook": "grok_circuits.training.plugins",
+    "register_loss": "grok_circuits.training.plugins",
+    "stablemax_cross_entropy": "grok_circuits.training.plugins",
+    "ProgressMeasures": "grok_circuits.training.progress_measures",
+    "progress_measures": "grok_circuits.training.progress_measures",
+    "Run": "grok_circuits.runs.run",
+    "load_run": "grok_circuits.runs.run",
+    "CheckpointSeries": "grok_circuits.runs.series",
     "load_paper_data": "grok_circuits.tasks.paper",
     "ComplexParams": "grok_circuits.tasks",
     "MixedParams": "grok_circuits.tasks",
@@ -97,33 +94,15 @@ _EXPORTS: dict[str, str] = {
     "subtasks": "grok_circuits.tasks",
     "task_names": "grok_circuits.tasks",
     "task_spec": "grok_circuits.tasks",
-    "train": "grok_circuits.train",
-    "Sweep": "grok_circuits.sweep",
-    "SweepSpec": "grok_circuits.sweep",
-    "load_sweep": "grok_circuits.sweep",
-    "sweep": "grok_circuits.sweep",
-    "MetricsMirror": "grok_circuits.tracking",
+    "train": "grok_circuits.training.loop",
+    "Sweep": "grok_circuits.sweeps",
+    "SweepSpec": "grok_circuits.sweeps",
+    "load_sweep": "grok_circuits.sweeps",
+    "sweep": "grok_circuits.sweeps",
+    "MetricsMirror": "grok_circuits.training.tracking",
 }
 
 __all__ = list(_EXPORTS)
 
 
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
-
-
-class _Package(types.ModuleType):
-    """Keeps ``grok_circuits.train`` the function when the submodule of the same name loads.
-
-    Importing a submodule sets it as an attribute of its package, which would shadow the
-    exported function ``train`` (from :mod:`grok_circuits.train`) once anything imported the
-    module; the package then resolves the export instead, as an eager import used to.
-    """
-
-    def __setattr__(self, name: str, value) -> None:
-        if isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
-            if _EXPORTS.get(name) == value.__name__:
-                value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

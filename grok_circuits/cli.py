@@ -67,7 +67,7 @@ def import_plugins(argv: list[str]) -> None:
 def load_run(path: Path, data: Path | None = None):
     """:func:`grok_circuits.load_run`, imported when a command first needs it (``data``: the
     dataset of a folder of Hugging Face checkpoints)."""
-    from grok_circuits.runs import load_run
+    from grok_circuits.runs.run import load_run
 
     return load_run(path, data=data)
 
@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep",
         help="train a grid or list of runs (task parameters x TrainConfig fields x seeds) on Ray",
     )
-    w.add_argument("spec", type=Path, help="the sweep's YAML file (see grok_circuits.sweep)")
+    w.add_argument("spec", type=Path, help="the sweep's YAML file (see grok_circuits.sweeps)")
     w.add_argument("--out", required=True, type=Path, help="sweep folder: one run folder a trial")
     w.add_argument(
         "--address",
@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_sweep(args) -> int:
-    from grok_circuits.sweep import sweep
+    from grok_circuits.sweeps import sweep
 
     engine = "local" if args.local else "ray"
     result = sweep(
@@ -263,7 +263,7 @@ def cmd_sweep(args) -> int:
 def cmd_sweep_report(args) -> int:
     import pandas as pd
 
-    from grok_circuits.sweep import load_sweep
+    from grok_circuits.sweeps import load_sweep
     from grok_circuits.viz import save_figure
 
     result = load_sweep(args.sweep)
@@ -296,8 +296,8 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from grok_circuits.runs import export_run, key_steps
-    from grok_circuits.series import is_checkpoint_series
+    from grok_circuits.runs.run import export_run, key_steps
+    from grok_circuits.runs.series import is_checkpoint_series
 
     if is_checkpoint_series(args.run):
         raise ValueError(
@@ -313,9 +313,9 @@ def cmd_export(args) -> int:
 
 def cmd_train(args) -> int:
     from grok_circuits.checks import check_field_types
-    from grok_circuits.presets import train_config
+    from grok_circuits.training.presets import train_config
     from grok_circuits.tasks import make_params, make_task
-    from grok_circuits.train import already_finished, train
+    from grok_circuits.training.loop import already_finished, train
 
     if args.device is not None:
         from grok_circuits.model import resolve_device
@@ -402,7 +402,7 @@ def _resume_cfg(args, cfg: "TrainConfig", model_params: dict) -> "TrainConfig | 
     none is given); ``cfg`` itself if ``--out`` holds no run yet (a new run). A ValueError names
     every other flag that differs from the run, rather than ignore it."""
     from grok_circuits.io import read_json
-    from grok_circuits.runs import MODEL_CONFIG_FILE, TRAIN_CONFIG_FILE
+    from grok_circuits.runs.run import MODEL_CONFIG_FILE, TRAIN_CONFIG_FILE
 
     if not (args.out / TRAIN_CONFIG_FILE).is_file():
         return cfg

@@ -64,12 +64,12 @@ class TrainConfig:
             norm (Prieto et al. 2025, "⊥Grad"), after the gradient filter.
         grad_hooks: names of further gradient hooks (:func:`grok_circuits.register_grad_hook`),
             applied in order after the built-in ones.
-        See :mod:`grok_circuits.plugins` for the formulas; every plug-in is off by default.
+        See :mod:`grok_circuits.training.plugins` for the formulas; every plug-in is off by default.
         precision: ``"float32"`` or ``"bf16"``: the training forward pass under bf16 autocast
             (the loss, the optimizer and evaluation stay in float32); for CUDA.
         compile: train through ``torch.compile(model)`` (evaluation runs the plain model).
         log_to: mirror every metrics row to ``"tensorboard"`` and/or ``"wandb"``
-            (:mod:`grok_circuits.tracking`); the run folder stays the record, and a resumed run
+            (:mod:`grok_circuits.training.tracking`); the run folder stays the record, and a resumed run
             may change it.
     """
 
@@ -139,7 +139,7 @@ class TrainConfig:
             "an integer >= 1 or None (automatic)",
         )
         # Names of losses and hooks are checked against their registries when training starts
-        # (grok_circuits.plugins), so that reading a run's config needs no torch.
+        # (grok_circuits.training.plugins), so that reading a run's config needs no torch.
         need(isinstance(self.loss, str) and bool(self.loss), "loss", "a loss name")
         need(self.grad_filter in (None, "ema", "ma"), "grad_filter", "None, 'ema' or 'ma'")
         need(0 <= self.grad_filter_alpha < 1, "grad_filter_alpha", "in [0, 1)")

@@ -36,7 +36,7 @@ def one_torch_thread():
 @pytest.fixture(scope="session", autouse=True)
 def metrics_cache_of_this_run(tmp_path_factory):
     """Checkpoint series keep their evaluated metrics in a cache outside their folders
-    (grok_circuits.series.cache_dir); the tests keep theirs in a folder of this run, so that
+    (grok_circuits.runs.series.cache_dir); the tests keep theirs in a folder of this run, so that
     no test reads a row another run wrote."""
     import os
 

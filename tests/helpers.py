@@ -1,6 +1,6 @@
 """Factories shared by the tests."""
 
-from grok_circuits.train import TrainConfig
+from grok_circuits.training.loop import TrainConfig
 
 #: A mixed task small enough for unit tests (composition and comparison over 30 entities).
 TINY_MIXED = dict(

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from grok_circuits import backend, load_run, train
 from grok_circuits.model import build_model, model_config, model_weights
-from grok_circuits.train import answer_loss, make_optimizer
+from grok_circuits.training.loop import answer_loss, make_optimizer
 from tests.data.make_cross_version import STEPS, edge_reference, fixture_config
 
 DATA = Path(__file__).parent / "data" / "cross_version"

@@ -8,7 +8,7 @@ import warnings
 import pytest
 
 from grok_circuits import load_run, trace_bridge, train
-from grok_circuits import runs as runs_module
+from grok_circuits.runs import run as runs_module
 from grok_circuits.cli import main
 from tests.helpers import tiny_train_config
 
@@ -143,7 +143,7 @@ def test_resuming_a_finished_run_does_nothing(run_dir, capsys):
 
 
 def test_a_resumed_run_says_where_it_resumed(run_dir, tiny_composition, capsys):
-    from grok_circuits.runs import CheckpointStore
+    from grok_circuits.runs.run import CheckpointStore
 
     CheckpointStore(run_dir).truncate_after(40)  # as if stopped before checkpointing step 60
     run = train(tiny_composition, None, out=run_dir, resume=True, progress=False)

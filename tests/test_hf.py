@@ -19,8 +19,8 @@ import torch
 from grok_circuits import backend
 from grok_circuits.hf import CheckpointError, load_hf_model, read_tokenizer
 from grok_circuits.model import count_loops
-from grok_circuits.runs import load_run
-from grok_circuits.series import exact_match, model_tokens
+from grok_circuits.runs.run import load_run
+from grok_circuits.runs.series import exact_match, model_tokens
 from grok_circuits.tasks import make_pairs
 from grok_circuits.tasks.paper import PaperDataError, load_paper_data, paper_token
 from tests.paper_standin import train_series, write_comparison_data, write_composition_data
@@ -179,7 +179,7 @@ def test_padding_rows_that_win_every_argmax_change_nothing(standin, task, tmp_pa
     before = load_run(run_dir, data=data).evaluate(steps=[60], progress=False)[0]
     after = load_run(tmp_path / "run", data=data).evaluate(steps=[60], progress=False)[0]
     assert before == after
-    from grok_circuits.analysis.logit_lens import logit_lens
+    from grok_circuits.analysis.lens.logit_lens import logit_lens
 
     lens = [
         logit_lens(load_run(r, data=data).model(60), s.tokens, s.meta["bridge"], 1).mrr
@@ -533,7 +533,7 @@ def test_the_shipped_standin_equals_transformers_on_every_checkpoint_and_probe()
 def test_evaluated_metrics_are_kept_outside_the_folder_and_redone_when_a_checkpoint_changes(
     standin, tmp_path, monkeypatch
 ):
-    import grok_circuits.series as series
+    import grok_circuits.runs.series as series
 
     run_dir = tmp_path / "run"
     shutil.copytree(standin[1], run_dir)
@@ -555,7 +555,7 @@ def test_evaluated_metrics_are_kept_outside_the_folder_and_redone_when_a_checkpo
     (tmp_path / "cache" / "metrics").iterdir().__next__().write_text("{not json")
     assert load_run(run_dir, data=standin[0]).evaluate(progress=False) == first  # rebuilt
     assert len(loaded) == 7
-    from grok_circuits.series import load_series
+    from grok_circuits.runs.series import load_series
 
     nothing = tmp_path / "nothing"
     monkeypatch.setenv("GROK_CIRCUITS_CACHE", str(nothing))

@@ -78,9 +78,12 @@ def test_every_public_name_resolves_to_its_module():
         grok_circuits.nope  # noqa: B018
 
 
-def test_train_stays_the_function_once_its_module_is_imported():
-    module = importlib.import_module("grok_circuits.train")
-    from grok_circuits import train
+def test_importing_every_module_keeps_the_functions_of_the_same_name():
+    """``train``, ``sweep`` and ``progress_measures`` are functions at the top level; no
+    submodule of the package may share their names, or importing it would shadow them."""
+    for module in ("training.loop", "sweeps", "training.progress_measures"):
+        importlib.import_module(f"grok_circuits.{module}")
+    from grok_circuits import progress_measures, sweep, train
 
-    assert train is module.train
-    assert grok_circuits.train is module.train
+    assert callable(train) and callable(sweep) and callable(progress_measures)
+    assert grok_circuits.train is train

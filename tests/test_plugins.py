@@ -9,7 +9,7 @@ import torch
 
 import grok_circuits
 from grok_circuits import TrainConfig, backend, load_run, register_grad_hook, register_loss, train
-from grok_circuits.plugins import (
+from grok_circuits.training.plugins import (
     GRAD_HOOKS,
     LOSSES,
     GrokfastEMA,
@@ -19,7 +19,7 @@ from grok_circuits.plugins import (
     loss_for,
     stablemax,
 )
-from grok_circuits.runs import CheckpointStore
+from grok_circuits.runs.run import CheckpointStore
 from tests.helpers import tiny_train_config
 
 PLUGIN_FIELDS = [

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from grok_circuits import logit_lens, make_task, progress_measures, train
 from grok_circuits.model import answer_logits, build_model, model_config
-from grok_circuits.progress_measures import (
+from grok_circuits.training.progress_measures import (
     ProgressMeasures,
     gradient_alignment,
     lens_mrr_at,

@@ -6,13 +6,13 @@ import torch
 
 from grok_circuits import backend, load_run
 from grok_circuits.cli import main
-from grok_circuits.runs import Run
+from grok_circuits.runs.run import Run
 
 
 def _run_with_metrics(tmp_path, accs):
     from grok_circuits.model import model_config
     from grok_circuits.tasks import make_task
-    from grok_circuits.train import TrainConfig
+    from grok_circuits.training.loop import TrainConfig
 
     task = make_task(
         "composition",
@@ -50,7 +50,7 @@ def test_saturation_and_grok_steps(tmp_path):
 
 
 def test_key_steps_keep_the_stages(tmp_path, monkeypatch):
-    from grok_circuits.runs import key_steps
+    from grok_circuits.runs.run import key_steps
 
     run = _run_with_metrics(tmp_path, [(0, 0.1, 0.0), (100, 0.99, 0.2), (300, 1.0, 0.95)])
     steps = [0, 10, 20, 40, 80, 100, 200, 300, 1000, 3000, 10000]
@@ -144,7 +144,7 @@ def test_run_model_loads_the_checkpointed_weights(tiny_composition, tmp_path):
 
 def test_export_keeps_chosen_weights_only(tiny_composition, tmp_path):
     from grok_circuits import train
-    from grok_circuits.runs import export_run
+    from grok_circuits.runs.run import export_run
     from tests.helpers import tiny_train_config
 
     run = train(
@@ -404,7 +404,7 @@ def test_resume_refuses_the_flags_it_cannot_change(finished_tiny, tmp_path, caps
 
 
 def test_resume_into_a_new_folder_trains_the_preset(tmp_path, capsys):
-    from grok_circuits.presets import train_config
+    from grok_circuits.training.presets import train_config
 
     out = tmp_path / "new"
     args = _resume_args(out) + ["--model-size", "tiny", "--steps", "20", "--eval-every", "10"]
@@ -486,7 +486,7 @@ def test_a_read_only_out_for_real(tmp_path, capsys):
 def test_bad_paths_of_a_run_are_one_error_line(finished_tiny, tmp_path, capsys, monkeypatch):
     import errno
 
-    from grok_circuits import runs as runs_module
+    from grok_circuits.runs import run as runs_module
 
     (tmp_path / "notes").write_text("a file")
     assert main(["report", str(finished_tiny), "--out", str(tmp_path / "notes")]) == 2
@@ -508,7 +508,7 @@ def test_a_second_train_of_a_run_being_trained_is_refused(finished_tiny, tmp_pat
     import subprocess
     import sys
 
-    from grok_circuits.runs import LOCK_FILE
+    from grok_circuits.runs.run import LOCK_FILE
 
     run_dir = shutil.copytree(finished_tiny, tmp_path / "run")
     holder = subprocess.Popen(  # a process that holds the run's lock, as a training run does

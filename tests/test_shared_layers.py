@@ -19,8 +19,8 @@ from grok_circuits import (
 )
 from grok_circuits.backend import model_weights as full_weights
 from grok_circuits.backend import named_parameters
-from grok_circuits.runs import export_run
-from grok_circuits.train import answer_loss, evaluate, make_optimizer
+from grok_circuits.runs.run import export_run
+from grok_circuits.training.loop import answer_loss, evaluate, make_optimizer
 from tests.helpers import tiny_train_config
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from grok_circuits import accuracy, fourier_spectrum, load_run, make_task, over_checkpoints
-from grok_circuits.train import evaluate
+from grok_circuits.training.loop import evaluate
 
 RUNS = Path(__file__).resolve().parent.parent / "data" / "runs"
 NAMES = (

@@ -11,9 +11,9 @@ import torch
 from grok_circuits.cli import main
 from grok_circuits.io import atomic_write_json
 from grok_circuits.model import build_model, model_config
-from grok_circuits.plugins import loss_for
-from grok_circuits.sweep import SweepSpec, _resolve, load_sweep, sweep
-from grok_circuits.train import answer_loss
+from grok_circuits.training.plugins import loss_for
+from grok_circuits.sweeps import SweepSpec, _resolve, load_sweep, sweep
+from grok_circuits.training.loop import answer_loss
 from tests.conftest import TINY_COMPOSITION
 from tests.helpers import tiny_train_config
 
@@ -33,7 +33,7 @@ train:             # fixed TrainConfig fields
 def test_the_documented_spec_expands_to_every_combination(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(SPEC_YAML)
-    from grok_circuits.sweep import load_spec
+    from grok_circuits.sweeps import load_spec
 
     trials = load_spec(path).trials()
     assert [t.name for t in trials] == [

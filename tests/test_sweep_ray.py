@@ -19,8 +19,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from grok_circuits.runs import read_metrics  # noqa: E402
-from grok_circuits.sweep import load_sweep, sweep  # noqa: E402
+from grok_circuits.runs.run import read_metrics  # noqa: E402
+from grok_circuits.sweeps import load_sweep, sweep  # noqa: E402
 from tests.conftest import TINY_COMPOSITION  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

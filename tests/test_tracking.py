@@ -8,8 +8,8 @@ import struct
 import pytest
 
 from grok_circuits.config import RESUME_CHANGEABLE, TrainConfig
-from grok_circuits.runs import read_metrics
-from grok_circuits.train import train
+from grok_circuits.runs.run import read_metrics
+from grok_circuits.training.loop import train
 from tests.helpers import tiny_train_config
 
 pytest.importorskip("tensorboard")

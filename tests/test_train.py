@@ -12,9 +12,9 @@ import torch.nn.functional as F
 
 from grok_circuits import TrainConfig, load_run, train
 from grok_circuits.model import build_model, model_config
-from grok_circuits.presets import train_config
-from grok_circuits.runs import CheckpointStore
-from grok_circuits.train import (
+from grok_circuits.training.presets import train_config
+from grok_circuits.runs.run import CheckpointStore
+from grok_circuits.training.loop import (
     _held_evals,
     _should_stop,
     answer_loss,
@@ -24,8 +24,8 @@ from grok_circuits.train import (
 )
 from tests.helpers import tiny_train_config
 
-# The module, not the function of the same name that ``grok_circuits.train`` resolves to.
-train_module = importlib.import_module("grok_circuits.train")
+# The module, not the function of the same name that ``grok_circuits.training.loop`` resolves to.
+train_module = importlib.import_module("grok_circuits.training.loop")
 
 
 def test_answer_only_loss_matches_a_per_example_loop(tiny_composition):
@@ -79,7 +79,7 @@ def test_the_memorizing_and_grok_steps_are_checkpointed_off_the_schedule(
     """``run.model(run.grok_step)`` (the README's tour) must load, wherever the schedule puts its
     checkpoints: here 0, 20, 100 and 160 only. The tiny task does not grok, so the grok
     threshold is lowered to an ID accuracy it reaches (0.25, first at step 40)."""
-    import grok_circuits.runs as runs_module
+    import grok_circuits.runs.run as runs_module
 
     monkeypatch.setattr(runs_module, "GROK_THRESHOLD", 0.25)
     cfg = tiny_train_config(max_steps=160, dense_until=0, checkpoints_per_decade=1, lr=3e-3)

@@ -11,7 +11,7 @@ Data flows one way: tasks -> train -> runs -> analysis -> viz. Every result is a
 dataclass that prints as a short table and has a ``.plot()``.
 """
 
-from grok_circuits.analysis.ablation import (
+from grok_circuits.analysis.patching.ablation import (
     ABLATIONS,
     Ablation,
     Component,
@@ -20,8 +20,8 @@ from grok_circuits.analysis.ablation import (
     all_components,
 )
 from grok_circuits.analysis.accuracy import GroupedAccuracy, accuracy, accuracy_by, value_gap
-from grok_circuits.analysis.analyze import Analysis, analyze
-from grok_circuits.analysis.bridge import (
+from grok_circuits.analysis.paper.analyze import Analysis, analyze
+from grok_circuits.analysis.paper.bridge import (
     BRIDGE_MRR_THRESHOLD,
     BridgeTrace,
     BridgeTraceOverTime,
@@ -29,7 +29,7 @@ from grok_circuits.analysis.bridge import (
     trace_bridge,
     trace_reasoning,
 )
-from grok_circuits.analysis.causal_tracing import (
+from grok_circuits.analysis.patching.causal_trace import (
     ACTIVATIONS,
     DEFAULT_DIRECTION,
     CausalTrace,
@@ -44,7 +44,7 @@ from grok_circuits.analysis.causal_tracing import (
     trace_resid_post,
     trace_resid_pre,
 )
-from grok_circuits.analysis.circuits import (
+from grok_circuits.analysis.circuits.find import (
     CIRCUIT_METHODS,
     DEFAULT_THRESHOLD,
     Circuit,
@@ -52,8 +52,8 @@ from grok_circuits.analysis.circuits import (
     find_circuit,
     select_components,
 )
-from grok_circuits.analysis.edge_reuse import EdgeReuseReport
-from grok_circuits.analysis.edges import (
+from grok_circuits.analysis.edges.reuse import EdgeReuseReport
+from grok_circuits.analysis.edges.attribution import (
     EDGE_METHODS,
     Edge,
     EdgeChange,
@@ -63,10 +63,10 @@ from grok_circuits.analysis.edges import (
     compare_edges,
     edge_attribution,
 )
-from grok_circuits.analysis.faithfulness import EDGE_ABLATIONS, Faithfulness, faithfulness
-from grok_circuits.analysis.fourier import FourierSpectrum, fourier_spectrum
-from grok_circuits.analysis.inputs import as_pairs, check_fits
-from grok_circuits.analysis.logit_lens import LogitLensResult, logit_lens
+from grok_circuits.analysis.edges.faithfulness import EDGE_ABLATIONS, Faithfulness, faithfulness
+from grok_circuits.analysis.lens.fourier import FourierSpectrum, fourier_spectrum
+from grok_circuits.analysis._inputs import as_pairs, check_fits
+from grok_circuits.analysis.lens.logit_lens import LogitLensResult, logit_lens
 from grok_circuits.analysis.metrics import (
     PAIR_METRICS,
     PairMetric,
@@ -75,8 +75,8 @@ from grok_circuits.analysis.metrics import (
     top1_predictions,
 )
 from grok_circuits.analysis.over_checkpoints import OverCheckpoints, over_checkpoints
-from grok_circuits.analysis.reuse import ReuseReport, circuit_reuse
-from grok_circuits.analysis.stages import StageComparison, compare_stages
+from grok_circuits.analysis.circuits.reuse import ReuseReport, circuit_reuse
+from grok_circuits.analysis.paper.stages import StageComparison, compare_stages
 from grok_circuits.tasks import Counterfactuals, PromptPairs, make_pairs
 
 #: The former name of :func:`~grok_circuits.make_pairs`.

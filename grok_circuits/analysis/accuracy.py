@@ -14,7 +14,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from grok_circuits.analysis.inputs import check_split_fits
+from grok_circuits.analysis._inputs import check_split_fits
 from grok_circuits.analysis.metrics import top1_predictions
 from grok_circuits.backend import Model
 from grok_circuits.tasks import Split

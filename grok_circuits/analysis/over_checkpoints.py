@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from grok_circuits.backend import Model
-from grok_circuits.runs import Run
+from grok_circuits.runs.run import Run
 
 Getter = str | Callable[[Any], Any]
 

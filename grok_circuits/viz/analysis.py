@@ -326,7 +326,7 @@ def plot_paper_figure(
         title: the figure's title.
     """
     from grok_circuits.analysis import trace_bridge
-    from grok_circuits.runs import Run
+    from grok_circuits.runs.run import Run
 
     if isinstance(trace_or_run, Run):
         run = trace_or_run

@@ -8,7 +8,7 @@
 - :func:`plot_reuse`: which components each of two circuits holds, their overlap against its
   size-matched random distribution, and the cross-ablation accuracies.
 
-A :class:`~grok_circuits.analysis.circuits.Circuit` records its split and its swaps but not the
+A :class:`~grok_circuits.analysis.circuits.find.Circuit` records its split and its swaps but not the
 checkpoint's step: pass ``step`` to put it in the title.
 """
 
@@ -44,7 +44,7 @@ def plot_causal_graph(
     title: str | None = None,
     step: int | None = None,
 ):
-    """The causal graph of a patching :class:`~grok_circuits.analysis.circuits.Circuit`.
+    """The causal graph of a patching :class:`~grok_circuits.analysis.circuits.find.Circuit`.
 
     Nodes are the ``resid_pre`` states of every (layer, position), shaded by their strength (the
     largest over the perturbed input tokens), plus the output at the answer position. Edges are

@@ -1,6 +1,6 @@
 """Plots of edge circuits, their faithfulness curves and their change over training.
 
-- :func:`plot_edge_circuit`: an :class:`~grok_circuits.analysis.edges.EdgeCircuit` at
+- :func:`plot_edge_circuit`: an :class:`~grok_circuits.analysis.edges.attribution.EdgeCircuit` at
   (layer, position), as the paper draws its circuits: a column per position, a row per layer
   (the heads side by side, the MLP half a layer above them), the embeddings below and the logits
   above; each edge runs at its own position, its width the absolute score, blue where it
@@ -147,7 +147,7 @@ def plot_edge_circuit(circuit, ax=None, *, title: str | None = None, step: int |
 
 def plot_faithfulness(results, *, title: str | None = None):
     """Faithfulness and completeness drop against the fraction of edges kept, for one
-    :class:`~grok_circuits.analysis.faithfulness.Faithfulness` or a ``{name: result}`` dict;
+    :class:`~grok_circuits.analysis.edges.faithfulness.Faithfulness` or a ``{name: result}`` dict;
     the random circuits' mean +- std is drawn as a band in the same colour.
 
     Returns:
@@ -199,7 +199,7 @@ def plot_faithfulness(results, *, title: str | None = None):
 
 def plot_edge_change(change, ax=None, *, title: str | None = None):
     """Each edge's normalised score at the two stages of an
-    :class:`~grok_circuits.analysis.edges.EdgeChange`, joined by a line.
+    :class:`~grok_circuits.analysis.edges.attribution.EdgeChange`, joined by a line.
 
     Returns:
         The matplotlib Figure.
@@ -225,7 +225,7 @@ def plot_edge_change(change, ax=None, *, title: str | None = None):
 
 
 def plot_edge_reuse(report, *, title: str | None = None):
-    """Two panels of an :class:`~grok_circuits.analysis.edge_reuse.EdgeReuseReport`: the
+    """Two panels of an :class:`~grok_circuits.analysis.edges.reuse.EdgeReuseReport`: the
     circuits' edge IoU (red line) over the histogram of random edge sets of the same sizes;
     the share of each task's metric kept after knocking out each circuit (dark bars) or random
     edge sets of its size (light bars, error bar = std).

@@ -1,4 +1,4 @@
-"""Progress measures over training (:mod:`grok_circuits.progress_measures`), under the accuracy
+"""Progress measures over training (:mod:`grok_circuits.training.progress_measures`), under the accuracy
 curves: what moves before test accuracy does."""
 
 import matplotlib.pyplot as plt
@@ -43,7 +43,7 @@ def plot_progress_measures(run, axes=None):
     if not columns:
         raise ValueError(
             f"run {run.path} logged no progress measures (trained before they existed); compute "
-            "them from its checkpoints with grok_circuits.progress_measures"
+            "them from its checkpoints with grok_circuits.training.progress_measures"
         )
     if axes is None:
         fig, axes = plt.subplots(2, 1, figsize=(7, 6), sharex=True)

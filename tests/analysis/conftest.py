@@ -9,7 +9,7 @@ import torch
 from grok_circuits import backend
 from grok_circuits.backend import Model, ModelConfig
 from grok_circuits.model import build_model, model_config
-from grok_circuits.train import train
+from grok_circuits.training.loop import train
 from tests.helpers import tiny_train_config
 
 

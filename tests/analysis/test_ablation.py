@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from grok_circuits.analysis.ablation import (
+from grok_circuits.analysis.patching.ablation import (
     Component,
     ablated_answer_logits,
     accuracy_under_ablation,
@@ -14,7 +14,7 @@ from grok_circuits.analysis.ablation import (
 )
 from grok_circuits.model import build_model, model_config
 from grok_circuits.tasks import Split
-from grok_circuits.train import answer_logits, evaluate
+from grok_circuits.training.loop import answer_logits, evaluate
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from grok_circuits.analysis import (
     trace_head_out_by_pos,
     trace_resid_pre,
 )
-from grok_circuits.analysis.causal_tracing import _can_start_midway
+from grok_circuits.analysis.patching.causal_trace import _can_start_midway
 from tests.analysis.conftest import seeded_tokens
 
 TOL = dict(atol=1e-5, rtol=1e-5)

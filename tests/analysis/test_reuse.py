@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import grok_circuits.tasks.mixed  # noqa: F401  (registers "mixed")
-from grok_circuits.analysis.ablation import Component, accuracy_under_ablation, all_components
-from grok_circuits.analysis.circuits import Circuit
-from grok_circuits.analysis.reuse import (
+from grok_circuits.analysis.patching.ablation import Component, accuracy_under_ablation, all_components
+from grok_circuits.analysis.circuits.find import Circuit
+from grok_circuits.analysis.circuits.reuse import (
     ReuseReport,
     circuit_reuse,
     head_share,
@@ -22,7 +22,7 @@ from grok_circuits.analysis.reuse import (
 from grok_circuits.model import build_model, model_config
 from grok_circuits.tasks import make_task
 from grok_circuits.tasks.mixed import mixed_subtask
-from grok_circuits.train import TrainConfig, train
+from grok_circuits.training.loop import TrainConfig, train
 from tests.helpers import TINY_MIXED
 
 matplotlib.use("Agg")

@@ -135,7 +135,7 @@ def test_train_and_the_run_level_analyses(run, registered):
         run.model(), a, b, names=("x", "k"), top_k=2, n_random=50, n_random_ablations=2
     )
     assert report.tasks == ("x", "k") and report.eval_split == "pairs"
-    assert report.n_eval == {"x": len(gc.analysis.circuits.distinct_clean([a])), "k": 20}
+    assert report.n_eval == {"x": len(gc.analysis.circuits.find.distinct_clean([a])), "k": 20}
     assert len(report.circuits["x"]) == 2 == len(report.circuits["k"])
 
 

@@ -31,7 +31,7 @@ from grok_circuits import (  # noqa: E402
     make_task,
     train,
 )
-from grok_circuits.runs import export_run  # noqa: E402
+from grok_circuits.runs.run import export_run  # noqa: E402
 from tests.conftest import TINY_COMPOSITION  # noqa: E402
 from tests.helpers import tiny_train_config  # noqa: E402
 

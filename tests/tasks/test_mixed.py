@@ -16,7 +16,7 @@ from grok_circuits.tasks.mixed import (
     derived_seed,
     mixed_subtask,
 )
-from grok_circuits.train import TrainConfig, train
+from grok_circuits.training.loop import TrainConfig, train
 from tests import helpers
 
 TINY_MIXED = {**helpers.TINY_MIXED, "seed": 3}

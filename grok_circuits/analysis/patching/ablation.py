@@ -14,7 +14,7 @@ activation patching"):
   and every ablated component reads that same example: the ablated components see a coherent,
   real, but unrelated input.
 
-Components are the units of the circuit analysis (:mod:`grok_circuits.analysis.circuits`): an
+Components are the units of the circuit analysis (:mod:`grok_circuits.analysis.circuits.find`): an
 attention head ``(layer, head)``, ablated through its ``hook_z`` (the head's output before
 ``W_O``, ``[batch, pos, head, d_head]``), or an MLP ``(layer,)``, ablated through
 ``hook_mlp_out`` (``[batch, pos, d_model]``).

@@ -18,7 +18,7 @@ or two operations of modular arithmetic) and compares its sub-tasks:
    the report gives the baseline's mean and the fraction of random pairs that overlap at least as
    much as the circuits do (a one-sided permutation p-value).
 3. **Cross-ablation**: accuracy on both tasks after ablating each task's circuit (mean or
-   resample ablation, :mod:`grok_circuits.analysis.ablation`), against ablating random component
+   resample ablation, :mod:`grok_circuits.analysis.patching.ablation`), against ablating random component
    sets of the same size. Reuse predicts that ablating one task's circuit hurts the other task
    more than a random set of the same size does.
 
@@ -36,15 +36,15 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from grok_circuits.analysis.ablation import (
+from grok_circuits.analysis.patching.ablation import (
     Ablation,
     Component,
     accuracy_under_ablation,
     all_components,
 )
-from grok_circuits.analysis.circuits import Circuit, CircuitMethod, distinct_clean, find_circuit
-from grok_circuits.analysis.edge_reuse import EdgeReuseReport, edge_reuse
-from grok_circuits.analysis.inputs import Data, check_task_fits, swap_pairs
+from grok_circuits.analysis.circuits.find import Circuit, CircuitMethod, distinct_clean, find_circuit
+from grok_circuits.analysis.edges.reuse import EdgeReuseReport, edge_reuse
+from grok_circuits.analysis._inputs import Data, check_task_fits, swap_pairs
 from grok_circuits.analysis.metrics import PairMetric
 from grok_circuits.backend import Model
 from grok_circuits.tasks import PromptPairs, Split, TaskData, subtasks
@@ -265,13 +265,13 @@ def circuit_reuse(
         level: ``"components"`` (heads and MLPs, the default) or ``"edges"``: edge circuits
             from :func:`~grok_circuits.edge_attribution` (``top_k`` then counts edges; default
             5% of the graph's), their overlap and cross knock-out of edges against random edge
-            sets of the same size (:mod:`grok_circuits.analysis.edge_reuse`); ``method``,
+            sets of the same size (:mod:`grok_circuits.analysis.edges.reuse`); ``method``,
             ``metric``, ``eval_a``/``eval_b`` and ``eval_split``/``n_eval`` do not apply.
             ``ablation`` defaults to ``"mean"`` for components and ``"corrupt"`` for edges.
 
     Returns:
         A :class:`ReuseReport`, or an
-        :class:`~grok_circuits.analysis.edge_reuse.EdgeReuseReport` for ``level="edges"``.
+        :class:`~grok_circuits.analysis.edges.reuse.EdgeReuseReport` for ``level="edges"``.
     """
     if n_random < 1 or n_random_ablations < 1:
         raise ValueError(

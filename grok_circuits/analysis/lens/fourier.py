@@ -29,7 +29,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from grok_circuits.analysis.inputs import check_task_fits
+from grok_circuits.analysis._inputs import check_task_fits
 from grok_circuits.backend import Model
 from grok_circuits.tasks import TaskData, task_spec
 

@@ -17,7 +17,7 @@ The paper trains an 8-layer GPT-2-shaped model for up to 1.5M steps; on a GPU tw
 Neither is exact: compiled kernels and bf16 round differently, so a run with either differs from
 one without by floating-point noise that training can amplify; ``benchmarks/paper_scale.py``
 measures how far the metrics move over 200 steps. Both are fixed for a run (a resumed run may not
-switch them). :mod:`grok_circuits.gpu` times the training step with each.
+switch them). :mod:`grok_circuits.training.throughput` times the training step with each.
 """
 
 from contextlib import nullcontext

@@ -1,6 +1,6 @@
 """Train a model on a grokking task, with the loss on the answer token only.
 
-One loop, read top to bottom (nanoGPT's ``train.py`` is the model)::
+One loop, read top to bottom (nanoGPT's ``training/loop.py`` is the model)::
 
     for step in 1..max_steps:
         train_step: batch -> loss on the answer position -> gradient hooks -> clipping -> AdamW
@@ -28,8 +28,8 @@ times slower than one; on two idle cores they were 1.6 times faster. :func:`choo
 therefore asks for one thread per core that is free now (``benchmarks/threads.py`` measures it).
 
 The loss and the gradient hooks (Grokfast, ⊥Grad, StableMax and your own) are plug-ins chosen by
-name in the :class:`TrainConfig` (:mod:`grok_circuits.plugins`); the measures logged besides
-accuracy are in :mod:`grok_circuits.progress_measures`.
+name in the :class:`TrainConfig` (:mod:`grok_circuits.training.plugins`); the measures logged besides
+accuracy are in :mod:`grok_circuits.training.progress_measures`.
 """
 
 import math
@@ -62,10 +62,10 @@ from grok_circuits.model import (
     resolve_device,
     save_config,
 )
-from grok_circuits.plugins import GradHook, LossFn, grad_hooks_for, loss_for
-from grok_circuits.precision import autocast, training_forward
-from grok_circuits.progress_measures import ProgressMeasures
-from grok_circuits.runs import (
+from grok_circuits.training.plugins import GradHook, LossFn, grad_hooks_for, loss_for
+from grok_circuits.training.precision import autocast, training_forward
+from grok_circuits.training.progress_measures import ProgressMeasures
+from grok_circuits.runs.run import (
     LOCK_FILE,
     MODEL_CONFIG_FILE,
     TASK_FILE,
@@ -78,7 +78,7 @@ from grok_circuits.runs import (
     write_metrics,
 )
 from grok_circuits.tasks import Split, TaskData
-from grok_circuits.tracking import MetricsMirror, check_trackers
+from grok_circuits.training.tracking import MetricsMirror, check_trackers
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -90,7 +90,7 @@ def answer_loss(
 ) -> Tensor:
     """The loss (cross-entropy unless told) on the answer token only (the prompt tokens are never
     predicted). ``precision="bf16"`` runs the forward pass under bf16 autocast; the loss is
-    always computed from float32 logits (:mod:`grok_circuits.precision`)."""
+    always computed from float32 logits (:mod:`grok_circuits.training.precision`)."""
     with autocast(precision, batch.tokens.device):
         logits = answer_logits(model, batch.tokens, batch.answer_pos)
     return loss(logits.float(), batch.answers)

@@ -79,7 +79,7 @@ class Trial:
 
     def config(self) -> TrainConfig:
         """The trial's TrainConfig: the task's training preset with the trial's fields."""
-        from grok_circuits.presets import train_config
+        from grok_circuits.training.presets import train_config
 
         fields = dict(self.train)
         for key in _TUPLE_FIELDS:
@@ -255,8 +255,8 @@ def run_trial(trial: Trial, out: str | os.PathLike, lock_wait: float = 600.0) ->
     While another process trains the same trial (say a worker of a sweep that was stopped and is
     still winding down), this waits up to ``lock_wait`` seconds for it, then resumes or skips.
     """
-    from grok_circuits.runs import TRAIN_CONFIG_FILE, CheckpointStore
-    from grok_circuits.train import already_finished, train
+    from grok_circuits.runs.run import TRAIN_CONFIG_FILE, CheckpointStore
+    from grok_circuits.training.loop import already_finished, train
 
     out = Path(out)
     locks = out.parent / LOCK_DIR
@@ -425,7 +425,7 @@ class Sweep:
 
     def runs(self) -> dict[str, Any]:
         """Trial name -> :class:`~grok_circuits.Run`, for the trials that have started."""
-        from grok_circuits.runs import TRAIN_CONFIG_FILE, load_run
+        from grok_circuits.runs.run import TRAIN_CONFIG_FILE, load_run
 
         return {
             t.name: load_run(self.path / t.name)

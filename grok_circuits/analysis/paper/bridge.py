@@ -4,11 +4,11 @@
 of a grokked composition model in two measurements on training inferred queries
 ``<e_h> <r_1> <r_2> -> <e_t>``, with bridge ``b`` (``(h, r1) -> b``, ``(b, r2) -> t``):
 
-1. **Logit lens** (:mod:`grok_circuits.analysis.logit_lens`): the MRR of ``b`` decoded at the
+1. **Logit lens** (:mod:`grok_circuits.analysis.lens.logit_lens`): the MRR of ``b`` decoded at the
    ``r1`` position rises in the middle layers (the first hop is done and stored there), while
    ``r2`` stays decodable at the ``r2`` position (carried unchanged for the second hop); the
    answer ``t`` appears at the ``r2`` position in the upper layers.
-2. **Causal tracing** (:mod:`grok_circuits.analysis.causal_tracing`, paper direction
+2. **Causal tracing** (:mod:`grok_circuits.analysis.patching.causal_trace`, paper direction
    ``"noise"``): for each (layer, position) state of the clean run, the fraction of examples
    whose top-1 prediction changes when that state is taken from a corrupt run (**strength**).
    By default ``h`` is swapped: the corrupt query has a different bridge (its answer differs,
@@ -40,13 +40,13 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from grok_circuits.analysis.causal_tracing import CausalTrace, trace_pairs
-from grok_circuits.analysis.inputs import Data, as_pairs
-from grok_circuits.analysis.logit_lens import LogitLensResult, logit_lens
+from grok_circuits.analysis.patching.causal_trace import CausalTrace, trace_pairs
+from grok_circuits.analysis._inputs import Data, as_pairs
+from grok_circuits.analysis.lens.logit_lens import LogitLensResult, logit_lens
 from grok_circuits.analysis.metrics import PairMetric
 from grok_circuits.analysis.over_checkpoints import over_checkpoints
 from grok_circuits.backend import Model
-from grok_circuits.runs import Run
+from grok_circuits.runs.run import Run
 from grok_circuits.tasks import PromptPairs, Split
 from grok_circuits.tasks.registry import Facts
 

@@ -5,7 +5,7 @@ The paper's authors released step-indexed checkpoints of their runs, one folder 
 Face's ``Trainer`` and the authors' training script write: ``checkpoint-<step>`` or
 ``checkpoint-<step>-epoch-<n>``). :func:`load_series` (and :func:`grok_circuits.load_run` with
 ``data=``) opens such a folder, read-only, as a :class:`CheckpointSeries`: a
-:class:`~grok_circuits.runs.Run` whose ``steps`` are the checkpoints' steps and whose
+:class:`~grok_circuits.runs.run.Run` whose ``steps`` are the checkpoints' steps and whose
 ``model(step)`` is the installed TransformerLens' model built from that folder alone
 (:func:`grok_circuits.hf.load_hf_model`), so every analysis that takes a run
 (``trace_bridge``, ``compare_stages``, ``over_checkpoints``, ``analyze``, the CLI) takes it.
@@ -49,7 +49,7 @@ from grok_circuits.hf import (
 )
 from grok_circuits.io import atomic_write_json
 from grok_circuits.model import resolve_device
-from grok_circuits.runs import Run
+from grok_circuits.runs.run import Run
 from grok_circuits.tasks import Split, TaskData
 from grok_circuits.tasks.paper import ANSWER_START
 from grok_circuits.tasks.paper import END as END_TOKEN

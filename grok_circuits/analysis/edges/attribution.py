@@ -60,7 +60,7 @@ TransformerLens 3.x's ``tools.analysis.attribution_patching`` is node-level, tar
 ``TransformerBridge`` rather than ``HookedTransformer``, and declares edge scores and integrated
 gradients unimplemented, and ``transformer_lens.patching`` patches one node per forward pass; so
 the edge graph, the gradient bookkeeping, EAP-IG and the edge ablation of
-:mod:`grok_circuits.analysis.faithfulness` are written here. The tests check EAP against a
+:mod:`grok_circuits.analysis.edges.faithfulness` are written here. The tests check EAP against a
 first-order estimate computed by hand, and its node sums against ``transformer_lens.patching``.
 """
 
@@ -75,8 +75,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from grok_circuits.analysis.ablation import Component
-from grok_circuits.analysis.inputs import Data, as_pairs, weights_digest
+from grok_circuits.analysis.patching.ablation import Component
+from grok_circuits.analysis._inputs import Data, as_pairs, weights_digest
 from grok_circuits.backend import BRIDGE, TL_VERSION, Model, split_qkv_hooks, supports_edge_graph
 from grok_circuits.model import logits_at
 from grok_circuits.tasks import PromptPairs

@@ -1,6 +1,6 @@
 """Circuit reuse at the level of edges: ``circuit_reuse(..., level="edges")``.
 
-The component-level test (:mod:`grok_circuits.analysis.reuse`) cannot tell reuse from damage in
+The component-level test (:mod:`grok_circuits.analysis.circuits.reuse`) cannot tell reuse from damage in
 a small model: when a circuit holds 8 of 20 components, ablating *any* 8 components destroys
 both tasks. Edges are finer: a model of a few layers has hundreds of them, a task's circuit is a
 small share, and knocking out a random edge set of its size often leaves a task intact, so a
@@ -15,7 +15,7 @@ circuit that hurts the other task more than random edge sets do says something.
 3. **Cross knock-out**: for each circuit and each task, the share of the task's metric (clean
    minus corrupt answer logit difference) that is *kept* when only that circuit's edges are
    ablated, ``(m(full minus C) - m(empty)) / (m(full) - m(empty))`` (one minus the completeness
-   drop of :mod:`grok_circuits.analysis.faithfulness`), against ``n_random_ablations`` random edge
+   drop of :mod:`grok_circuits.analysis.edges.faithfulness`), against ``n_random_ablations`` random edge
    sets of the same size. Each task's own circuit's faithfulness is reported beside it.
 """
 
@@ -28,7 +28,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from grok_circuits.analysis.edges import (
+from grok_circuits.analysis.edges.attribution import (
     DEFAULT_SHARE,
     EdgeCircuit,
     EdgeGraph,
@@ -37,8 +37,8 @@ from grok_circuits.analysis.edges import (
     edge_hooks,
     metric_fn,
 )
-from grok_circuits.analysis.faithfulness import EdgeAblation, ablated_sources, metrics_with_edges
-from grok_circuits.analysis.inputs import swap_pairs
+from grok_circuits.analysis.edges.faithfulness import EdgeAblation, ablated_sources, metrics_with_edges
+from grok_circuits.analysis._inputs import swap_pairs
 from grok_circuits.backend import Model
 from grok_circuits.tasks import PromptPairs
 
@@ -60,7 +60,7 @@ class EdgeReuseReport:
 
     Attributes:
         tasks: the two data sets' names.
-        scores: each one's :class:`~grok_circuits.analysis.edges.EdgeScores`.
+        scores: each one's :class:`~grok_circuits.analysis.edges.attribution.EdgeScores`.
         circuits: each one's edge circuit (``top_k`` edges summed over positions, unpruned).
         iou: the two circuits' IoU; random_iou: ``[n_random]`` that of random edge sets of the
             same sizes.

@@ -43,8 +43,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from grok_circuits.analysis.ablation import _resample_draw
-from grok_circuits.analysis.edges import (
+from grok_circuits.analysis.patching.ablation import _resample_draw
+from grok_circuits.analysis.edges.attribution import (
     EdgeCircuit,
     EdgeGraph,
     EdgeMetric,
@@ -54,7 +54,7 @@ from grok_circuits.analysis.edges import (
     source_outputs,
     source_value,
 )
-from grok_circuits.analysis.inputs import Data, as_pairs, weights_digest
+from grok_circuits.analysis._inputs import Data, as_pairs, weights_digest
 from grok_circuits.analysis.metrics import no_effect_error
 from grok_circuits.backend import Model, split_qkv_hooks
 from grok_circuits.model import logits_at

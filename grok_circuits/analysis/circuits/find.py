@@ -19,7 +19,7 @@ per swapped input token, it gives the paper's causal graph: which states carry w
 depends on. Composition's generalizing circuit stores the bridge entity at the r1 position around
 the middle layers; comparison's retrieves both values in parallel.
 
-For circuit *reuse* (:mod:`grok_circuits.analysis.reuse`) a circuit must be a set of
+For circuit *reuse* (:mod:`grok_circuits.analysis.circuits.reuse`) a circuit must be a set of
 **components**. The same interventions applied to components give their scores: the output
 ``hook_z`` of each attention head (all positions at once; ``[layer, head]``) and the output of each
 MLP (``[layer, pos]``; an MLP's score is its strongest position). A component's score is its
@@ -48,14 +48,14 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from grok_circuits.analysis.ablation import (
+from grok_circuits.analysis.patching.ablation import (
     Ablation,
     Component,
     accuracy_under_ablation,
     all_components,
 )
-from grok_circuits.analysis.causal_tracing import CausalTrace, trace_pairs
-from grok_circuits.analysis.inputs import (
+from grok_circuits.analysis.patching.causal_trace import CausalTrace, trace_pairs
+from grok_circuits.analysis._inputs import (
     Data,
     check_fits,
     check_task_fits,

@@ -1,0 +1,1 @@
+"""Edge-level circuits: attribution over the residual graph, faithfulness, reuse and change."""
