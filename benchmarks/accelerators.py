@@ -6,7 +6,8 @@
     python benchmarks/accelerators.py --cost                                   # measures' cost
 
 Trains the tutorial composition preset (``train_config("composition")``) with each plug-in of
-``grok_circuits.training.plugins`` switched on alone, with plain AdamW, and with plain AdamW at 2x and 4x
+``grok_circuits.training.plugins``
+switched on alone, with plain AdamW, and with plain AdamW at 2x and 4x
 the learning rate: the fairness control, since much of a gradient filter's effect may be a larger
 effective step. Each trial stops at the first evaluation with ID accuracy >= 0.95 or at
 ``--max-steps``. For each configuration, over the seeds (``TrainConfig.seed``: initial weights
@@ -265,8 +266,8 @@ def cost(repeats: int, device: str) -> None:
 
     torch.set_num_threads(1)
     from grok_circuits import build_model, make_task, model_config
-    from grok_circuits.training.progress_measures import ProgressMeasures
     from grok_circuits.training.loop import evaluate
+    from grok_circuits.training.progress_measures import ProgressMeasures
 
     task = make_task("composition", preset="tutorial")
     model = build_model(model_config(task, "tutorial"), seed=0, device=device)

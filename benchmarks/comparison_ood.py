@@ -5,7 +5,7 @@
     python benchmarks/comparison_ood.py --list
 
 For each configuration (a row of the comparison tables in ``benchmarks/README.md``) it trains
-with ``grok_circuits.training.loop`` and prints the first step with train >= 0.99, ID >= 0.95 and OOD
+with ``grok_circuits.train`` and prints the first step with train >= 0.99, ID >= 0.95 and OOD
 >= 0.9 (or that it was not reached), the accuracies at the last step and the best OOD accuracy
 of any evaluation. Then, at the last step, the ID and OOD accuracy per value gap
 ``|value1 - value2|`` (:func:`grok_circuits.accuracy_by`): a model that reads the two values

@@ -18,9 +18,9 @@ import tempfile
 import torch
 
 from benchmarks.time_to_grok import first_row, stop_at_grok
-from grok_circuits.training.presets import train_config
 from grok_circuits.tasks import make_task
 from grok_circuits.training.loop import train
+from grok_circuits.training.presets import train_config
 
 #: (p, frac_train, lr, weight_decay)
 SETTINGS = [

@@ -9,11 +9,13 @@ Parts, each printed as it is measured:
 1. **Training speed** of the paper preset (the composition task's ``"paper"`` preset: 2,000
    entities, phi 7.2, the 8-layer d_model 768 model, AdamW batch 512): steps per second of
    ``train()``'s own step alone (``grok_circuits.training.loop.train_step``: batch, learning rate,
-   forward, loss, backward, gradient hooks, clipping, AdamW; ``grok_circuits.training.throughput``), timed after
+   forward, loss, backward, gradient hooks, clipping, AdamW;
+   ``grok_circuits.training.throughput``), timed after
    ``--warmup`` untimed steps (which include compiling), for float32, bf16 autocast, compile and
    both; the peak memory (CUDA: ``torch.cuda.max_memory_allocated``; CPU: the process's peak
    RSS); the hours to the paper's 1.5M steps at that speed (evaluation and checkpoints not
-   counted). Then the batch that fills the GPU (``grok_circuits.training.throughput.batch_that_fills``: doubling
+   counted). Then the batch that fills the GPU
+   (``grok_circuits.training.throughput.batch_that_fills``: doubling
    the batch from 512 until examples per second rise by less than 10%).
 2. **Same metrics**: ``train()`` on the tutorial composition task (tutorial model on CUDA, tiny on
    the CPU; 200 steps, evaluation every 20) with each option, against the float32 run: the
@@ -39,15 +41,15 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # TransformerLens' patcher draws a p
 
 import torch  # noqa: E402
 
+from grok_circuits.model import build_model, model_config, resolve_device  # noqa: E402
+from grok_circuits.tasks import make_task  # noqa: E402
+from grok_circuits.training.presets import train_config  # noqa: E402
 from grok_circuits.training.throughput import (  # noqa: E402
     batch_that_fills,
     peak_memory_gib,
     synchronize,
     training_throughput,
 )
-from grok_circuits.model import build_model, model_config, resolve_device  # noqa: E402
-from grok_circuits.training.presets import train_config  # noqa: E402
-from grok_circuits.tasks import make_task  # noqa: E402
 
 PAPER_STEPS = 1_500_000
 VARIANTS = {

@@ -126,8 +126,8 @@ def trial(spec: dict) -> tuple[dict, list[dict]]:
 
     import torch
 
-    from grok_circuits.training.presets import train_config
     from grok_circuits.tasks import make_task
+    from grok_circuits.training.presets import train_config
 
     torch.set_num_threads(1)
     t0 = time.time()

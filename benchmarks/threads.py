@@ -19,9 +19,9 @@ import sys
 import tempfile
 import time
 
-from grok_circuits.training.presets import train_config
 from grok_circuits.tasks import make_task
 from grok_circuits.training.loop import busy_cores, choose_threads, train, usable_cores
+from grok_circuits.training.presets import train_config
 
 BUSY_LOOP = "import time\nend = time.time() + {limit}\nwhile time.time() < end:\n    pass\n"
 

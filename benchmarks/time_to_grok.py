@@ -27,9 +27,9 @@ import time
 
 import torch
 
-from grok_circuits.training.presets import train_config
 from grok_circuits.tasks import make_task
 from grok_circuits.training.loop import train
+from grok_circuits.training.presets import train_config
 
 OOD_TARGET = {"composition": None, "comparison": 0.9, "mixed": None, "modular": None}
 

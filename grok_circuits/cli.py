@@ -313,9 +313,9 @@ def cmd_export(args) -> int:
 
 def cmd_train(args) -> int:
     from grok_circuits.checks import check_field_types
-    from grok_circuits.training.presets import train_config
     from grok_circuits.tasks import make_params, make_task
     from grok_circuits.training.loop import already_finished, train
+    from grok_circuits.training.presets import train_config
 
     if args.device is not None:
         from grok_circuits.model import resolve_device

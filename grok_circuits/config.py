@@ -69,7 +69,8 @@ class TrainConfig:
             (the loss, the optimizer and evaluation stay in float32); for CUDA.
         compile: train through ``torch.compile(model)`` (evaluation runs the plain model).
         log_to: mirror every metrics row to ``"tensorboard"`` and/or ``"wandb"``
-            (:mod:`grok_circuits.training.tracking`); the run folder stays the record, and a resumed run
+            (:mod:`grok_circuits.training.tracking`); the run folder stays the record, and a
+            resumed run
             may change it.
     """
 

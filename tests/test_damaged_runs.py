@@ -8,8 +8,8 @@ import warnings
 import pytest
 
 from grok_circuits import load_run, trace_bridge, train
-from grok_circuits.runs import run as runs_module
 from grok_circuits.cli import main
+from grok_circuits.runs import run as runs_module
 from tests.helpers import tiny_train_config
 
 

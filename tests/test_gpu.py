@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from grok_circuits.training import throughput as gpu
-from grok_circuits.training.throughput import batch_that_fills, training_throughput
-from grok_circuits.training.presets import train_config
 from grok_circuits.tasks import make_task
+from grok_circuits.training import throughput as gpu
 from grok_circuits.training.loop import train, train_step
+from grok_circuits.training.presets import train_config
+from grok_circuits.training.throughput import batch_that_fills, training_throughput
 from tests.helpers import tiny_train_config
 
 #: A stand-in task with a training set larger than any batch tried (only its size is read when

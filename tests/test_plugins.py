@@ -9,6 +9,7 @@ import torch
 
 import grok_circuits
 from grok_circuits import TrainConfig, backend, load_run, register_grad_hook, register_loss, train
+from grok_circuits.runs.run import CheckpointStore
 from grok_circuits.training.plugins import (
     GRAD_HOOKS,
     LOSSES,
@@ -19,7 +20,6 @@ from grok_circuits.training.plugins import (
     loss_for,
     stablemax,
 )
-from grok_circuits.runs.run import CheckpointStore
 from tests.helpers import tiny_train_config
 
 PLUGIN_FIELDS = [

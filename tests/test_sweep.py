@@ -11,9 +11,9 @@ import torch
 from grok_circuits.cli import main
 from grok_circuits.io import atomic_write_json
 from grok_circuits.model import build_model, model_config
-from grok_circuits.training.plugins import loss_for
 from grok_circuits.sweeps import SweepSpec, _resolve, load_sweep, sweep
 from grok_circuits.training.loop import answer_loss
+from grok_circuits.training.plugins import loss_for
 from tests.conftest import TINY_COMPOSITION
 from tests.helpers import tiny_train_config
 

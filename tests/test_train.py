@@ -12,7 +12,6 @@ import torch.nn.functional as F
 
 from grok_circuits import TrainConfig, load_run, train
 from grok_circuits.model import build_model, model_config
-from grok_circuits.training.presets import train_config
 from grok_circuits.runs.run import CheckpointStore
 from grok_circuits.training.loop import (
     _held_evals,
@@ -22,6 +21,7 @@ from grok_circuits.training.loop import (
     choose_threads,
     lr_at,
 )
+from grok_circuits.training.presets import train_config
 from tests.helpers import tiny_train_config
 
 # The module, not the function of the same name that ``grok_circuits.training.loop`` resolves to.

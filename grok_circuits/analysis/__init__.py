@@ -11,15 +11,40 @@ Data flows one way: tasks -> train -> runs -> analysis -> viz. Every result is a
 dataclass that prints as a short table and has a ``.plot()``.
 """
 
-from grok_circuits.analysis.patching.ablation import (
-    ABLATIONS,
-    Ablation,
-    Component,
-    ablated_answer_logits,
-    accuracy_under_ablation,
-    all_components,
-)
+from grok_circuits.analysis._inputs import as_pairs, check_fits
 from grok_circuits.analysis.accuracy import GroupedAccuracy, accuracy, accuracy_by, value_gap
+from grok_circuits.analysis.circuits.find import (
+    CIRCUIT_METHODS,
+    DEFAULT_THRESHOLD,
+    Circuit,
+    CircuitMethod,
+    find_circuit,
+    select_components,
+)
+from grok_circuits.analysis.circuits.reuse import ReuseReport, circuit_reuse
+from grok_circuits.analysis.components import Component, all_components
+from grok_circuits.analysis.edges.attribution import (
+    EDGE_METHODS,
+    Edge,
+    EdgeChange,
+    EdgeCircuit,
+    EdgeGraph,
+    EdgeScores,
+    compare_edges,
+    edge_attribution,
+)
+from grok_circuits.analysis.edges.faithfulness import EDGE_ABLATIONS, Faithfulness, faithfulness
+from grok_circuits.analysis.edges.reuse import EdgeReuseReport
+from grok_circuits.analysis.lens.fourier import FourierSpectrum, fourier_spectrum
+from grok_circuits.analysis.lens.logit_lens import LogitLensResult, logit_lens
+from grok_circuits.analysis.metrics import (
+    PAIR_METRICS,
+    PairMetric,
+    logit_difference,
+    prediction_changed,
+    top1_predictions,
+)
+from grok_circuits.analysis.over_checkpoints import OverCheckpoints, over_checkpoints
 from grok_circuits.analysis.paper.analyze import Analysis, analyze
 from grok_circuits.analysis.paper.bridge import (
     BRIDGE_MRR_THRESHOLD,
@@ -28,6 +53,13 @@ from grok_circuits.analysis.paper.bridge import (
     ReasoningTrace,
     trace_bridge,
     trace_reasoning,
+)
+from grok_circuits.analysis.paper.stages import StageComparison, compare_stages
+from grok_circuits.analysis.patching.ablation import (
+    ABLATIONS,
+    Ablation,
+    ablated_answer_logits,
+    accuracy_under_ablation,
 )
 from grok_circuits.analysis.patching.causal_trace import (
     ACTIVATIONS,
@@ -44,39 +76,6 @@ from grok_circuits.analysis.patching.causal_trace import (
     trace_resid_post,
     trace_resid_pre,
 )
-from grok_circuits.analysis.circuits.find import (
-    CIRCUIT_METHODS,
-    DEFAULT_THRESHOLD,
-    Circuit,
-    CircuitMethod,
-    find_circuit,
-    select_components,
-)
-from grok_circuits.analysis.edges.reuse import EdgeReuseReport
-from grok_circuits.analysis.edges.attribution import (
-    EDGE_METHODS,
-    Edge,
-    EdgeChange,
-    EdgeCircuit,
-    EdgeGraph,
-    EdgeScores,
-    compare_edges,
-    edge_attribution,
-)
-from grok_circuits.analysis.edges.faithfulness import EDGE_ABLATIONS, Faithfulness, faithfulness
-from grok_circuits.analysis.lens.fourier import FourierSpectrum, fourier_spectrum
-from grok_circuits.analysis._inputs import as_pairs, check_fits
-from grok_circuits.analysis.lens.logit_lens import LogitLensResult, logit_lens
-from grok_circuits.analysis.metrics import (
-    PAIR_METRICS,
-    PairMetric,
-    logit_difference,
-    prediction_changed,
-    top1_predictions,
-)
-from grok_circuits.analysis.over_checkpoints import OverCheckpoints, over_checkpoints
-from grok_circuits.analysis.circuits.reuse import ReuseReport, circuit_reuse
-from grok_circuits.analysis.paper.stages import StageComparison, compare_stages
 from grok_circuits.tasks import Counterfactuals, PromptPairs, make_pairs
 
 #: The former name of :func:`~grok_circuits.make_pairs`.

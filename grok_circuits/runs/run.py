@@ -244,7 +244,8 @@ class Run:
         task_fingerprint: :meth:`TaskData.fingerprint` of the data trained on (None in runs
             written before fingerprints were stored).
         read_only: whether nothing may be written into the folder (a class attribute: True for
-            a folder of Hugging Face checkpoints, :class:`grok_circuits.runs.series.CheckpointSeries`).
+            a folder of Hugging Face checkpoints,
+            :class:`grok_circuits.runs.series.CheckpointSeries`).
     """
 
     read_only: ClassVar[bool] = False
@@ -511,7 +512,7 @@ def load_run(path: str | os.PathLike, data=None) -> Run:
     if missing:
         raise FileNotFoundError(
             f"{path} is not a grok_circuits run: missing {missing} "
-            "(create one with grok_circuits.training.loop or `grok-circuits train`), nor a folder of "
+            "(create one with grok_circuits.train or `grok-circuits train`), nor a folder of "
             "Hugging Face checkpoint-<step>/ folders"
         )
     task = read_json(path / TASK_FILE)

@@ -1,6 +1,6 @@
 """Train a model on a grokking task, with the loss on the answer token only.
 
-One loop, read top to bottom (nanoGPT's ``training/loop.py`` is the model)::
+One loop, read top to bottom (nanoGPT's ``train.py`` is the model)::
 
     for step in 1..max_steps:
         train_step: batch -> loss on the answer position -> gradient hooks -> clipping -> AdamW
@@ -28,7 +28,8 @@ times slower than one; on two idle cores they were 1.6 times faster. :func:`choo
 therefore asks for one thread per core that is free now (``benchmarks/threads.py`` measures it).
 
 The loss and the gradient hooks (Grokfast, ⊥Grad, StableMax and your own) are plug-ins chosen by
-name in the :class:`TrainConfig` (:mod:`grok_circuits.training.plugins`); the measures logged besides
+name in the :class:`TrainConfig` (:mod:`grok_circuits.training.plugins`); the measures logged
+besides
 accuracy are in :mod:`grok_circuits.training.progress_measures`.
 """
 
@@ -62,9 +63,6 @@ from grok_circuits.model import (
     resolve_device,
     save_config,
 )
-from grok_circuits.training.plugins import GradHook, LossFn, grad_hooks_for, loss_for
-from grok_circuits.training.precision import autocast, training_forward
-from grok_circuits.training.progress_measures import ProgressMeasures
 from grok_circuits.runs.run import (
     LOCK_FILE,
     MODEL_CONFIG_FILE,
@@ -78,6 +76,9 @@ from grok_circuits.runs.run import (
     write_metrics,
 )
 from grok_circuits.tasks import Split, TaskData
+from grok_circuits.training.plugins import GradHook, LossFn, grad_hooks_for, loss_for
+from grok_circuits.training.precision import autocast, training_forward
+from grok_circuits.training.progress_measures import ProgressMeasures
 from grok_circuits.training.tracking import MetricsMirror, check_trackers
 
 

@@ -3,7 +3,8 @@
 :func:`training_throughput` times :func:`grok_circuits.train.train_step`, the function
 ``train()`` calls for every step, so what it times is what training runs: the batch of each step,
 the learning-rate warm-up, the forward pass under ``cfg.precision`` and ``cfg.compile``
-(:mod:`grok_circuits.training.precision`), the loss plug-in, backward, the gradient hooks (a Grokfast run
+(:mod:`grok_circuits.training.precision`), the loss plug-in, backward, the gradient hooks (a
+Grokfast run
 is timed with its filter), clipping unless ``grad_clip=None``, and AdamW. The model is built as
 ``train()`` builds it (``cfg.model_size``, ``cfg.seed``, ``cfg.n_loops``), and on the CPU the steps
 run with ``train()``'s threads and deterministic algorithms. Not timed: evaluation, progress
@@ -26,9 +27,14 @@ import torch
 from grok_circuits import backend
 from grok_circuits.config import TrainConfig
 from grok_circuits.model import build_model, model_config, resolve_device
+from grok_circuits.training.loop import (
+    cpu_threads,
+    deterministic_on_cpu,
+    make_optimizer,
+    train_step,
+)
 from grok_circuits.training.plugins import grad_hooks_for, loss_for
 from grok_circuits.training.precision import training_forward
-from grok_circuits.training.loop import cpu_threads, deterministic_on_cpu, make_optimizer, train_step
 
 
 def synchronize(device: torch.device) -> None:

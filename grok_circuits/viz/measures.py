@@ -1,5 +1,5 @@
-"""Progress measures over training (:mod:`grok_circuits.training.progress_measures`), under the accuracy
-curves: what moves before test accuracy does."""
+"""Progress measures over training (:mod:`grok_circuits.training.progress_measures`), under the
+accuracy curves: what moves before test accuracy does."""
 
 import matplotlib.pyplot as plt
 

@@ -6,12 +6,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from grok_circuits.analysis.patching.ablation import (
-    Component,
-    ablated_answer_logits,
-    accuracy_under_ablation,
-    all_components,
-)
+from grok_circuits.analysis.components import Component, all_components
+from grok_circuits.analysis.patching.ablation import ablated_answer_logits, accuracy_under_ablation
 from grok_circuits.model import build_model, model_config
 from grok_circuits.tasks import Split
 from grok_circuits.training.loop import answer_logits, evaluate

@@ -9,7 +9,6 @@ import torch
 
 import grok_circuits.tasks.mixed  # noqa: F401  (registers "mixed")
 from grok_circuits.analysis import make_counterfactuals
-from grok_circuits.analysis.patching.ablation import Component, all_components
 from grok_circuits.analysis.circuits.find import (
     CIRCUIT_METHODS,
     DEFAULT_THRESHOLD,
@@ -17,6 +16,7 @@ from grok_circuits.analysis.circuits.find import (
     find_circuit,
     select_components,
 )
+from grok_circuits.analysis.components import Component, all_components
 from grok_circuits.model import build_model, model_config
 from grok_circuits.tasks import PromptPairs, make_task
 from grok_circuits.training.loop import answer_logits

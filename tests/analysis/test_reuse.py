@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import grok_circuits.tasks.mixed  # noqa: F401  (registers "mixed")
-from grok_circuits.analysis.patching.ablation import Component, accuracy_under_ablation, all_components
 from grok_circuits.analysis.circuits.find import Circuit
 from grok_circuits.analysis.circuits.reuse import (
     ReuseReport,
@@ -19,6 +18,8 @@ from grok_circuits.analysis.circuits.reuse import (
     iou,
     random_like,
 )
+from grok_circuits.analysis.components import Component, all_components
+from grok_circuits.analysis.patching.ablation import accuracy_under_ablation
 from grok_circuits.model import build_model, model_config
 from grok_circuits.tasks import make_task
 from grok_circuits.tasks.mixed import mixed_subtask

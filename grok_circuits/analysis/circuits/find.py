@@ -48,13 +48,6 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from grok_circuits.analysis.patching.ablation import (
-    Ablation,
-    Component,
-    accuracy_under_ablation,
-    all_components,
-)
-from grok_circuits.analysis.patching.causal_trace import CausalTrace, trace_pairs
 from grok_circuits.analysis._inputs import (
     Data,
     check_fits,
@@ -62,7 +55,13 @@ from grok_circuits.analysis._inputs import (
     resolve_subtask,
     swap_pairs,
 )
+from grok_circuits.analysis.components import Component, all_components
 from grok_circuits.analysis.metrics import PairMetric, check_metric, no_effect_error
+from grok_circuits.analysis.patching.ablation import (
+    Ablation,
+    accuracy_under_ablation,
+)
+from grok_circuits.analysis.patching.causal_trace import CausalTrace, trace_pairs
 from grok_circuits.backend import Model
 from grok_circuits.tasks import PromptPairs, Split, TaskData
 from grok_circuits.tasks.registry import Facts

@@ -18,7 +18,8 @@ or two operations of modular arithmetic) and compares its sub-tasks:
    the report gives the baseline's mean and the fraction of random pairs that overlap at least as
    much as the circuits do (a one-sided permutation p-value).
 3. **Cross-ablation**: accuracy on both tasks after ablating each task's circuit (mean or
-   resample ablation, :mod:`grok_circuits.analysis.patching.ablation`), against ablating random component
+   resample ablation,
+   :mod:`grok_circuits.analysis.patching.ablation`), against ablating random component
    sets of the same size. Reuse predicts that ablating one task's circuit hurts the other task
    more than a random set of the same size does.
 
@@ -36,28 +37,26 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from grok_circuits.analysis._inputs import Data, check_task_fits, swap_pairs
+from grok_circuits.analysis.circuits.find import (
+    Circuit,
+    CircuitMethod,
+    distinct_clean,
+    find_circuit,
+)
+from grok_circuits.analysis.components import Component, all_components
+from grok_circuits.analysis.edges.reuse import EdgeReuseReport, edge_reuse
+from grok_circuits.analysis.metrics import PairMetric
 from grok_circuits.analysis.patching.ablation import (
     Ablation,
-    Component,
     accuracy_under_ablation,
-    all_components,
 )
-from grok_circuits.analysis.circuits.find import Circuit, CircuitMethod, distinct_clean, find_circuit
-from grok_circuits.analysis.edges.reuse import EdgeReuseReport, edge_reuse
-from grok_circuits.analysis._inputs import Data, check_task_fits, swap_pairs
-from grok_circuits.analysis.metrics import PairMetric
+from grok_circuits.analysis.stats import iou, share_as_extreme
 from grok_circuits.backend import Model
 from grok_circuits.tasks import PromptPairs, Split, TaskData, subtasks
 
 
 # ----------------------------------------------------------------------------- overlap
-def iou(a: Sequence[Component], b: Sequence[Component]) -> float:
-    """``|a & b| / |a | b|`` (NaN when both are empty)."""
-    a, b = set(a), set(b)
-    union = len(a | b)
-    return len(a & b) / union if union else math.nan
-
-
 def head_share(a: Sequence[Component], b: Sequence[Component]) -> float:
     """The share of the smaller set's attention heads that the other set also has (NaN when
     either has no head)."""
@@ -78,14 +77,6 @@ def random_like(
     pick = [heads[i] for i in rng.choice(len(heads), n_heads, replace=False)]
     pick += [mlps[i] for i in rng.choice(len(mlps), n_mlps, replace=False)]
     return tuple(sorted(pick, key=Component.sort_key))
-
-
-def _fraction_at_least(random: Tensor, observed: float) -> float:
-    """Share of the (non-NaN) random values that are >= ``observed``."""
-    valid = random[~torch.isnan(random)]
-    if math.isnan(observed) or len(valid) == 0:
-        return math.nan
-    return float((valid >= observed - 1e-12).float().mean())
 
 
 # ----------------------------------------------------------------------------- the result
@@ -124,12 +115,12 @@ class ReuseReport:
     @property
     def p_iou(self) -> float:
         """Fraction of random pairs whose IoU is at least the circuits'."""
-        return _fraction_at_least(self.random_iou, self.iou)
+        return share_as_extreme(self.random_iou, self.iou)
 
     @property
     def p_head_share(self) -> float:
         """Fraction of random pairs whose head share is at least the circuits'."""
-        return _fraction_at_least(self.random_head_share, self.head_share)
+        return share_as_extreme(self.random_head_share, self.head_share)
 
     def overlap_frame(self):
         """Observed overlap vs the random baseline (mean, std, fraction >= observed)."""

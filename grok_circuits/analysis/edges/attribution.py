@@ -75,8 +75,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from grok_circuits.analysis.patching.ablation import Component
 from grok_circuits.analysis._inputs import Data, as_pairs, weights_digest
+from grok_circuits.analysis.components import Component
 from grok_circuits.backend import BRIDGE, TL_VERSION, Model, split_qkv_hooks, supports_edge_graph
 from grok_circuits.model import logits_at
 from grok_circuits.tasks import PromptPairs

@@ -43,7 +43,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from grok_circuits.analysis.patching.ablation import _resample_draw
+from grok_circuits.analysis._inputs import Data, as_pairs, weights_digest
 from grok_circuits.analysis.edges.attribution import (
     EdgeCircuit,
     EdgeGraph,
@@ -54,8 +54,9 @@ from grok_circuits.analysis.edges.attribution import (
     source_outputs,
     source_value,
 )
-from grok_circuits.analysis._inputs import Data, as_pairs, weights_digest
 from grok_circuits.analysis.metrics import no_effect_error
+from grok_circuits.analysis.patching.ablation import resample_draw
+from grok_circuits.analysis.stats import share_as_extreme
 from grok_circuits.backend import Model, split_qkv_hooks
 from grok_circuits.model import logits_at
 from grok_circuits.tasks import PromptPairs
@@ -92,7 +93,7 @@ def ablated_sources(
         return outputs(pairs.corrupt)
     clean = pairs.clean_split()
     if ablation == "resample":
-        return outputs(clean.tokens[_resample_draw(clean, clean, seed)])
+        return outputs(clean.tokens[resample_draw(clean, clean, seed)])
     acts = outputs(pairs.clean)
     out = torch.empty_like(acts)
     for pos in torch.unique(pairs.answer_pos).tolist():  # one mean per prompt format
@@ -289,10 +290,7 @@ class Faithfulness:
             out[name] = mine
             out[f"random {name}"] = float(rnd.mean()) if len(rnd) else math.nan
             out[f"random {name} std"] = float(rnd.std()) if len(rnd) else math.nan
-            comparable = len(rnd) and not math.isnan(mine)
-            out[f"P(random >= {name})"] = (
-                float((rnd >= mine - 1e-12).mean()) if comparable else math.nan
-            )
+            out[f"P(random >= {name})"] = share_as_extreme(torch.from_numpy(rnd), mine)
         return out
 
     def to_frame(self):

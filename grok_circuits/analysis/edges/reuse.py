@@ -1,6 +1,7 @@
 """Circuit reuse at the level of edges: ``circuit_reuse(..., level="edges")``.
 
-The component-level test (:mod:`grok_circuits.analysis.circuits.reuse`) cannot tell reuse from damage in
+The component-level test (:mod:`grok_circuits.analysis.circuits.reuse`) cannot tell reuse from
+damage in
 a small model: when a circuit holds 8 of 20 components, ablating *any* 8 components destroys
 both tasks. Edges are finer: a model of a few layers has hundreds of them, a task's circuit is a
 small share, and knocking out a random edge set of its size often leaves a task intact, so a
@@ -15,11 +16,11 @@ circuit that hurts the other task more than random edge sets do says something.
 3. **Cross knock-out**: for each circuit and each task, the share of the task's metric (clean
    minus corrupt answer logit difference) that is *kept* when only that circuit's edges are
    ablated, ``(m(full minus C) - m(empty)) / (m(full) - m(empty))`` (one minus the completeness
-   drop of :mod:`grok_circuits.analysis.edges.faithfulness`), against ``n_random_ablations`` random edge
+   drop of
+   :mod:`grok_circuits.analysis.edges.faithfulness`), against ``n_random_ablations`` random edge
    sets of the same size. Each task's own circuit's faithfulness is reported beside it.
 """
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from grok_circuits.analysis._inputs import swap_pairs
 from grok_circuits.analysis.edges.attribution import (
     DEFAULT_SHARE,
     EdgeCircuit,
@@ -37,21 +39,18 @@ from grok_circuits.analysis.edges.attribution import (
     edge_hooks,
     metric_fn,
 )
-from grok_circuits.analysis.edges.faithfulness import EdgeAblation, ablated_sources, metrics_with_edges
-from grok_circuits.analysis._inputs import swap_pairs
+from grok_circuits.analysis.edges.faithfulness import (
+    EdgeAblation,
+    ablated_sources,
+    metrics_with_edges,
+)
+from grok_circuits.analysis.stats import iou, share_as_extreme
 from grok_circuits.backend import Model
 from grok_circuits.tasks import PromptPairs
 
 #: The edge circuit's size when no ``top_k`` is given: 5% of the graph's (source, destination)
 #: edges, fixed before looking at any result (the same share as :class:`EdgeScores.circuit`).
 DEFAULT_EDGE_SHARE = DEFAULT_SHARE
-
-
-def _fraction(random: Tensor, observed: float, at_least: bool) -> float:
-    if len(random) == 0 or math.isnan(observed):
-        return math.nan
-    hits = random >= observed - 1e-12 if at_least else random <= observed + 1e-12
-    return float(hits.double().mean())
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,12 +85,14 @@ class EdgeReuseReport:
     @property
     def p_iou(self) -> float:
         """Fraction of random pairs whose IoU is at least the circuits'."""
-        return _fraction(self.random_iou, self.iou, at_least=True)
+        return share_as_extreme(self.random_iou, self.iou)
 
     def p_knockout(self, ablated: str, task: str) -> float:
         """Fraction of random edge sets (sized like ``ablated``'s circuit) that left ``task``
         at most as much of its metric as the circuit did."""
-        return _fraction(self.random_kept[ablated][task], self.kept[ablated][task], False)
+        return share_as_extreme(
+            self.random_kept[ablated][task], self.kept[ablated][task], at_least=False
+        )
 
     def overlap_frame(self):
         import pandas as pd
@@ -195,10 +196,6 @@ def edge_reuse(
         m = torch.zeros(valid.numel(), dtype=torch.bool)
         m[candidates[rng.choice(len(candidates), size, replace=False)]] = True
         return m
-
-    def iou(x: Tensor, y: Tensor) -> float:
-        union = int((x | y).sum())
-        return int((x & y).sum()) / union if union else math.nan
 
     a, b = (circuits[t].mask.flatten() for t in tasks)
     random_iou = torch.tensor(

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grok_circuits.analysis.paper.bridge import trace_reasoning
 from grok_circuits.analysis.circuits.find import find_circuit
+from grok_circuits.analysis.circuits.reuse import circuit_reuse
 from grok_circuits.analysis.lens.fourier import fourier_spectrum
 from grok_circuits.analysis.over_checkpoints import over_checkpoints
-from grok_circuits.analysis.circuits.reuse import circuit_reuse
+from grok_circuits.analysis.paper.bridge import trace_reasoning
 from grok_circuits.analysis.paper.stages import compare_stages, stage_step
 from grok_circuits.runs.run import Run
 from grok_circuits.tasks import subtasks, task_spec

@@ -40,11 +40,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from grok_circuits.analysis.patching.causal_trace import CausalTrace, trace_pairs
 from grok_circuits.analysis._inputs import Data, as_pairs
 from grok_circuits.analysis.lens.logit_lens import LogitLensResult, logit_lens
 from grok_circuits.analysis.metrics import PairMetric
 from grok_circuits.analysis.over_checkpoints import over_checkpoints
+from grok_circuits.analysis.patching.causal_trace import CausalTrace, trace_pairs
 from grok_circuits.backend import Model
 from grok_circuits.runs.run import Run
 from grok_circuits.tasks import PromptPairs, Split

@@ -25,10 +25,14 @@ from dataclasses import dataclass
 from jaxtyping import Float
 from torch import Tensor
 
-from grok_circuits.analysis.paper.bridge import BRIDGE_MRR_THRESHOLD, ReasoningTrace, trace_reasoning
 from grok_circuits.analysis._inputs import Data, as_pairs
 from grok_circuits.analysis.metrics import PairMetric
 from grok_circuits.analysis.over_checkpoints import over_checkpoints
+from grok_circuits.analysis.paper.bridge import (
+    BRIDGE_MRR_THRESHOLD,
+    ReasoningTrace,
+    trace_reasoning,
+)
 from grok_circuits.runs.run import GROK_THRESHOLD, SATURATION_THRESHOLD, Run
 
 
