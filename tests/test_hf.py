@@ -17,9 +17,10 @@ import pytest
 import torch
 
 from grok_circuits import backend
+from grok_circuits.analysis.paper.bridge import trace_bridge
 from grok_circuits.hf import CheckpointError, load_hf_model, read_tokenizer
 from grok_circuits.model import count_loops
-from grok_circuits.runs.run import load_run
+from grok_circuits.runs.load import load_run
 from grok_circuits.runs.series import exact_match, model_tokens
 from grok_circuits.tasks import make_pairs
 from grok_circuits.tasks.paper import PaperDataError, load_paper_data, paper_token
@@ -288,7 +289,7 @@ def test_a_truncated_bin_file_is_skipped(standin, tmp_path):
 def test_a_data_folder_of_another_format_is_refused(tmp_path):
     make = __import__("grok_circuits").make_task
     make("composition", preset="tutorial").save(tmp_path / "task")
-    with pytest.raises(PaperDataError, match="TaskData.load"):
+    with pytest.raises(PaperDataError, match="load_task"):
         load_paper_data(tmp_path / "task")
     (tmp_path / "other").mkdir()
     for name in ("train.json", "valid.json", "test.json"):
@@ -449,7 +450,7 @@ def test_the_paper_figure_draws_from_a_series(standin):
     import grok_circuits.viz as viz
 
     run = load_run(standin[1], data=standin[0])
-    fig = viz.plot_paper_figure(run, n_examples=40)
+    fig = viz.plot_paper_figure(trace_bridge(run, n_examples=40), run=run)
     assert len(fig.axes) >= 3
     assert "step 0 to 60" in fig.axes[2].get_title()
 

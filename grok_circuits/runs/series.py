@@ -50,7 +50,7 @@ from grok_circuits.hf import (
 from grok_circuits.io import atomic_write_json
 from grok_circuits.model import resolve_device
 from grok_circuits.runs.run import Run
-from grok_circuits.tasks import Split, TaskData
+from grok_circuits.tasks import Split, TaskData, load_task
 from grok_circuits.tasks.paper import ANSWER_START
 from grok_circuits.tasks.paper import END as END_TOKEN
 
@@ -296,7 +296,7 @@ def _data(data) -> TaskData:
         )
     folder = Path(data)
     if (folder / "manifest.json").is_file():
-        return TaskData.load(folder)
+        return load_task(folder)
     return load_paper_data(folder)
 
 

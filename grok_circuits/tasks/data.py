@@ -15,7 +15,7 @@ The tensors are exactly those in memory, so a saved task loads back byte for byt
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,10 +271,10 @@ class TaskData:
         }
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "TaskData":
-        """Load a task saved by :meth:`save`."""
-        from grok_circuits.tasks import params_from_dict
-
+    def from_folder(cls, path: str | os.PathLike, params_from_dict: Callable[[str, dict], Any]):
+        """Read a task saved by :meth:`save`, its parameters rebuilt by
+        ``params_from_dict(name, d)``, which knows the registered tasks (use
+        :func:`grok_circuits.tasks.load_task`, which passes it)."""
         path = Path(path)
         if not (path / MANIFEST).is_file() or not (path / SPLITS_FILE).is_file():
             raise FileNotFoundError(

@@ -229,7 +229,7 @@ def load_paper_data(path: str | os.PathLike) -> TaskData:
     missing = [f for f in FILES if not (root / f).is_file()]
     if missing:
         hint = (
-            " (a grok_circuits task folder: load it with TaskData.load)"
+            " (a grok_circuits task folder: load it with load_task)"
             if (root / "manifest.json").is_file()
             else ""
         )

@@ -148,7 +148,15 @@ def lens_targets(task: TaskData, clean: Split) -> dict[str, tuple[Tensor, Tensor
     }
 
 
+def subtasks(task: TaskData) -> dict[str, TaskData]:
+    """The views of a task made of several (the mixed task: ``{"composition": ...,
+    "comparison": ...}``); ``{task.name: task}`` for any other."""
+    spec = task_spec(task)
+    return spec.subtasks(task) if spec.subtasks is not None else {task.name: task}
+
+
 __all__ = [
+    "subtasks",
     "Facts",
     "LensFn",
     "SwapFn",

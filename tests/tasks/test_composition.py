@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from grok_circuits.tasks import TaskData, make_task
+from grok_circuits.tasks import TaskData, load_task, make_task
 from grok_circuits.tasks.composition import HOP_PROBES
 
 PARAMS = dict(
@@ -252,10 +252,10 @@ def test_a_task_saved_before_the_hop_probes_still_loads(task, tmp_path):
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     del manifest["derived_probes"]  # as written before the field existed
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    loaded = TaskData.load(tmp_path)
+    loaded = load_task(tmp_path)
     assert loaded.derived_probes == () and loaded.fingerprint() == FINGERPRINT_BEFORE
     task.save(tmp_path / "new")
-    assert TaskData.load(tmp_path / "new").derived_probes == HOP_PROBES
+    assert load_task(tmp_path / "new").derived_probes == HOP_PROBES
 
 
 def test_derived_probes_must_be_probes(task):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import grok_circuits.tasks.mixed  # noqa: F401  (registers "mixed")
-from grok_circuits.tasks import TaskData, make_task
+from grok_circuits.tasks import load_task, make_task
 from grok_circuits.tasks.comparison import make_comparison
 from grok_circuits.tasks.composition import make_composition
 from grok_circuits.tasks.mixed import (
@@ -136,7 +136,7 @@ def test_deterministic_and_seeded():
 
 
 def test_save_load_round_trip(task, tmp_path):
-    back = TaskData.load(task.save(tmp_path / "mixed"))
+    back = load_task(task.save(tmp_path / "mixed"))
     assert back.name == "mixed" and back.params == task.params
     assert back.positions == task.positions and back.key_probes == task.key_probes
     assert back.counts == task.counts and back.vocab == task.vocab

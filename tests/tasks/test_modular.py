@@ -21,7 +21,7 @@ from grok_circuits import (
     train,
 )
 from grok_circuits.cli import main
-from grok_circuits.tasks import ModularParams, TaskData, Vocab
+from grok_circuits.tasks import ModularParams, TaskData, Vocab, load_task
 from tests.helpers import tiny_train_config
 
 
@@ -121,7 +121,7 @@ def test_same_seed_same_data_other_seed_other_split():
 
 def test_save_and_load_round_trip(tmp_path):
     task = make_task("modular", preset=None, p=7, op="add,div", frac_train=0.5)
-    loaded = TaskData.load(task.save(tmp_path / "t"))
+    loaded = load_task(task.save(tmp_path / "t"))
     assert loaded.fingerprint() == task.fingerprint() and loaded.vocab == task.vocab
 
 

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from grok_circuits.tasks import ComparisonParams, CompositionParams, TaskData, Vocab
+from grok_circuits.tasks import ComparisonParams, CompositionParams, Vocab, load_task
 
 
 def test_vocab_layout_and_round_trip():
@@ -51,7 +51,7 @@ def test_from_dict_names_unknown_fields(obj):
 def test_save_load_round_trip(fixture, request, tmp_path):
     task = request.getfixturevalue(fixture)
     task.save(tmp_path / "task")
-    back = TaskData.load(tmp_path / "task")
+    back = load_task(tmp_path / "task")
     assert back.name == task.name and back.params == task.params and back.vocab == task.vocab
     assert list(back.splits) == list(task.splits)
     for name, split in task.splits.items():
@@ -64,7 +64,7 @@ def test_save_load_round_trip(fixture, request, tmp_path):
 
 def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="manifest.json"):
-        TaskData.load(tmp_path)
+        load_task(tmp_path)
 
 
 def test_decode_example(tiny_composition):
