@@ -74,7 +74,7 @@ _EXPORTS: dict[str, str] = {
     "ProgressMeasures": "grok_circuits.training.progress_measures",
     "progress_measures": "grok_circuits.training.progress_measures",
     "Run": "grok_circuits.runs.run",
-    "load_run": "grok_circuits.runs.run",
+    "load_run": "grok_circuits.runs.load",
     "CheckpointSeries": "grok_circuits.runs.series",
     "load_paper_data": "grok_circuits.tasks.paper",
     "ComplexParams": "grok_circuits.tasks",

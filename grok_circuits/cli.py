@@ -67,7 +67,7 @@ def import_plugins(argv: list[str]) -> None:
 def load_run(path: Path, data: Path | None = None):
     """:func:`grok_circuits.load_run`, imported when a command first needs it (``data``: the
     dataset of a folder of Hugging Face checkpoints)."""
-    from grok_circuits.runs.run import load_run
+    from grok_circuits.runs.load import load_run
 
     return load_run(path, data=data)
 

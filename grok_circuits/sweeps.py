@@ -425,7 +425,8 @@ class Sweep:
 
     def runs(self) -> dict[str, Any]:
         """Trial name -> :class:`~grok_circuits.Run`, for the trials that have started."""
-        from grok_circuits.runs.run import TRAIN_CONFIG_FILE, load_run
+        from grok_circuits.runs.load import load_run
+        from grok_circuits.runs.run import TRAIN_CONFIG_FILE
 
         return {
             t.name: load_run(self.path / t.name)

@@ -25,7 +25,7 @@ from grok_circuits.analysis import (
     trace_reasoning,
 )
 from grok_circuits.backend import supports_edge_graph
-from grok_circuits.runs.run import load_run
+from grok_circuits.runs.load import load_run
 
 RUNS = Path(__file__).parents[1] / "data" / "runs"
 # GROK_TEST_DEVICE=cpu runs the same comparisons CPU against CPU, to check the test itself

@@ -468,7 +468,7 @@ def export_run(run: Run, dest: str | os.PathLike, steps: list[int] | None = None
     store = CheckpointStore(dest)
     for step in steps:
         store.save(step, run.checkpoints.load_weights(step), state=None)
-    return load_run(dest)
+    return open_run(dest)
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -492,20 +492,10 @@ def write_metrics(path: Path, rows: list[dict]) -> None:
     atomic_write_json(Path(path) / METRICS_FILE, rows)
 
 
-def load_run(path: str | os.PathLike, data=None) -> Run:
-    """Open a run folder written by :func:`grok_circuits.train`, or a folder of Hugging Face
-    ``checkpoint-<step>/`` folders (the paper's released runs; read-only) together with the
-    ``data`` it was trained on (see :func:`grok_circuits.series.load_series`)."""
+def open_run(path: str | os.PathLike) -> Run:
+    """Open a run folder written by :func:`grok_circuits.train` (what :func:`load_run` calls for
+    any folder that is not a series of Hugging Face checkpoints)."""
     path = Path(path)
-    from grok_circuits.runs.series import is_checkpoint_series, load_series
-
-    if is_checkpoint_series(path):
-        return load_series(path, data)
-    if data is not None:
-        raise ValueError(
-            f"data= is for a folder of Hugging Face checkpoints, and {path} holds no "
-            "checkpoint-<step>/ folder; a grok_circuits run regenerates its own task"
-        )
     missing = [
         f for f in (TASK_FILE, MODEL_CONFIG_FILE, TRAIN_CONFIG_FILE) if not (path / f).is_file()
     ]

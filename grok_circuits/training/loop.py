@@ -70,7 +70,7 @@ from grok_circuits.runs.run import (
     TRAIN_CONFIG_FILE,
     CheckpointStore,
     Run,
-    load_run,
+    open_run,
     read_metrics,
     stage_steps,
     write_metrics,
@@ -260,7 +260,7 @@ def _train(task, cfg, out: Path, model_cfg, resume: bool, progress: bool) -> Run
                 f"{out}: already finished at step {done}; nothing to train. To train further, "
                 "resume with a larger max_steps (CLI --steps) or stopping rule (--stop-id-acc)"
             )
-            return load_run(out)
+            return open_run(out)
         cfg, model_cfg = _check_resume(out, task, cfg)
         resumed = store.latest_resumable()
         if resumed is None:
@@ -371,7 +371,7 @@ def _train(task, cfg, out: Path, model_cfg, resume: bool, progress: bool) -> Run
         if metrics:
             why = _why_stopped(metrics, key, cfg, stop)
             bar.set_postfix(_bar_postfix(metrics, key, why, label="stopped"))
-    return load_run(out)
+    return open_run(out)
 
 
 def choose_threads(cores: int, load: float) -> int:
