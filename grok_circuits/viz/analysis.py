@@ -298,13 +298,12 @@ def paper_layer(n_layers: int) -> int:
 
 
 def plot_paper_figure(
-    trace_or_run,
+    over_time,
     *,
     run=None,
     layer: int | None = None,
     start: int | None = None,
     end: int | None = None,
-    n_examples: int = 300,
     title=None,
 ):
     """The paper's Fig. 5-style panels: the MRR of the bridge at ``S[layer, r1]`` and of ``r2``
@@ -315,24 +314,19 @@ def plot_paper_figure(
     traced one where the run has none or is not given) and ``end`` the last traced one.
 
     Args:
-        trace_or_run: a :class:`~grok_circuits.analysis.BridgeTraceOverTime`
-            (``trace_bridge(run)``), or a run (a released series included), which is traced
-            here (:func:`~grok_circuits.trace_bridge` with ``n_examples``, the paper's 300, a
-            progress bar over the checkpoints).
-        run: with a trace, the run it came from, for the accuracy curves (optional).
+        over_time: a :class:`~grok_circuits.analysis.BridgeTraceOverTime`, from
+            ``trace_bridge(run)`` (a released series included).
+        run: the run it came from, for the accuracy curves (optional).
         layer: the residual-stream row read; default :func:`paper_layer`, the paper's
             ``S[5, ...]`` at its relative depth.
         start, end: traced steps whose strengths are compared.
         title: the figure's title.
     """
-    from grok_circuits.analysis import trace_bridge
-    from grok_circuits.runs.run import Run
-
-    if isinstance(trace_or_run, Run):
-        run = trace_or_run
-        over_time = trace_bridge(run, n_examples=n_examples, progress=True)
-    else:
-        over_time = trace_or_run
+    if not hasattr(over_time, "bridge_mrr"):
+        raise TypeError(
+            f"plot_paper_figure draws a BridgeTraceOverTime, got {type(over_time).__name__}; "
+            "trace a run first: plot_paper_figure(trace_bridge(run), run=run)"
+        )
     steps = list(over_time.steps)
     n_layers = over_time.strength.shape[1]
     layer = paper_layer(n_layers) if layer is None else layer
