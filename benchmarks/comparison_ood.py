@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from grok_circuits import accuracy_by, make_task, model_config, train, train_config
+from grok_circuits.tasks.comparison import value_gap
 
 sys.path.insert(0, str(Path(__file__).parent))
 from time_to_grok import OOD_TARGET, first_row, stop_at_grok  # noqa: E402
@@ -83,9 +84,7 @@ def measure(name: str, max_steps: int) -> None:
         last = run.metrics[-1]
         best_ood = max(row["test_ood_acc"] for row in run.metrics)
         model = run.model()
-        by_gap = {
-            s: accuracy_by(model, task.splits[s], "value_gap") for s in ("test_id", "test_ood")
-        }
+        by_gap = {s: accuracy_by(model, task.splits[s], value_gap) for s in ("test_id", "test_ood")}
     chance = best_constant(task.splits["test_ood"], task.vocab)
     reached = f"step {step} ({seconds:.0f} s)" if step else f"not reached in {run.last_step} steps"
     print(f"train >= 0.99, ID >= 0.95 and OOD >= 0.9: {reached}")

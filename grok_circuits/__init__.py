@@ -58,7 +58,6 @@ _EXPORTS: dict[str, str] = {
     "trace_bridge": "grok_circuits.analysis",
     "trace_pairs": "grok_circuits.analysis",
     "trace_reasoning": "grok_circuits.analysis",
-    "value_gap": "grok_circuits.analysis",
     "TrainConfig": "grok_circuits.config",
     "build_model": "grok_circuits.model",
     "count_loops": "grok_circuits.model",

@@ -12,7 +12,7 @@ dataclass that prints as a short table and has a ``.plot()``.
 """
 
 from grok_circuits.analysis._inputs import as_pairs, check_fits
-from grok_circuits.analysis.accuracy import GroupedAccuracy, accuracy, accuracy_by, value_gap
+from grok_circuits.analysis.accuracy import GroupedAccuracy, accuracy, accuracy_by
 from grok_circuits.analysis.circuits.find import (
     CIRCUIT_METHODS,
     DEFAULT_THRESHOLD,
@@ -151,5 +151,4 @@ __all__ = [
     "trace_resid_mid",
     "trace_resid_post",
     "trace_resid_pre",
-    "value_gap",
 ]

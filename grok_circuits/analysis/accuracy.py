@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Int
 from torch import Tensor
 
 from grok_circuits.analysis._inputs import check_split_fits
@@ -22,23 +21,13 @@ from grok_circuits.tasks import Split
 GroupSpec = str | Tensor | Callable[[Split], Tensor]
 
 
-def value_gap(split: Split) -> Int[Tensor, " batch"]:
-    """``|value1 - value2|`` of each comparison example (a grouping for :func:`accuracy_by`)."""
-    missing = [k for k in ("value1", "value2") if k not in split.meta]
-    if missing:
-        raise ValueError(
-            f"value_gap needs a comparison split with meta 'value1' and 'value2'; this one has "
-            f"{sorted(split.meta)}"
-        )
-    return (split.meta["value1"] - split.meta["value2"]).abs()
-
-
 @dataclass(frozen=True)
 class GroupedAccuracy:
     """Top-1 accuracy per group of examples.
 
     Attributes:
-        by: what the groups are (a meta field's name, ``"value_gap"``, or ``"group"``).
+        by: what the groups are (a meta field's name, a function's name such as
+            ``"value_gap"``, or ``"group"``).
         groups: the group labels, ascending.
         accuracy: the accuracy in each group.
         counts: the number of examples in each group.
@@ -79,12 +68,11 @@ class GroupedAccuracy:
 
 def _labels(split: Split, by: GroupSpec) -> tuple[str, Tensor]:
     if isinstance(by, str):
-        if by == "value_gap":
-            return by, value_gap(split)
         if by not in split.meta:
             raise ValueError(
                 f"split has no meta field {by!r}; choose one of {sorted(split.meta)}, "
-                "'value_gap' for comparison, or pass a tensor of labels"
+                "or pass a tensor of labels or a function of the split (for comparison: "
+                "grok_circuits.tasks.comparison.value_gap)"
             )
         return by, split.meta[by]
     labels = by(split) if callable(by) else by
@@ -133,15 +121,17 @@ def accuracy_by(
         model: the model (its device is used; its train/eval mode is restored afterwards).
         split: the examples, e.g. ``task.splits["test_ood"]``.
         by: the grouping: the name of a ``split.meta`` field (``"bridge"``, ``"attribute"``,
-            ...), ``"value_gap"`` (``|value1 - value2|`` of a comparison), a tensor of one
-            integer label per example, or a function of the split returning one.
+            ...), a tensor of one integer label per example, or a function of the split
+            returning one, named by its ``__name__`` (for comparison,
+            :func:`grok_circuits.tasks.comparison.value_gap`: ``|value1 - value2|``).
         batch_size: examples per forward pass.
 
     Returns:
         A :class:`GroupedAccuracy`; ``.overall`` equals the probe accuracy that training logs.
 
     Example:
-        >>> accuracy_by(run.model(), run.task.splits["test_ood"], "value_gap")  # doctest: +SKIP
+        >>> from grok_circuits.tasks.comparison import value_gap
+        >>> accuracy_by(run.model(), run.task.splits["test_ood"], value_gap)  # doctest: +SKIP
     """
     name, labels = _labels(split, by)
     hit = _hits(model, split, batch_size)

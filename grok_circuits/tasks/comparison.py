@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from jaxtyping import Int
 from torch import Tensor
 
 from grok_circuits.checks import check_fraction, check_known_fields, check_positive
@@ -361,3 +362,14 @@ register_task(
     default_swap="e1",
     lens_targets=comparison_lens,
 )
+
+
+def value_gap(split: Split) -> Int[Tensor, " batch"]:
+    """``|value1 - value2|`` of each comparison example (a grouping for :func:`accuracy_by`)."""
+    missing = [k for k in ("value1", "value2") if k not in split.meta]
+    if missing:
+        raise ValueError(
+            f"value_gap needs a comparison split with meta 'value1' and 'value2'; this one has "
+            f"{sorted(split.meta)}"
+        )
+    return (split.meta["value1"] - split.meta["value2"]).abs()

@@ -5,7 +5,8 @@ matplotlib.use("Agg")
 import pytest
 import torch
 
-from grok_circuits import accuracy, accuracy_by, build_model, make_task, value_gap
+from grok_circuits import accuracy, accuracy_by, build_model, make_task
+from grok_circuits.tasks.comparison import value_gap
 from grok_circuits.training.loop import evaluate
 from tests.analysis.conftest import tiny_cfg
 
@@ -40,7 +41,7 @@ def test_matches_the_planted_answers_and_a_per_example_reference(says_attr0_lt, 
     for h, a, b in zip(hits, v1, v2):
         expected.setdefault(abs(a - b), []).append(h)
 
-    result = accuracy_by(says_attr0_lt, split, "value_gap", batch_size=7)
+    result = accuracy_by(says_attr0_lt, split, value_gap, batch_size=7)
 
     assert result.by == "value_gap"
     assert result.groups == tuple(sorted(expected))
@@ -82,7 +83,7 @@ def test_meta_field_and_callable_groupings(composition_model, tiny_composition):
 def test_restores_training_mode(comparison_model, tiny_comparison):
     comparison_model.train()
     try:
-        accuracy_by(comparison_model, tiny_comparison.splits["test_id"], "value_gap")
+        accuracy_by(comparison_model, tiny_comparison.splits["test_id"], value_gap)
         assert comparison_model.training
     finally:
         comparison_model.eval()
@@ -114,8 +115,8 @@ def test_a_split_of_another_task_is_one_clear_error(tiny_composition):
 
 
 def test_plot_draws_one_line_per_result(comparison_model, tiny_comparison):
-    ids = accuracy_by(comparison_model, tiny_comparison.splits["test_id"], "value_gap")
-    ood = accuracy_by(comparison_model, tiny_comparison.splits["test_ood"], "value_gap")
+    ids = accuracy_by(comparison_model, tiny_comparison.splits["test_id"], value_gap)
+    ood = accuracy_by(comparison_model, tiny_comparison.splits["test_ood"], value_gap)
     fig = ids.plot(label="ID", chance=1 / 3)
     ood.plot(fig.axes[0], label="OOD")
     lines = fig.axes[0].get_lines()
