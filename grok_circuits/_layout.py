@@ -41,7 +41,7 @@ LAYERS: dict[str, list[tuple[str, ...]]] = {
         ("cli",),
     ],
     f"{PACKAGE}.analysis": [
-        ("_inputs", "metrics", "components", "stats"),
+        ("_inputs", "metrics", "components", "stats", "results"),
         ("accuracy", "over_checkpoints"),
         ("lens", "patching"),
         ("circuits", "edges"),

@@ -7,6 +7,7 @@ first relation says whether one fact is the weak link. :func:`accuracy_by` split
 per-example label: a ``split.meta`` field, a tensor, or a function of the split.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ from grok_circuits.tasks import Split
 GroupSpec = str | Tensor | Callable[[Split], Tensor]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class GroupedAccuracy:
     """Top-1 accuracy per group of examples.
 
@@ -43,6 +44,18 @@ class GroupedAccuracy:
         """Accuracy over all examples (the probe's accuracy)."""
         n = sum(self.counts)
         return sum(a * c for a, c in zip(self.accuracy, self.counts)) / max(n, 1)
+
+    def summary(self) -> dict:
+        """The overall accuracy, the number of examples and groups, and the lowest and highest
+        group accuracy."""
+        return {
+            "by": self.by,
+            "overall": self.overall,
+            "n": sum(self.counts),
+            "n_groups": len(self.groups),
+            "lowest": min(self.accuracy, default=math.nan),
+            "highest": max(self.accuracy, default=math.nan),
+        }
 
     def to_frame(self):
         """One row per group: ``n`` and ``accuracy``, indexed by the group."""

@@ -9,7 +9,7 @@ number of checkpoints), skipping a damaged checkpoint with one warning, and retu
 
     over = over_checkpoints(run, lambda m: trace_reasoning(m, pairs))
     over.stack(lambda t: t.lens.mrr[:, 0])      # [step, layer]
-    over.plot(lambda t: t.strength.scores.max())
+    over.plot(get=lambda t: t.strength.scores.max())
 """
 
 import gc
@@ -47,7 +47,7 @@ def _as_tensor(value: Any) -> Tensor:
     return torch.as_tensor(value, dtype=torch.float32)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class OverCheckpoints:
     """The results of one analysis at several checkpoints of a run.
 
@@ -83,6 +83,16 @@ class OverCheckpoints:
             raise ValueError(f"the values differ in shape across steps ({sorted(shapes)})")
         return torch.stack(values)
 
+    def summary(self) -> dict:
+        """How many checkpoints were analysed, the first and last step, and how many were
+        skipped as damaged."""
+        return {
+            "n_checkpoints": len(self.steps),
+            "first_step": self.steps[0] if self.steps else None,
+            "last_step": self.steps[-1] if self.steps else None,
+            "n_skipped": len(self.skipped),
+        }
+
     def to_frame(self, get: Getter | None = None):
         """One row per step: the value of ``get`` (a number per step, or one column per entry
         of a 1-d value); with no ``get``, numbers, dicts of numbers and the ``summary()`` of
@@ -105,12 +115,18 @@ class OverCheckpoints:
             f"to_frame needs a number or a 1-d value per step, got shape {tuple(values.shape[1:])}"
         )
 
-    def plot(self, get: Getter | None = None, *, ax=None, title: str | None = None, label=None):
+    def plot(self, ax=None, *, get: Getter | None = None, title: str | None = None, label=None):
         """A line over the step for a number per step (or one line per column of a dict or
-        1-d value), a step x index heatmap for a 2-d value. See
-        :func:`grok_circuits.viz.plot_over_checkpoints`."""
+        1-d value), a step x index heatmap for a 2-d value: of ``get`` (an attribute or key
+        name, or a function of each result), else of each result itself or its
+        ``summary()``. See :func:`grok_circuits.viz.plot_over_checkpoints`."""
         from grok_circuits.viz.progress import plot_over_checkpoints
 
+        if ax is not None and not hasattr(ax, "plot"):
+            raise TypeError(
+                f"plot's first argument is the matplotlib axes, got {type(ax).__name__}; pass "
+                "what to plot by keyword: .plot(get=...)"
+            )
         return plot_over_checkpoints(self, get, ax=ax, title=title, label=label)
 
     def __repr__(self) -> str:

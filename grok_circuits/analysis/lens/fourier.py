@@ -47,7 +47,7 @@ def gini(x: Tensor) -> float:
     return float((2 * (ranks * x).sum() / (n * x.sum())) - (n + 1) / n)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FourierSpectrum:
     """The energy of each frequency of an embedding over a cyclic group of ``p`` tokens.
 

@@ -31,7 +31,7 @@ from grok_circuits.backend import Model
 PositionsLike = int | Sequence[int] | Int[Tensor, " batch"] | Int[Tensor, "batch n_pos"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LogitLensResult:
     """The result of :func:`logit_lens`.
 
@@ -92,6 +92,16 @@ class LogitLensResult:
             raise ValueError(f"this result has columns {list(self.names)}; pass name=")
         hits = torch.nonzero(mrr >= threshold).flatten()
         return int(hits[0]) if len(hits) else None
+
+    def summary(self) -> dict:
+        """For each column: its best MRR over the layers and the row that reaches it."""
+        mrr = self.mrr if self.per_position else self.mrr[:, None]
+        out: dict = {"n_examples": int(self.ranks.shape[1])}
+        for j, name in enumerate(self.names):
+            best = int(mrr[:, j].argmax())
+            out[f"best MRR {name}"] = float(mrr[best, j])
+            out[f"best layer {name}"] = self.layer_labels[best]
+        return out
 
     def to_frame(self):
         """MRR as a pandas DataFrame: layers as rows, one column per name."""

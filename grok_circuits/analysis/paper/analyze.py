@@ -31,7 +31,7 @@ from grok_circuits.runs.run import Run
 from grok_circuits.tasks import subtasks, task_spec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Analysis:
     """What :func:`analyze` found on a run.
 
@@ -59,13 +59,41 @@ class Analysis:
                 last = dataclasses.replace(result.results[-1], step=result.steps[-1])
                 out["fourier_last"] = last.plot()
                 out["fourier_over_steps"] = result.plot(
-                    lambda s: s.gini,
+                    get=lambda s: s.gini,
                     title="how sparse the embedding is in the Fourier basis, over training",
                     label="Gini of the energy per frequency",
                 )
             else:
                 out[name] = result.plot()
         return out
+
+    def summary(self) -> dict:
+        """The task, the checkpoints used, and each result's summary, its keys prefixed with
+        the result's name (``"circuit: n_components"``)."""
+        out: dict = {"task": self.task, **{f"{k} step": v for k, v in self.steps.items()}}
+        for name, result in self.results.items():
+            out.update({f"{name}: {k}": v for k, v in result.summary().items()})
+        return out
+
+    def to_frame(self):
+        """:meth:`summary` as a table: one row per (result, number)."""
+        import pandas as pd
+
+        rows = [
+            (name.partition(": ")[0] if ": " in name else "run", name.partition(": ")[2] or name, v)
+            for name, v in self.summary().items()
+        ]
+        return pd.DataFrame(rows, columns=["result", "name", "value"]).set_index(["result", "name"])
+
+    def plot(self, ax=None, *, title: str | None = None, name: str | None = None):
+        """The figure of one result, ``name`` (default: the first); :meth:`figures` draws all.
+        ``ax`` goes to results drawn in one panel."""
+        if not self.results:
+            raise ValueError("this analysis has no result to plot; see its notes")
+        name = next(iter(self.results)) if name is None else name
+        if name not in self.results:
+            raise ValueError(f"no result {name!r}; the results are {list(self.results)}")
+        return self.results[name].plot(ax, title=title)
 
     def save(self, folder: str | os.PathLike) -> list[Path]:
         """Write every figure as ``folder/<name>.png``; returns the paths."""

@@ -33,6 +33,7 @@ The comparison task has the same structure with the two *values* as intermediate
 knowledge (its lens targets), never a branch here.
 """
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,6 +46,7 @@ from grok_circuits.analysis.lens.logit_lens import LogitLensResult, logit_lens
 from grok_circuits.analysis.metrics import PairMetric
 from grok_circuits.analysis.over_checkpoints import over_checkpoints
 from grok_circuits.analysis.patching.causal_trace import CausalTrace, trace_pairs
+from grok_circuits.analysis.results import no_axes
 from grok_circuits.backend import Model
 from grok_circuits.runs.run import Run
 from grok_circuits.tasks import PromptPairs, Split
@@ -56,7 +58,7 @@ BRIDGE_MRR_THRESHOLD = 0.5
 BRIDGE_TARGET = "bridge@r1"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ReasoningTrace:
     """Logit lens of the intermediate tokens and causal strength of every state, for one model.
 
@@ -78,6 +80,18 @@ class ReasoningTrace:
         """MRR per logit-lens row of column ``name``."""
         return self.lens.column(name).mrr
 
+    def summary(self) -> dict:
+        """The step, the swap, the lens' best MRR per column and the strongest state."""
+        strength = self.strength.summary()
+        return {
+            "step": self.step,
+            "swap": self.swap,
+            "n_examples": self.n_examples,
+            **{k: v for k, v in self.lens.summary().items() if k != "n_examples"},
+            "strength peak": strength["peak"],
+            "strength peak at": strength["peak_at"],
+        }
+
     def to_frame(self):
         """One row per layer: the MRR of each lens column, then the strength per position
         (the final row, the last residual stream, has no strength)."""
@@ -90,10 +104,11 @@ class ReasoningTrace:
             )
         return frame
 
-    def plot(self, *, title: str | None = None):
-        """MRR curves and the strength heatmap, side by side."""
+    def plot(self, ax=None, *, title: str | None = None):
+        """MRR curves and the strength heatmap, side by side (two panels: no ``ax``)."""
         from grok_circuits.viz.analysis import plot_reasoning_trace
 
+        no_axes(ax, type(self).__name__, 2)
         return plot_reasoning_trace(self, title=title)
 
     def _header(self) -> str:
@@ -104,7 +119,7 @@ class ReasoningTrace:
         return f"{self._header()}\n{self.to_frame().round(3).to_string()}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BridgeTrace(ReasoningTrace):
     """A :class:`ReasoningTrace` of a composition model: lens columns ``"bridge@r1"``,
     ``"r2@r2"``, ``"answer@r2"``.
@@ -135,10 +150,16 @@ class BridgeTrace(ReasoningTrace):
         """The first row where :attr:`bridge_mrr` >= :attr:`threshold`, else None."""
         return self.lens.first_layer(self.threshold, "bridge@r1")
 
-    def plot(self, *, title: str | None = None):
-        """The bridge and r2 MRR curves (bridge layer marked) and the strength heatmap."""
+    def summary(self) -> dict:
+        """:meth:`ReasoningTrace.summary` and the bridge layer at :attr:`threshold`."""
+        return {**super().summary(), "bridge_layer": self.bridge_layer, "threshold": self.threshold}
+
+    def plot(self, ax=None, *, title: str | None = None):
+        """The bridge and r2 MRR curves (bridge layer marked) and the strength heatmap (two
+        panels: no ``ax``)."""
         from grok_circuits.viz.analysis import plot_reasoning_trace
 
+        no_axes(ax, type(self).__name__, 2)
         return plot_reasoning_trace(self, title=title, mark_layer=self.bridge_layer)
 
     def __repr__(self) -> str:
@@ -148,7 +169,7 @@ class BridgeTrace(ReasoningTrace):
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BridgeTraceOverTime:
     """:class:`BridgeTrace` summaries at several checkpoints of a run.
 
@@ -176,6 +197,22 @@ class BridgeTraceOverTime:
     swap: str
     n_examples: int
 
+    def summary(self) -> dict:
+        """The checkpoints traced, the first step where a bridge layer appears, and the bridge
+        layer and best bridge MRR at the last step."""
+        found = [s for s, layer in zip(self.steps, self.bridge_layer) if layer is not None]
+        return {
+            "n_checkpoints": len(self.steps),
+            "first_step": self.steps[0] if self.steps else None,
+            "last_step": self.steps[-1] if self.steps else None,
+            "first step with a bridge layer": found[0] if found else None,
+            "bridge_layer at last step": self.bridge_layer[-1] if self.steps else None,
+            "best bridge MRR at last step": (
+                float(self.bridge_mrr[-1].max()) if self.steps else math.nan
+            ),
+            "threshold": self.threshold,
+        }
+
     def to_frame(self):
         """One row per step: the bridge layer and the bridge MRR of every layer."""
         import pandas as pd
@@ -188,11 +225,12 @@ class BridgeTraceOverTime:
         frame.insert(0, "bridge_layer", pd.Series(list(self.bridge_layer), self.steps, object))
         return frame
 
-    def plot(self, *, position: str = "r1", title: str | None = None):
+    def plot(self, ax=None, *, position: str = "r1", title: str | None = None):
         """Heatmaps over step x layer: the bridge MRR at ``r1``, and the strength at
-        ``position``."""
+        ``position`` (two panels: no ``ax``)."""
         from grok_circuits.viz.analysis import plot_bridge_over_time
 
+        no_axes(ax, "BridgeTraceOverTime", 2)
         return plot_bridge_over_time(self, position=position, title=title)
 
     def __repr__(self) -> str:

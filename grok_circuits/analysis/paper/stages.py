@@ -33,10 +33,11 @@ from grok_circuits.analysis.paper.bridge import (
     ReasoningTrace,
     trace_reasoning,
 )
+from grok_circuits.analysis.results import no_axes
 from grok_circuits.runs.run import GROK_THRESHOLD, SATURATION_THRESHOLD, Run
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class StageComparison:
     """Traces of the memorizing and the generalizing checkpoint of one run.
 
@@ -66,6 +67,24 @@ class StageComparison:
     def pos_labels(self) -> tuple[str, ...]:
         return self.generalizing.strength.pos_labels
 
+    def summary(self) -> dict:
+        """The two steps, and the state whose strength rose most and fell most between them."""
+        d = self.difference
+        rise, fall = int(d.argmax()), int(d.argmin())
+        n_pos = d.shape[1]
+
+        def at(i: int) -> str:
+            return f"L{i // n_pos} {self.pos_labels[i % n_pos]}"
+
+        return {
+            "memorizing_step": self.memorizing_step,
+            "generalizing_step": self.generalizing_step,
+            "largest rise": float(d.flatten()[rise]),
+            "largest rise at": at(rise),
+            "largest fall": float(d.flatten()[fall]),
+            "largest fall at": at(fall),
+        }
+
     def to_frame(self):
         """The strength difference: layers as rows, positions as columns."""
         import pandas as pd
@@ -76,11 +95,13 @@ class StageComparison:
             columns=list(self.pos_labels),
         )
 
-    def plot(self, *, title: str | None = None):
+    def plot(self, ax=None, *, title: str | None = None):
         """The paper's "change during grokking" figure: the strength at both stages and their
-        difference (layer x position heatmaps), and the lens MRR at both stages."""
+        difference (layer x position heatmaps), and the lens MRR at both stages (several
+        panels: no ``ax``)."""
         from grok_circuits.viz.analysis import plot_stage_comparison
 
+        no_axes(ax, "StageComparison", 4)
         return plot_stage_comparison(self, title=title)
 
     def __repr__(self) -> str:

@@ -66,6 +66,7 @@ context managers, so an exception cannot leave one behind.
 """
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -110,7 +111,7 @@ DEFAULT_DIRECTION: Direction = "noise"
 PositionSpec = int | Sequence[int]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CausalTrace:
     """The result of :func:`causal_trace`.
 
@@ -159,6 +160,30 @@ class CausalTrace:
     @property
     def n_layers(self) -> int:
         return self.scores.shape[0]
+
+    def _cell_label(self, index: tuple[int, ...]) -> str:
+        if self.dims == ("layer", "head"):
+            return f"L{index[0]}H{index[1]}"
+        label = f"L{index[0]} {self.pos_labels[index[1]]}"
+        return label + (f" H{index[2]}" if len(index) == 3 else "")
+
+    def summary(self) -> dict:
+        """The metric's baseline and source, and the patch with the largest normalized effect
+        (``peak``, ``peak_at``; NaN and ``""`` when the swap has no effect)."""
+        norm = self.normalized
+        out = {
+            "activation": self.activation,
+            "direction": self.direction,
+            "baseline": self.baseline,
+            "source": self.source,
+            "peak": math.nan,
+            "peak_at": "",
+        }
+        if not torch.isnan(norm).all():
+            flat = int(torch.nan_to_num(norm, nan=-math.inf).argmax())
+            index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), norm.shape))
+            out.update(peak=float(norm[index]), peak_at=self._cell_label(index))
+        return out
 
     def to_frame(self):
         """The scores as a pandas DataFrame: layers as rows, positions (or heads) as columns."""
