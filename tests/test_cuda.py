@@ -24,7 +24,7 @@ from grok_circuits.analysis import (
     make_pairs,
     trace_reasoning,
 )
-from grok_circuits.backend import supports_edge_graph
+from grok_circuits.backend import supports
 from grok_circuits.runs.load import load_run
 
 RUNS = Path(__file__).parents[1] / "data" / "runs"
@@ -88,7 +88,7 @@ def test_trace_reasoning_and_find_circuit(models):
 
 def test_edges_and_faithfulness(models):
     run, cpu, gpu = models
-    if not supports_edge_graph(gpu):
+    if not supports("edge_graph", gpu):
         pytest.skip("this backend has no edge graph")
     pairs = make_pairs(run.task, "r1", n_examples=64)
     a = edge_attribution(cpu, pairs, method="eap", batch_size=32)

@@ -34,8 +34,10 @@ def comparison_model(tiny_comparison) -> Model:
 def rotary_model(tiny_composition) -> Model:
     """Rotary positions: causal tracing must take its full-forward path on this model. (The
     4.x bridge refuses rotary models, and takes the full-forward path on every model.)"""
-    if backend.BRIDGE:
-        pytest.skip("TransformerBridge (TransformerLens 4.x) refuses rotary models")
+    if not backend.supports("all_architectures"):
+        pytest.skip(
+            f"{backend.BACKEND} (TransformerLens {backend.TL_VERSION}) refuses rotary models"
+        )
     cfg = tiny_cfg(tiny_composition, positional_embedding_type="rotary", rotary_dim=16)
     return build_model(cfg, seed=3).eval()
 

@@ -31,7 +31,7 @@ from grok_circuits import (
     over_checkpoints,
 )
 from grok_circuits.analysis.edges.attribution import EdgeGraph, head_outputs
-from grok_circuits.backend import BRIDGE, split_qkv_hooks
+from grok_circuits.backend import split_qkv_hooks, supports
 from grok_circuits.model import build_model, load_weights, logits_at, model_weights
 from tests.analysis.test_planted_circuit import build_planted, build_planted_pairs
 
@@ -52,15 +52,17 @@ def small(composition_model, tiny_composition):
     return composition_model, make_pairs(tiny_composition, "h", n_examples=24, seed=0)
 
 
-#: Where the references read each head's output: TransformerLens' own ``hook_result`` on 3.x;
-#: the 4.3 bridge offers it only for joint-QKV attention, so there ``hook_z`` times ``W_O``.
-HEADS = "attn.hook_z" if BRIDGE else "attn.hook_result"
+#: Where the references read each head's output: TransformerLens' own ``hook_result`` where the
+#: model has it (3.x); the 4.3 bridge offers it only for joint-QKV attention, so there ``hook_z``
+#: times ``W_O``.
+RESULT = supports("attn_result")
+HEADS = "attn.hook_result" if RESULT else "attn.hook_z"
 
 
 def _heads(model, cache, layer):
     """``[batch, pos, head, d_model]``: each head's output, from a cache of :data:`HEADS`."""
     act = cache[f"blocks.{layer}.{HEADS}"]
-    return head_outputs(model, layer, act) if BRIDGE else act
+    return act if RESULT else head_outputs(model, layer, act)
 
 
 @contextlib.contextmanager
@@ -69,15 +71,16 @@ def _reference_settings(model):
     the references below. The 4.x bridge has no per-head q/k/v input or result of its own:
     there the references reach the inputs through ``backend.split_qkv_hooks`` (which
     ``_logit_diff`` applies) and the outputs through :func:`_heads`, and
-    ``tests/test_backend.py`` holds the bridge's scores to those recorded under 3.x."""
-    if not BRIDGE:
+    ``tests/backend/test_backend.py`` holds the bridge's scores to those recorded under 3.x."""
+    native = supports("attn_result") and supports("split_qkv_input")
+    if native:
         model.set_use_attn_result(True)
         model.set_use_split_qkv_input(True)
     model.set_use_hook_mlp_in(True)
     try:
         yield
     finally:
-        if not BRIDGE:
+        if native:
             model.set_use_attn_result(False)
             model.set_use_split_qkv_input(False)
         model.set_use_hook_mlp_in(False)

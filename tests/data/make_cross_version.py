@@ -8,7 +8,7 @@ The run (tiny composition task and model, seed 0, 400 steps, checkpoints at 0 an
 ``logits.safetensors``, the last checkpoint's logits on the test_id prompts as computed by the
 TransformerLens that trained it, and ``edges.safetensors``, that checkpoint's edge scores
 (EAP-IG) and faithfulness as that TransformerLens computes them (3.x through its own per-head
-q/k/v inputs, 4.x through ``backend.split_qkv_hooks``). ``tests/test_backend.py`` loads each
+q/k/v inputs, 4.x through ``backend.split_qkv_hooks``). ``tests/backend/test_backend.py`` loads each
 under the other version.
 """
 
@@ -38,6 +38,9 @@ from tests.helpers import tiny_train_config  # noqa: E402
 #: The training config of the fixture, also what the test retrains to compare metrics.
 STEPS = 400
 
+#: The fixture folder holding the run made under each backend.
+FOLDERS = {"HookedTransformer": "tl3", "TransformerBridge": "tl4"}
+
 
 def fixture_config():
     return tiny_train_config(max_steps=STEPS, eval_every=50, dense_until=0)
@@ -63,7 +66,7 @@ def write_edge_reference(out: Path, model, task) -> None:
 
 
 def main() -> None:
-    out = Path(__file__).parent / "cross_version" / f"tl{backend.TL_MAJOR}"
+    out = Path(__file__).parent / "cross_version" / FOLDERS[backend.BACKEND]
     if "--edges-only" in sys.argv:
         run = load_run(out)
         write_edge_reference(out, run.model(STEPS, device="cpu"), run.task)

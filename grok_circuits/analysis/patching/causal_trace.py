@@ -42,7 +42,7 @@ TransformerLens to 1e-5) and does only the work a patch can change, exactly:
    key-value cache) and their logits are copied. Only ``HookedTransformer`` (TransformerLens
    3.x) can: 4.x's ``TransformerBridge`` ignores ``past_kv_cache`` without an error and runs
    every block even with ``start_at_layer``, so there each patched row is a full forward pass
-   (:func:`grok_circuits.backend.supports_midway_start`); batching and copying still apply.
+   (the backend's ``"midway_start"`` capability); batching and copying still apply.
    Only on the CPU, too: on a GPU the extra, smaller passes cost more than the arithmetic they
    save, and every row is a full forward pass there as well.
 3. *Copying whole runs*: the two unpatched runs compute every state before the swapped token
@@ -87,17 +87,6 @@ from grok_circuits.analysis.metrics import (
 )
 from grok_circuits.backend import Model
 from grok_circuits.tasks import PromptPairs
-
-try:  # TransformerLens >= 3.x names; older 3.x releases called them HookedTransformerKeyValue*
-    from transformer_lens import TransformerLensKeyValueCache as _KVCache
-    from transformer_lens import TransformerLensKeyValueCacheEntry as _KVEntry
-except ImportError:  # pragma: no cover - depends on the installed TransformerLens
-    from transformer_lens.past_key_value_caching import (  # type: ignore[no-redef]
-        HookedTransformerKeyValueCache as _KVCache,
-    )
-    from transformer_lens.past_key_value_caching import (  # type: ignore[no-redef]
-        HookedTransformerKeyValueCacheEntry as _KVEntry,
-    )
 
 Activation = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z"]
 Direction = Literal["denoise", "noise"]
@@ -298,14 +287,14 @@ def _can_start_midway(model: Model) -> bool:
     Needs causal attention (earlier positions never read later ones), positions already inside
     the residual stream (learned absolute embeddings; rotary or shortformer models need the
     position handled inside attention) and no attention mask computed from the tokens (TL only
-    builds one for left-padding tokenizers), and a model that honours ``past_kv_cache`` (not the
-    4.x ``TransformerBridge``: :func:`grok_circuits.backend.supports_midway_start`).
+    builds one for left-padding tokenizers), and a backend that honours ``past_kv_cache``
+    (``backend.supports("midway_start", model)``; not the 4.x ``TransformerBridge``).
 
     And a model on the CPU: on a GPU the saved arithmetic costs more in extra, smaller passes
     than it saves. On an H100 the whole ``benchmarks/causal_tracing.py`` table took 0.26-0.27 s
     with full forward passes against 0.44-0.49 s starting mid-way (two runs of each), and the
     paper-size model's ``trace_bridge`` 0.13-0.14 s against 0.17-0.30 s."""
-    if not backend.supports_midway_start(model):
+    if not backend.supports("midway_start", model):
         return False
     if next(model.parameters()).device.type != "cpu":
         return False
@@ -374,24 +363,16 @@ def _patched_logits(
         if not midway:
             return model(base["tokens"][rows])
         resid = base["acts"][tl_utils.get_act_name("resid_pre", layer)][rows, start:]
-        kv = None
+        past = None
         if start > 0:  # the earlier positions' keys and values, read-only
-            entries = [None] * layer + [
-                _KVEntry(
-                    past_keys=prefix["acts"][tl_utils.get_act_name("k", li)][rows, :start],
-                    past_values=prefix["acts"][tl_utils.get_act_name("v", li)][rows, :start],
-                    frozen=True,
+            past = [
+                (
+                    prefix["acts"][tl_utils.get_act_name("k", li)][rows, :start],
+                    prefix["acts"][tl_utils.get_act_name("v", li)][rows, :start],
                 )
                 for li in range(layer, model.cfg.n_layers)
             ]
-            kv = _KVCache(
-                entries=entries,
-                previous_attention_mask=torch.ones(
-                    len(rows), start, dtype=torch.int, device=resid.device
-                ),
-                frozen=True,
-            )
-        return model(resid, start_at_layer=layer, past_kv_cache=kv)
+        return backend.forward_midway(model, resid, layer, past)
 
 
 def _first_true(x: Bool[Tensor, "... pos"]) -> Int[Tensor, "..."]:
