@@ -1,4 +1,4 @@
-"""The metrics causal tracing reads from a patched run, and tracing a set of prompt pairs.
+"""The metrics every pair-level analysis reads from a run, and the checks they share.
 
 Every metric takes the logits ``[batch, pos, d_vocab]`` of a run, like TransformerLens' patching
 metrics. The pair-level analyses name them with one word, :data:`PairMetric`:
@@ -8,8 +8,8 @@ metrics. The pair-level analyses name them with one word, :data:`PairMetric`:
 - ``"logit_difference"``: :func:`logit_difference`, the logit of the clean answer minus the logit
   of the corrupt answer at the answer position.
 
-:func:`trace_pairs` runs :func:`~grok_circuits.analysis.causal_tracing.causal_trace` on
-:class:`~grok_circuits.PromptPairs` with one of them, in the default direction (the paper's).
+:func:`~grok_circuits.analysis.patching.causal_trace.trace_pairs` traces
+:class:`~grok_circuits.PromptPairs` with one of them.
 """
 
 from collections.abc import Callable
@@ -32,6 +32,7 @@ PAIR_METRICS: tuple[str, ...] = ("strength", "logit_difference")
 
 
 def check_metric(metric: str) -> None:
+    """Refuse a metric name that is not one of :data:`PAIR_METRICS`, in one line."""
     if metric not in PAIR_METRICS:
         raise ValueError(f"metric={metric!r}; choose one of {PAIR_METRICS}")
 
