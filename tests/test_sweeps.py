@@ -1,5 +1,5 @@
 """Sweep specs (names, errors), the in-process engine, the report over seeds and its plot, and the
-bf16 training loss. Ray itself is tested in test_sweep_ray.py."""
+bf16 training loss. Ray itself is tested in test_sweeps_ray.py."""
 
 import dataclasses
 import json
