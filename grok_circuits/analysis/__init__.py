@@ -14,11 +14,11 @@ dataclass that prints as a short table and has a ``.plot()``.
 from grok_circuits.analysis._inputs import as_pairs, check_fits
 from grok_circuits.analysis.accuracy import GroupedAccuracy, accuracy, accuracy_by, value_gap
 from grok_circuits.analysis.circuits.find import (
-    CIRCUIT_METHODS,
     DEFAULT_THRESHOLD,
     Circuit,
     CircuitMethod,
     find_circuit,
+    register_circuit_method,
     select_components,
 )
 from grok_circuits.analysis.circuits.reuse import ReuseReport, circuit_reuse
@@ -85,7 +85,6 @@ __all__ = [
     "ABLATIONS",
     "ACTIVATIONS",
     "BRIDGE_MRR_THRESHOLD",
-    "CIRCUIT_METHODS",
     "DEFAULT_DIRECTION",
     "DEFAULT_THRESHOLD",
     "EDGE_ABLATIONS",
@@ -138,6 +137,7 @@ __all__ = [
     "make_pairs",
     "over_checkpoints",
     "prediction_changed",
+    "register_circuit_method",
     "select_components",
     "top1_predictions",
     "trace_attn_out",

@@ -40,9 +40,9 @@ from torch import Tensor
 from grok_circuits.analysis._inputs import Data, check_task_fits, swap_pairs
 from grok_circuits.analysis.circuits.find import (
     Circuit,
-    CircuitMethod,
     distinct_clean,
     find_circuit,
+    method_options,
 )
 from grok_circuits.analysis.components import Component, all_components
 from grok_circuits.analysis.edges.reuse import EdgeReuseReport, edge_reuse
@@ -214,7 +214,7 @@ def circuit_reuse(
     names: tuple[str, str] | None = None,
     top_k: int | None = None,
     threshold: float | None = None,
-    method: CircuitMethod | Callable[..., Circuit] = "patching",
+    method: str | Callable[..., Circuit] = "patching",
     metric: PairMetric = "strength",
     ablation: Ablation | Literal["corrupt"] | None = None,
     level: Literal["components", "edges"] = "components",
@@ -312,9 +312,13 @@ def circuit_reuse(
     if ablation is None:
         ablation = "mean"
     finder = method if callable(method) else find_circuit
-    find = dict(top_k=top_k, threshold=threshold, metric=metric, ablation=ablation, seed=seed)
-    if not callable(method):
-        find["method"] = method
+    find = dict(top_k=top_k, threshold=threshold, seed=seed)
+    if callable(method):
+        find.update(metric=metric, ablation=ablation)
+    else:  # the circuit method ablates as the cross-ablation does, when it ablates at all
+        takes = method_options(method)
+        find.update(method=method)
+        find.update({k: v for k, v in (("metric", metric), ("ablation", ablation)) if k in takes})
     circuits, evals, refs = {}, {}, {}
     for t, d, given in zip(tasks, data, (eval_a, eval_b)):
         if isinstance(d, TaskData):
