@@ -7,7 +7,7 @@
   shipped trained run;
 - faithfulness against the plain clean and corrupt runs (full and empty graphs) and against a
   slow loop that ablates edge by edge;
-- a planted path (tests/analysis/test_planted_circuit.py's model) that EAP must rank first.
+- a planted path (tests/analysis/circuits/test_planted_circuit.py's model) that EAP must rank first.
 """
 
 import contextlib
@@ -33,7 +33,7 @@ from grok_circuits import (
 from grok_circuits.analysis.edges.attribution import EdgeGraph, head_outputs
 from grok_circuits.backend import BRIDGE, split_qkv_hooks
 from grok_circuits.model import build_model, load_weights, logits_at, model_weights
-from tests.analysis.test_planted_circuit import build_planted, build_planted_pairs
+from tests.analysis.circuits.test_planted_circuit import build_planted, build_planted_pairs
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
