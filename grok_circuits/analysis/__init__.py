@@ -34,7 +34,7 @@ from grok_circuits.analysis.edges.attribution import (
     edge_attribution,
 )
 from grok_circuits.analysis.edges.faithfulness import EDGE_ABLATIONS, Faithfulness, faithfulness
-from grok_circuits.analysis.edges.reuse import EdgeReuseReport
+from grok_circuits.analysis.edges.reuse import EdgeReuseReport, edge_reuse
 from grok_circuits.analysis.lens.fourier import FourierSpectrum, fourier_spectrum
 from grok_circuits.analysis.lens.logit_lens import LogitLensResult, logit_lens
 from grok_circuits.analysis.metrics import (
@@ -128,6 +128,7 @@ __all__ = [
     "compare_edges",
     "compare_stages",
     "edge_attribution",
+    "edge_reuse",
     "faithfulness",
     "find_circuit",
     "fourier_spectrum",

@@ -445,13 +445,13 @@ def _expected_random_iou(n: int, k1: int, k2: int) -> float:
 
 
 def test_edge_level_reuse_against_counts_by_hand(small, tiny_composition):
-    from grok_circuits import circuit_reuse
+    from grok_circuits.analysis.edges.reuse import edge_reuse
 
     model, pairs_h = small
     pairs_r2 = make_pairs(tiny_composition, "r2", n_examples=24, seed=0)
     g = EdgeGraph.of(model)
-    report = circuit_reuse(
-        model, pairs_h, pairs_r2, level="edges", top_k=12, n_random=3000, n_random_ablations=3
+    report = edge_reuse(
+        model, [pairs_h, pairs_r2], ("a", "b"), top_k=12, n_random=3000, n_random_ablations=3
     )
     assert report.tasks == ("a", "b") and len(report.circuits["a"]) == 12
     expected = _expected_random_iou(g.n_edges, 12, 12)
@@ -461,11 +461,10 @@ def test_edge_level_reuse_against_counts_by_hand(small, tiny_composition):
     assert report.kept["a"]["a"] == pytest.approx(1 - float(f.completeness[0]), abs=1e-5)
     assert report.faithfulness["a"] == pytest.approx(float(f.faithfulness[0]), abs=1e-5)
     # the whole graph as the circuit: knocking it out leaves nothing, and both circuits agree
-    every = circuit_reuse(
+    every = edge_reuse(
         model,
-        pairs_h,
-        pairs_r2,
-        level="edges",
+        [pairs_h, pairs_r2],
+        ("a", "b"),
         top_k=g.n_edges,
         n_random=2,
         n_random_ablations=2,
@@ -475,7 +474,3 @@ def test_edge_level_reuse_against_counts_by_hand(small, tiny_composition):
     fig = report.plot()
     assert fig.axes
     plt.close(fig)
-    with pytest.raises(ValueError, match="level="):
-        circuit_reuse(model, pairs_h, pairs_r2, level="nodes")
-    with pytest.raises(ValueError, match="eval_a"):
-        circuit_reuse(model, pairs_h, pairs_r2, level="edges", eval_a=pairs_h)
