@@ -179,13 +179,27 @@ class Circuit:
         df["head"] = df["head"].astype("Int64")  # MLPs have no head: <NA>, not a float NaN
         return df.set_index("component")
 
-    def plot(self, **kw):
-        """The causal graph (states at layer x position, shaded by strength; patching only) and
-        the component scores, circuit members outlined. See
-        :func:`grok_circuits.viz.plot_circuit`."""
+    def summary(self) -> dict:
+        """The headline numbers: the circuit's size (heads and MLPs), the largest score, and the
+        clean accuracy on the examples the method read."""
+        finite = [s for s in self.scores.values() if not math.isnan(s)]
+        return {
+            "size": len(self.components),
+            "heads": len(self.heads),
+            "mlps": len(self.mlps),
+            "max_score": max(finite) if finite else math.nan,
+            "clean_accuracy": self.clean_accuracy,
+            "n_examples": self.n_examples,
+        }
+
+    def plot(self, ax=None, *, title: str | None = None, **options):
+        """The causal graph (states at layer x position, shaded by strength; methods that trace
+        states) next to the component scores, circuit members outlined; a circuit without state
+        scores draws only the component scores, and only such a one can take an ``ax``.
+        ``options``: ``min_strength``, ``step``. See :func:`grok_circuits.viz.plot_circuit`."""
         from grok_circuits.viz.circuits import plot_circuit
 
-        return plot_circuit(self, **kw)
+        return plot_circuit(self, ax, title=title, **options)
 
     def __str__(self) -> str:
         rule = f"top_k={self.top_k}" if self.top_k is not None else f"threshold={self.threshold}"

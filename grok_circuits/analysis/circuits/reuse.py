@@ -172,12 +172,29 @@ class ReuseReport:
             return math.nan
         return float((rnd <= self.accuracy[ablated][task] + 1e-12).double().mean())
 
-    def plot(self, **kw):
-        """Overlap vs the random baseline, and the cross-ablation bars. See
+    def summary(self) -> dict:
+        """The headline numbers: the overlap and its p-values, each circuit's size, and each
+        task's accuracy with nothing ablated and with the other task's circuit ablated."""
+        a, b = self.tasks
+        out = {
+            "iou": self.iou,
+            "p_iou": self.p_iou,
+            "head_share": self.head_share,
+            "p_head_share": self.p_head_share,
+        }
+        for t, other in ((a, b), (b, a)):
+            out[f"size {t}"] = len(self.circuits[t])
+            out[f"accuracy {t}"] = self.accuracy["none"][t]
+            out[f"accuracy {t} without {other} circuit"] = self.accuracy[other][t]
+        return out
+
+    def plot(self, ax=None, *, title: str | None = None, **options):
+        """Three panels: which components each circuit holds, the overlap vs the random
+        baseline, and the cross-ablation bars (so no ``ax``). ``options``: ``step``. See
         :func:`grok_circuits.viz.plot_reuse`."""
         from grok_circuits.viz.circuits import plot_reuse
 
-        return plot_reuse(self, **kw)
+        return plot_reuse(self, ax, title=title, **options)
 
     def __str__(self) -> str:
         lines = [

@@ -208,3 +208,32 @@ def test_one_swap_is_the_swaps_list_of_one(trained, tiny_composition):
     listed = find_circuit(trained, tiny_composition, swaps=["r1"], n_examples=40, top_k=2)
     assert one.swaps == ("r1",) and one.scores == listed.scores
     assert torch.equal(one.state_scores, listed.state_scores)
+
+
+def test_summary_and_plot_follow_the_result_contract(trained, tiny_composition):
+    import dataclasses
+    import json
+
+    c = find_circuit(trained, tiny_composition, n_examples=40, top_k=3)
+    s = c.summary()
+    json.dumps(s)  # flat and JSON-able
+    assert (s["size"], s["heads"] + s["mlps"]) == (3, 3)
+    assert s["heads"] == sum(x.is_head for x in c.components)
+    assert s["max_score"] == max(c.scores.values()) and s["n_examples"] == c.n_examples
+    assert s["clean_accuracy"] == c.clean_accuracy
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.top_k = 4
+    assert c != find_circuit(trained, tiny_composition, n_examples=40, top_k=3)  # eq=False
+    # two panels: no ax, one line saying which single-panel plots take one
+    fig, ax = plt.subplots()
+    with pytest.raises(ValueError, match="takes no ax") as caught:
+        c.plot(ax)
+    assert "\n" not in str(caught.value)
+    fig2 = c.plot(title="my circuit")
+    assert fig2._suptitle.get_text() == "my circuit"
+    plt.close(fig2)
+    # one panel (no state scores): drawn on the ax given, with the title given
+    a = find_circuit(trained, tiny_composition, n_examples=40, top_k=3, method="ablation")
+    assert a.plot(ax, title="ablation scores") is fig
+    assert ax.get_title() == "ablation scores"
+    plt.close(fig)

@@ -260,3 +260,30 @@ def test_pairs_are_checked_once_on_the_way_down(model, task, monkeypatch):
     circuit_reuse(model, a, b, eval_a=a, top_k=2, n_random=5, n_random_ablations=1)
     # once each: a (for its circuit; its clean prompts are the reference), eval_a, b
     assert [id(p) for p in calls] == [id(a), id(a), id(b)]
+
+
+def test_summary_and_plot_follow_the_result_contract(model, task):
+    import json
+
+    circuits = {"composition": ["L0H0", "MLP0"], "comparison": ["L0H0", "L1H0", "MLP1"]}
+    report = circuit_reuse(
+        model, task, method=planted_finder(circuits), n_random=20, n_random_ablations=2, n_eval=30
+    )
+    s = report.summary()
+    json.dumps(s)
+    # counted by hand: {L0H0, MLP0} and {L0H0, L1H0, MLP1} share 1 of 4; 1 of the smaller's 1 head
+    assert s["iou"] == pytest.approx(1 / 4) and s["head_share"] == 1.0
+    assert (s["size composition"], s["size comparison"]) == (2, 3)
+    assert s["accuracy composition"] == report.accuracy["none"]["composition"]
+    assert (
+        s["accuracy composition without comparison circuit"]
+        == (report.accuracy["comparison"]["composition"])
+    )
+    assert s["p_iou"] == report.p_iou
+    fig, ax = plt.subplots()
+    with pytest.raises(ValueError, match="takes no ax"):
+        report.plot(ax)
+    plt.close(fig)
+    fig = report.plot(title="reuse")
+    assert fig._suptitle.get_text() == "reuse" and len(fig.axes) == 3
+    plt.close(fig)
