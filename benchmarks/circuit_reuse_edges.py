@@ -10,7 +10,7 @@ component-level cross-ablation cannot tell reuse from damage at that scale. This
    threshold, or ``--top-k``), their overlap against size-matched random sets, and accuracy
    after mean-ablating each circuit against ``--n-random-ablations`` random component sets
    of its size (as many heads and as many MLPs);
-2. ``circuit_reuse(model, task, level="edges")``: edge circuits (EAP-IG, 5 steps, top 5% of the
+2. ``edge_reuse(model, subtasks, names)``: edge circuits (EAP-IG, 5 steps, top 5% of the
    (source, destination) edges), their overlap against random edge sets, and the share of each
    task's logit difference kept after knocking out each circuit's edges (corrupt ablation)
    against random edge sets of its size.
@@ -27,7 +27,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import torch  # noqa: E402
 
-from grok_circuits import circuit_reuse, load_run  # noqa: E402
+from grok_circuits import circuit_reuse, load_run, subtasks  # noqa: E402
+from grok_circuits.analysis.edges.reuse import edge_reuse  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,7 +38,9 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", default=["mixed", "mixed_wide"])
     parser.add_argument("--n-examples", type=int, default=300, help="pairs per swap")
     parser.add_argument("--n-random-ablations", type=int, default=20)
-    parser.add_argument("--levels", nargs="+", default=["components", "edges"])
+    parser.add_argument(
+        "--levels", nargs="+", default=["components", "edges"], choices=["components", "edges"]
+    )
     parser.add_argument(
         "--top-k",
         type=int,
@@ -59,15 +62,26 @@ def main() -> None:
         )
         for level in args.levels:
             start = time.perf_counter()
-            report = circuit_reuse(
-                model,
-                run.task,
-                level=level,
-                top_k=args.top_k,
-                n_examples=args.n_examples,
-                n_random_ablations=args.n_random_ablations,
-                seed=0,
-            )
+            if level == "components":
+                report = circuit_reuse(
+                    model,
+                    run.task,
+                    top_k=args.top_k,
+                    n_examples=args.n_examples,
+                    n_random_ablations=args.n_random_ablations,
+                    seed=0,
+                )
+            else:  # the same sub-tasks and pairs, compared edge by edge
+                views = subtasks(run.task)
+                report = edge_reuse(
+                    model,
+                    list(views.values()),
+                    tuple(views),
+                    top_k=args.top_k,
+                    n_random_ablations=args.n_random_ablations,
+                    seed=0,
+                    pair_kw=dict(split="train_inferred", n_examples=args.n_examples, seed=0),
+                )
             print(f"--- level={level} ({time.perf_counter() - start:.0f} s)")
             print(report)
 

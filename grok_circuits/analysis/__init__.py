@@ -14,11 +14,11 @@ dataclass that prints as a short table and has a ``.plot()``.
 from grok_circuits.analysis._inputs import as_pairs, check_fits
 from grok_circuits.analysis.accuracy import GroupedAccuracy, accuracy, accuracy_by
 from grok_circuits.analysis.circuits.find import (
-    CIRCUIT_METHODS,
     DEFAULT_THRESHOLD,
     Circuit,
     CircuitMethod,
     find_circuit,
+    register_circuit_method,
     select_components,
 )
 from grok_circuits.analysis.circuits.reuse import ReuseReport, circuit_reuse
@@ -34,7 +34,7 @@ from grok_circuits.analysis.edges.attribution import (
     edge_attribution,
 )
 from grok_circuits.analysis.edges.faithfulness import EDGE_ABLATIONS, Faithfulness, faithfulness
-from grok_circuits.analysis.edges.reuse import EdgeReuseReport
+from grok_circuits.analysis.edges.reuse import EdgeReuseReport, edge_reuse
 from grok_circuits.analysis.lens.fourier import FourierSpectrum, fourier_spectrum
 from grok_circuits.analysis.lens.logit_lens import LogitLensResult, logit_lens
 from grok_circuits.analysis.metrics import (
@@ -85,7 +85,6 @@ __all__ = [
     "ABLATIONS",
     "ACTIVATIONS",
     "BRIDGE_MRR_THRESHOLD",
-    "CIRCUIT_METHODS",
     "DEFAULT_DIRECTION",
     "DEFAULT_THRESHOLD",
     "EDGE_ABLATIONS",
@@ -129,6 +128,7 @@ __all__ = [
     "compare_edges",
     "compare_stages",
     "edge_attribution",
+    "edge_reuse",
     "faithfulness",
     "find_circuit",
     "fourier_spectrum",
@@ -138,6 +138,7 @@ __all__ = [
     "make_pairs",
     "over_checkpoints",
     "prediction_changed",
+    "register_circuit_method",
     "select_components",
     "top1_predictions",
     "trace_attn_out",

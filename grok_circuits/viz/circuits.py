@@ -44,7 +44,8 @@ def plot_causal_graph(
     title: str | None = None,
     step: int | None = None,
 ):
-    """The causal graph of a patching :class:`~grok_circuits.analysis.circuits.find.Circuit`.
+    """The causal graph of a :class:`~grok_circuits.analysis.circuits.find.Circuit` with state
+    scores (the patching method's).
 
     Nodes are the ``resid_pre`` states of every (layer, position), shaded by their strength (the
     largest over the perturbed input tokens), plus the output at the answer position. Edges are
@@ -58,7 +59,7 @@ def plot_causal_graph(
     if circuit.state_scores is None:
         raise ValueError(
             f"this circuit ({circuit.method}) has no state scores to draw a causal graph from; "
-            "use find_circuit (the patching method)"
+            "find it with find_circuit(..., method='patching')"
         )
     if ax is None:
         fig, ax = plt.subplots(figsize=(1.3 * circuit.state_scores.shape[-1] + 2, 4.5))
@@ -188,14 +189,30 @@ def plot_component_scores(circuit, ax=None, *, title: str | None = None, step: i
     return fig
 
 
-def plot_circuit(circuit, *, min_strength: float = 0.1, step: int | None = None):
-    """The causal graph (patching circuits only) next to the component scores.
+def plot_circuit(
+    circuit,
+    ax=None,
+    *,
+    title: str | None = None,
+    min_strength: float = 0.1,
+    step: int | None = None,
+):
+    """The causal graph (circuits with state scores, such as patching's) next to the component
+    scores; a circuit without state scores draws the component scores alone, on ``ax`` if
+    given. Two panels take no ``ax``: draw one of them with :func:`plot_causal_graph` or
+    :func:`plot_component_scores`.
 
     Returns:
         The matplotlib Figure.
     """
     if circuit.state_scores is None:
-        return plot_component_scores(circuit, step=step)
+        return plot_component_scores(circuit, ax, title=title, step=step)
+    if ax is not None:
+        raise ValueError(
+            "this circuit draws two panels (its causal graph and its component scores), so it "
+            "takes no ax; draw one on your ax with viz.plot_causal_graph(circuit, ax) or "
+            "viz.plot_component_scores(circuit, ax)"
+        )
     width = circuit.state_scores.shape[-1]
     fig, (left, right) = plt.subplots(
         1,
@@ -205,7 +222,9 @@ def plot_circuit(circuit, *, min_strength: float = 0.1, step: int | None = None)
     )
     plot_causal_graph(circuit, left, min_strength=min_strength, title="causal strength of states")
     plot_component_scores(circuit, right, title="component scores (circuit outlined)")
-    fig.suptitle(f"{circuit.task or 'pairs'} circuit: {_where(circuit, step)}", fontsize=10)
+    fig.suptitle(
+        title or f"{circuit.task or 'pairs'} circuit: {_where(circuit, step)}", fontsize=10
+    )
     fig.tight_layout()
     return fig
 
@@ -244,7 +263,7 @@ def _membership(report, ax):
     ax.set_title(f"components of each circuit ({report.circuits[a].split})", fontsize=9)
 
 
-def plot_reuse(report, *, step: int | None = None):
+def plot_reuse(report, ax=None, *, title: str | None = None, step: int | None = None):
     """Three panels: which components each circuit holds; the circuits' IoU (red line) over
     the histogram of size-matched random pairs, with the head share and its baseline in the
     legend; and the accuracy on each task after ablating each circuit or size-matched random
@@ -254,6 +273,10 @@ def plot_reuse(report, *, step: int | None = None):
     Returns:
         The matplotlib Figure.
     """
+    if ax is not None:
+        raise ValueError(
+            "the reuse report draws three panels, so it takes no ax; call plot() without one"
+        )
     fig, axes = plt.subplots(1, 3, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1, 1.1, 1.4]})
     _membership(report, axes[0])
     ax = axes[1]
@@ -325,7 +348,8 @@ def plot_reuse(report, *, step: int | None = None):
     ax.legend(fontsize=7)
     where = context(split=report.circuits[report.tasks[0]].split, step=step)
     fig.suptitle(
-        f"circuit reuse, {' vs '.join(report.tasks)}: circuits from {where}; "
+        title
+        or f"circuit reuse, {' vs '.join(report.tasks)}: circuits from {where}; "
         f"accuracy on {report.eval_split}",
         fontsize=10,
     )

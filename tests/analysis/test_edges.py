@@ -7,7 +7,7 @@
   shipped trained run;
 - faithfulness against the plain clean and corrupt runs (full and empty graphs) and against a
   slow loop that ablates edge by edge;
-- a planted path (tests/analysis/test_planted_circuit.py's model) that EAP must rank first.
+- a planted path (tests/analysis/circuits/test_planted_circuit.py's model) that EAP must rank first.
 """
 
 import contextlib
@@ -33,7 +33,7 @@ from grok_circuits import (
 from grok_circuits.analysis.edges.attribution import EdgeGraph, head_outputs
 from grok_circuits.backend import split_qkv_hooks, supports
 from grok_circuits.model import build_model, load_weights, logits_at, model_weights
-from tests.analysis.test_planted_circuit import build_planted, build_planted_pairs
+from tests.analysis.circuits.test_planted_circuit import build_planted, build_planted_pairs
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -448,13 +448,13 @@ def _expected_random_iou(n: int, k1: int, k2: int) -> float:
 
 
 def test_edge_level_reuse_against_counts_by_hand(small, tiny_composition):
-    from grok_circuits import circuit_reuse
+    from grok_circuits.analysis.edges.reuse import edge_reuse
 
     model, pairs_h = small
     pairs_r2 = make_pairs(tiny_composition, "r2", n_examples=24, seed=0)
     g = EdgeGraph.of(model)
-    report = circuit_reuse(
-        model, pairs_h, pairs_r2, level="edges", top_k=12, n_random=3000, n_random_ablations=3
+    report = edge_reuse(
+        model, [pairs_h, pairs_r2], ("a", "b"), top_k=12, n_random=3000, n_random_ablations=3
     )
     assert report.tasks == ("a", "b") and len(report.circuits["a"]) == 12
     expected = _expected_random_iou(g.n_edges, 12, 12)
@@ -464,11 +464,10 @@ def test_edge_level_reuse_against_counts_by_hand(small, tiny_composition):
     assert report.kept["a"]["a"] == pytest.approx(1 - float(f.completeness[0]), abs=1e-5)
     assert report.faithfulness["a"] == pytest.approx(float(f.faithfulness[0]), abs=1e-5)
     # the whole graph as the circuit: knocking it out leaves nothing, and both circuits agree
-    every = circuit_reuse(
+    every = edge_reuse(
         model,
-        pairs_h,
-        pairs_r2,
-        level="edges",
+        [pairs_h, pairs_r2],
+        ("a", "b"),
         top_k=g.n_edges,
         n_random=2,
         n_random_ablations=2,
@@ -478,7 +477,3 @@ def test_edge_level_reuse_against_counts_by_hand(small, tiny_composition):
     fig = report.plot()
     assert fig.axes
     plt.close(fig)
-    with pytest.raises(ValueError, match="level="):
-        circuit_reuse(model, pairs_h, pairs_r2, level="nodes")
-    with pytest.raises(ValueError, match="eval_a"):
-        circuit_reuse(model, pairs_h, pairs_r2, level="edges", eval_a=pairs_h)

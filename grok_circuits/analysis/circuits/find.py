@@ -1,48 +1,55 @@
-"""Finding a task's circuit: causal tracing of states and components, and the components it keeps.
-
-"Grokked Transformers are Implicit Reasoners" (Wang et al. 2024) finds the circuit of a grokked
-model by **causal tracing** (Meng et al. 2022): three runs per example,
-
-1. the *clean* run on a training query, e.g. ``<e_h> <r_1> <r_2>``;
-2. a *perturbed* run, where one input token is swapped for another of the same type such that the
-   answer changes (composition: ``h``, ``r1`` or ``r2``; comparison: ``e1``, ``e2`` or ``attr``;
-   built by :func:`~grok_circuits.make_pairs`);
-3. an *intervened* run: the clean input, with one hidden state replaced by its value in the
-   perturbed run ("noising", :func:`~grok_circuits.analysis.causal_tracing.causal_trace` with
-   ``direction="noise"``).
-
-The **causal strength** of a state is how often the intervention changes the model's top-1
-prediction (the paper's measure; ``metric="logit_difference"`` uses the drop of the clean-minus-
-perturbed answer logit difference instead, normalised so that the whole swap is 1). Traced over
-every (layer, position) of the residual stream (``resid_pre``; layer 0 is the embeddings), once
-per swapped input token, it gives the paper's causal graph: which states carry what the answer
-depends on. Composition's generalizing circuit stores the bridge entity at the r1 position around
-the middle layers; comparison's retrieves both values in parallel.
+"""Finding a circuit: score every component with a circuit method, keep the ones that matter.
 
 For circuit *reuse* (:mod:`grok_circuits.analysis.circuits.reuse`) a circuit must be a set of
-**components**. The same interventions applied to components give their scores: the output
-``hook_z`` of each attention head (all positions at once; ``[layer, head]``) and the output of each
-MLP (``[layer, pos]``; an MLP's score is its strongest position). A component's score is its
-largest over the swaps (it is in the circuit if it carries the information of *any* input token
-the answer needs), and a ``threshold`` or ``top_k`` on the scores selects the circuit.
+**components**: the attention heads and MLPs of :mod:`grok_circuits.analysis.components`. A
+circuit method scores every component on prompt pairs; a ``threshold`` or ``top_k`` on the scores
+selects the circuit. One call, one signature, whatever the model, the data and the method
+(auto-circuit's ``PruneAlgo`` takes ``(model, data)`` the same way)::
 
-One call, one signature, whatever the model and the data (auto-circuit's ``PruneAlgo`` takes
-``(model, data)`` the same way)::
+    find_circuit(model, data, *, method="patching", top_k=None, threshold=None, ...)
 
-    find_circuit(model, pairs, *, top_k=None, threshold=None, method="patching" | "ablation")
+``data`` is :class:`~grok_circuits.PromptPairs` (or a list of them, one per swapped token), or a
+registered task, whose swaps build them. Comparing training stages or tasks is then a loop over
+models or data.
 
-``pairs`` is :class:`~grok_circuits.PromptPairs` (or a list of them, one per swapped token), or a
-registered task, whose every swap builds them. ``method="patching"`` is the paper's causal
-tracing; ``method="ablation"`` scores each component by the accuracy lost when it alone is
-ablated (mean or resample, ``ablation=``; necessity on the clean prompts, no counterfactual
-needed). Comparing training stages or tasks is then a loop over models or data.
+The methods are registered by name in :data:`METHODS`:
+
+- ``"patching"`` (:mod:`~grok_circuits.analysis.circuits.patching`): the paper's causal tracing
+  (Wang et al. 2024); a component's score is how often noising it with its value on the corrupt
+  prompt changes the answer; it also traces the residual states, the causal graph.
+- ``"ablation"`` (:mod:`~grok_circuits.analysis.circuits.ablation`): the accuracy lost when a
+  component alone is ablated (mean or resample), on the clean prompts; no counterfactual needed.
+
+Adding a circuit method
+-----------------------
+A method is one function with the signature every method has::
+
+    def my_scores(model, pairs, components, *, seed=0, **its_options) -> dict[Component, float]:
+        ...
+
+``pairs`` is a list of :class:`~grok_circuits.PromptPairs` already checked to fit the model (one
+set per swap of a task, or the pairs the user gave); ``components`` the components to score
+(every head and MLP); ``seed`` seeds any random draw; the return value has a score for each
+component, higher meaning more important (return a
+:class:`~grok_circuits.analysis.circuits.scores.Scores` to also say what the scores measure).
+Register it by name, in the file that defines it::
+
+    register_circuit_method("my-method", my_scores)
+    find_circuit(model, task, method="my-method", top_k=5)
+
+A method that reads only the clean prompts registers with ``clean_only=True``: from a task it is
+then given ``n_examples`` examples of ``split`` instead of one set of pairs per swap. Options
+beyond ``seed`` reach it through :func:`find_circuit`'s ``metric=``, ``ablation=`` and
+``batch_size=`` when it declares them (any other is refused in one line), or are bound with
+``functools.partial`` when registering. ``tests/analysis/circuits/test_planted_circuit.py``
+registers a method that way and finds the planted circuit with it.
 """
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from jaxtyping import Float
@@ -50,20 +57,19 @@ from torch import Tensor
 
 from grok_circuits.analysis._inputs import (
     Data,
-    check_fits,
+    as_pairs,
     check_task_fits,
     resolve_subtask,
     swap_pairs,
 )
+from grok_circuits.analysis.circuits.ablation import ablation_scores, distinct_clean
+from grok_circuits.analysis.circuits.patching import patching_scores
+from grok_circuits.analysis.circuits.scores import Scores
 from grok_circuits.analysis.components import Component, all_components
-from grok_circuits.analysis.metrics import PairMetric, check_metric, no_effect_error
-from grok_circuits.analysis.patching.ablation import (
-    Ablation,
-    accuracy_under_ablation,
-)
-from grok_circuits.analysis.patching.causal_trace import CausalTrace, trace_pairs
+from grok_circuits.analysis.metrics import PairMetric
+from grok_circuits.analysis.patching.ablation import Ablation, accuracy_under_ablation
 from grok_circuits.backend import Model
-from grok_circuits.tasks import PromptPairs, Split, TaskData
+from grok_circuits.tasks import PromptPairs, TaskData
 from grok_circuits.tasks.registry import Facts
 
 #: Used when neither ``threshold`` nor ``top_k`` is given: a component is in the circuit when
@@ -71,29 +77,29 @@ from grok_circuits.tasks.registry import Facts
 #: least 10 points of accuracy (ablation). Fixed before looking at any result, not tuned.
 DEFAULT_THRESHOLD = 0.1
 
-CircuitMethod = Literal["patching", "ablation"]
+#: A circuit method: ``fn(model, pairs, components, *, seed, **options) -> {Component: score}``.
+CircuitMethod = Callable[..., Mapping[Component, float]]
 
 
 # ----------------------------------------------------------------------------- the result
 @dataclass(frozen=True, eq=False)
 class Circuit:
-    """A task's circuit: scores of every component, the selected components, and (for the
-    patching method) the causal strength of every residual state.
+    """A circuit: scores of every component, the selected components, and (for a method that
+    traces the residual stream, such as patching) the causal strength of every residual state.
 
     Attributes:
         task: the (sub-)task's name, or None for pairs built by hand.
-        method: ``"patching"`` or ``"ablation"``.
+        method: the circuit method's registered name, e.g. ``"patching"`` or ``"ablation"``.
         split: the probe the examples were drawn from (None for pairs built by hand).
-        n_examples: how many distinct clean prompts were traced (patching: over all swaps) or
-            scored (ablation).
+        n_examples: how many distinct clean prompts the method read (over all swaps).
         n_layers, n_heads: the model's shape.
         scores: every component's score (strength, or accuracy lost), by :class:`Component`.
         components: the circuit: the selected components, in computation order.
         threshold, top_k: the selection rule (one of them is set).
         metric: what the scores measure.
         positions: the names of the prompt positions.
-        swaps: what each set of pairs swapped (patching only).
-        n_traced: per swap, how many examples were traced (patching only).
+        swaps: what each set of pairs swapped (methods that read counterfactual pairs).
+        n_traced: per swap, how many pairs the method read (the same methods).
         state_scores: ``[swap, layer, pos]`` causal strength of each ``resid_pre`` state.
         head_scores: ``[swap, layer, head]`` score of each head's ``hook_z``.
         mlp_scores: ``[swap, layer, pos]`` score of each MLP output at each position.
@@ -173,13 +179,27 @@ class Circuit:
         df["head"] = df["head"].astype("Int64")  # MLPs have no head: <NA>, not a float NaN
         return df.set_index("component")
 
-    def plot(self, **kw):
-        """The causal graph (states at layer x position, shaded by strength; patching only) and
-        the component scores, circuit members outlined. See
-        :func:`grok_circuits.viz.plot_circuit`."""
+    def summary(self) -> dict:
+        """The headline numbers: the circuit's size (heads and MLPs), the largest score, and the
+        clean accuracy on the examples the method read."""
+        finite = [s for s in self.scores.values() if not math.isnan(s)]
+        return {
+            "size": len(self.components),
+            "heads": len(self.heads),
+            "mlps": len(self.mlps),
+            "max_score": max(finite) if finite else math.nan,
+            "clean_accuracy": self.clean_accuracy,
+            "n_examples": self.n_examples,
+        }
+
+    def plot(self, ax=None, *, title: str | None = None, **options):
+        """The causal graph (states at layer x position, shaded by strength; methods that trace
+        states) next to the component scores, circuit members outlined; a circuit without state
+        scores draws only the component scores, and only such a one can take an ``ax``.
+        ``options``: ``min_strength``, ``step``. See :func:`grok_circuits.viz.plot_circuit`."""
         from grok_circuits.viz.circuits import plot_circuit
 
-        return plot_circuit(self, **kw)
+        return plot_circuit(self, ax, title=title, **options)
 
     def __str__(self) -> str:
         rule = f"top_k={self.top_k}" if self.top_k is not None else f"threshold={self.threshold}"
@@ -232,170 +252,153 @@ def select_components(
     return tuple(sorted(chosen, key=Component.sort_key))
 
 
-# ----------------------------------------------------------------------------- the methods
-def distinct_clean(pairs: Sequence[PromptPairs]) -> Split:
-    """The distinct clean prompts of ``pairs`` (two pairs with one clean prompt and answer
-    position are one example), in first-seen order."""
-    seen: dict[tuple, int] = {}
-    rows = []
-    for k, p in enumerate(pairs):
-        for i, (row, pos) in enumerate(zip(p.clean.tolist(), p.answer_pos.tolist())):
-            key = (tuple(row), pos)
-            if key not in seen:
-                seen[key] = len(rows)
-                rows.append((k, i))
-    return Split.concat([pairs[k].clean_split().select(slice(i, i + 1)) for k, i in rows], 0)
+# ----------------------------------------------------------------------------- the registry
+#: The circuit methods by name: ``METHODS[name](model, pairs, components, *, seed, **options)``.
+METHODS: dict[str, CircuitMethod] = {}
+#: The registered methods that read only the clean prompts (from a task: plain examples).
+_CLEAN_ONLY: set[str] = set()
 
 
-def patching_scores(
-    model: Model,
-    pairs: Sequence[PromptPairs],
-    *,
-    metric: PairMetric = "strength",
-    batch_size: int = 2048,
-) -> dict:
-    """The paper's causal tracing, per set of pairs: ``resid_pre`` at each (layer, position),
-    each head's ``hook_z`` at all positions, ``mlp_out`` at each (layer, position). Scores are
-    the strength, or the normalised drop of the logit difference (0 = no effect, 1 = the whole
-    effect of the swap). A component's score is its largest over the pairs (and, for an MLP,
-    its positions).
+def register_circuit_method(name: str, fn: CircuitMethod, *, clean_only: bool = False) -> None:
+    """Make ``fn`` available as ``find_circuit(..., method=name)`` (see "Adding a circuit
+    method" above).
 
-    Pairs of which no set changes the metric are refused, as :func:`~grok_circuits.faithfulness`
-    refuses them: the normalised logit difference would be 0/0 everywhere, and pairs that swap
-    no token give nothing to trace. (A model whose top-1 prediction no swap changes, such as an
-    early checkpoint, scores an honest 0 in strength: no component passes a threshold.)"""
-
-    def trace(p: PromptPairs, activation: str, **kw) -> CausalTrace:
-        return trace_pairs(
-            model, p, metric=metric, activation=activation, batch_size=batch_size, **kw
+    Args:
+        name: the method's name; a name already registered is refused.
+        fn: ``fn(model, pairs, components, *, seed, **options) -> {Component: score}``.
+        clean_only: the method reads only the pairs' clean prompts, so from a task it is given
+            ``n_examples`` examples of the split (as pairs whose corrupt prompt is the clean
+            one) instead of one set of counterfactual pairs per swap.
+    """
+    if not name or not isinstance(name, str):
+        raise ValueError(f"a circuit method needs a non-empty string name, got {name!r}")
+    if name in METHODS:
+        raise ValueError(
+            f"circuit method {name!r} is already registered; register yours under another name"
         )
-
-    def score(t: CausalTrace) -> Tensor:
-        s = t.scores if metric == "strength" else t.normalized
-        return s.detach().float().cpu()
-
-    state_traces = [trace(p, "resid_pre") for p in pairs]
-    no_swap = all(torch.equal(p.clean, p.corrupt) for p in pairs)
-    no_effect = all(abs(t.source - t.baseline) < 1e-9 for t in state_traces)
-    if no_effect and (metric == "logit_difference" or no_swap):
-        change = "running the corrupt prompts instead of the clean ones"
-        raise no_effect_error(change, state_traces[0].baseline)
-    states = torch.stack([score(t) for t in state_traces])  # [swap, layer, pos]
-    heads = torch.stack([score(trace(p, "z", per_position=False)) for p in pairs])
-    mlps = torch.stack([score(trace(p, "mlp_out")) for p in pairs])  # [swap, layer, pos]
-    head_best, mlp_best = heads.amax(0), mlps.amax(dim=(0, 2))
-    scores = {
-        c: float(head_best[c.layer, c.head] if c.is_head else mlp_best[c.layer])
-        for c in all_components(model)
-    }
-    return dict(scores=scores, state_scores=states, head_scores=heads, mlp_scores=mlps)
+    if not callable(fn):
+        raise ValueError(f"circuit method {name!r} must be callable, got {fn!r}")
+    METHODS[name] = fn
+    if clean_only:
+        _CLEAN_ONLY.add(name)
 
 
-def ablation_scores(
-    model: Model, examples: Split, *, ablation: Ablation = "mean", seed: int = 0
-) -> dict:
-    """Each component's score: the accuracy lost on ``examples`` when it alone is ablated (at
-    every position, with the mean of or a resample from the same examples)."""
-    clean = accuracy_under_ablation(model, examples, [])
-    scores = {
-        c: clean - accuracy_under_ablation(model, examples, [c], ablation=ablation, seed=seed)
-        for c in all_components(model)
-    }
-    return dict(scores=scores)
+register_circuit_method("patching", patching_scores)
+register_circuit_method("ablation", ablation_scores, clean_only=True)
 
 
-#: The circuit methods by name: how :func:`find_circuit` scores the components.
-CIRCUIT_METHODS: dict[str, Callable[..., dict]] = {
-    "patching": patching_scores,
-    "ablation": ablation_scores,
-}
+def _method(name: str) -> CircuitMethod:
+    if name not in METHODS:
+        raise ValueError(
+            f"unknown circuit method {name!r}; the methods are {sorted(METHODS)} (add one with "
+            "register_circuit_method)"
+        )
+    return METHODS[name]
 
 
-@torch.no_grad()
-def find_circuit(
+def method_options(name: str) -> tuple[str, ...] | None:
+    """The keyword options the registered method ``name`` takes besides ``seed`` (None: it
+    takes any, through ``**options``)."""
+    params = inspect.signature(_method(name)).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name != "seed")
+
+
+# ----------------------------------------------------------------------------- finding
+def method_pairs(
     model: Model,
-    pairs: Data | Sequence[PromptPairs],
+    data: Data | Sequence[PromptPairs],
+    method: str,
     *,
-    top_k: int | None = None,
-    threshold: float | None = None,
-    method: CircuitMethod = "patching",
-    metric: PairMetric = "strength",
-    ablation: Ablation = "mean",
+    swap: str | None = None,
     swaps: Sequence[str] | None = None,
     subtask: str | None = None,
     split: str = "train_inferred",
     n_examples: int = 300,
     facts: Facts = "id",
     seed: int = 0,
-    batch_size: int = 2048,
-) -> Circuit:
-    """A circuit: every component's score, and the components selected by ``top_k`` or
-    ``threshold``.
-
-    Args:
-        model: any model (``HookedTransformer`` or ``TransformerBridge``).
-        pairs: :class:`~grok_circuits.PromptPairs` or a list of them (one per swapped token;
-            a component's score is its largest over them), or a registered task: then pairs are
-            drawn from ``split`` for each of its ``swaps`` (default: all it registers), as the
-            paper does.
-        top_k: select the ``top_k`` highest-scoring components...
-        threshold: ...or those scoring ``>= threshold`` (default: ``DEFAULT_THRESHOLD``).
-        method: ``"patching"`` (the paper's causal tracing; also gives the causal graph of the
-            residual states) or ``"ablation"`` (accuracy lost when a component alone is ablated,
-            on the distinct clean prompts).
-        metric: patching's score, ``"strength"`` (the fraction of examples whose top-1
-            prediction changes; the paper) or ``"logit_difference"`` (the drop of the
-            clean-minus-corrupt answer logit difference, normalised: 0 = no effect, 1 = the
-            whole effect of the swap).
-        ablation: ablation's kind, ``"mean"`` or ``"resample"``.
-        swaps, subtask, split, n_examples, facts, seed: how pairs are built from a task
-            (``subtask`` names one sub-task of a mixed task; ``n_examples`` per swap, the paper:
-            300). For ``method="ablation"`` on a task, ``n_examples`` examples of ``split``
-            drawn by ``seed`` are scored.
-        batch_size: rows per forward pass.
-
-    Returns:
-        A :class:`Circuit`.
-    """
-    threshold, top_k = _selection_rule(threshold, top_k)
-    check_metric(metric)
-    if method not in CIRCUIT_METHODS:
-        raise ValueError(f"method={method!r}; choose one of {tuple(CIRCUIT_METHODS)}")
+) -> tuple[list[PromptPairs], TaskData | None]:
+    """The pairs circuit method ``method`` reads, checked to fit the model, and the (sub-)task
+    they come from (None for pairs given): for a task, one set per swap (``swaps``, or
+    ``swap`` alone; default: every swap the task registers), or for a ``clean_only`` method
+    ``n_examples`` examples of ``split`` drawn by ``seed``."""
+    _method(method)
     if n_examples < 1:
         raise ValueError(f"n_examples must be >= 1, got {n_examples}")
-    task = None
-    if isinstance(pairs, TaskData):
-        task = resolve_subtask(check_task_fits(model, pairs), subtask)
-    if task is not None:
-        if split not in task.splits or len(task.splits[split]) == 0:
+    if swap is not None:
+        if swaps is not None:
+            raise ValueError(f"pass swap= or swaps=, not both (got {swap!r} and {swaps!r})")
+        swaps = (swap,)
+    if not isinstance(data, TaskData):
+        if subtask is not None:
             raise ValueError(
-                f"no examples in split {split!r} of the {task.name} task; choose one of "
-                f"{[k for k, v in task.splits.items() if len(v)]}"
+                "subtask= chooses how pairs are built from a task; these are pairs already "
+                "(build others with make_pairs)"
             )
-    if method == "ablation":
-        if task is not None:
-            if swaps is not None:
-                raise ValueError("swaps= applies to method='patching'; ablation needs no swap")
-            examples = task.splits[split].sample(n_examples, seed)
-            check_fits(model, PromptPairs.from_split(examples))
-        else:
-            examples = distinct_clean(swap_pairs(model, pairs))
-        found = ablation_scores(model, examples, ablation=ablation, seed=seed)
-        traced, swap_names, measured = (), (), f"accuracy lost ({ablation} ablation)"
-    else:
-        kw = dict(split=split, n_examples=n_examples, facts=facts, seed=seed)
-        sets = swap_pairs(model, task if task is not None else pairs, swaps=swaps, **kw)
-        found = patching_scores(model, sets, metric=metric, batch_size=batch_size)
-        examples = distinct_clean(sets)
-        traced = tuple(len(p) for p in sets)
-        swap_names = tuple(p.swap or f"pairs {k}" for k, p in enumerate(sets))
-        measured = metric
-    if task is not None:
-        positions = dict(task.positions)
-    elif method == "patching":
-        positions = sets[0].positions
-    else:
-        positions = {str(i): i for i in range(examples.tokens.shape[1])}
+        return swap_pairs(model, data, swaps=swaps), None
+    task = resolve_subtask(check_task_fits(model, data), subtask)
+    if split not in task.splits or len(task.splits[split]) == 0:
+        raise ValueError(
+            f"no examples in split {split!r} of the {task.name} task; choose one of "
+            f"{[k for k, v in task.splits.items() if len(v)]}"
+        )
+    if method in _CLEAN_ONLY:
+        if swaps is not None:
+            raise ValueError(
+                f"swap= and swaps= choose counterfactual pairs; method={method!r} reads only the "
+                "clean prompts (drop them)"
+            )
+        examples = task.splits[split].sample(n_examples, seed)
+        return [as_pairs(model, PromptPairs.from_split(examples))], task
+    kw = dict(split=split, n_examples=n_examples, facts=facts, seed=seed)
+    return swap_pairs(model, task, swaps=swaps, **kw), task
+
+
+def check_options(method: str, options: Mapping[str, object]) -> None:
+    """Raise a ``ValueError`` unless ``method`` takes every one of ``options``."""
+    known = method_options(method)
+    unknown = [k for k in options if known is not None and k not in known]
+    if unknown:
+        takes = ", ".join(f"{k}=" for k in known) or "no option"
+        raise ValueError(
+            f"method={method!r} takes no option {', '.join(f'{k}=' for k in unknown)}; it takes "
+            f"{takes}"
+        )
+
+
+def circuit_from_pairs(
+    model: Model,
+    pairs: Sequence[PromptPairs],
+    *,
+    method: str = "patching",
+    options: Mapping[str, object] | None = None,
+    seed: int = 0,
+    top_k: int | None = None,
+    threshold: float | None = None,
+    task: TaskData | None = None,
+    split: str | None = None,
+) -> Circuit:
+    """:func:`find_circuit` on pairs already converted by :func:`method_pairs` (not checked
+    again): scores every component with ``METHODS[method]`` and selects the circuit.
+    ``options`` go to the method (checked by :func:`check_options`)."""
+    threshold, top_k = _selection_rule(threshold, top_k)
+    options = dict(options or {})
+    check_options(method, options)
+    components = all_components(model)
+    found = _method(method)(model, pairs, components, seed=seed, **options)
+    missing = [str(c) for c in components if c not in found]
+    if missing:
+        raise ValueError(
+            f"circuit method {method!r} returned no score for {', '.join(missing)}; a method "
+            "scores every component it is given"
+        )
+    extra = found if isinstance(found, Scores) else Scores({})
+    scores = {c: float(found[c]) for c in components}
+    examples = distinct_clean(pairs)
+    counterfactual = method not in _CLEAN_ONLY
+    with torch.no_grad():
+        clean_accuracy = accuracy_under_ablation(model, examples, [])
     return Circuit(
         task=None if task is None else task.name,
         method=method,
@@ -403,26 +406,114 @@ def find_circuit(
         n_examples=len(examples),
         n_layers=model.cfg.n_layers,
         n_heads=model.cfg.n_heads,
-        components=select_components(found["scores"], threshold=threshold, top_k=top_k),
+        scores=scores,
+        components=select_components(scores, threshold=threshold, top_k=top_k),
         threshold=threshold,
         top_k=top_k,
-        metric=measured,
-        positions=positions,
-        swaps=swap_names,
-        n_traced=traced,
-        clean_accuracy=accuracy_under_ablation(model, examples, []),
-        **found,
+        metric=extra.metric or method,
+        positions=dict(task.positions) if task is not None else pairs[0].positions,
+        swaps=tuple(p.swap or f"pairs {k}" for k, p in enumerate(pairs)) if counterfactual else (),
+        n_traced=tuple(len(p) for p in pairs) if counterfactual else (),
+        state_scores=extra.state_scores,
+        head_scores=extra.head_scores,
+        mlp_scores=extra.mlp_scores,
+        clean_accuracy=clean_accuracy,
+    )
+
+
+def find_circuit(
+    model: Model,
+    data: Data | Sequence[PromptPairs],
+    *,
+    method: str = "patching",
+    top_k: int | None = None,
+    threshold: float | None = None,
+    metric: PairMetric | None = None,
+    ablation: Ablation | None = None,
+    batch_size: int | None = None,
+    swaps: Sequence[str] | None = None,
+    swap: str | None = None,
+    subtask: str | None = None,
+    split: str = "train_inferred",
+    n_examples: int = 300,
+    facts: Facts = "id",
+    seed: int = 0,
+) -> Circuit:
+    """A circuit: every component's score by a circuit method, and the components selected by
+    ``top_k`` or ``threshold``.
+
+    Args:
+        model: any model (``HookedTransformer`` or ``TransformerBridge``).
+        data: :class:`~grok_circuits.PromptPairs` or a list of them (one per swapped token;
+            patching scores a component by its largest over them), or a registered task: then
+            pairs are drawn from ``split`` for each of its ``swaps`` (default: all it
+            registers), as the paper does.
+        method: a name in :data:`METHODS`: ``"patching"`` (the paper's causal tracing; also
+            gives the causal graph of the residual states) or ``"ablation"`` (accuracy lost when
+            a component alone is ablated, on the distinct clean prompts).
+        top_k: select the ``top_k`` highest-scoring components...
+        threshold: ...or those scoring ``>= threshold`` (default: ``DEFAULT_THRESHOLD``).
+        metric: patching's score, ``"strength"`` (its default: the fraction of examples whose
+            top-1 prediction changes; the paper) or ``"logit_difference"`` (the drop of the
+            clean-minus-corrupt answer logit difference, normalised: 0 = no effect, 1 = the
+            whole effect of the swap).
+        ablation: ablation's kind, ``"mean"`` (its default) or ``"resample"``.
+        batch_size: rows per forward pass (default: the method's).
+        swaps, swap: which of a task's swaps build the pairs (default: all it registers).
+        subtask, split, n_examples, facts, seed: how pairs are built from a task (``subtask``
+            names one sub-task of a mixed task; ``n_examples`` per swap, the paper: 300); for
+            ``method="ablation"`` on a task, ``n_examples`` examples of ``split`` drawn by
+            ``seed`` are scored. ``seed`` also seeds the method's own random draws.
+
+    ``metric``, ``ablation`` and ``batch_size`` go to the method when given; a method that does
+    not take one refuses it.
+
+    Returns:
+        A :class:`Circuit`.
+    """
+    threshold, top_k = _selection_rule(threshold, top_k)
+    options = {
+        k: v
+        for k, v in (("metric", metric), ("ablation", ablation), ("batch_size", batch_size))
+        if v is not None
+    }
+    check_options(method, options)
+    pairs, task = method_pairs(
+        model,
+        data,
+        method,
+        swap=swap,
+        swaps=swaps,
+        subtask=subtask,
+        split=split,
+        n_examples=n_examples,
+        facts=facts,
+        seed=seed,
+    )
+    return circuit_from_pairs(
+        model,
+        pairs,
+        method=method,
+        options=options,
+        seed=seed,
+        top_k=top_k,
+        threshold=threshold,
+        task=task,
+        split=split,
     )
 
 
 __all__ = [
-    "CIRCUIT_METHODS",
     "DEFAULT_THRESHOLD",
+    "METHODS",
     "Circuit",
     "CircuitMethod",
-    "ablation_scores",
+    "Scores",
+    "circuit_from_pairs",
     "distinct_clean",
     "find_circuit",
-    "patching_scores",
+    "method_options",
+    "method_pairs",
+    "register_circuit_method",
     "select_components",
 ]

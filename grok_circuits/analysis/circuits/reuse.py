@@ -30,22 +30,22 @@ by the arguments, and the report shows the random distributions next to the obse
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from grok_circuits.analysis._inputs import Data, check_task_fits, swap_pairs
+from grok_circuits.analysis._inputs import Data, check_split_fits, check_task_fits, swap_pairs
 from grok_circuits.analysis.circuits.find import (
     Circuit,
-    CircuitMethod,
+    check_options,
+    circuit_from_pairs,
     distinct_clean,
-    find_circuit,
+    method_options,
+    method_pairs,
 )
 from grok_circuits.analysis.components import Component, all_components
-from grok_circuits.analysis.edges.reuse import EdgeReuseReport, edge_reuse
 from grok_circuits.analysis.metrics import PairMetric
 from grok_circuits.analysis.patching.ablation import (
     Ablation,
@@ -54,6 +54,7 @@ from grok_circuits.analysis.patching.ablation import (
 from grok_circuits.analysis.stats import iou, share_as_extreme
 from grok_circuits.backend import Model
 from grok_circuits.tasks import PromptPairs, Split, TaskData, subtasks
+from grok_circuits.tasks.registry import Facts
 
 
 # ----------------------------------------------------------------------------- overlap
@@ -171,12 +172,29 @@ class ReuseReport:
             return math.nan
         return float((rnd <= self.accuracy[ablated][task] + 1e-12).double().mean())
 
-    def plot(self, **kw):
-        """Overlap vs the random baseline, and the cross-ablation bars. See
+    def summary(self) -> dict:
+        """The headline numbers: the overlap and its p-values, each circuit's size, and each
+        task's accuracy with nothing ablated and with the other task's circuit ablated."""
+        a, b = self.tasks
+        out = {
+            "iou": self.iou,
+            "p_iou": self.p_iou,
+            "head_share": self.head_share,
+            "p_head_share": self.p_head_share,
+        }
+        for t, other in ((a, b), (b, a)):
+            out[f"size {t}"] = len(self.circuits[t])
+            out[f"accuracy {t}"] = self.accuracy["none"][t]
+            out[f"accuracy {t} without {other} circuit"] = self.accuracy[other][t]
+        return out
+
+    def plot(self, ax=None, *, title: str | None = None, **options):
+        """Three panels: which components each circuit holds, the overlap vs the random
+        baseline, and the cross-ablation bars (so no ``ax``). ``options``: ``step``. See
         :func:`grok_circuits.viz.plot_reuse`."""
         from grok_circuits.viz.circuits import plot_reuse
 
-        return plot_reuse(self, **kw)
+        return plot_reuse(self, ax, title=title, **options)
 
     def __str__(self) -> str:
         lines = [
@@ -198,76 +216,16 @@ class ReuseReport:
 Examples = PromptPairs | Split
 
 
-def _examples(model, data: Examples | Sequence[PromptPairs]) -> Split:
-    if isinstance(data, Split):
-        return data
-    return distinct_clean(swap_pairs(model, data))
+def _eval_examples(model: Model, given: "Examples | Sequence[PromptPairs]") -> Split:
+    """The examples ``eval_a`` / ``eval_b`` name, checked to fit the model: a ``Split`` itself,
+    or the distinct clean prompts of pairs."""
+    if isinstance(given, Split):
+        return check_split_fits(model, given)
+    return distinct_clean(swap_pairs(model, given))
 
 
-def circuit_reuse(
-    model: Model,
-    pairs_a: Data | Sequence[PromptPairs],
-    pairs_b: Data | Sequence[PromptPairs] | None = None,
-    *,
-    eval_a: Examples | None = None,
-    eval_b: Examples | None = None,
-    names: tuple[str, str] | None = None,
-    top_k: int | None = None,
-    threshold: float | None = None,
-    method: CircuitMethod | Callable[..., Circuit] = "patching",
-    metric: PairMetric = "strength",
-    ablation: Ablation | Literal["corrupt"] | None = None,
-    level: Literal["components", "edges"] = "components",
-    n_random: int = 1000,
-    n_random_ablations: int = 20,
-    seed: int = 0,
-    split: str = "train_inferred",
-    n_examples: int = 300,
-    eval_split: str = "test_id",
-    n_eval: int = 1000,
-) -> "ReuseReport | EdgeReuseReport":
-    """Find the circuits of two data sets on one model, compare them with a size-matched random
-    baseline, and cross-ablate them.
-
-    Args:
-        model: any model (``HookedTransformer`` or ``TransformerBridge``) that does both.
-        pairs_a, pairs_b: the two data sets, each :class:`~grok_circuits.PromptPairs` (or a
-            list, one per swap) or a registered task. With ``pairs_b=None``, ``pairs_a`` is a
-            task made of two (``make_task("mixed")``): its sub-tasks are compared.
-        eval_a, eval_b: where each task's accuracy is measured under ablation (pairs, whose
-            clean prompts are used, or a ``Split``); default: the clean prompts of ``pairs_a``
-            / ``pairs_b``, or for a task ``n_eval`` examples of ``eval_split``.
-        names: the two data sets' names (default: the tasks', else ``("a", "b")``).
-        top_k, threshold: the circuits' selection rule, the same for both (default: the circuit
-            method's default threshold).
-        method, metric: how the circuits are found (:func:`~grok_circuits.find_circuit`);
-            ``method`` may also be a function with ``find_circuit``'s signature, e.g. one that
-            returns circuits known in advance.
-        ablation: how circuits are ablated for the cross-ablation, ``"mean"`` or
-            ``"resample"``; the replacement activations come from each data set's own clean
-            prompts (for a task: ``n_eval`` examples of ``split``).
-        n_random: random pairs for the overlap baseline.
-        n_random_ablations: random sets ablated per circuit size.
-        seed: seeds everything random.
-        split, n_examples: for a task, where and on how many examples the circuits are found.
-        eval_split, n_eval: for a task, the probe and number of examples accuracies are
-            measured on.
-
-        level: ``"components"`` (heads and MLPs, the default) or ``"edges"``: edge circuits
-            from :func:`~grok_circuits.edge_attribution` (``top_k`` then counts edges; default
-            5% of the graph's), their overlap and cross knock-out of edges against random edge
-            sets of the same size (:mod:`grok_circuits.analysis.edges.reuse`); ``method``,
-            ``metric``, ``eval_a``/``eval_b`` and ``eval_split``/``n_eval`` do not apply.
-            ``ablation`` defaults to ``"mean"`` for components and ``"corrupt"`` for edges.
-
-    Returns:
-        A :class:`ReuseReport`, or an
-        :class:`~grok_circuits.analysis.edges.reuse.EdgeReuseReport` for ``level="edges"``.
-    """
-    if n_random < 1 or n_random_ablations < 1:
-        raise ValueError(
-            f"n_random and n_random_ablations must be >= 1, got {n_random}, {n_random_ablations}"
-        )
+def _data_of(model: Model, pairs_a, pairs_b, names) -> tuple[list, tuple[str, str]]:
+    """The two data sets to compare (a task made of two gives its sub-tasks) and their names."""
     if pairs_b is None:
         if not isinstance(pairs_a, TaskData):
             raise ValueError(
@@ -289,46 +247,107 @@ def circuit_reuse(
         names = tuple(d.name if isinstance(d, TaskData) else k for d, k in zip(data, "ab"))
         if names[0] == names[1]:
             names = ("a", "b")
-    tasks: tuple[str, str] = tuple(names)  # type: ignore[assignment]
-    if level not in ("components", "edges"):
-        raise ValueError(f"level={level!r}; choose 'components' or 'edges'")
-    if level == "edges":
-        if eval_a is not None or eval_b is not None or threshold is not None:
-            raise ValueError(
-                "level='edges' measures each task on its own pairs and selects by top_k; "
-                "eval_a, eval_b and threshold apply to level='components'"
-            )
-        return edge_reuse(
-            model,
-            data,
-            tasks,
-            top_k=top_k,
-            ablation=ablation or "corrupt",
-            n_random=n_random,
-            n_random_ablations=n_random_ablations,
-            seed=seed,
-            pair_kw=dict(split=split, n_examples=n_examples, seed=seed),
+    return data, tuple(names)  # type: ignore[return-value]
+
+
+def circuit_reuse(
+    model: Model,
+    pairs_a: Data | Sequence[PromptPairs],
+    pairs_b: Data | Sequence[PromptPairs] | None = None,
+    *,
+    eval_a: Examples | Sequence[PromptPairs] | None = None,
+    eval_b: Examples | Sequence[PromptPairs] | None = None,
+    names: tuple[str, str] | None = None,
+    method: str | Callable[..., Circuit] = "patching",
+    top_k: int | None = None,
+    threshold: float | None = None,
+    metric: PairMetric | None = None,
+    ablation: Ablation = "mean",
+    n_random: int = 1000,
+    n_random_ablations: int = 20,
+    split: str = "train_inferred",
+    n_examples: int = 300,
+    facts: Facts = "id",
+    seed: int = 0,
+    eval_split: str = "test_id",
+    n_eval: int = 1000,
+) -> ReuseReport:
+    """Find the component circuits of two data sets on one model, compare them with a
+    size-matched random baseline, and cross-ablate them. (The same question asked of edge
+    circuits is :func:`~grok_circuits.analysis.edges.reuse.edge_reuse`.)
+
+    Args:
+        model: any model (``HookedTransformer`` or ``TransformerBridge``) that does both.
+        pairs_a, pairs_b: the two data sets, each :class:`~grok_circuits.PromptPairs` (or a
+            list, one per swap) or a registered task. With ``pairs_b=None``, ``pairs_a`` is a
+            task made of two (``make_task("mixed")``): its sub-tasks are compared.
+        eval_a, eval_b: where each task's accuracy is measured under ablation (pairs, whose
+            clean prompts are used, or a ``Split``); default: the clean prompts of ``pairs_a``
+            / ``pairs_b``, or for a task ``n_eval`` examples of ``eval_split``.
+        names: the two data sets' names (default: the tasks', else ``("a", "b")``).
+        method: the circuit method, a name in
+            :data:`~grok_circuits.analysis.circuits.find.METHODS`
+            (:func:`~grok_circuits.find_circuit`); or a function with ``find_circuit``'s
+            signature that returns a :class:`Circuit`, e.g. circuits known in advance.
+        top_k, threshold: the circuits' selection rule, the same for both (default: the
+            default threshold).
+        metric: the circuit method's metric (patching: ``"strength"`` unless given).
+        ablation: how circuits are ablated for the cross-ablation, ``"mean"`` or
+            ``"resample"`` (a method that ablates, such as ``"ablation"``, ablates the same
+            way); the replacement activations come from each data set's own clean prompts
+            (for a task: ``n_eval`` examples of ``split``).
+        n_random: random pairs for the overlap baseline.
+        n_random_ablations: random sets ablated per circuit size.
+        split, n_examples, facts: for a task, where, on how many examples (per swap) and with
+            which facts the circuits are found.
+        seed: seeds everything random.
+        eval_split, n_eval: for a task, the probe and number of examples accuracies are
+            measured on.
+
+    Returns:
+        A :class:`ReuseReport`.
+    """
+    if n_random < 1 or n_random_ablations < 1:
+        raise ValueError(
+            f"n_random and n_random_ablations must be >= 1, got {n_random}, {n_random_ablations}"
         )
-    if ablation is None:
-        ablation = "mean"
-    finder = method if callable(method) else find_circuit
-    find = dict(top_k=top_k, threshold=threshold, metric=metric, ablation=ablation, seed=seed)
+    data, tasks = _data_of(model, pairs_a, pairs_b, names)
+    pair_kw = dict(split=split, n_examples=n_examples, facts=facts, seed=seed)
+    select = dict(top_k=top_k, threshold=threshold)
+    options: dict = {}
     if not callable(method):
-        find["method"] = method
+        options = {} if metric is None else {"metric": metric}
+        check_options(method, options)  # a metric the method does not take is refused
+        # the circuit method ablates as the cross-ablation does, when it ablates at all
+        if "ablation" in (method_options(method) or ("ablation",)):
+            options["ablation"] = ablation
     circuits, evals, refs = {}, {}, {}
-    for t, d, given in zip(tasks, data, (eval_a, eval_b)):
+    for t, d, given_eval in zip(tasks, data, (eval_a, eval_b)):
+        if callable(method):
+            circuits[t] = method(model, d, metric=metric, ablation=ablation, **select, **pair_kw)
+            clean = None if isinstance(d, TaskData) else _eval_examples(model, d)
+        else:  # the data are converted (and checked) once, here
+            sets, task = method_pairs(model, d, method, **pair_kw)
+            circuits[t] = circuit_from_pairs(
+                model,
+                sets,
+                method=method,
+                options=options,
+                seed=seed,
+                task=task,
+                split=split,
+                **select,
+            )
+            clean = distinct_clean(sets)
         if isinstance(d, TaskData):
-            circuits[t] = finder(model, d, split=split, n_examples=n_examples, **find)
             if eval_split not in d.splits:
                 raise ValueError(f"no probe {eval_split!r}; choose one of {d.probe_names}")
             evals[t] = d.splits[eval_split].sample(n_eval, seed)
             refs[t] = d.splits[split].sample(n_eval, seed)
         else:
-            circuits[t] = finder(model, d, **find)
-            refs[t] = _examples(model, d)
-            evals[t] = refs[t]
-        if given is not None:
-            evals[t] = _examples(model, given)
+            refs[t] = evals[t] = clean
+        if given_eval is not None:
+            evals[t] = _eval_examples(model, given_eval)
 
     a, b = (circuits[t].components for t in tasks)
     rng = np.random.default_rng(seed)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import grok_circuits.tasks.mixed  # noqa: F401  (registers "mixed")
-from grok_circuits.analysis.circuits.find import Circuit
+from grok_circuits.analysis.circuits.find import Circuit, find_circuit
 from grok_circuits.analysis.circuits.reuse import (
     ReuseReport,
     circuit_reuse,
@@ -21,7 +21,7 @@ from grok_circuits.analysis.circuits.reuse import (
 from grok_circuits.analysis.components import Component, all_components
 from grok_circuits.analysis.patching.ablation import accuracy_under_ablation
 from grok_circuits.model import build_model, model_config
-from grok_circuits.tasks import make_task
+from grok_circuits.tasks import make_pairs, make_task
 from grok_circuits.tasks.mixed import mixed_subtask
 from grok_circuits.training.loop import TrainConfig, train
 from tests.helpers import TINY_MIXED
@@ -211,3 +211,79 @@ def test_needs_the_mixed_task(model, tiny_composition):
     small = build_model(model_config(tiny_composition, "tiny"), seed=0)
     with pytest.raises(ValueError, match="not made of two"):
         circuit_reuse(small, tiny_composition)
+
+
+def test_the_circuit_method_ablates_as_the_cross_ablation_does(model, task):
+    report = circuit_reuse(
+        model,
+        task,
+        method="ablation",
+        ablation="resample",
+        top_k=2,
+        n_examples=40,
+        n_random=5,
+        n_random_ablations=1,
+        n_eval=40,
+        seed=2,
+    )
+    for t in report.tasks:
+        alone = find_circuit(
+            model,
+            mixed_subtask(task, t),
+            method="ablation",
+            ablation="resample",
+            top_k=2,
+            n_examples=40,
+            seed=2,
+        )
+        assert report.circuits[t].scores == alone.scores
+        assert report.circuits[t].metric == "accuracy lost (resample ablation)"
+
+
+def test_node_level_only_and_no_option_ignored(model, task):
+    with pytest.raises(TypeError, match="level"):
+        circuit_reuse(model, task, level="edges")  # edge circuits: edges.reuse.edge_reuse
+    with pytest.raises(ValueError, match="method='ablation' takes no option metric="):
+        circuit_reuse(model, task, method="ablation", metric="strength")
+    with pytest.raises(ValueError, match="unknown circuit method 'acdc'"):
+        circuit_reuse(model, task, method="acdc")
+
+
+def test_pairs_are_checked_once_on_the_way_down(model, task, monkeypatch):
+    from grok_circuits.analysis import _inputs
+
+    calls = []
+    original = _inputs.check_fits
+    monkeypatch.setattr(_inputs, "check_fits", lambda m, p: calls.append(p) or original(m, p))
+    a = make_pairs(mixed_subtask(task, "composition"), "h", n_examples=20)
+    b = make_pairs(mixed_subtask(task, "composition"), "r2", n_examples=20)
+    circuit_reuse(model, a, b, eval_a=a, top_k=2, n_random=5, n_random_ablations=1)
+    # once each: a (for its circuit; its clean prompts are the reference), eval_a, b
+    assert [id(p) for p in calls] == [id(a), id(a), id(b)]
+
+
+def test_summary_and_plot_follow_the_result_contract(model, task):
+    import json
+
+    circuits = {"composition": ["L0H0", "MLP0"], "comparison": ["L0H0", "L1H0", "MLP1"]}
+    report = circuit_reuse(
+        model, task, method=planted_finder(circuits), n_random=20, n_random_ablations=2, n_eval=30
+    )
+    s = report.summary()
+    json.dumps(s)
+    # counted by hand: {L0H0, MLP0} and {L0H0, L1H0, MLP1} share 1 of 4; 1 of the smaller's 1 head
+    assert s["iou"] == pytest.approx(1 / 4) and s["head_share"] == 1.0
+    assert (s["size composition"], s["size comparison"]) == (2, 3)
+    assert s["accuracy composition"] == report.accuracy["none"]["composition"]
+    assert (
+        s["accuracy composition without comparison circuit"]
+        == (report.accuracy["comparison"]["composition"])
+    )
+    assert s["p_iou"] == report.p_iou
+    fig, ax = plt.subplots()
+    with pytest.raises(ValueError, match="takes no ax"):
+        report.plot(ax)
+    plt.close(fig)
+    fig = report.plot(title="reuse")
+    assert fig._suptitle.get_text() == "reuse" and len(fig.axes) == 3
+    plt.close(fig)

@@ -1,6 +1,7 @@
 """A hand-built transformer whose circuit is known: one attention head moves the input, one MLP
 looks the answer up, and nothing else carries anything. Both circuit methods must find exactly
-those two components, from pairs built out of plain tensors (no task registered).
+those two components, from pairs built out of plain tensors (no task registered); and so must a
+circuit method added as one function registered by name.
 
 The model reads ``x =`` and answers ``perm[x]``:
 
@@ -19,6 +20,8 @@ import pytest
 import torch
 
 from grok_circuits import Component, PromptPairs, find_circuit
+from grok_circuits.analysis.circuits import find
+from grok_circuits.analysis.circuits.find import register_circuit_method
 from grok_circuits.backend import Model, build_model, load_weights, make_config, model_weights
 
 N = 8  # values of x
@@ -113,3 +116,66 @@ def test_top_k_picks_the_same_two(planted, pairs):
     c = find_circuit(planted, pairs, top_k=2, metric="logit_difference")
     assert c.components == (Component(0, 0), Component(1))
     assert c.score("L0H0") == pytest.approx(1.0) and c.score("MLP1") == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- adding a method
+def output_norm_scores(model, pairs, components, *, seed=0):
+    """A circuit method in one function: a component's score is the norm of the weights through
+    which it writes to the residual stream (a head's ``W_O``, an MLP's ``W_out``). It never runs
+    the model, so it is independent of both built-in methods; on the planted model only L0H0
+    and MLP1 write anything."""
+    w = model_weights(model)
+    return {
+        c: float(
+            w[f"blocks.{c.layer}.attn.W_O"][c.head].norm()
+            if c.is_head
+            else w[f"blocks.{c.layer}.mlp.W_out"].norm()
+        )
+        for c in components
+    }
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """The circuit-method registry, restored after the test (a name registers only once)."""
+    monkeypatch.setattr(find, "METHODS", dict(find.METHODS))
+    monkeypatch.setattr(find, "_CLEAN_ONLY", set(find._CLEAN_ONLY))
+    return find.METHODS
+
+
+def test_a_method_added_by_name_finds_the_planted_circuit(planted, pairs, registry):
+    register_circuit_method("output-norm", output_norm_scores)
+    c = find_circuit(planted, pairs, method="output-norm", threshold=1e-6)
+    assert c.components == (Component(0, 0), Component(1))
+    assert c.method == "output-norm" and c.metric == "output-norm"
+    # written by hand: W_O of L0H0 is the 8 x 8 identity, W_out of MLP1 a permutation of it
+    assert c.score("L0H0") == pytest.approx(N**0.5) and c.score("MLP1") == pytest.approx(N**0.5)
+    assert c.swaps == ("x",) and c.n_traced == (len(pairs),) and c.clean_accuracy == 1.0
+    assert c.state_scores is None  # it traces no state: the result draws the scores alone
+    with pytest.raises(ValueError, match="already registered"):
+        register_circuit_method("output-norm", output_norm_scores)
+
+
+def test_a_method_must_score_every_component(planted, pairs, registry):
+    register_circuit_method("heads-only", lambda m, p, cs, *, seed=0: {c: 1.0 for c in cs[:2]})
+    with pytest.raises(ValueError, match="returned no score for .*MLP1"):
+        find_circuit(planted, pairs, method="heads-only")
+
+
+def test_a_clean_only_method_gets_examples_of_the_split(tiny_composition, tiny_run, registry):
+    given = []
+
+    def record(model, pairs, components, *, seed=0):
+        given.append(pairs)
+        return dict.fromkeys(components, 0.0)
+
+    register_circuit_method("clean-record", record, clean_only=True)
+    model = tiny_run.model(device="cpu")
+    c = find_circuit(model, tiny_composition, method="clean-record", n_examples=25, seed=3)
+    (only,) = given[0]
+    expected = tiny_composition.splits["train_inferred"].sample(25, 3)
+    assert torch.equal(only.clean, expected.tokens) and torch.equal(only.corrupt, only.clean)
+    assert c.n_examples == 25 and c.swaps == () and c.components == ()
+    register_circuit_method("swap-record", record)  # the default: one set of pairs per swap
+    find_circuit(model, tiny_composition, method="swap-record", n_examples=25)
+    assert [p.swap for p in given[1]] == ["h", "r1", "r2"]

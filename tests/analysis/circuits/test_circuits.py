@@ -10,10 +10,11 @@ import torch
 import grok_circuits.tasks.mixed  # noqa: F401  (registers "mixed")
 from grok_circuits.analysis import make_counterfactuals
 from grok_circuits.analysis.circuits.find import (
-    CIRCUIT_METHODS,
     DEFAULT_THRESHOLD,
+    METHODS,
     Circuit,
     find_circuit,
+    register_circuit_method,
     select_components,
 )
 from grok_circuits.analysis.components import Component, all_components
@@ -103,7 +104,7 @@ def test_selection_counted_by_hand():
 
 
 def test_uniform_signature_and_result_objects(trained, tiny_composition):
-    for name in CIRCUIT_METHODS:
+    for name in METHODS:
         c = find_circuit(
             trained,
             tiny_composition,
@@ -172,3 +173,67 @@ def test_bad_arguments(trained, tiny_composition):
         find_circuit(trained, tiny_composition, top_k=1, threshold=0.5, method="ablation")
     with pytest.raises(ValueError, match="needs a mixed task"):
         find_circuit(trained, tiny_composition, subtask="comparison")
+
+
+def test_the_registry_refuses_bad_registrations_in_one_line(trained, tiny_composition):
+    def scores(model, pairs, components, *, seed=0):
+        return dict.fromkeys(components, 0.0)
+
+    for name, fn, problem in (
+        ("patching", scores, "already registered"),
+        ("", scores, "non-empty string name"),
+        ("not-callable", 3, "must be callable"),
+    ):
+        with pytest.raises(ValueError) as caught:
+            register_circuit_method(name, fn)
+        assert problem in str(caught.value) and "\n" not in str(caught.value)
+    assert "not-callable" not in METHODS and METHODS["patching"] is not scores
+    with pytest.raises(ValueError) as caught:
+        find_circuit(trained, tiny_composition, method="acdc", n_examples=10)
+    message = str(caught.value)
+    assert "'ablation'" in message and "'patching'" in message and "\n" not in message
+    # an option the method does not take is refused, not ignored
+    with pytest.raises(ValueError, match="method='ablation' takes no option metric="):
+        find_circuit(trained, tiny_composition, method="ablation", metric="strength")
+    with pytest.raises(ValueError, match="takes no option ablation="):
+        find_circuit(trained, tiny_composition, ablation="resample")
+    with pytest.raises(ValueError, match="reads only the clean prompts"):
+        find_circuit(trained, tiny_composition, method="ablation", swap="h")
+    with pytest.raises(ValueError, match="not both"):
+        find_circuit(trained, tiny_composition, swap="h", swaps=["r1"])
+
+
+def test_one_swap_is_the_swaps_list_of_one(trained, tiny_composition):
+    one = find_circuit(trained, tiny_composition, swap="r1", n_examples=40, top_k=2)
+    listed = find_circuit(trained, tiny_composition, swaps=["r1"], n_examples=40, top_k=2)
+    assert one.swaps == ("r1",) and one.scores == listed.scores
+    assert torch.equal(one.state_scores, listed.state_scores)
+
+
+def test_summary_and_plot_follow_the_result_contract(trained, tiny_composition):
+    import dataclasses
+    import json
+
+    c = find_circuit(trained, tiny_composition, n_examples=40, top_k=3)
+    s = c.summary()
+    json.dumps(s)  # flat and JSON-able
+    assert (s["size"], s["heads"] + s["mlps"]) == (3, 3)
+    assert s["heads"] == sum(x.is_head for x in c.components)
+    assert s["max_score"] == max(c.scores.values()) and s["n_examples"] == c.n_examples
+    assert s["clean_accuracy"] == c.clean_accuracy
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.top_k = 4
+    assert c != find_circuit(trained, tiny_composition, n_examples=40, top_k=3)  # eq=False
+    # two panels: no ax, one line saying which single-panel plots take one
+    fig, ax = plt.subplots()
+    with pytest.raises(ValueError, match="takes no ax") as caught:
+        c.plot(ax)
+    assert "\n" not in str(caught.value)
+    fig2 = c.plot(title="my circuit")
+    assert fig2._suptitle.get_text() == "my circuit"
+    plt.close(fig2)
+    # one panel (no state scores): drawn on the ax given, with the title given
+    a = find_circuit(trained, tiny_composition, n_examples=40, top_k=3, method="ablation")
+    assert a.plot(ax, title="ablation scores") is fig
+    assert ax.get_title() == "ablation scores"
+    plt.close(fig)
