@@ -27,12 +27,8 @@ import torch
 from grok_circuits import backend
 from grok_circuits.config import TrainConfig
 from grok_circuits.model import build_model, model_config, resolve_device
-from grok_circuits.training.loop import (
-    cpu_threads,
-    deterministic_on_cpu,
-    make_optimizer,
-    train_step,
-)
+from grok_circuits.training.cpu import cpu_threads, deterministic_on_cpu
+from grok_circuits.training.loop import make_optimizer, train_step
 from grok_circuits.training.plugins import grad_hooks_for, loss_for
 from grok_circuits.training.precision import training_forward
 
