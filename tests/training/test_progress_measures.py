@@ -1,4 +1,7 @@
-"""Progress measures: each against an independent computation, and logged by training."""
+"""Progress measures: each against an independent computation, logged by training, and the
+registry through which a measure of one's own is logged and drawn."""
+
+import re
 
 import pytest
 import torch
@@ -6,13 +9,18 @@ import torch.nn.functional as F
 
 from grok_circuits import logit_lens, make_task, progress_measures, train
 from grok_circuits.model import answer_logits, build_model, model_config
+from grok_circuits.runs.run import load_run
 from grok_circuits.training.progress_measures import (
+    MEASURE_SIZE,
+    MEASURES,
     ProgressMeasures,
     gradient_alignment,
     lens_mrr_at,
     middle_layer,
+    register_measure,
     softmax_collapse,
 )
+from grok_circuits.viz.measures import measure_columns, plot_progress_measures
 from tests.helpers import tiny_train_config
 
 
@@ -115,3 +123,102 @@ def test_training_logs_the_measures_at_every_evaluation(tiny_composition, tmp_pa
 
     fig = plot_training_report(run)
     assert len(fig.axes) == 4  # accuracy, measures, losses and the weight norm's twin axis
+
+
+# ----------------------------------------------------------------------------- the registry
+@pytest.fixture
+def measures_restored():
+    """The registry as it was, whatever a test registers."""
+    before = dict(MEASURES)
+    yield
+    MEASURES.clear()
+    MEASURES.update(before)
+
+
+def answer_logit_std(model, data):
+    """A user's measure: the spread of the answer logits on the measure sample."""
+    return float(data.logits.std())
+
+
+def test_a_registered_measure_is_logged_and_drawn(tiny_composition, tmp_path, measures_restored):
+    register_measure("answer_logit_std", answer_logit_std, label="std of answer logits", axis="log")
+    run = train(
+        tiny_composition, tiny_train_config(max_steps=40), out=tmp_path / "r", progress=False
+    )
+    assert all("answer_logit_std" in row for row in run.metrics)
+    # the logged value is the std of the last checkpoint's logits on the fixed sample
+    model = run.model(run.steps[-1]).eval()
+    sample = tiny_composition.train.sample(MEASURE_SIZE, seed=0)
+    with torch.no_grad():
+        expected = float(answer_logits(model, sample.tokens, sample.answer_pos).std())
+    assert run.metrics[-1]["answer_logit_std"] == pytest.approx(expected, rel=1e-5)
+    # drawn on the panel it asked for, beside the built-in losses
+    fig = plot_progress_measures(run)
+    labels = {
+        ax.get_ylabel(): [t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes
+    }
+    assert "std of answer logits" in labels["training loss (log)"]
+    assert "train loss, inferred facts" in labels["training loss (log)"]
+    assert "std of answer logits" not in labels["share / cosine / MRR"]
+    line = next(ln for ln in fig.axes[1].lines if ln.get_label() == "std of answer logits")
+    assert list(line.get_ydata()) == run.metric("answer_logit_std")
+
+
+def test_a_measure_with_a_value_per_key_logs_one_column_each(tiny_composition, measures_restored):
+    def share_of_answer(model, data):  # the share of the sample whose answer is each of 2 tokens
+        answers = data.sample.answers
+        return {str(t): float((answers == t).float().mean()) for t in answers.unique()[:2].tolist()}
+
+    register_measure(
+        "answer_share", share_of_answer, label="answer {}", axis="unit", columns="answer_{}_share"
+    )
+    out = ProgressMeasures(tiny_composition, size=64)(
+        build_model(model_config(tiny_composition, "tiny"), seed=0)
+    )
+    sample = tiny_composition.train.sample(64, seed=0)
+    first = sample.answers.unique()[0]
+    assert out[f"answer_{int(first)}_share"] == float((sample.answers == first).float().mean())
+    assert MEASURES["answer_share"].columns_in(out) == sorted(
+        k for k in out if k.startswith("answer_") and k.endswith("_share")
+    )
+    assert len(MEASURES["answer_share"].columns_in(out)) == 2
+    assert MEASURES["answer_share"].label_of(f"answer_{int(first)}_share") == f"answer {int(first)}"
+
+
+def test_the_plot_draws_every_logged_measure_of_a_shipped_run():
+    """The measure columns in the recorded run are all drawn, except the total training loss
+    (its two parts are)."""
+    run = load_run("tests/data/cross_version/tl3")
+    loop = {"step", "time", "lr", "weight_norm"}
+    probes = {k for k in run.metrics[-1] if k.endswith("_acc") or k.endswith("_loss")}
+    logged = set(run.metrics[-1]) - loop - (probes - {"train_loss"})
+    assert set(measure_columns(run)) == logged - {"train_loss"} | {"weight_norm"}
+    drawn = {line.get_label() for ax in plot_progress_measures(run).axes for line in ax.get_lines()}
+    assert len(drawn) == len(measure_columns(run))
+
+
+@pytest.mark.parametrize(
+    "name, fn, kw, match",
+    [
+        ("softmax_collapse", answer_logit_std, {}, "already registered; choose another name"),
+        ("lr", answer_logit_std, {}, "column the training loop writes"),
+        ("", answer_logit_std, {}, "non-empty string name"),
+        ("m", 3.0, {}, "must be callable"),
+        ("m", answer_logit_std, {"axis": "linear"}, "axis of progress measure 'm' must be"),
+        ("m", answer_logit_std, {"label": ""}, "non-empty string label"),
+        ("m", answer_logit_std, {"columns": "m_share"}, "one '{}' for the key"),
+    ],
+)
+def test_bad_registrations_are_one_line_errors(name, fn, kw, match, measures_restored):
+    kw = {"label": "a label", "axis": "unit", **kw}
+    with pytest.raises(ValueError, match=re.escape(match)) as err:
+        register_measure(name, fn, **kw)
+    assert "\n" not in str(err.value)
+
+
+def test_a_measure_returning_the_wrong_type_names_itself(tiny_composition, measures_restored):
+    register_measure("bad", lambda model, data: "high", label="bad", axis="unit")
+    model = build_model(model_config(tiny_composition, "tiny"), seed=0)
+    with pytest.raises(TypeError, match="progress measure 'bad' returned str"):
+        ProgressMeasures(tiny_composition, size=8)(model)
+    assert model.training  # restored on the way out
