@@ -145,6 +145,7 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 
 def weight_norm(model: Model) -> float:
+    """The L2 norm of every parameter together, as one vector."""
     return math.sqrt(sum(float(p.detach().pow(2).sum()) for p in backend.parameters(model)))
 
 
@@ -162,7 +163,7 @@ def train_step(
     params: Sequence[Tensor] | None = None,
 ) -> Tensor:
     """Training step ``step`` (1-based), the one :func:`train` takes and
-    :func:`grok_circuits.gpu.training_throughput` times: the batch of ``step``
+    :func:`grok_circuits.training.throughput.training_throughput` times: the batch of ``step``
     (:func:`batch_indices`), the learning rate of ``step`` (:func:`lr_at`), the loss on the answer
     token (:func:`answer_loss`, through ``forward`` under ``cfg.precision``), backward, the
     gradient hooks, clipping to ``cfg.grad_clip`` (unless None), and the optimizer's step.
@@ -175,10 +176,11 @@ def train_step(
             sampler state.
         cfg: the run's :class:`TrainConfig`.
         forward: what the forward pass calls: ``model``, or the compiled model of
-            :func:`~grok_circuits.precision.training_forward`.
-        loss_fn: the loss, from :func:`~grok_circuits.plugins.loss_for`.
-        hooks: the gradient hooks, from :func:`~grok_circuits.plugins.grad_hooks_for`; they keep
-            state across steps, so build them once per run.
+            :func:`~grok_circuits.training.precision.training_forward`.
+        loss_fn: the loss, from :func:`~grok_circuits.training.plugins.loss_for`.
+        hooks: the gradient hooks, from
+            :func:`~grok_circuits.training.plugins.grad_hooks_for`; they keep state across
+            steps, so build them once per run.
         params: ``backend.parameters(model)``, if the caller has them (listing them costs a walk
             over the model every step).
 
