@@ -7,9 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from grok_circuits import logit_lens, make_task, progress_measures, train
+from grok_circuits import load_run, logit_lens, make_task, progress_measures, train
 from grok_circuits.model import answer_logits, build_model, model_config
-from grok_circuits.runs.run import load_run
 from grok_circuits.training.progress_measures import (
     MEASURE_SIZE,
     MEASURES,
