@@ -4,9 +4,9 @@
     python benchmarks/threads.py --steps 60
 
 Trains the tutorial composition preset (the README's main command) for ``--steps`` steps three
-ways: ``threads=None`` (the default: :func:`grok_circuits.train.choose_threads` on the cores free
-at the start), 1 thread and 2 threads; first on the machine as it is (after waiting up to
-``--wait-idle`` seconds for other work to drop below half a core), then while a busy-loop
+ways: ``threads=None`` (the default: :func:`grok_circuits.training.cpu.choose_threads` on the
+cores free at the start), 1 thread and 2 threads; first on the machine as it is (after waiting up
+to ``--wait-idle`` seconds for other work to drop below half a core), then while a busy-loop
 process started by this script holds one core. It prints how many cores were busy before each
 phase, steps per second, and the ratio against 1 thread measured in the same phase. The busy
 process stops itself after ``--busy-limit`` seconds and is killed when the script ends.
@@ -20,7 +20,8 @@ import tempfile
 import time
 
 from grok_circuits.tasks import make_task
-from grok_circuits.training.loop import busy_cores, choose_threads, train, usable_cores
+from grok_circuits.training.cpu import busy_cores, choose_threads, usable_cores
+from grok_circuits.training.loop import train
 from grok_circuits.training.presets import train_config
 
 BUSY_LOOP = "import time\nend = time.time() + {limit}\nwhile time.time() < end:\n    pass\n"

@@ -35,7 +35,8 @@ LAYERS: dict[str, list[tuple[str, ...]]] = {
         ("model",),
         ("hf",),
         ("runs",),
-        ("training", "viz"),
+        ("training",),
+        ("viz",),  # draws what training logs: the progress measures' registry
         ("analysis",),
         ("sweeps",),
         ("cli",),

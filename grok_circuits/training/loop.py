@@ -5,40 +5,34 @@ One loop, read top to bottom (nanoGPT's ``train.py`` is the model)::
     for step in 1..max_steps:
         train_step: batch -> loss on the answer position -> gradient hooks -> clipping -> AdamW
                     (learning rate warmed up)
-        evaluate every ``eval_every`` steps: loss and accuracy on every probe, progress measures
+        evaluate every ``eval_every`` steps: loss and accuracy on every probe, the weight norm,
+                    the progress measures
         checkpoint when the schedule says so (dense early, log-spaced later, and the last step),
                     and at the memorizing and generalizing steps when first reached
         stop at max_steps, or once ID accuracy has held ``stop_id_acc`` (and the further
                     targets, OOD or training accuracy, are met on average over those evaluations)
+
+:func:`train_step` is the one training step: :func:`train` calls it for every step, and
+:func:`grok_circuits.training.throughput.training_throughput` times it.
 
 Grokking happens late, so the checkpoint schedule is log-spaced after ``dense_until``; the steps a
 user asks for by name, ``run.saturation_step`` and ``run.grok_step``
 (:func:`grok_circuits.runs.stage_steps`), are checkpointed too, whatever the schedule. Batches are
 a pure function of (seed, step), and the checkpoint holds the optimizer and RNG state, so a run
 stopped at step N and resumed computes exactly the metrics of one never stopped. On the CPU the
-loop runs with ``torch.use_deterministic_algorithms``: the backward pass of the embeddings
-accumulates gradients with ``index_put_``, whose multi-threaded CPU kernel adds in an order that
-changes from run to run, so without it two runs of one seed drift apart after a few steps. With it,
-a seed gives bit-identical weights for any number of CPU threads.
-
-The number of CPU threads matters for speed only, and a lot: the tutorial models are small, so
-every op synchronises torch's OpenMP threads, and a thread waiting for a core that another
-process holds stalls all the others. On two cores with one of them busy, two threads trained 14
-times slower than one; on two idle cores they were 1.6 times faster. :func:`choose_threads`
-therefore asks for one thread per core that is free now (``benchmarks/threads.py`` measures it).
+loop runs with deterministic algorithms, so a seed gives bit-identical weights for any number of
+CPU threads, and with one thread per free core unless ``TrainConfig.threads`` says otherwise
+(both in :mod:`grok_circuits.training.cpu`).
 
 The loss and the gradient hooks (Grokfast, ⊥Grad, StableMax and your own) are plug-ins chosen by
-name in the :class:`TrainConfig` (:mod:`grok_circuits.training.plugins`); the measures logged
-besides
-accuracy are in :mod:`grok_circuits.training.progress_measures`.
+name in the :class:`TrainConfig` (:mod:`grok_circuits.training.plugins`); the progress measures
+logged besides accuracy are a registry too (:mod:`grok_circuits.training.progress_measures`).
 """
 
 import math
-import os
 import time
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
@@ -76,6 +70,7 @@ from grok_circuits.runs.run import (
     write_metrics,
 )
 from grok_circuits.tasks import Split, TaskData
+from grok_circuits.training.cpu import cpu_threads, deterministic_on_cpu
 from grok_circuits.training.plugins import GradHook, LossFn, grad_hooks_for, loss_for
 from grok_circuits.training.precision import autocast, training_forward
 from grok_circuits.training.progress_measures import ProgressMeasures
@@ -150,6 +145,7 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 
 def weight_norm(model: Model) -> float:
+    """The L2 norm of every parameter together, as one vector."""
     return math.sqrt(sum(float(p.detach().pow(2).sum()) for p in backend.parameters(model)))
 
 
@@ -167,7 +163,7 @@ def train_step(
     params: Sequence[Tensor] | None = None,
 ) -> Tensor:
     """Training step ``step`` (1-based), the one :func:`train` takes and
-    :func:`grok_circuits.gpu.training_throughput` times: the batch of ``step``
+    :func:`grok_circuits.training.throughput.training_throughput` times: the batch of ``step``
     (:func:`batch_indices`), the learning rate of ``step`` (:func:`lr_at`), the loss on the answer
     token (:func:`answer_loss`, through ``forward`` under ``cfg.precision``), backward, the
     gradient hooks, clipping to ``cfg.grad_clip`` (unless None), and the optimizer's step.
@@ -180,10 +176,11 @@ def train_step(
             sampler state.
         cfg: the run's :class:`TrainConfig`.
         forward: what the forward pass calls: ``model``, or the compiled model of
-            :func:`~grok_circuits.precision.training_forward`.
-        loss_fn: the loss, from :func:`~grok_circuits.plugins.loss_for`.
-        hooks: the gradient hooks, from :func:`~grok_circuits.plugins.grad_hooks_for`; they keep
-            state across steps, so build them once per run.
+            :func:`~grok_circuits.training.precision.training_forward`.
+        loss_fn: the loss, from :func:`~grok_circuits.training.plugins.loss_for`.
+        hooks: the gradient hooks, from
+            :func:`~grok_circuits.training.plugins.grad_hooks_for`; they keep state across
+            steps, so build them once per run.
         params: ``backend.parameters(model)``, if the caller has them (listing them costs a walk
             over the model every step).
 
@@ -372,111 +369,6 @@ def _train(task, cfg, out: Path, model_cfg, resume: bool, progress: bool) -> Run
             why = _why_stopped(metrics, key, cfg, stop)
             bar.set_postfix(_bar_postfix(metrics, key, why, label="stopped"))
     return open_run(out)
-
-
-def choose_threads(cores: int, load: float) -> int:
-    """CPU threads for training: one per core that is free, at least one.
-
-    Args:
-        cores: how many cores this process may run on (``len(os.sched_getaffinity(0))``).
-        load: how many of those cores other work keeps busy (:func:`busy_cores`).
-
-    A core counts as free when less than half of it is busy. Erring towards fewer threads is
-    cheap (one thread on two idle cores is about 1.6 times slower), while a thread too many is
-    not (14 times slower; see the module docstring).
-    """
-    if cores < 1:
-        raise ValueError(f"cores must be >= 1, got {cores}")
-    if load < 0:
-        raise ValueError(f"load must be >= 0, got {load}")
-    return max(1, min(cores, math.floor(cores - load + 0.5)))
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity where the OS reports it)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def busy_cores(sample_seconds: float = 0.5) -> float:
-    """How many of this process's cores other processes keep busy, from a short sample of
-    ``/proc/stat`` on those cores. The 1-minute load average lags both ways (it misses a job that
-    started seconds ago and still counts one that ended a minute ago: a run started right after
-    the test suite trained on one thread of two idle cores), so it is used only where
-    ``/proc/stat`` cannot be read, scaled to this process's share of the machine's cores."""
-    sampled = _sampled_busy_cores(sample_seconds)
-    if sampled is not None:
-        return sampled
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return load * usable_cores() / max(os.cpu_count() or 1, usable_cores())
-
-
-def _sampled_busy_cores(seconds: float) -> float | None:
-    def times() -> dict[str, tuple[int, int]]:  # cpu name -> (busy, total) jiffies
-        out = {}
-        with open("/proc/stat") as f:
-            for line in f:
-                name, *values = line.split()
-                if name.startswith("cpu") and name != "cpu":
-                    ticks = [int(v) for v in values]
-                    idle = ticks[3] + ticks[4]  # idle + iowait
-                    out[name] = (sum(ticks[:8]) - idle, sum(ticks[:8]))
-        return out
-
-    try:
-        before = times()
-        time.sleep(seconds)
-        after = times()
-    except (OSError, ValueError, IndexError):
-        return None
-    mine = (
-        {f"cpu{i}" for i in os.sched_getaffinity(0)}
-        if hasattr(os, "sched_getaffinity")
-        else set(after)
-    )
-    busy = 0.0
-    for cpu in mine & set(before) & set(after):
-        d_busy = after[cpu][0] - before[cpu][0]
-        d_total = after[cpu][1] - before[cpu][1]
-        busy += d_busy / d_total if d_total > 0 else 0.0
-    return busy
-
-
-@contextmanager
-def cpu_threads(device: torch.device, threads: int | None) -> Iterator[None]:
-    """On the CPU, run the block with ``threads`` torch threads (``None``: :func:`choose_threads`
-    on the free cores now) and restore the caller's setting afterwards; elsewhere, change
-    nothing."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads or choose_threads(usable_cores(), busy_cores()))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextmanager
-def deterministic_on_cpu(device: torch.device) -> Iterator[None]:
-    """On the CPU, run the block with ``torch.use_deterministic_algorithms(True)`` and restore
-    the caller's setting afterwards; elsewhere, change nothing.
-
-    Deterministic mode on CUDA also needs ``CUBLAS_WORKSPACE_CONFIG`` set before CUDA starts, so
-    it is left to the user there (``torch.use_deterministic_algorithms(True)`` before training).
-    """
-    if device.type != "cpu":
-        yield
-        return
-    enabled = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
 def _resume_state(optimizer: torch.optim.Optimizer, hooks: list) -> dict:

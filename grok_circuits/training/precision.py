@@ -10,8 +10,8 @@ The paper trains an 8-layer GPT-2-shaped model for up to 1.5M steps; on a GPU tw
   Evaluation runs the plain float32 model. bf16 keeps float32's exponent range, so no loss
   scaling is needed (unlike float16).
 - ``compile=True``: the training forward pass goes through ``torch.compile(model)`` (the same
-  parameters; evaluation and the analyses run the plain ``HookedTransformer``, whose hooks
-  compile would not see). Compiling takes tens of seconds once per process, so it pays off only
+  parameters; evaluation and the analyses run the plain model, whose hooks compile would not
+  see). Compiling takes tens of seconds once per process, so it pays off only
   for long runs.
 
 Neither is exact: compiled kernels and bf16 round differently, so a run with either differs from

@@ -11,7 +11,8 @@ from grok_circuits.tasks import task_spec
 
 
 def train_config(task: str, preset: str = "tutorial") -> TrainConfig:
-    """The training preset ``preset`` (``"tutorial"`` or ``"paper"``) of a registered task."""
+    """The training preset ``preset`` of a registered task: one it registered (``"tutorial"``,
+    and for composition ``"fast"``), or ``"paper"``, which every task has."""
     spec = task_spec(task)
     if preset in spec.train_presets:
         return spec.train_presets[preset]

@@ -1,14 +1,15 @@
 """Measuring the training step on the device: steps per second, and the batch that fills a GPU.
 
-:func:`training_throughput` times :func:`grok_circuits.train.train_step`, the function
-``train()`` calls for every step, so what it times is what training runs: the batch of each step,
-the learning-rate warm-up, the forward pass under ``cfg.precision`` and ``cfg.compile``
-(:mod:`grok_circuits.training.precision`), the loss plug-in, backward, the gradient hooks (a
-Grokfast run
-is timed with its filter), clipping unless ``grad_clip=None``, and AdamW. The model is built as
-``train()`` builds it (``cfg.model_size``, ``cfg.seed``, ``cfg.n_loops``), and on the CPU the steps
-run with ``train()``'s threads and deterministic algorithms. Not timed: evaluation, progress
-measures and checkpoints, which ``train()`` adds every ``eval_every`` steps.
+:func:`training_throughput` times :func:`grok_circuits.training.loop.train_step`, the function
+``train()`` calls for every step (there is no second copy of it), so what it times is what
+training runs: the batch of each step, the learning-rate warm-up, the forward pass under
+``cfg.precision`` and ``cfg.compile`` (:mod:`grok_circuits.training.precision`), the loss
+plug-in, backward, the gradient hooks (a Grokfast run is timed with its filter), clipping unless
+``grad_clip=None``, and AdamW. The model and optimizer are built as ``train()`` builds them
+(``cfg.model_size``, ``cfg.seed``, ``cfg.n_loops``), and on the CPU the steps run with
+``train()``'s threads and deterministic algorithms (:mod:`grok_circuits.training.cpu`). Not
+timed: evaluation, progress measures and checkpoints, which ``train()`` adds every
+``eval_every`` steps.
 
 **The batch that fills the GPU.** At the paper's batch of 512 the paper model (prompts of 4
 tokens) leaves an H100 mostly idle: the step costs its kernel launches, not its arithmetic.
@@ -27,12 +28,8 @@ import torch
 from grok_circuits import backend
 from grok_circuits.config import TrainConfig
 from grok_circuits.model import build_model, model_config, resolve_device
-from grok_circuits.training.loop import (
-    cpu_threads,
-    deterministic_on_cpu,
-    make_optimizer,
-    train_step,
-)
+from grok_circuits.training.cpu import cpu_threads, deterministic_on_cpu
+from grok_circuits.training.loop import make_optimizer, train_step
 from grok_circuits.training.plugins import grad_hooks_for, loss_for
 from grok_circuits.training.precision import training_forward
 
@@ -53,14 +50,16 @@ def peak_memory_gib(device: torch.device) -> float:
 
 
 def training_throughput(task, cfg: TrainConfig, *, steps: int = 20, warmup: int = 5) -> float:
-    """Training steps per second of ``cfg`` on ``task``: :func:`~grok_circuits.train.train_step`
-    (``train()``'s step, gradient hooks and all) on a fresh model, timed over ``steps`` after
-    ``warmup`` untimed ones (which include compiling). CUDA's peak memory statistics are reset
-    first, so :func:`peak_memory_gib` reads this run's peak.
+    """Training steps per second of ``cfg`` on ``task``:
+    :func:`~grok_circuits.training.loop.train_step` (``train()``'s step, gradient hooks and all)
+    on a fresh model, timed over ``steps`` after ``warmup`` untimed ones (which include
+    compiling). CUDA's peak memory statistics are reset first, so :func:`peak_memory_gib` reads
+    this run's peak.
 
     The steps are ``train()``'s steps 1 to ``warmup + steps`` of the same seed and model: the
     same batches, learning rates and gradient hooks. On the CPU, where both run deterministic
-    algorithms, they leave ``train()``'s weights bit for bit (``tests/test_gpu.py`` checks)."""
+    algorithms, they leave ``train()``'s weights bit for bit
+    (``tests/training/test_throughput.py`` checks)."""
     device = resolve_device(cfg.device)
     model = build_model(
         model_config(task, cfg.model_size), seed=cfg.seed, device=device, n_loops=cfg.n_loops

@@ -1,36 +1,48 @@
 """Progress measures over training (:mod:`grok_circuits.training.progress_measures`), under the
-accuracy curves: what moves before test accuracy does."""
+accuracy curves: what moves before test accuracy does.
+
+What is drawn comes from the measure registry (:data:`~grok_circuits.training.progress_measures.
+MEASURES`): every registered measure with an ``axis`` whose columns the run's metrics hold, on
+that axis's panel, with the label, color and line style it was registered with. A measure added
+with :func:`~grok_circuits.training.progress_measures.register_measure` is drawn with no change
+here."""
 
 import matplotlib.pyplot as plt
 
+from grok_circuits.training.progress_measures import MEASURES
 from grok_circuits.viz.training import plot_accuracy_curves
 
-#: Measures in [-1, 1] drawn together (a run may lack some).
-SHARES = {
-    "softmax_collapse": dict(color="tab:red", label="softmax collapse (share of train)"),
-    "grad_alignment": dict(color="tab:gray", label="cos(-grad, weights)"),
+#: Each panel's y label and scale, top to bottom.
+PANELS = {
+    "unit": ("share / cosine / MRR", "linear"),
+    "log": ("training loss (log)", "log"),
 }
-LENS_COLORS = ("tab:purple", "tab:orange", "tab:brown", "tab:cyan", "tab:pink", "tab:olive")
-LOSSES = {
-    "train_loss_inferred": dict(color="tab:blue", label="train loss, inferred facts"),
-    "train_loss_atomic": dict(color="tab:cyan", label="train loss, atomic facts"),
-}
+
+
+def _drawn(keys) -> list[tuple]:
+    """``(spec, column)`` for each registered measure's column among ``keys`` that is drawn."""
+    return [
+        (spec, column)
+        for spec in MEASURES.values()
+        if spec.axis is not None
+        for column in spec.columns_in(keys)
+    ]
 
 
 def measure_columns(run) -> list[str]:
-    """The progress-measure columns the run's metrics hold (none for runs trained before they
-    were logged)."""
+    """The progress-measure columns of the run's metrics that the plot draws, in the registry's
+    order (none for runs trained before they were logged)."""
     keys = run.metrics[-1] if run.metrics else {}
-    lens = sorted(k for k in keys if k.startswith("lens_mid_"))
-    found = [k for k in (*SHARES, *lens, *LOSSES) if k in keys]
+    found = [column for _, column in _drawn(keys)]
     # the weight norm was logged before the other measures: alone it does not count
     return [*found, "weight_norm"] if found and "weight_norm" in keys else found
 
 
 def plot_progress_measures(run, axes=None):
-    """Two panels against the step (log axis): the measures in [-1, 1] (softmax collapse,
-    gradient-weight alignment, the middle-layer logit-lens MRR of each lens target), and the
-    training loss on inferred vs atomic facts (log) with the weight norm.
+    """Two panels against the step (log axis): the measures in [-1, 1] (built in: softmax
+    collapse, gradient-weight alignment, the middle-layer logit-lens MRR of each lens target),
+    and the positive ones on a log scale (built in: the training loss on inferred vs atomic facts)
+    with the weight norm. Every registered measure the run logged is drawn on its panel.
 
     Args:
         run: a :class:`grok_circuits.Run` whose metrics hold the measures.
@@ -39,8 +51,9 @@ def plot_progress_measures(run, axes=None):
     Returns:
         The matplotlib Figure.
     """
-    columns = measure_columns(run)
-    if not columns:
+    keys = run.metrics[-1] if run.metrics else {}
+    drawn = _drawn(keys)
+    if not drawn:
         raise ValueError(
             f"run {run.path} logged no progress measures (trained before they existed); compute "
             "them from its checkpoints with grok_circuits.training.progress_measures"
@@ -48,26 +61,26 @@ def plot_progress_measures(run, axes=None):
     if axes is None:
         fig, axes = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     fig = axes[0].figure
+    panels = dict(zip(PANELS, axes))
     steps = [max(r["step"], 1) for r in run.metrics]
+    for spec in MEASURES.values():
+        columns = [c for s, c in drawn if s is spec]
+        for column, color in zip(columns, spec.colors(len(columns))):
+            style = {"color": color} if color is not None else {}
+            if spec.linestyle != "-":
+                style["linestyle"] = spec.linestyle
+            panels[spec.axis].plot(steps, run.metric(column), label=spec.label_of(column), **style)
     top, bottom = axes
-    lens = [c for c in columns if c.startswith("lens_mid_")]
-    for col in columns:
-        if col in SHARES:
-            top.plot(steps, run.metric(col), **SHARES[col])
-    for col, color in zip(lens, LENS_COLORS):
-        name = col.removeprefix("lens_mid_").removesuffix("_mrr")
-        top.plot(steps, run.metric(col), color=color, linestyle="--", label=f"lens MRR {name}")
     # shares and MRRs are >= 0; the cosine may dip below: show it only as far as it goes
-    low = min([0.0] + [min(run.metric(c)) for c in columns if c in SHARES or c in lens])
+    low = min([0.0] + [min(run.metric(c)) for s, c in drawn if s.axis == "unit"])
     top.set_ylim(max(-1.02, low - 0.05), 1.02)
-    top.set_ylabel("share / cosine / MRR")
     top.set_title("progress measures on training examples (mid-layer lens)", fontsize=10)
-    for col in columns:
-        if col in LOSSES:
-            bottom.plot(steps, run.metric(col), **LOSSES[col])
-    bottom.set_yscale("log")
-    bottom.set_ylabel("training loss (log)")
-    if "weight_norm" in columns:
+    for name, ax in panels.items():
+        ylabel, scale = PANELS[name]
+        if scale == "log":
+            ax.set_yscale("log")
+        ax.set_ylabel(ylabel)
+    if "weight_norm" in keys:
         twin = bottom.twinx()
         twin.plot(steps, run.metric("weight_norm"), color="black", linewidth=1, label="weight norm")
         twin.set_ylabel("weight norm")

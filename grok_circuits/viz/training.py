@@ -1,4 +1,6 @@
-"""Training curves: accuracy per probe over steps, on a log-step axis (grokking happens late)."""
+"""Training curves, on a log-step axis where grokking happens late: a run's accuracy per probe
+(:func:`plot_accuracy_curves`), a measurement over seeded runs (:func:`plot_seed_curves`), and the
+benchmarks' phi-law and complex-reasoning figures; :func:`save_figure` writes any of them."""
 
 import matplotlib.pyplot as plt
 
@@ -23,6 +25,7 @@ def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), ti
         ax: a matplotlib Axes to draw on (a new figure if None).
         extra_probes: other probe names to draw too (e.g. ``"ood_atomic"``), dashed, each in a
             colour of its own.
+        title: the axes' title (default: the task and the run folder's name).
 
     Returns:
         The matplotlib Figure.
@@ -79,6 +82,7 @@ def plot_seed_curves(
         column: the value to draw (e.g. ``"test_ood_acc"``).
         by, seed, x: the columns naming the group, the seed and the step.
         ax: a matplotlib Axes to draw on (a new figure if None).
+        title: the axes' title (default: ``"<column> by <by>"``).
 
     Returns:
         The matplotlib Figure.

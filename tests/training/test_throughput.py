@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from grok_circuits.tasks import make_task
-from grok_circuits.training import throughput as gpu
+from grok_circuits.training import throughput as throughput_module
 from grok_circuits.training.loop import train, train_step
 from grok_circuits.training.presets import train_config
 from grok_circuits.training.throughput import batch_that_fills, training_throughput
@@ -132,19 +132,27 @@ def _weights_after_timing(task, cfg, monkeypatch, *, steps, warmup) -> dict[str,
         models.append(model)
         return train_step(model, *args, **kwargs)
 
-    monkeypatch.setattr(gpu, "train_step", train_step_keeping_the_model)
+    monkeypatch.setattr(throughput_module, "train_step", train_step_keeping_the_model)
     assert training_throughput(task, cfg, steps=steps, warmup=warmup) > 0
     assert len(models) == warmup + steps and all(m is models[0] for m in models)
     return {k: v.detach().cpu() for k, v in models[0].state_dict().items()}
 
 
 @pytest.mark.parametrize(
-    "options", [{}, {"grad_filter": "ema"}, {"loss": "stablemax"}, {"n_loops": 2}]
+    "options",
+    [
+        {},
+        {"grad_filter": "ema"},
+        {"loss": "stablemax"},
+        {"n_loops": 2},
+        {"grad_clip": None, "batch_size": None},  # the modular presets: full batch, no clipping
+    ],
 )
 def test_the_timed_step_is_the_training_step(tiny_composition, tmp_path, monkeypatch, options):
     """Six steps timed by :func:`training_throughput` leave the weights that six steps of
     ``train()`` (same seed, same data) leave, bit for bit: the same model, batches,
-    learning-rate warm-up, loss, gradient hooks (Grokfast here), clipping and optimizer."""
+    learning-rate warm-up, loss, gradient hooks (Grokfast here), clipping (or none) and
+    optimizer."""
     cfg = tiny_train_config(max_steps=6, eval_every=6, **options)
     trained = _weights_after_train(tiny_composition, cfg, tmp_path / "run")
     timed = _weights_after_timing(tiny_composition, cfg, monkeypatch, steps=4, warmup=2)

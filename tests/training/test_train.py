@@ -13,12 +13,13 @@ import torch.nn.functional as F
 from grok_circuits import TrainConfig, load_run, train
 from grok_circuits.model import build_model, model_config
 from grok_circuits.runs.run import CheckpointStore
+from grok_circuits.training import cpu
+from grok_circuits.training.cpu import choose_threads
 from grok_circuits.training.loop import (
     _held_evals,
     _should_stop,
     answer_loss,
     batch_indices,
-    choose_threads,
     lr_at,
 )
 from grok_circuits.training.presets import train_config
@@ -455,11 +456,11 @@ def test_busy_cores_is_the_load_on_this_process_cores(monkeypatch, sampled, expe
     """The sample of this process's cores is the load, whatever the (lagging) load average says;
     without /proc/stat, the load average spread over the machine: the process may use 4 of its
     16 cores, so a quarter of it counts."""
-    monkeypatch.setattr(train_module.os, "getloadavg", lambda: (8.0, 8.0, 8.0))
-    monkeypatch.setattr(train_module.os, "cpu_count", lambda: 16)
-    monkeypatch.setattr(train_module, "usable_cores", lambda: 4)
-    monkeypatch.setattr(train_module, "_sampled_busy_cores", lambda seconds: sampled)
-    assert train_module.busy_cores() == expected
+    monkeypatch.setattr(cpu.os, "getloadavg", lambda: (8.0, 8.0, 8.0))
+    monkeypatch.setattr(cpu.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(cpu, "usable_cores", lambda: 4)
+    monkeypatch.setattr(cpu, "_sampled_busy_cores", lambda seconds: sampled)
+    assert cpu.busy_cores() == expected
 
 
 @pytest.mark.parametrize("value", [0, -1, 2.5, "2"])
@@ -488,8 +489,8 @@ def test_training_uses_its_threads_then_restores_the_callers(
         return answer_loss(model, batch, *loss)
 
     monkeypatch.setattr(train_module, "answer_loss", loss_recording_threads)
-    monkeypatch.setattr(train_module, "usable_cores", lambda: 2)
-    monkeypatch.setattr(train_module, "busy_cores", lambda: load)
+    monkeypatch.setattr(cpu, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cpu, "busy_cores", lambda: load)
     before = torch.get_num_threads()
     cfg = tiny_train_config(max_steps=3, eval_every=3, threads=threads)
     train(tiny_composition, cfg, out=tmp_path / "r", progress=False)
