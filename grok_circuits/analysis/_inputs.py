@@ -128,9 +128,10 @@ def as_pairs(
     facts: Facts = "id",
     seed: int = 0,
 ) -> PromptPairs:
-    """The pairs an analysis runs on: ``data`` itself when it is :class:`PromptPairs`, else the
-    task's pairs under ``swap`` (default: the task's own default swap) drawn from ``split``.
-    Checked against the model with :func:`check_fits`."""
+    """The pairs an analysis runs on: ``data`` itself when it is :class:`PromptPairs` (checked
+    against the model with :func:`check_fits`), else the task's pairs under ``swap`` (default:
+    the task's own default swap) drawn from ``split``. A task is checked once
+    (:func:`check_task_fits`); pairs built from it fit the model as the task does."""
     if isinstance(data, PromptPairs):
         if swap is not None or subtask is not None:
             raise ValueError(
@@ -144,8 +145,7 @@ def as_pairs(
             "from tensors with PromptPairs(clean=..., corrupt=..., answers=...)"
         )
     task = resolve_subtask(check_task_fits(model, data), subtask)
-    pairs = make_pairs(task, swap, split, n_examples=n_examples, facts=facts, seed=seed)
-    return check_fits(model, pairs)
+    return make_pairs(task, swap, split, n_examples=n_examples, facts=facts, seed=seed)
 
 
 def swap_pairs(
@@ -162,7 +162,8 @@ def swap_pairs(
         names = tuple(task_spec(task).swaps) if swaps is None else tuple(swaps)
         if not names:
             raise ValueError("swaps is empty; name at least one of the task's swaps")
-        return [as_pairs(model, task, swap=s, **kw) for s in names]
+        split, n = kw.pop("split", "train_inferred"), kw.pop("n_examples", 300)  # as_pairs'
+        return [make_pairs(task, s, split, n_examples=n, **kw) for s in names]
     if swaps is not None:
         raise ValueError("swaps= chooses how pairs are built from a task; these are pairs already")
     items = [data] if isinstance(data, PromptPairs) else list(data)
