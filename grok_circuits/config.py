@@ -21,8 +21,9 @@ class TrainConfig:
         max_steps: optimizer steps to train for.
         batch_size: examples per step; ``None`` trains full-batch.
         lr: peak learning rate (constant after warm-up).
-        weight_decay: AdamW decoupled weight decay on weight matrices and embeddings (not on
-            biases or LayerNorm); larger values grok faster (paper section 3).
+        weight_decay: AdamW decoupled weight decay on weight matrices, embeddings and the
+            attention's query, key and value biases (not on LayerNorm or the other biases;
+            :func:`grok_circuits.backend.decays`); larger values grok faster (paper section 3).
         betas: AdamW betas.
         warmup_steps: linear warm-up from 0 to ``lr``.
         grad_clip: max global gradient norm (``None`` disables clipping).
@@ -48,8 +49,8 @@ class TrainConfig:
         seed: seeds the initial weights and the batch order.
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ...
         threads: torch CPU threads for the training loop; ``None`` chooses from the cores this
-            process may use and how busy they are (see :func:`grok_circuits.train.choose_threads`).
-            Results do not depend on it.
+            process may use and how busy they are (see
+            :func:`grok_circuits.training.cpu.choose_threads`). Results do not depend on it.
         loss: the training loss by name: ``"cross_entropy"`` (softmax), ``"stablemax"``
             (Prieto et al. 2025, :func:`grok_circuits.stablemax_cross_entropy`) or one added
             with :func:`grok_circuits.register_loss`.

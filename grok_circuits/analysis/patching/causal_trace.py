@@ -29,8 +29,8 @@ after the block (``resid_post``), the output of the attention layer (``attn_out`
 (layer, position, head).
 
 How it is fast. TransformerLens' patcher runs one full forward pass per patch. This one computes
-the same numbers (to float rounding; ``tests/analysis/patching/test_causal_trace.py`` checks it against
-TransformerLens to 1e-5) and does only the work a patch can change, exactly:
+the same numbers (to float rounding; ``tests/analysis/patching/test_causal_trace.py`` checks it
+against TransformerLens to 1e-5) and does only the work a patch can change, exactly:
 
 1. *Batching*: the patches of a call are stacked along the batch dimension (each copy of an
    example carries its own patch, applied by one masked ``torch.where`` in the hook of its
