@@ -23,18 +23,12 @@ from grok_circuits.analysis.circuits.find import (
 )
 from grok_circuits.analysis.circuits.reuse import ReuseReport, circuit_reuse
 from grok_circuits.analysis.components import Component, all_components
-from grok_circuits.analysis.edges.attribution import (
-    EDGE_METHODS,
-    Edge,
-    EdgeChange,
-    EdgeCircuit,
-    EdgeGraph,
-    EdgeScores,
-    compare_edges,
-    edge_attribution,
-)
+from grok_circuits.analysis.edges.attribution import EDGE_METHODS, edge_attribution
+from grok_circuits.analysis.edges.change import EdgeChange, compare_edges
 from grok_circuits.analysis.edges.faithfulness import EDGE_ABLATIONS, Faithfulness, faithfulness
+from grok_circuits.analysis.edges.graph import Edge, EdgeGraph
 from grok_circuits.analysis.edges.reuse import EdgeReuseReport
+from grok_circuits.analysis.edges.scores import EdgeCircuit, EdgeScores
 from grok_circuits.analysis.lens.fourier import FourierSpectrum, fourier_spectrum
 from grok_circuits.analysis.lens.logit_lens import LogitLensResult, logit_lens
 from grok_circuits.analysis.metrics import (

@@ -1,6 +1,6 @@
 """Plots of edge circuits, their faithfulness curves and their change over training.
 
-- :func:`plot_edge_circuit`: an :class:`~grok_circuits.analysis.edges.attribution.EdgeCircuit` at
+- :func:`plot_edge_circuit`: an :class:`~grok_circuits.analysis.edges.scores.EdgeCircuit` at
   (layer, position), as the paper draws its circuits: a column per position, a row per layer
   (the heads side by side, the MLP half a layer above them), the embeddings below and the logits
   above; each edge runs at its own position, its width the absolute score, blue where it
@@ -199,7 +199,7 @@ def plot_faithfulness(results, *, title: str | None = None):
 
 def plot_edge_change(change, ax=None, *, title: str | None = None):
     """Each edge's normalised score at the two stages of an
-    :class:`~grok_circuits.analysis.edges.attribution.EdgeChange`, joined by a line.
+    :class:`~grok_circuits.analysis.edges.change.EdgeChange`, joined by a line.
 
     Returns:
         The matplotlib Figure.

@@ -30,7 +30,7 @@ from grok_circuits import (
     make_pairs,
     over_checkpoints,
 )
-from grok_circuits.analysis.edges.attribution import EdgeGraph, head_outputs
+from grok_circuits.analysis.edges.graph import EdgeGraph, head_outputs
 from grok_circuits.backend import BRIDGE, split_qkv_hooks
 from grok_circuits.model import build_model, load_weights, logits_at, model_weights
 from tests.analysis.test_planted_circuit import build_planted, build_planted_pairs

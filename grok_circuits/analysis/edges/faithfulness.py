@@ -44,16 +44,9 @@ from jaxtyping import Float
 from torch import Tensor
 
 from grok_circuits.analysis._inputs import Data, as_pairs, weights_digest
-from grok_circuits.analysis.edges.attribution import (
-    EdgeCircuit,
-    EdgeGraph,
-    EdgeMetric,
-    EdgeScores,
-    edge_hooks,
-    metric_fn,
-    source_outputs,
-    source_value,
-)
+from grok_circuits.analysis.edges.attribution import EdgeMetric, metric_fn
+from grok_circuits.analysis.edges.graph import EdgeGraph, edge_hooks, source_outputs, source_value
+from grok_circuits.analysis.edges.scores import EdgeCircuit, EdgeScores
 from grok_circuits.analysis.metrics import no_effect_error
 from grok_circuits.analysis.patching.ablation import resample_draw
 from grok_circuits.analysis.stats import share_as_extreme

@@ -30,20 +30,14 @@ from jaxtyping import Float
 from torch import Tensor
 
 from grok_circuits.analysis._inputs import swap_pairs
-from grok_circuits.analysis.edges.attribution import (
-    DEFAULT_SHARE,
-    EdgeCircuit,
-    EdgeGraph,
-    EdgeScores,
-    edge_attribution,
-    edge_hooks,
-    metric_fn,
-)
+from grok_circuits.analysis.edges.attribution import edge_attribution, metric_fn
 from grok_circuits.analysis.edges.faithfulness import (
     EdgeAblation,
     ablated_sources,
     metrics_with_edges,
 )
+from grok_circuits.analysis.edges.graph import EdgeGraph, edge_hooks
+from grok_circuits.analysis.edges.scores import DEFAULT_SHARE, EdgeCircuit, EdgeScores
 from grok_circuits.analysis.stats import iou, share_as_extreme
 from grok_circuits.backend import Model
 from grok_circuits.tasks import PromptPairs
@@ -59,7 +53,7 @@ class EdgeReuseReport:
 
     Attributes:
         tasks: the two data sets' names.
-        scores: each one's :class:`~grok_circuits.analysis.edges.attribution.EdgeScores`.
+        scores: each one's :class:`~grok_circuits.analysis.edges.scores.EdgeScores`.
         circuits: each one's edge circuit (``top_k`` edges summed over positions, unpruned).
         iou: the two circuits' IoU; random_iou: ``[n_random]`` that of random edge sets of the
             same sizes.
