@@ -23,7 +23,11 @@ from grok_circuits.analysis.circuits.find import (
 )
 from grok_circuits.analysis.circuits.reuse import ReuseReport, circuit_reuse
 from grok_circuits.analysis.components import Component, all_components
-from grok_circuits.analysis.edges.attribution import EDGE_METHODS, edge_attribution
+from grok_circuits.analysis.edges.attribution import (
+    EDGE_METHODS,
+    edge_attribution,
+    register_edge_method,
+)
 from grok_circuits.analysis.edges.change import EdgeChange, compare_edges
 from grok_circuits.analysis.edges.faithfulness import EDGE_ABLATIONS, Faithfulness, faithfulness
 from grok_circuits.analysis.edges.graph import Edge, EdgeGraph
@@ -132,6 +136,7 @@ __all__ = [
     "make_pairs",
     "over_checkpoints",
     "prediction_changed",
+    "register_edge_method",
     "select_components",
     "top1_predictions",
     "trace_attn_out",

@@ -1,35 +1,130 @@
-"""Edge attribution: a score for every edge of the model's graph.
+"""Edge attribution: a score for every edge of the model's graph, by a method chosen by name.
 
 The graph (sources, destinations and the edges between them) is described in
 :mod:`grok_circuits.analysis.edges.graph`, the scores and the circuits selected from them in
-:mod:`grok_circuits.analysis.edges.scores`, and the methods, edge attribution patching (EAP) and
-its integrated-gradients version (EAP-IG), in :mod:`grok_circuits.analysis.edges.eap`.
+:mod:`grok_circuits.analysis.edges.scores`. The methods live one per file and are looked up by
+name in :data:`EDGE_METHODS`: ``"eap"`` (edge attribution patching, Syed et al. 2023) and
+``"eap-ig"`` (its integrated-gradients version, Hanna et al. 2024), both in
+:mod:`grok_circuits.analysis.edges.eap`.
+
+:func:`edge_attribution` turns its data into :class:`~grok_circuits.PromptPairs` once, switches on
+the hook points the graph reads (:func:`~grok_circuits.analysis.edges.graph.edge_hooks`), freezes
+the parameters, measures the mean metric on the clean and on the corrupt prompts, and calls the
+method, which returns one score per edge and position.
 
 **The metric** is the clean-minus-corrupt answer logit difference per example
 (:func:`~grok_circuits.analysis.metrics.logit_difference`), or any differentiable function of
 the answer logits.
+
+Adding an edge method
+---------------------
+A method is one function with the :class:`EdgeMethod` signature, in a file of its own, registered
+by name::
+
+    # my_exact_patching.py
+    def exact_patching(model, pairs, graph, *, metric, batch_size=256, progress=False, top=None):
+        ...  # one forward pass per edge
+        return scores  # [graph.n_sources, graph.n_destinations, pairs.width]
+
+    register_edge_method("exact", exact_patching)
+    edge_attribution(model, task, method="exact", top=100)
+
+Keyword options that the function declares (``top`` here, ``ig_steps`` for ``"eap-ig"``) are
+passed through :func:`edge_attribution`; it refuses any other. A method that ships with the
+package is a new file in ``grok_circuits/analysis/edges/`` and one entry of
+:data:`EDGE_METHODS`.
 """
 
-from collections.abc import Callable
-from typing import Literal
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Protocol
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from grok_circuits.analysis._inputs import Data, as_pairs, weights_digest
-from grok_circuits.analysis.edges.eap import _gradients
-from grok_circuits.analysis.edges.graph import EdgeGraph, _frozen, edge_hooks, source_outputs
+from grok_circuits.analysis.edges.eap import eap, eap_ig
+from grok_circuits.analysis.edges.graph import EdgeGraph, _frozen, edge_hooks
 from grok_circuits.analysis.edges.scores import EdgeScores
 from grok_circuits.backend import Model
 from grok_circuits.model import logits_at
 from grok_circuits.tasks import PromptPairs
-
-EdgeMethod = Literal["eap", "eap-ig"]
-EDGE_METHODS: tuple[str, ...] = ("eap", "eap-ig")
+from grok_circuits.tasks.registry import Facts
 
 #: A differentiable metric of the answer logits: ``metric(answer_logits [batch, d_vocab],
 #: pairs) -> [batch]`` (one value per example), or the name ``"logit_difference"``.
 EdgeMetric = Literal["logit_difference"] | Callable[[Tensor, PromptPairs], Tensor]
+
+
+class EdgeMethod(Protocol):
+    """The signature of every edge method: ``method(model, pairs, graph, *, metric, batch_size,
+    progress, **options) -> scores``.
+
+    Args:
+        model: the model, its graph's hook points switched on
+            (:func:`~grok_circuits.analysis.edges.graph.edge_hooks`) and its parameters frozen.
+        pairs: the :class:`~grok_circuits.PromptPairs` to score, already checked against the model.
+        graph: the model's :class:`~grok_circuits.analysis.edges.graph.EdgeGraph`.
+        metric: ``metric(answer_logits [batch, d_vocab], pairs) -> [batch]``, one value per
+            example (differentiable).
+        batch_size: pairs per forward pass; progress: whether to show a progress bar.
+        options: the method's own keyword options, each with a default.
+
+    Returns:
+        ``[source, destination, pos]``: for every edge at every position, the estimated drop of
+        the mean metric when that edge carries the corrupt prompt's value instead of the clean
+        one (entries that are no edge are ignored).
+    """
+
+    def __call__(
+        self,
+        model: Model,
+        pairs: PromptPairs,
+        graph: EdgeGraph,
+        *,
+        metric: Callable[[Tensor, PromptPairs], Tensor],
+        batch_size: int,
+        progress: bool,
+        **options: Any,
+    ) -> Float[Tensor, "source destination pos"]: ...
+
+
+#: The edge methods by name (see "Adding an edge method" in the module docstring).
+EDGE_METHODS: dict[str, EdgeMethod] = {"eap": eap, "eap-ig": eap_ig}
+
+#: The arguments every edge method takes; the others it declares are its own options.
+_COMMON = ("model", "pairs", "graph", "metric", "batch_size", "progress")
+
+
+def register_edge_method(name: str, method: EdgeMethod) -> None:
+    """Make ``method`` (an :class:`EdgeMethod`) available as ``edge_attribution(...,
+    method=name)``. A name already registered is refused: pick another."""
+    if not name or not isinstance(name, str):
+        raise ValueError(f"an edge method needs a non-empty string name, got {name!r}")
+    if not callable(method):
+        raise ValueError(f"edge method {name!r} must be callable, got {method!r}")
+    if name in EDGE_METHODS:
+        raise ValueError(
+            f"edge method {name!r} is registered already (the methods are {sorted(EDGE_METHODS)}); "
+            "register yours under another name"
+        )
+    EDGE_METHODS[name] = method
+
+
+def _options(name: str, method: EdgeMethod, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The method's own options: its declared keyword defaults updated by ``given``; an option
+    it does not declare is refused (unless it takes ``**options``)."""
+    params = inspect.signature(method).parameters.values()
+    own = {p.name: p.default for p in params if p.name not in _COMMON and p.default is not p.empty}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    unknown = sorted(set(given) - set(own))
+    if unknown and not takes_any:
+        raise ValueError(
+            f"edge method {name!r} takes no option {', '.join(unknown)}; its options are "
+            f"{sorted(own) or 'none'}"
+        )
+    return {**own, **given}
 
 
 # ----------------------------------------------------------------------------- the metric
@@ -59,91 +154,104 @@ def metric_fn(metric: EdgeMetric) -> Callable[[Tensor, PromptPairs], Tensor]:
 
 def edge_attribution(
     model: Model,
-    pairs: Data,
+    data: Data,
     *,
-    method: EdgeMethod = "eap-ig",
-    ig_steps: int = 5,
+    method: str = "eap-ig",
     metric: EdgeMetric = "logit_difference",
     swap: str | None = None,
     subtask: str | None = None,
     split: str = "train_inferred",
     n_examples: int = 300,
+    facts: Facts = "id",
     seed: int = 0,
     batch_size: int = 256,
     progress: bool = False,
+    **options: Any,
 ) -> EdgeScores:
-    """Score every edge of the model's graph by edge attribution patching (see the module
-    docstring).
+    """Score every edge of the model's graph with an edge method (see the module docstring).
 
     Args:
         model: any ``Model`` with a sequential residual stream (not modified: its
             hook settings are restored and its parameters' gradients untouched).
-        pairs: :class:`~grok_circuits.PromptPairs`, or a registered task (pairs are then built
-            with ``swap``, ``subtask``, ``split``, ``n_examples``, ``seed``, as everywhere).
-        method: ``"eap"`` (gradients at the clean run; Syed et al. 2023) or ``"eap-ig"``
-            (gradients averaged over ``ig_steps`` inputs between corrupt and clean; Hanna et al.
-            2024).
-        ig_steps: interpolation steps of EAP-IG (the paper: 5); one forward and backward pass
-            each per batch.
+        data: :class:`~grok_circuits.PromptPairs`, or a registered task (pairs are then built
+            with ``swap``, ``subtask``, ``split``, ``n_examples``, ``facts``, ``seed``, as
+            everywhere).
+        method: a name of :data:`EDGE_METHODS`: ``"eap"`` (gradients at the clean run; Syed
+            et al. 2023) or ``"eap-ig"`` (gradients averaged over ``ig_steps`` inputs between
+            corrupt and clean; Hanna et al. 2024), or one added with
+            :func:`register_edge_method`.
         metric: ``"logit_difference"`` (clean minus corrupt answer logit, per example) or a
             function ``(answer_logits [batch, d_vocab], pairs) -> [batch]``.
         batch_size: pairs per forward pass.
         progress: a progress bar over the batches.
+        options: the method's own options, e.g. ``ig_steps=5`` for ``"eap-ig"`` (the
+            interpolation steps; one forward and backward pass each per batch).
 
     Returns:
-        :class:`EdgeScores`, ``[source, destination, pos]``.
+        :class:`~grok_circuits.analysis.edges.scores.EdgeScores`, ``[source, destination, pos]``.
     """
     if method not in EDGE_METHODS:
-        raise ValueError(f"method={method!r}; choose one of {EDGE_METHODS}")
-    if method == "eap-ig" and ig_steps < 1:
-        raise ValueError(f"ig_steps must be >= 1, got {ig_steps}")
+        raise ValueError(
+            f"method={method!r} is not an edge method; choose one of {sorted(EDGE_METHODS)} "
+            "(or add one with register_edge_method)"
+        )
+    fn = EDGE_METHODS[method]
+    options = _options(method, fn, options)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    metric = metric_fn(metric)
     pairs = as_pairs(
-        model, pairs, swap=swap, subtask=subtask, split=split, n_examples=n_examples, seed=seed
+        model,
+        data,
+        swap=swap,
+        subtask=subtask,
+        split=split,
+        n_examples=n_examples,
+        facts=facts,
+        seed=seed,
     )
     if len(pairs) == 0:
         raise ValueError("no pairs to score; pass at least one")
-    fn = metric_fn(metric)
     graph = EdgeGraph.of(model)
-    steps = ig_steps if method == "eap-ig" else 1
-    n_pos = pairs.width
-    raw = torch.zeros(graph.n_sources, graph.n_destinations, n_pos, dtype=torch.float64)
-    clean_sum = corrupt_sum = 0.0
-    device = model.cfg.device
-    from tqdm.auto import tqdm
-
     with edge_hooks(model), _frozen(model):
-        for i in tqdm(range(0, len(pairs), batch_size), desc="edges", disable=not progress):
-            b = pairs[i : i + batch_size]
-            clean = source_outputs(model, graph, b.clean.to(device))
-            corrupt = source_outputs(model, graph, b.corrupt.to(device))
-            with torch.no_grad():
-                corrupt_logits = model(b.corrupt.to(device), return_type="logits")
-                corrupt_sum += float(fn(logits_at(corrupt_logits, b.answer_pos), b).sum())
-            grad = torch.zeros(*clean.shape[:2], graph.n_destinations, clean.shape[-1])
-            grad = grad.to(clean)
-            for k in range(1, steps + 1):
-                g, values = _gradients(
-                    model, graph, b, fn, clean[:, :, 0], corrupt[:, :, 0], k / steps
-                )
-                grad += g / steps
-                if k == steps:  # alpha = 1: the clean run
-                    clean_sum += float(values.sum())
-            diff = clean - corrupt
-            raw += torch.einsum("bpsm,bpdm->sdp", diff, grad).double().cpu()
-    raw = (raw / len(pairs)).float() * graph.valid[:, :, None]
+        clean_metric = _mean_metric(model, pairs, pairs.clean, metric, batch_size)
+        corrupt_metric = _mean_metric(model, pairs, pairs.corrupt, metric, batch_size)
+        raw = fn(
+            model, pairs, graph, metric=metric, batch_size=batch_size, progress=progress, **options
+        )
+    shape = (graph.n_sources, graph.n_destinations, pairs.width)
+    if not isinstance(raw, Tensor) or tuple(raw.shape) != shape:
+        got = tuple(raw.shape) if isinstance(raw, Tensor) else type(raw).__name__
+        raise ValueError(
+            f"edge method {method!r} returned {got}; an edge method returns a tensor of shape "
+            f"[source, destination, pos] = {shape}"
+        )
+    raw = raw.detach().float().cpu() * graph.valid[:, :, None]
     return EdgeScores(
         graph=graph,
         raw=raw,
-        clean_metric=clean_sum / len(pairs),
-        corrupt_metric=corrupt_sum / len(pairs),
+        clean_metric=clean_metric,
+        corrupt_metric=corrupt_metric,
         method=method,
-        ig_steps=steps,
+        options=options,
         n_examples=len(pairs),
         pos_labels=pairs.pos_labels,
         model_digest=weights_digest(model),
     )
+
+
+@torch.no_grad()
+def _mean_metric(
+    model: Model, pairs: PromptPairs, tokens: Tensor, metric: Callable, batch_size: int
+) -> float:
+    """The mean metric over the pairs with ``tokens`` (their clean or corrupt prompts) run."""
+    device = model.cfg.device
+    total = 0.0
+    for i in range(0, len(pairs), batch_size):
+        b = pairs[i : i + batch_size]
+        logits = model(tokens[i : i + batch_size].to(device), return_type="logits")
+        total += float(metric(logits_at(logits, b.answer_pos), b).sum())
+    return total / len(pairs)
 
 
 __all__ = [
@@ -152,4 +260,5 @@ __all__ = [
     "EdgeMetric",
     "edge_attribution",
     "metric_fn",
+    "register_edge_method",
 ]

@@ -23,6 +23,7 @@ circuit that hurts the other task more than random edge sets do says something.
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -163,7 +164,7 @@ def edge_reuse(
     *,
     top_k: int | None = None,
     method: str = "eap-ig",
-    ig_steps: int = 5,
+    method_options: Mapping[str, Any] | None = None,
     ablation: EdgeAblation = "corrupt",
     n_random: int = 1000,
     n_random_ablations: int = 20,
@@ -180,7 +181,9 @@ def edge_reuse(
     for t, d in zip(tasks, data):
         kw = dict(pair_kw or {}) if not isinstance(d, PromptPairs | list | tuple) else {}
         pairs[t] = _pooled(model, d, **kw)
-        scores[t] = edge_attribution(model, pairs[t], method=method, ig_steps=ig_steps, seed=seed)
+        scores[t] = edge_attribution(
+            model, pairs[t], method=method, seed=seed, **(method_options or {})
+        )
         circuits[t] = scores[t].circuit(top_k=k, positions=False, prune=False)
     valid = graph.valid.flatten()
     candidates = torch.nonzero(valid).flatten()

@@ -16,7 +16,9 @@ reaches, or that lead to no path to the logits.
 """
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -39,7 +41,8 @@ class EdgeScores:
         raw: ``[source, destination, pos]`` the estimated drop of the mean metric when the edge
             (at that position) carries the corrupt value; 0 where no edge exists.
         clean_metric, corrupt_metric: the mean metric on the clean and the corrupt prompts.
-        method: ``"eap"`` or ``"eap-ig"``; ig_steps: the gradients averaged.
+        method: the edge method's name (``"eap"``, ``"eap-ig"``, ...); options: its options
+            (e.g. ``{"ig_steps": 5}`` for ``"eap-ig"``).
         n_examples: the pairs scored.
         pos_labels: the name of each position.
         model_digest: :func:`~grok_circuits.analysis.inputs.weights_digest` of the model scored,
@@ -52,7 +55,7 @@ class EdgeScores:
     clean_metric: float
     corrupt_metric: float
     method: str
-    ig_steps: int
+    options: Mapping[str, Any]
     n_examples: int
     pos_labels: tuple[str, ...]
     model_digest: str | None = None
@@ -189,8 +192,9 @@ class EdgeScores:
         return self.circuit(top_k=top_k).plot(**kw)
 
     def __str__(self) -> str:
+        how = ", ".join([self.method, *(f"{k}={v}" for k, v in self.options.items())])
         head = (
-            f"EdgeScores({self.method}, ig_steps={self.ig_steps}, {self.n_examples} pairs, "
+            f"EdgeScores({how}, {self.n_examples} pairs, "
             f"{self.graph.n_edges} edges x {self.raw.shape[-1]} positions; metric clean "
             f"{self.clean_metric:.3f}, corrupt {self.corrupt_metric:.3f})"
         )
