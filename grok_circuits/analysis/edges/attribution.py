@@ -13,8 +13,9 @@ the parameters, measures the mean metric on the clean and on the corrupt prompts
 method, which returns one score per edge and position.
 
 **The metric** is the clean-minus-corrupt answer logit difference per example
-(:func:`~grok_circuits.analysis.metrics.logit_difference`), or any differentiable function of
-the answer logits.
+(:func:`~grok_circuits.analysis.metrics.answer_logit_difference`, the one
+:func:`~grok_circuits.analysis.metrics.logit_difference` uses), or any differentiable function
+of the answer logits.
 
 Adding an edge method
 ---------------------
@@ -47,6 +48,7 @@ from grok_circuits.analysis._inputs import Data, as_pairs, weights_digest
 from grok_circuits.analysis.edges.eap import eap, eap_ig
 from grok_circuits.analysis.edges.graph import EdgeGraph, _frozen, edge_hooks
 from grok_circuits.analysis.edges.scores import EdgeScores
+from grok_circuits.analysis.metrics import answer_logit_difference
 from grok_circuits.backend import Model
 from grok_circuits.model import logits_at
 from grok_circuits.tasks import PromptPairs
@@ -144,10 +146,7 @@ def metric_fn(metric: EdgeMetric) -> Callable[[Tensor, PromptPairs], Tensor]:
                 "metric='logit_difference' needs pairs.corrupt_answers (the corrupt prompts' "
                 "answers); build the pairs with them, or pass a metric function"
             )
-        rows = torch.arange(answer_logits.shape[0], device=answer_logits.device)
-        clean = pairs.answers.to(answer_logits.device)
-        corrupt = pairs.corrupt_answers.to(answer_logits.device)
-        return answer_logits[rows, clean] - answer_logits[rows, corrupt]
+        return answer_logit_difference(answer_logits, pairs.answers, pairs.corrupt_answers)
 
     return logit_diff
 
