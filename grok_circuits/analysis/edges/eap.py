@@ -23,16 +23,21 @@ estimate computed by hand, and its node sums against ``transformer_lens.patching
 """
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from grok_circuits.analysis.edges.graph import EdgeGraph, _stack, source_outputs
+from grok_circuits.analysis.edges.graph import EdgeGraph, source_outputs
 from grok_circuits.backend import Model, split_qkv_hooks
 from grok_circuits.model import logits_at
 from grok_circuits.tasks import PromptPairs
+
+
+def _stack(acts: Sequence[Tensor]) -> Float[Tensor, "batch pos node d_model"]:
+    """Hook activations ``[batch, pos, (head,) d_model]`` stacked along one node axis."""
+    return torch.cat([a if a.dim() == 4 else a[:, :, None] for a in acts], dim=2)
 
 
 def _gradients(

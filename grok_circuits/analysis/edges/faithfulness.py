@@ -211,23 +211,6 @@ def metrics_with_edges(
     return (totals / len(pairs)).float()
 
 
-def metric_with_edges(
-    model: Model,
-    graph: EdgeGraph,
-    pairs: PromptPairs,
-    keep: Tensor,
-    ablated: Tensor,
-    metric,
-    *,
-    batch_size: int = 256,
-) -> float:
-    """:func:`metrics_with_edges` for one edge set ``keep`` (``[source, destination, pos]``)."""
-    values = metrics_with_edges(
-        model, graph, pairs, keep[None], ablated, metric, batch_size=batch_size
-    )
-    return float(values[0])
-
-
 # ----------------------------------------------------------------------------- the result
 def _auc(x: np.ndarray, y: np.ndarray) -> float:
     """Trapezoid area under ``y(x)`` (NaN with fewer than two points)."""
@@ -486,6 +469,5 @@ __all__ = [
     "ablated_sources",
     "default_sizes",
     "faithfulness",
-    "metric_with_edges",
     "metrics_with_edges",
 ]

@@ -220,18 +220,6 @@ class EdgeGraph:
                 out.append(slice(m, m + 1))
         return out
 
-    def destination_slices(self) -> list[slice]:
-        """For each of :meth:`destination_hooks`, the destinations it holds."""
-        out = []
-        for layer in range(self.n_layers):
-            for which in range(3):
-                d0 = self.qkv_destination(layer, which)
-                out.append(slice(d0, d0 + self.n_heads))
-            if self.has_mlp:
-                m = self.mlp_destination(layer)
-                out.append(slice(m, m + 1))
-        return out + [slice(self.logits_destination, self.logits_destination + 1)]
-
 
 class Edge(NamedTuple):
     """One edge: source and destination names, and the position it runs through (None for an
@@ -289,11 +277,6 @@ def _frozen(model: Model) -> Iterator[None]:
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
-
-
-def _stack(acts: Sequence[Tensor]) -> Float[Tensor, "batch pos node d_model"]:
-    """Hook activations ``[batch, pos, (head,) d_model]`` stacked along one node axis."""
-    return torch.cat([a if a.dim() == 4 else a[:, :, None] for a in acts], dim=2)
 
 
 def head_outputs(

@@ -43,10 +43,6 @@ from grok_circuits.analysis.stats import iou, share_as_extreme
 from grok_circuits.backend import Model
 from grok_circuits.tasks import PromptPairs
 
-#: The edge circuit's size when no ``top_k`` is given: 5% of the graph's (source, destination)
-#: edges, fixed before looking at any result (the same share as :class:`EdgeScores.circuit`).
-DEFAULT_EDGE_SHARE = DEFAULT_SHARE
-
 
 @dataclass(frozen=True, eq=False)
 class EdgeReuseReport:
@@ -174,7 +170,7 @@ def edge_reuse(
     """The edge-level reuse report of two data sets (tasks or pairs) on one model; what
     ``circuit_reuse(..., level="edges")`` calls (see the module docstring)."""
     graph = EdgeGraph.of(model)
-    k = round(DEFAULT_EDGE_SHARE * graph.n_edges) if top_k is None else int(top_k)
+    k = round(DEFAULT_SHARE * graph.n_edges) if top_k is None else int(top_k)
     if not 0 < k <= graph.n_edges:
         raise ValueError(f"top_k must lie in 1..{graph.n_edges} (the graph's edges), got {k}")
     pairs, scores, circuits = {}, {}, {}
@@ -241,4 +237,4 @@ def edge_reuse(
     )
 
 
-__all__ = ["DEFAULT_EDGE_SHARE", "EdgeReuseReport", "edge_reuse"]
+__all__ = ["EdgeReuseReport", "edge_reuse"]
