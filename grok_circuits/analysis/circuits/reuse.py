@@ -307,7 +307,8 @@ def circuit_reuse(
             n_random=n_random,
             n_random_ablations=n_random_ablations,
             seed=seed,
-            pair_kw=dict(split=split, n_examples=n_examples, seed=seed),
+            split=split,
+            n_examples=n_examples,
         )
     if ablation is None:
         ablation = "mean"

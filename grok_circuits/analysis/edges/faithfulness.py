@@ -53,6 +53,7 @@ from grok_circuits.analysis.stats import share_as_extreme
 from grok_circuits.backend import Model, split_qkv_hooks
 from grok_circuits.model import logits_at
 from grok_circuits.tasks import PromptPairs
+from grok_circuits.tasks.registry import Facts
 
 EdgeAblation = Literal["corrupt", "mean", "resample"]
 EDGE_ABLATIONS: tuple[str, ...] = ("corrupt", "mean", "resample")
@@ -319,7 +320,7 @@ def default_sizes(n_edges: int) -> list[int]:
 
 def faithfulness(
     model: Model,
-    pairs: Data,
+    data: Data,
     circuit_or_scores: EdgeCircuit | EdgeScores,
     *,
     sizes: Sequence[int] | None = None,
@@ -328,19 +329,24 @@ def faithfulness(
     positions: bool = True,
     metric: EdgeMetric = "logit_difference",
     completeness: bool = True,
+    swap: str | None = None,
+    subtask: str | None = None,
+    split: str = "train_inferred",
+    n_examples: int = 300,
+    facts: Facts = "id",
     seed: int = 0,
     batch_size: int = 256,
     progress: bool = False,
-    **pair_kw,
 ) -> Faithfulness:
     """Faithfulness and completeness of edge circuits of several sizes, against random ones.
 
     Args:
         model: the model the scores were computed on (another one is refused: its weights
             must be the ones scored).
-        pairs: :class:`~grok_circuits.PromptPairs` (or a registered task, with ``pair_kw``
-            as in :func:`~grok_circuits.edge_attribution`); use the pairs the scores came from,
-            or held-out pairs of the same kind.
+        data: :class:`~grok_circuits.PromptPairs`, or a registered task (pairs are then built
+            with ``swap``, ``subtask``, ``split``, ``n_examples``, ``facts``, ``seed``, as in
+            :func:`~grok_circuits.edge_attribution`); use the pairs the scores came from, or
+            held-out pairs of the same kind.
         circuit_or_scores: :class:`EdgeScores` (the top-``k`` edges are the circuit of size
             ``k``) or one :class:`EdgeCircuit` (then the only size is its own).
         sizes: circuit sizes in edges (default: :func:`default_sizes`, 0 to all edges).
@@ -351,7 +357,7 @@ def faithfulness(
         metric: as in :func:`~grok_circuits.edge_attribution`.
         completeness: also measure the completeness drops (half the forward passes; NaN
             when False).
-        seed: seeds the random circuits and the resample draw.
+        seed: seeds the pairs drawn from a task, the random circuits and the resample draw.
         progress: a progress bar over the sizes.
 
     Returns:
@@ -369,7 +375,16 @@ def faithfulness(
             f"circuit_or_scores must be EdgeScores or an EdgeCircuit, got "
             f"{type(circuit_or_scores).__name__}; compute them with edge_attribution"
         )
-    pairs = as_pairs(model, pairs, **pair_kw)
+    pairs = as_pairs(
+        model,
+        data,
+        swap=swap,
+        subtask=subtask,
+        split=split,
+        n_examples=n_examples,
+        facts=facts,
+        seed=seed,
+    )
     graph = EdgeGraph.of(model)
     if graph != scores.graph or pairs.width != scores.raw.shape[-1]:
         raise ValueError(
