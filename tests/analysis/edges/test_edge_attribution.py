@@ -38,18 +38,12 @@ from tests.analysis.test_planted_circuit import build_planted, build_planted_pai
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-SHIPPED = Path(__file__).resolve().parents[2] / "data" / "runs" / "composition"
+SHIPPED = Path(__file__).resolve().parents[3] / "data" / "runs" / "composition"
 
 
 @pytest.fixture(scope="module")
 def planted():
     return build_planted(), build_planted_pairs()
-
-
-@pytest.fixture(scope="module")
-def small(composition_model, tiny_composition):
-    """A random 3-layer tiny model and 24 of its pairs (swap h)."""
-    return composition_model, make_pairs(tiny_composition, "h", n_examples=24, seed=0)
 
 
 #: Where the references read each head's output: TransformerLens' own ``hook_result`` on 3.x;
