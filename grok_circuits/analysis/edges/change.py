@@ -1,6 +1,7 @@
 """How edge scores change between two stages of one model's training (the edge-level version
 of the paper's "change during grokking")."""
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -48,12 +49,26 @@ class EdgeChange:
         )
         return df.sort_values("change", key=abs, ascending=False, kind="stable")
 
-    def plot(self, **kw):
+    def summary(self) -> dict[str, float | int]:
+        """The headline numbers: edges compared, and the mean and largest absolute change of
+        their normalised scores."""
+        change = self.change.abs()
+        return {
+            "edges": len(self.edges),
+            "mean |change|": float(change.mean()) if len(change) else math.nan,
+            "max |change|": float(change.max()) if len(change) else math.nan,
+        }
+
+    def plot(self, ax=None, *, title: str | None = None, **options):
         """Each edge's score at the two stages, side by side. See
-        :func:`grok_circuits.viz.plot_edge_change`."""
+        :func:`grok_circuits.viz.plot_edge_change`.
+
+        Returns:
+            The matplotlib Figure.
+        """
         from grok_circuits.viz.edges import plot_edge_change
 
-        return plot_edge_change(self, **kw)
+        return plot_edge_change(self, ax, title=title, **options)
 
     def __str__(self) -> str:
         a, b = self.names

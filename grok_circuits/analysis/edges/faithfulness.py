@@ -289,12 +289,22 @@ class Faithfulness:
             index=pd.Index(self.sizes.tolist(), name="edges"),
         )
 
-    def plot(self, **kw):
-        """Both curves over the circuit size, the random circuits' band beside them. See
-        :func:`grok_circuits.viz.plot_faithfulness`."""
+    def summary(self) -> dict[str, float]:
+        """The headline numbers: the full and the empty graph's mean metric, and :attr:`auc`
+        (the areas of the circuit's and the random circuits' curves)."""
+        return {"full metric": self.full_metric, "empty metric": self.empty_metric, **self.auc}
+
+    def plot(self, ax=None, *, title: str | None = None, **options):
+        """Both curves over the circuit size, the random circuits' band beside them (two
+        panels; one, which ``ax`` may hold, without completeness). See
+        :func:`grok_circuits.viz.plot_faithfulness`.
+
+        Returns:
+            The matplotlib Figure.
+        """
         from grok_circuits.viz.edges import plot_faithfulness
 
-        return plot_faithfulness(self, **kw)
+        return plot_faithfulness(self, ax, title=title, **options)
 
     def __str__(self) -> str:
         unit = "position-resolved edges" if self.positions else "edges"

@@ -123,12 +123,33 @@ class EdgeReuseReport:
         columns += [f"{t} P(<= circuit)" for t in self.tasks]
         return pd.DataFrame(rows).T[columns]
 
-    def plot(self, **kw):
-        """The overlap against its random baseline and the cross knock-out bars. See
-        :func:`grok_circuits.viz.plot_edge_reuse`."""
+    def summary(self) -> dict[str, float]:
+        """The headline numbers: the circuits' IoU, the random pairs' mean and the share at
+        least as large; each task's own circuit's faithfulness; the share of each task's metric
+        kept when each circuit is knocked out, and the share of random sets that kept at most
+        as much."""
+        out = {
+            "iou": self.iou,
+            "random iou": float(self.random_iou.mean()),
+            "P(random iou >= iou)": self.p_iou,
+        }
+        out |= {f"{t} faithfulness": self.faithfulness[t] for t in self.tasks}
+        for s in self.tasks:
+            for t in self.tasks:
+                out[f"{t} kept without {s} circuit"] = self.kept[s][t]
+                out[f"{t} P(random <= circuit) without {s} circuit"] = self.p_knockout(s, t)
+        return out
+
+    def plot(self, ax=None, *, title: str | None = None, **options):
+        """The overlap against its random baseline and the cross knock-out bars (two panels:
+        ``ax`` is refused). See :func:`grok_circuits.viz.plot_edge_reuse`.
+
+        Returns:
+            The matplotlib Figure.
+        """
         from grok_circuits.viz.edges import plot_edge_reuse
 
-        return plot_edge_reuse(self, **kw)
+        return plot_edge_reuse(self, ax, title=title, **options)
 
     def __str__(self) -> str:
         fmt = lambda x: f"{x:.3f}"  # noqa: E731

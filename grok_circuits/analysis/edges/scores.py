@@ -177,7 +177,8 @@ class EdgeScores:
         return pd.DataFrame(rows).set_index("edge")
 
     def summary(self) -> dict[str, float]:
-        """A few numbers per result (the columns :meth:`OverCheckpoints.to_frame` shows)."""
+        """The headline numbers: the clean and corrupt mean metric, the largest absolute
+        normalised score and their sum (the columns :meth:`OverCheckpoints.to_frame` shows)."""
         a = self.normalized.abs()[self.valid()]
         return {
             "clean metric": self.clean_metric,
@@ -186,10 +187,14 @@ class EdgeScores:
             "sum |score|": float(a.sum()),
         }
 
-    def plot(self, top_k: int | None = None, **kw):
-        """The ``top_k`` edge circuit (default: the top :data:`DEFAULT_SHARE` of the edges) at
-        (layer, position); see :meth:`EdgeCircuit.plot`."""
-        return self.circuit(top_k=top_k).plot(**kw)
+    def plot(self, ax=None, *, title: str | None = None, top_k: int | None = None, **options):
+        """The ``top_k`` edge circuit (default: the top :data:`DEFAULT_SHARE` of the edges),
+        pruned, at (layer, position); see :meth:`EdgeCircuit.plot`.
+
+        Returns:
+            The matplotlib Figure.
+        """
+        return self.circuit(top_k=top_k).plot(ax, title=title, **options)
 
     def __str__(self) -> str:
         how = ", ".join([self.method, *(f"{k}={v}" for k, v in self.options.items())])
@@ -308,13 +313,31 @@ class EdgeCircuit:
         labels = [e.label(self.scores.pos_labels) for e in self.edges]
         return df.loc[labels]
 
-    def plot(self, **kw):
+    def summary(self) -> dict[str, float | int | bool]:
+        """The headline numbers: edges in the circuit and in the graph (the same unit: per
+        position or summed), components it touches, and the sum of its edges' normalised
+        scores (the share of the swap's effect they carry to first order)."""
+        norm = self.scores.scores(self.positions)
+        return {
+            "edges": len(self),
+            "graph edges": int(self.scores.valid(self.positions).sum()),
+            "components": len(self.components),
+            "positions": self.positions,
+            "sum of scores": float(norm[self.mask & self.scores.valid(self.positions)].sum()),
+        }
+
+    def plot(self, ax=None, *, title: str | None = None, **options):
         """The circuit drawn at (layer, position): a node per head and MLP output per position,
-        an edge per circuit edge, its width the absolute score and its colour the sign. See
-        :func:`grok_circuits.viz.plot_edge_circuit`."""
+        an edge per circuit edge, its width the absolute score and its colour the sign.
+        ``options``: ``step`` (named in the title); see
+        :func:`grok_circuits.viz.plot_edge_circuit`.
+
+        Returns:
+            The matplotlib Figure.
+        """
         from grok_circuits.viz.edges import plot_edge_circuit
 
-        return plot_edge_circuit(self, **kw)
+        return plot_edge_circuit(self, ax, title=title, **options)
 
     def __str__(self) -> str:
         rule = f"top_k={self.top_k}" if self.top_k is not None else f"threshold={self.threshold}"
