@@ -45,7 +45,7 @@ class EdgeScores:
             (e.g. ``{"ig_steps": 5}`` for ``"eap-ig"``).
         n_examples: the pairs scored.
         pos_labels: the name of each position.
-        model_digest: :func:`~grok_circuits.analysis.inputs.weights_digest` of the model scored,
+        model_digest: :func:`~grok_circuits.analysis._inputs.weights_digest` of the model scored,
             so that :func:`~grok_circuits.faithfulness` can refuse another model (None: not
             recorded, and not checked).
     """
