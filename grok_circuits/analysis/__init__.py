@@ -25,16 +25,14 @@ from grok_circuits.analysis.circuits.reuse import ReuseReport, circuit_reuse
 from grok_circuits.analysis.components import Component, all_components
 from grok_circuits.analysis.edges.attribution import (
     EDGE_METHODS,
-    Edge,
-    EdgeChange,
-    EdgeCircuit,
-    EdgeGraph,
-    EdgeScores,
-    compare_edges,
     edge_attribution,
+    register_edge_method,
 )
+from grok_circuits.analysis.edges.change import EdgeChange, compare_edges
 from grok_circuits.analysis.edges.faithfulness import EDGE_ABLATIONS, Faithfulness, faithfulness
+from grok_circuits.analysis.edges.graph import Edge, EdgeGraph
 from grok_circuits.analysis.edges.reuse import EdgeReuseReport, edge_reuse
+from grok_circuits.analysis.edges.scores import EdgeCircuit, EdgeScores
 from grok_circuits.analysis.lens.fourier import FourierSpectrum, fourier_spectrum
 from grok_circuits.analysis.lens.logit_lens import LogitLensResult, logit_lens
 from grok_circuits.analysis.metrics import (
@@ -139,6 +137,7 @@ __all__ = [
     "over_checkpoints",
     "prediction_changed",
     "register_circuit_method",
+    "register_edge_method",
     "select_components",
     "top1_predictions",
     "trace_attn_out",

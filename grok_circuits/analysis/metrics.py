@@ -71,6 +71,19 @@ def prediction_changed(
     return metric
 
 
+def answer_logit_difference(
+    answer_logits: Float[Tensor, "batch d_vocab"],
+    clean_answers: Int[Tensor, " batch"],
+    corrupt_answers: Int[Tensor, " batch"],
+) -> Float[Tensor, " batch"]:
+    """Per example, the logit of the clean answer minus the logit of the corrupt answer, from
+    the logits at the answer position: the one logit difference that :func:`logit_difference`
+    and the edge analyses use."""
+    rows = torch.arange(answer_logits.shape[0], device=answer_logits.device)
+    clean = clean_answers.to(answer_logits.device)
+    return answer_logits[rows, clean] - answer_logits[rows, corrupt_answers.to(clean.device)]
+
+
 def logit_difference(
     answer_pos: Int[Tensor, " batch"],
     clean_answers: Int[Tensor, " batch"],
@@ -81,9 +94,9 @@ def logit_difference(
     position; the mean over examples, or ``[batch]`` values with ``per_example=True``."""
 
     def metric(logits: Float[Tensor, "batch pos d_vocab"]) -> Tensor:
-        ans = logits_at(logits, answer_pos)
-        rows = torch.arange(ans.shape[0], device=ans.device)
-        diff = ans[rows, clean_answers.to(ans.device)] - ans[rows, corrupt_answers.to(ans.device)]
+        diff = answer_logit_difference(
+            logits_at(logits, answer_pos), clean_answers, corrupt_answers
+        )
         return diff if per_example else diff.mean()
 
     return metric

@@ -114,8 +114,6 @@ def __getattr__(name: str):
         return _active.config_class()
     if name == "BACKEND":  # the active backend's name, in words
         return _active.NAME
-    if name == "BRIDGE":  # what the edge-graph module still imports; ask `supports` instead
-        return _active.NAME == bridge.NAME
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -129,11 +127,6 @@ def supports(capability: Capability, model: Any = None) -> bool:
     if model is not None and not isinstance(model, torch.nn.Module):
         return False
     return _active.supports(capability, model)
-
-
-def supports_edge_graph(model: "Model") -> bool:
-    """``supports("edge_graph", model)``."""
-    return supports("edge_graph", model)
 
 
 # ----------------------------------------------------------------------------- config
@@ -296,7 +289,6 @@ __all__ = [
     "select",
     "split_qkv_hooks",
     "supports",
-    "supports_edge_graph",
     "tl3_layout",
     "to_device",
     "use_backend",

@@ -1,6 +1,6 @@
 """Plots of edge circuits, their faithfulness curves and their change over training.
 
-- :func:`plot_edge_circuit`: an :class:`~grok_circuits.analysis.edges.attribution.EdgeCircuit` at
+- :func:`plot_edge_circuit`: an :class:`~grok_circuits.analysis.edges.scores.EdgeCircuit` at
   (layer, position), as the paper draws its circuits: a column per position, a row per layer
   (the heads side by side, the MLP half a layer above them), the embeddings below and the logits
   above; each edge runs at its own position, its width the absolute score, blue where it
@@ -145,10 +145,11 @@ def plot_edge_circuit(circuit, ax=None, *, title: str | None = None, step: int |
     return fig
 
 
-def plot_faithfulness(results, *, title: str | None = None):
+def plot_faithfulness(results, ax=None, *, title: str | None = None):
     """Faithfulness and completeness drop against the fraction of edges kept, for one
     :class:`~grok_circuits.analysis.edges.faithfulness.Faithfulness` or a ``{name: result}`` dict;
-    the random circuits' mean +- std is drawn as a band in the same colour.
+    the random circuits' mean +- std is drawn as a band in the same colour. Two panels, or one
+    (faithfulness alone, which ``ax`` may hold) when no result measured completeness.
 
     Returns:
         The matplotlib Figure.
@@ -156,22 +157,31 @@ def plot_faithfulness(results, *, title: str | None = None):
     if not isinstance(results, Mapping):
         results = {"circuit": results}
     show_comp = any(not np.isnan(r.completeness.numpy()).all() for r in results.values())
-    fig, axes = plt.subplots(1, 2 if show_comp else 1, figsize=(10 if show_comp else 5.5, 3.8))
+    if ax is not None and show_comp:
+        raise ValueError(
+            "plot_faithfulness draws two panels (faithfulness and completeness); call it "
+            "without ax, or on results measured with completeness=False"
+        )
+    given = ax
+    if given is None:
+        fig, axes = plt.subplots(1, 2 if show_comp else 1, figsize=(10 if show_comp else 5.5, 3.8))
+    else:
+        fig, axes = ax.figure, ax
     axes = np.atleast_1d(axes)
     panels = [("faithfulness", "recovered fraction of the metric")]
     if show_comp:
         panels.append(("completeness", "drop when only the circuit is ablated"))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for (attr, ylabel), ax in zip(panels, axes):
+    for (attr, ylabel), panel in zip(panels, axes):
         for k, (name, r) in enumerate(results.items()):
             x = r.fractions
             c = colors[k % len(colors)]
             mine = getattr(r, attr).numpy()
             rnd = getattr(r, f"random_{attr}").numpy()
             a = r.auc
-            ax.plot(x, mine, "-o", color=c, ms=3, label=f"{name} (AUC {a[attr]:.2f})")
+            panel.plot(x, mine, "-o", color=c, ms=3, label=f"{name} (AUC {a[attr]:.2f})")
             mean, std = rnd.mean(1), rnd.std(1)
-            ax.plot(
+            panel.plot(
                 x,
                 mean,
                 "--",
@@ -179,27 +189,30 @@ def plot_faithfulness(results, *, title: str | None = None):
                 lw=1,
                 label=f"{name}: {rnd.shape[1]} random (AUC {a['random ' + attr]:.2f})",
             )
-            ax.fill_between(x, mean - std, mean + std, color=c, alpha=0.15, lw=0)
-        ax.set_xscale("symlog", linthresh=0.01)
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("fraction of edges in the circuit")
-        ax.set_ylabel(ylabel)
-        ax.axhline(0, color="0.8", lw=0.8, zorder=0)
-        ax.axhline(1, color="0.8", lw=0.8, zorder=0)
-        ax.legend(fontsize=7, loc="best")
-        ax.set_title(attr, fontsize=10)
+            panel.fill_between(x, mean - std, mean + std, color=c, alpha=0.15, lw=0)
+        panel.set_xscale("symlog", linthresh=0.01)
+        panel.set_xlim(0, 1)
+        panel.set_xlabel("fraction of edges in the circuit")
+        panel.set_ylabel(ylabel)
+        panel.axhline(0, color="0.8", lw=0.8, zorder=0)
+        panel.axhline(1, color="0.8", lw=0.8, zorder=0)
+        panel.legend(fontsize=7, loc="best")
+        panel.set_title(attr, fontsize=10)
     first = next(iter(results.values()))
-    fig.suptitle(
-        title or f"Edge circuits vs random circuits of the same size ({first.ablation} ablation)",
-        fontsize=10,
+    title = (
+        title or f"Edge circuits vs random circuits of the same size ({first.ablation} ablation)"
     )
-    fig.tight_layout()
+    if given is None:
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout()
+    else:  # one panel in the caller's figure: the title is the panel's
+        given.set_title(title, fontsize=9)
     return fig
 
 
 def plot_edge_change(change, ax=None, *, title: str | None = None):
     """Each edge's normalised score at the two stages of an
-    :class:`~grok_circuits.analysis.edges.attribution.EdgeChange`, joined by a line.
+    :class:`~grok_circuits.analysis.edges.change.EdgeChange`, joined by a line.
 
     Returns:
         The matplotlib Figure.
@@ -224,15 +237,19 @@ def plot_edge_change(change, ax=None, *, title: str | None = None):
     return fig
 
 
-def plot_edge_reuse(report, *, title: str | None = None):
+def plot_edge_reuse(report, ax=None, *, title: str | None = None):
     """Two panels of an :class:`~grok_circuits.analysis.edges.reuse.EdgeReuseReport`: the
     circuits' edge IoU (red line) over the histogram of random edge sets of the same sizes;
     the share of each task's metric kept after knocking out each circuit (dark bars) or random
-    edge sets of its size (light bars, error bar = std).
+    edge sets of its size (light bars, error bar = std). Being two panels, it takes no ``ax``.
 
     Returns:
         The matplotlib Figure.
     """
+    if ax is not None:
+        raise ValueError(
+            "plot_edge_reuse draws two panels (the overlap and the knock-out); call it without ax"
+        )
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1, 1.4]})
     ax = axes[0]
     values = report.random_iou.numpy()

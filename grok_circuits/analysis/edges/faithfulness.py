@@ -44,22 +44,16 @@ from jaxtyping import Float
 from torch import Tensor
 
 from grok_circuits.analysis._inputs import Data, as_pairs, weights_digest
-from grok_circuits.analysis.edges.attribution import (
-    EdgeCircuit,
-    EdgeGraph,
-    EdgeMetric,
-    EdgeScores,
-    edge_hooks,
-    metric_fn,
-    source_outputs,
-    source_value,
-)
+from grok_circuits.analysis.edges.attribution import EdgeMetric, metric_fn
+from grok_circuits.analysis.edges.graph import EdgeGraph, edge_hooks, source_outputs, source_value
+from grok_circuits.analysis.edges.scores import EdgeCircuit, EdgeScores
 from grok_circuits.analysis.metrics import no_effect_error
 from grok_circuits.analysis.patching.ablation import resample_draw
 from grok_circuits.analysis.stats import share_as_extreme
 from grok_circuits.backend import Model, split_qkv_hooks
 from grok_circuits.model import logits_at
 from grok_circuits.tasks import PromptPairs
+from grok_circuits.tasks.registry import Facts
 
 EdgeAblation = Literal["corrupt", "mean", "resample"]
 EDGE_ABLATIONS: tuple[str, ...] = ("corrupt", "mean", "resample")
@@ -218,23 +212,6 @@ def metrics_with_edges(
     return (totals / len(pairs)).float()
 
 
-def metric_with_edges(
-    model: Model,
-    graph: EdgeGraph,
-    pairs: PromptPairs,
-    keep: Tensor,
-    ablated: Tensor,
-    metric,
-    *,
-    batch_size: int = 256,
-) -> float:
-    """:func:`metrics_with_edges` for one edge set ``keep`` (``[source, destination, pos]``)."""
-    values = metrics_with_edges(
-        model, graph, pairs, keep[None], ablated, metric, batch_size=batch_size
-    )
-    return float(values[0])
-
-
 # ----------------------------------------------------------------------------- the result
 def _auc(x: np.ndarray, y: np.ndarray) -> float:
     """Trapezoid area under ``y(x)`` (NaN with fewer than two points)."""
@@ -312,12 +289,22 @@ class Faithfulness:
             index=pd.Index(self.sizes.tolist(), name="edges"),
         )
 
-    def plot(self, **kw):
-        """Both curves over the circuit size, the random circuits' band beside them. See
-        :func:`grok_circuits.viz.plot_faithfulness`."""
+    def summary(self) -> dict[str, float]:
+        """The headline numbers: the full and the empty graph's mean metric, and :attr:`auc`
+        (the areas of the circuit's and the random circuits' curves)."""
+        return {"full metric": self.full_metric, "empty metric": self.empty_metric, **self.auc}
+
+    def plot(self, ax=None, *, title: str | None = None, **options):
+        """Both curves over the circuit size, the random circuits' band beside them (two
+        panels; one, which ``ax`` may hold, without completeness). See
+        :func:`grok_circuits.viz.plot_faithfulness`.
+
+        Returns:
+            The matplotlib Figure.
+        """
         from grok_circuits.viz.edges import plot_faithfulness
 
-        return plot_faithfulness(self, **kw)
+        return plot_faithfulness(self, ax, title=title, **options)
 
     def __str__(self) -> str:
         unit = "position-resolved edges" if self.positions else "edges"
@@ -343,7 +330,7 @@ def default_sizes(n_edges: int) -> list[int]:
 
 def faithfulness(
     model: Model,
-    pairs: Data,
+    data: Data,
     circuit_or_scores: EdgeCircuit | EdgeScores,
     *,
     sizes: Sequence[int] | None = None,
@@ -352,19 +339,24 @@ def faithfulness(
     positions: bool = True,
     metric: EdgeMetric = "logit_difference",
     completeness: bool = True,
+    swap: str | None = None,
+    subtask: str | None = None,
+    split: str = "train_inferred",
+    n_examples: int = 300,
+    facts: Facts = "id",
     seed: int = 0,
     batch_size: int = 256,
     progress: bool = False,
-    **pair_kw,
 ) -> Faithfulness:
     """Faithfulness and completeness of edge circuits of several sizes, against random ones.
 
     Args:
         model: the model the scores were computed on (another one is refused: its weights
             must be the ones scored).
-        pairs: :class:`~grok_circuits.PromptPairs` (or a registered task, with ``pair_kw``
-            as in :func:`~grok_circuits.edge_attribution`); use the pairs the scores came from,
-            or held-out pairs of the same kind.
+        data: :class:`~grok_circuits.PromptPairs`, or a registered task (pairs are then built
+            with ``swap``, ``subtask``, ``split``, ``n_examples``, ``facts``, ``seed``, as in
+            :func:`~grok_circuits.edge_attribution`); use the pairs the scores came from, or
+            held-out pairs of the same kind.
         circuit_or_scores: :class:`EdgeScores` (the top-``k`` edges are the circuit of size
             ``k``) or one :class:`EdgeCircuit` (then the only size is its own).
         sizes: circuit sizes in edges (default: :func:`default_sizes`, 0 to all edges).
@@ -375,7 +367,7 @@ def faithfulness(
         metric: as in :func:`~grok_circuits.edge_attribution`.
         completeness: also measure the completeness drops (half the forward passes; NaN
             when False).
-        seed: seeds the random circuits and the resample draw.
+        seed: seeds the pairs drawn from a task, the random circuits and the resample draw.
         progress: a progress bar over the sizes.
 
     Returns:
@@ -393,7 +385,16 @@ def faithfulness(
             f"circuit_or_scores must be EdgeScores or an EdgeCircuit, got "
             f"{type(circuit_or_scores).__name__}; compute them with edge_attribution"
         )
-    pairs = as_pairs(model, pairs, **pair_kw)
+    pairs = as_pairs(
+        model,
+        data,
+        swap=swap,
+        subtask=subtask,
+        split=split,
+        n_examples=n_examples,
+        facts=facts,
+        seed=seed,
+    )
     graph = EdgeGraph.of(model)
     if graph != scores.graph or pairs.width != scores.raw.shape[-1]:
         raise ValueError(
@@ -493,6 +494,5 @@ __all__ = [
     "ablated_sources",
     "default_sizes",
     "faithfulness",
-    "metric_with_edges",
     "metrics_with_edges",
 ]

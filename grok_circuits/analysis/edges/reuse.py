@@ -23,34 +23,27 @@ circuit that hurts the other task more than random edge sets do says something.
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from grok_circuits.analysis._inputs import swap_pairs
-from grok_circuits.analysis.edges.attribution import (
-    DEFAULT_SHARE,
-    EdgeCircuit,
-    EdgeGraph,
-    EdgeScores,
-    edge_attribution,
-    edge_hooks,
-    metric_fn,
-)
+from grok_circuits.analysis._inputs import Data, swap_pairs
+from grok_circuits.analysis.edges.attribution import edge_attribution, metric_fn
 from grok_circuits.analysis.edges.faithfulness import (
     EdgeAblation,
     ablated_sources,
     metrics_with_edges,
 )
+from grok_circuits.analysis.edges.graph import EdgeGraph, edge_hooks
+from grok_circuits.analysis.edges.scores import DEFAULT_SHARE, EdgeCircuit, EdgeScores
+from grok_circuits.analysis.metrics import no_effect_error
 from grok_circuits.analysis.stats import iou, share_as_extreme
 from grok_circuits.backend import Model
-from grok_circuits.tasks import PromptPairs
-
-#: The edge circuit's size when no ``top_k`` is given: 5% of the graph's (source, destination)
-#: edges, fixed before looking at any result (the same share as :class:`EdgeScores.circuit`).
-DEFAULT_EDGE_SHARE = DEFAULT_SHARE
+from grok_circuits.tasks import PromptPairs, TaskData
+from grok_circuits.tasks.registry import Facts
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,7 +52,7 @@ class EdgeReuseReport:
 
     Attributes:
         tasks: the two data sets' names.
-        scores: each one's :class:`~grok_circuits.analysis.edges.attribution.EdgeScores`.
+        scores: each one's :class:`~grok_circuits.analysis.edges.scores.EdgeScores`.
         circuits: each one's edge circuit (``top_k`` edges summed over positions, unpruned).
         iou: the two circuits' IoU; random_iou: ``[n_random]`` that of random edge sets of the
             same sizes.
@@ -130,12 +123,33 @@ class EdgeReuseReport:
         columns += [f"{t} P(<= circuit)" for t in self.tasks]
         return pd.DataFrame(rows).T[columns]
 
-    def plot(self, **kw):
-        """The overlap against its random baseline and the cross knock-out bars. See
-        :func:`grok_circuits.viz.plot_edge_reuse`."""
+    def summary(self) -> dict[str, float]:
+        """The headline numbers: the circuits' IoU, the random pairs' mean and the share at
+        least as large; each task's own circuit's faithfulness; the share of each task's metric
+        kept when each circuit is knocked out, and the share of random sets that kept at most
+        as much."""
+        out = {
+            "iou": self.iou,
+            "random iou": float(self.random_iou.mean()),
+            "P(random iou >= iou)": self.p_iou,
+        }
+        out |= {f"{t} faithfulness": self.faithfulness[t] for t in self.tasks}
+        for s in self.tasks:
+            for t in self.tasks:
+                out[f"{t} kept without {s} circuit"] = self.kept[s][t]
+                out[f"{t} P(random <= circuit) without {s} circuit"] = self.p_knockout(s, t)
+        return out
+
+    def plot(self, ax=None, *, title: str | None = None, **options):
+        """The overlap against its random baseline and the cross knock-out bars (two panels:
+        ``ax`` is refused). See :func:`grok_circuits.viz.plot_edge_reuse`.
+
+        Returns:
+            The matplotlib Figure.
+        """
         from grok_circuits.viz.edges import plot_edge_reuse
 
-        return plot_edge_reuse(self, **kw)
+        return plot_edge_reuse(self, ax, title=title, **options)
 
     def __str__(self) -> str:
         fmt = lambda x: f"{x:.3f}"  # noqa: E731
@@ -156,37 +170,78 @@ class EdgeReuseReport:
     __repr__ = __str__
 
 
-def _pooled(model: Model, data, **kw) -> PromptPairs:
-    """One set of pairs from a task (every swap pooled) or from given pairs."""
-    sets = swap_pairs(model, data, **kw)
+def _pooled(model: Model, data, swaps: list[str] | None, **kw) -> PromptPairs:
+    """One set of pairs from a task (every swap in ``swaps`` pooled, default all it registers)
+    or from given pairs (``kw`` as in :func:`~grok_circuits.analysis._inputs.as_pairs`)."""
+    if isinstance(data, TaskData):
+        sets = swap_pairs(model, data, swaps=swaps, **kw)
+    else:
+        if kw["subtask"] is not None:
+            raise ValueError(
+                "subtask= chooses a part of a task; these are pairs already (build others with "
+                "make_pairs)"
+            )
+        sets = swap_pairs(model, data, swaps=swaps)
     return sets[0] if len(sets) == 1 else PromptPairs.concat(sets)
 
 
 def edge_reuse(
     model: Model,
-    data: Sequence,
+    data: Sequence[Data | Sequence[PromptPairs]],
     tasks: tuple[str, str],
     *,
     top_k: int | None = None,
     method: str = "eap-ig",
-    ig_steps: int = 5,
+    method_options: Mapping[str, Any] | None = None,
     ablation: EdgeAblation = "corrupt",
     n_random: int = 1000,
     n_random_ablations: int = 20,
+    swap: str | None = None,
+    subtask: str | None = None,
+    split: str = "train_inferred",
+    n_examples: int = 300,
+    facts: Facts = "id",
     seed: int = 0,
-    pair_kw: Mapping | None = None,
 ) -> EdgeReuseReport:
-    """The edge-level reuse report of two data sets (tasks or pairs) on one model; what
-    ``circuit_reuse(..., level="edges")`` calls (see the module docstring)."""
+    """The edge-level reuse report of two data sets on one model (see the module docstring);
+    what ``circuit_reuse(..., level="edges")`` calls.
+
+    Args:
+        data: the two data sets, each :class:`~grok_circuits.PromptPairs` (or a list of them,
+            pooled) or a registered task, whose pairs are built with ``swap`` (default: every
+            swap it registers, pooled), ``subtask``, ``split``, ``n_examples``, ``facts`` and
+            ``seed``.
+        tasks: their names.
+        top_k: edges per circuit, summed over positions (default: :data:`DEFAULT_SHARE` of
+            the graph's edges).
+        method, method_options: the edge method and its options
+            (:func:`~grok_circuits.edge_attribution`).
+        ablation: how edges are ablated (:mod:`~grok_circuits.analysis.edges.faithfulness`).
+        n_random: random pairs of edge sets for the overlap baseline.
+        n_random_ablations: random edge sets knocked out per circuit.
+        seed: seeds the pairs and every random draw.
+
+    Returns:
+        :class:`EdgeReuseReport`.
+    """
+    if len(data) != 2 or len(tasks) != 2:
+        raise ValueError(
+            f"edge_reuse compares two data sets; got {len(data)} data sets and {len(tasks)} names"
+        )
+    if n_random < 1 or n_random_ablations < 1:
+        raise ValueError(
+            f"n_random and n_random_ablations must be >= 1, got {n_random}, {n_random_ablations}"
+        )
     graph = EdgeGraph.of(model)
-    k = round(DEFAULT_EDGE_SHARE * graph.n_edges) if top_k is None else int(top_k)
+    k = round(DEFAULT_SHARE * graph.n_edges) if top_k is None else int(top_k)
     if not 0 < k <= graph.n_edges:
         raise ValueError(f"top_k must lie in 1..{graph.n_edges} (the graph's edges), got {k}")
+    swaps = None if swap is None else [swap]
+    kw = dict(subtask=subtask, split=split, n_examples=n_examples, facts=facts, seed=seed)
     pairs, scores, circuits = {}, {}, {}
     for t, d in zip(tasks, data):
-        kw = dict(pair_kw or {}) if not isinstance(d, PromptPairs | list | tuple) else {}
-        pairs[t] = _pooled(model, d, **kw)
-        scores[t] = edge_attribution(model, pairs[t], method=method, ig_steps=ig_steps, seed=seed)
+        pairs[t] = _pooled(model, d, swaps, **kw)
+        scores[t] = edge_attribution(model, pairs[t], method=method, **(method_options or {}))
         circuits[t] = scores[t].circuit(top_k=k, positions=False, prune=False)
     valid = graph.valid.flatten()
     candidates = torch.nonzero(valid).flatten()
@@ -215,6 +270,8 @@ def edge_reuse(
             full, empty, *values = metrics_with_edges(
                 model, graph, pairs[t], keep, ablated[t], fn
             ).tolist()
+            if abs(full - empty) < 1e-9:
+                raise no_effect_error(f"ablating every edge on {t}'s pairs", full)
             return [(v - empty) / (full - empty) for v in values]
 
         sets = {s: [random_set(len(circuits[s])) for _ in range(n_random_ablations)] for s in tasks}
@@ -244,4 +301,4 @@ def edge_reuse(
     )
 
 
-__all__ = ["DEFAULT_EDGE_SHARE", "EdgeReuseReport", "edge_reuse"]
+__all__ = ["EdgeReuseReport", "edge_reuse"]

@@ -30,7 +30,7 @@ from grok_circuits import (
     make_pairs,
     over_checkpoints,
 )
-from grok_circuits.analysis.edges.attribution import EdgeGraph, head_outputs
+from grok_circuits.analysis.edges.graph import EdgeGraph, head_outputs
 from grok_circuits.backend import split_qkv_hooks, supports
 from grok_circuits.model import build_model, load_weights, logits_at, model_weights
 from tests.analysis.circuits.test_planted_circuit import build_planted, build_planted_pairs
@@ -38,18 +38,12 @@ from tests.analysis.circuits.test_planted_circuit import build_planted, build_pl
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-SHIPPED = Path(__file__).resolve().parents[2] / "data" / "runs" / "composition"
+SHIPPED = Path(__file__).resolve().parents[3] / "data" / "runs" / "composition"
 
 
 @pytest.fixture(scope="module")
 def planted():
     return build_planted(), build_planted_pairs()
-
-
-@pytest.fixture(scope="module")
-def small(composition_model, tiny_composition):
-    """A random 3-layer tiny model and 24 of its pairs (swap h)."""
-    return composition_model, make_pairs(tiny_composition, "h", n_examples=24, seed=0)
 
 
 #: Where the references read each head's output: TransformerLens' own ``hook_result`` where the
