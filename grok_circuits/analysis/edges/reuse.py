@@ -1,8 +1,7 @@
-"""Circuit reuse at the level of edges: ``circuit_reuse(..., level="edges")``.
+"""Circuit reuse at the level of edges: :func:`edge_reuse`.
 
-The component-level test (:mod:`grok_circuits.analysis.circuits.reuse`) cannot tell reuse from
-damage in
-a small model: when a circuit holds 8 of 20 components, ablating *any* 8 components destroys
+The component-level test (:func:`~grok_circuits.analysis.circuits.reuse.circuit_reuse`) cannot
+tell reuse from damage in a small model: when a circuit holds 8 of 20 components, ablating *any* 8 components destroys
 both tasks. Edges are finer: a model of a few layers has hundreds of them, a task's circuit is a
 small share, and knocking out a random edge set of its size often leaves a task intact, so a
 circuit that hurts the other task more than random edge sets do says something.
@@ -48,7 +47,7 @@ from grok_circuits.tasks.registry import Facts
 
 @dataclass(frozen=True, eq=False)
 class EdgeReuseReport:
-    """What ``circuit_reuse(..., level="edges")`` measured.
+    """What :func:`edge_reuse` measured.
 
     Attributes:
         tasks: the two data sets' names.
@@ -203,8 +202,8 @@ def edge_reuse(
     facts: Facts = "id",
     seed: int = 0,
 ) -> EdgeReuseReport:
-    """The edge-level reuse report of two data sets on one model (see the module docstring);
-    what ``circuit_reuse(..., level="edges")`` calls.
+    """The edge-level reuse report of two data sets on one model (see the module docstring): the
+    edge counterpart of :func:`~grok_circuits.analysis.circuits.reuse.circuit_reuse`.
 
     Args:
         data: the two data sets, each :class:`~grok_circuits.PromptPairs` (or a list of them,
