@@ -1,10 +1,11 @@
 """Circuit reuse at the level of edges: :func:`edge_reuse`.
 
 The component-level test (:func:`~grok_circuits.analysis.circuits.reuse.circuit_reuse`) cannot
-tell reuse from damage in a small model: when a circuit holds 8 of 20 components, ablating *any* 8 components destroys
-both tasks. Edges are finer: a model of a few layers has hundreds of them, a task's circuit is a
-small share, and knocking out a random edge set of its size often leaves a task intact, so a
-circuit that hurts the other task more than random edge sets do says something.
+tell reuse from damage in a small model: when a circuit holds 8 of 20 components, ablating *any*
+8 components destroys both tasks. Edges are finer: a model of a few layers has hundreds of them,
+a task's circuit is a small share, and knocking out a random edge set of its size often leaves a
+task intact, so a circuit that hurts the other task more than random edge sets do says
+something.
 
 1. **Circuits**: each task's pairs are scored by :func:`~grok_circuits.edge_attribution`
    (all of a task's swaps pooled into one set of pairs); its circuit is its ``top_k`` edges by
