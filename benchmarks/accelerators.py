@@ -230,7 +230,8 @@ def shipped_lead(path: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from grok_circuits import load_run, progress_measures
+    from grok_circuits import load_run
+    from grok_circuits.training.progress_measures import progress_measures
 
     run = load_run(path)
     task = run.task

@@ -27,8 +27,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import torch  # noqa: E402
 
-from grok_circuits import circuit_reuse, load_run, subtasks  # noqa: E402
+from grok_circuits import circuit_reuse, load_run  # noqa: E402
 from grok_circuits.analysis.edges.reuse import edge_reuse  # noqa: E402
+from grok_circuits.tasks import subtasks  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

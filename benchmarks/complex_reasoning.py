@@ -12,8 +12,8 @@ stops by its own rule (ID >= 0.95 held for 5 evaluations, hard >= 0.9 on average
 and the accuracy of each probe), rewritten after every ``--chunk`` steps so that a cut run leaves
 what it had.
 
-The baselines, computed on the same task by :func:`grok_circuits.complex_baselines` and printed
-next to the model: chance (1/3 on the balanced hard set, 1/n_values on the OOD values), the
+The baselines, computed on the same task by :func:`grok_circuits.tasks.complex_baselines` and
+printed next to the model: chance (1/3 on the balanced hard set, 1/n_values on the OOD values), the
 win-rate rule that does not chain, and, for the OOD values, the middle of the interval chaining
 pins each to. The paper's 150 hard queries: GPT-4-Turbo with retrieval 33.3%, Gemini-1.5-Pro
 with retrieval 37.3%, chance 33.3%.
@@ -61,7 +61,8 @@ def one_seed(spec: dict) -> dict:
     """Train one seed; its metrics go to ``spec["part"]`` after every chunk."""
     import torch
 
-    from grok_circuits import complex_baselines, make_task, train_config
+    from grok_circuits import make_task, train_config
+    from grok_circuits.tasks import complex_baselines
 
     torch.set_num_threads(1)
     t0 = time.time()

@@ -79,11 +79,11 @@ def test_every_public_name_resolves_to_its_module():
 
 
 def test_importing_every_module_keeps_the_functions_of_the_same_name():
-    """``train``, ``sweep`` and ``progress_measures`` are functions at the top level; no
-    submodule of the package may share their names, or importing it would shadow them."""
-    for module in ("training.loop", "sweeps", "training.progress_measures"):
+    """``train`` and ``sweep`` are functions at the top level; no submodule of the package may
+    share their names, or importing it would shadow them."""
+    for module in ("training.loop", "sweeps"):
         importlib.import_module(f"grok_circuits.{module}")
-    from grok_circuits import progress_measures, sweep, train
+    from grok_circuits import sweep, train
 
-    assert callable(train) and callable(sweep) and callable(progress_measures)
+    assert callable(train) and callable(sweep)
     assert grok_circuits.train is train

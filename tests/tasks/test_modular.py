@@ -16,12 +16,10 @@ from grok_circuits import (
     make_pairs,
     make_task,
     model_config,
-    op_pairs,
-    subtasks,
     train,
 )
 from grok_circuits.cli import main
-from grok_circuits.tasks import ModularParams, TaskData, Vocab, load_task
+from grok_circuits.tasks import ModularParams, TaskData, Vocab, load_task, op_pairs, subtasks
 from tests.helpers import tiny_train_config
 
 

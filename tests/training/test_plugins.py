@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-import grok_circuits
 from grok_circuits import TrainConfig, backend, load_run, register_grad_hook, register_loss, train
 from grok_circuits.runs.run import CheckpointStore
 from grok_circuits.training.plugins import (
@@ -19,6 +18,7 @@ from grok_circuits.training.plugins import (
     grad_hooks_for,
     loss_for,
     stablemax,
+    stablemax_cross_entropy,
 )
 from tests.helpers import tiny_train_config
 
@@ -50,7 +50,7 @@ def test_stablemax_cross_entropy_is_its_formula():
     expected = []
     for row, t in zip(logits.tolist(), targets.tolist()):
         expected.append(-math.log(_s(row[t]) / sum(_s(x) for x in row)))
-    got = grok_circuits.stablemax_cross_entropy(logits, targets)
+    got = stablemax_cross_entropy(logits, targets)
     assert got.dtype == torch.float64  # as in the authors' code
     torch.testing.assert_close(
         got, torch.tensor(sum(expected) / len(expected), dtype=torch.float64)
@@ -62,7 +62,7 @@ def test_stablemax_cross_entropy_is_its_formula():
 
 def test_stablemax_gradient_is_finite_at_the_branch_point():
     logits = torch.tensor([[1.0, 0.0, -1.0, 5.0]], requires_grad=True)
-    grok_circuits.stablemax_cross_entropy(logits, torch.tensor([0])).backward()
+    stablemax_cross_entropy(logits, torch.tensor([0])).backward()
     assert torch.isfinite(logits.grad).all()
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from grok_circuits import load_run, logit_lens, make_task, progress_measures, train
+from grok_circuits import load_run, logit_lens, make_task, train
 from grok_circuits.model import answer_logits, build_model, model_config
 from grok_circuits.training.progress_measures import (
     MEASURE_SIZE,
@@ -16,6 +16,7 @@ from grok_circuits.training.progress_measures import (
     gradient_alignment,
     lens_mrr_at,
     middle_layer,
+    progress_measures,
     register_measure,
     softmax_collapse,
 )

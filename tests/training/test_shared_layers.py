@@ -6,19 +6,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from grok_circuits import (
-    TrainConfig,
-    build_model,
-    count_loops,
-    load_run,
-    load_weights,
-    model_config,
-    model_weights,
-    share_blocks,
-    train,
-)
+from grok_circuits import TrainConfig, build_model, load_run, model_config, train
 from grok_circuits.backend import model_weights as full_weights
 from grok_circuits.backend import named_parameters
+from grok_circuits.model import count_loops, load_weights, model_weights, share_blocks
 from grok_circuits.runs.run import export_run
 from grok_circuits.training.loop import answer_loss, evaluate, make_optimizer
 from tests.helpers import tiny_train_config
