@@ -51,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     "causal_trace": "grok_circuits.analysis",
     "trace_reasoning": "grok_circuits.analysis",
     "trace_bridge": "grok_circuits.analysis",
+    "trace_bridge_over_time": "grok_circuits.analysis",
     "compare_stages": "grok_circuits.analysis",
     "Component": "grok_circuits.analysis",
     "find_circuit": "grok_circuits.analysis",

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from grok_circuits import backend
-from grok_circuits.analysis.paper.bridge import trace_bridge
+from grok_circuits.analysis.paper.bridge import trace_bridge_over_time
 from grok_circuits.hf import CheckpointError, load_hf_model, read_tokenizer
 from grok_circuits.model import count_loops
 from grok_circuits.runs.load import load_run
@@ -405,15 +405,16 @@ def test_every_analysis_runs_on_a_series_and_reads_the_right_checkpoint(standin,
         find_circuit,
         over_checkpoints,
         trace_bridge,
+        trace_bridge_over_time,
     )
 
     data, run_dir = standin
     run = load_run(run_dir, data=data)
-    over = trace_bridge(run, n_examples=40)
+    over = trace_bridge_over_time(run, n_examples=40)
     assert over.steps == tuple(STEPS)
     for i, step in enumerate(STEPS):  # each row is that checkpoint's own trace
         alone = trace_bridge(
-            load_hf_model(run_dir / f"checkpoint-{step}", model_tokens(task)), task, 40
+            load_hf_model(run_dir / f"checkpoint-{step}", model_tokens(task)), task, n_examples=40
         )
         torch.testing.assert_close(over.strength[i], alone.strength.scores)
     stages = compare_stages(run, memorizing=30, generalizing=60, n_examples=40)
@@ -453,7 +454,7 @@ def test_the_paper_figure_draws_from_a_series(standin):
     import grok_circuits.viz as viz
 
     run = load_run(standin[1], data=standin[0])
-    fig = viz.plot_paper_figure(trace_bridge(run, n_examples=40), run=run)
+    fig = viz.plot_paper_figure(trace_bridge_over_time(run, n_examples=40), run=run)
     assert len(fig.axes) >= 3
     assert "step 0 to 60" in fig.axes[2].get_title()
 

@@ -50,6 +50,7 @@ from grok_circuits.analysis.paper.bridge import (
     BridgeTraceOverTime,
     ReasoningTrace,
     trace_bridge,
+    trace_bridge_over_time,
     trace_reasoning,
 )
 from grok_circuits.analysis.paper.stages import StageComparison, compare_stages
@@ -142,6 +143,7 @@ __all__ = [
     "top1_predictions",
     "trace_attn_out",
     "trace_bridge",
+    "trace_bridge_over_time",
     "trace_counterfactuals",
     "trace_head_out",
     "trace_head_out_by_pos",

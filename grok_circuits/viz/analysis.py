@@ -315,7 +315,7 @@ def plot_paper_figure(
 
     Args:
         over_time: a :class:`~grok_circuits.analysis.BridgeTraceOverTime`, from
-            ``trace_bridge(run)`` (a released series included).
+            ``trace_bridge_over_time(run)`` (a released series included).
         run: the run it came from, for the accuracy curves (optional).
         layer: the residual-stream row read; default :func:`paper_layer`, the paper's
             ``S[5, ...]`` at its relative depth.
@@ -325,7 +325,7 @@ def plot_paper_figure(
     if not hasattr(over_time, "bridge_mrr"):
         raise TypeError(
             f"plot_paper_figure draws a BridgeTraceOverTime, got {type(over_time).__name__}; "
-            "trace a run first: plot_paper_figure(trace_bridge(run), run=run)"
+            "trace a run first: plot_paper_figure(trace_bridge_over_time(run), run=run)"
         )
     steps = list(over_time.steps)
     n_layers = over_time.strength.shape[1]

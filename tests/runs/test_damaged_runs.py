@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from grok_circuits import load_run, trace_bridge, train
+from grok_circuits import load_run, trace_bridge_over_time, train
 from grok_circuits.cli import main
 from grok_circuits.runs import run as runs_module
 from tests.helpers import tiny_train_config
@@ -64,7 +64,7 @@ def test_trace_bridge_over_time_skips_a_damaged_checkpoint(run_dir):
     _truncate_weights(run_dir, 20)
     with pytest.warns(UserWarning, match="skipping step 20"):
         run = load_run(run_dir)
-    over_time = trace_bridge(run, n_examples=10)
+    over_time = trace_bridge_over_time(run, n_examples=10)
     assert list(over_time.steps) == [0, 40, 60]
 
 

@@ -274,22 +274,27 @@ def _check_threshold(threshold: float) -> None:
 
 def trace_reasoning(
     model: Model,
-    pairs: Data,
+    data: Data,
     *,
     metric: PairMetric = "strength",
     threshold: float = BRIDGE_MRR_THRESHOLD,
     batch_size: int = 2048,
-    **task_kw,
+    swap: str | None = None,
+    subtask: str | None = None,
+    split: str | Split = "train_inferred",
+    n_examples: int = 300,
+    facts: Facts = "id",
+    seed: int = 0,
 ) -> ReasoningTrace:
     """Logit lens of every lens target and the causal strength of every state, for one model.
 
     Args:
         model: any model (``HookedTransformer`` or ``TransformerBridge``).
-        pairs: :class:`~grok_circuits.PromptPairs` (their ``lens`` targets are decoded; with
-            none, the answer at the answer position), or a registered task, whose default swap
-            and lens targets build them (``task_kw``: ``swap``, ``subtask``, ``split``,
-            ``n_examples`` (300), ``facts``, ``seed``, as in
-            :func:`~grok_circuits.analysis.inputs.as_pairs`).
+        data: :class:`~grok_circuits.PromptPairs` (their ``lens`` targets are decoded; with
+            none, the answer at the answer position), or a registered task, whose pairs are
+            built with ``swap`` (default: the task's own), ``subtask``, ``split``,
+            ``n_examples``, ``facts`` and ``seed``, as in
+            :func:`~grok_circuits.analysis._inputs.as_pairs`.
         metric: ``"strength"`` (the paper's) or ``"logit_difference"``.
         threshold: the MRR that defines a :class:`BridgeTrace`'s ``bridge_layer``.
         batch_size: rows per forward pass.
@@ -299,69 +304,119 @@ def trace_reasoning(
         else a :class:`ReasoningTrace` (comparison: ``"value1@e1"``, ``"value2@e2"``, ...).
     """
     _check_threshold(threshold)
-    pairs = as_pairs(model, pairs, **task_kw)
+    pairs = as_pairs(
+        model,
+        data,
+        swap=swap,
+        subtask=subtask,
+        split=split,
+        n_examples=n_examples,
+        facts=facts,
+        seed=seed,
+    )
     return _trace(
         model, pairs, metric=metric, threshold=threshold, step=None, batch_size=batch_size
     )
 
 
-def trace_bridge(
-    model_or_run: Model | Run,
-    task: Data | None = None,
-    n_examples: int = 300,
-    *,
-    split: str | Split = "train_inferred",
-    swap: str | None = None,
-    threshold: float = BRIDGE_MRR_THRESHOLD,
-    steps: Sequence[int] | None = None,
-    facts: Facts = "id",
-    seed: int = 0,
-    batch_size: int = 2048,
-    progress: bool = False,
-) -> "BridgeTrace | BridgeTraceOverTime":
-    """Where a composition model stores the bridge entity, and how strongly each state matters:
-    the paper's call, :func:`trace_reasoning` on pairs with a ``"bridge@r1"`` lens target.
-
-    Args:
-        model_or_run: a model (returns a :class:`BridgeTrace`) or a training run (returns a
-            :class:`BridgeTraceOverTime` over its checkpoints, loading one model at a time).
-        task: the composition task (default for a run: ``run.task``), or pairs built from it.
-        n_examples: examples traced (the paper: 300), drawn by ``seed``; the same examples at
-            every checkpoint.
-        split: where the examples come from (the paper: training inferred facts).
-        swap: the token swapped for causal tracing: the task's default, ``"h"`` (it changes
-            the bridge), or ``"r1"`` or ``"r2"``.
-        threshold: bridge MRR that defines ``bridge_layer``.
-        steps: for a run, the checkpoints to trace (default: all; others are snapped to the
-            nearest checkpoint).
-        facts: ``"id"``: corrupt queries use ID facts only (default); ``"all"``: OOD ones too.
-        seed: seeds the examples and the swaps.
-        batch_size: rows per forward pass.
-        progress: show a progress bar over checkpoints.
-    """
-    _check_threshold(threshold)
-    run = model_or_run if isinstance(model_or_run, Run) else None
-    if run is not None:
-        task = task if task is not None else run.task
-        model = run.model_cfg  # enough to check the data against the model's shape
-    else:
-        model = model_or_run
-        if task is None:
-            raise ValueError("trace_bridge(model, task): pass the task the model was trained on")
-    if isinstance(task, PromptPairs):
-        pairs = as_pairs(model, task)
-    else:
-        pairs = as_pairs(
-            model, task, swap=swap, split=split, n_examples=n_examples, facts=facts, seed=seed
-        )
+def _bridge_pairs(model, data: Data | None, what: str, **pair_kw) -> PromptPairs:
+    """The pairs of a bridge trace, checked once: a composition task's, or pairs with a
+    ``"bridge@r1"`` lens target."""
+    if data is None:
+        raise ValueError(f"{what}: pass the task the model was trained on")
+    pairs = as_pairs(model, data, **pair_kw)
     if BRIDGE_TARGET not in pairs.lens:
         raise ValueError(
             f"trace_bridge needs pairs with a {BRIDGE_TARGET!r} lens target (a composition "
             f"task's); these have {sorted(pairs.lens)}: use trace_reasoning"
         )
+    return pairs
+
+
+def trace_bridge(
+    model: Model,
+    data: Data | None = None,
+    *,
+    threshold: float = BRIDGE_MRR_THRESHOLD,
+    batch_size: int = 2048,
+    swap: str | None = None,
+    subtask: str | None = None,
+    split: str | Split = "train_inferred",
+    n_examples: int = 300,
+    facts: Facts = "id",
+    seed: int = 0,
+) -> BridgeTrace:
+    """Where a composition model stores the bridge entity, and how strongly each state matters:
+    the paper's call, :func:`trace_reasoning` on pairs with a ``"bridge@r1"`` lens target. Over
+    a run's checkpoints: :func:`trace_bridge_over_time`.
+
+    Args:
+        model: any model (``HookedTransformer`` or ``TransformerBridge``).
+        data: the composition task the model was trained on, or pairs built from it.
+        threshold: bridge MRR that defines ``bridge_layer``.
+        batch_size: rows per forward pass.
+        swap: the token swapped for causal tracing: the task's default, ``"h"`` (it changes
+            the bridge), or ``"r1"`` or ``"r2"``.
+        subtask, split, n_examples, facts, seed: how pairs are drawn from a task, as everywhere
+            (the paper: 300 training inferred facts, corrupt queries from ID facts).
+    """
+    _check_threshold(threshold)
+    pairs = _bridge_pairs(
+        model,
+        data,
+        "trace_bridge(model, task)",
+        swap=swap,
+        subtask=subtask,
+        split=split,
+        n_examples=n_examples,
+        facts=facts,
+        seed=seed,
+    )
+    return _trace(
+        model, pairs, metric="strength", threshold=threshold, step=None, batch_size=batch_size
+    )
+
+
+def trace_bridge_over_time(
+    run: Run,
+    data: Data | None = None,
+    *,
+    steps: Sequence[int] | None = None,
+    progress: bool = False,
+    threshold: float = BRIDGE_MRR_THRESHOLD,
+    batch_size: int = 2048,
+    swap: str | None = None,
+    subtask: str | None = None,
+    split: str | Split = "train_inferred",
+    n_examples: int = 300,
+    facts: Facts = "id",
+    seed: int = 0,
+) -> BridgeTraceOverTime:
+    """:func:`trace_bridge` at every checkpoint of ``run`` (a released series included), on the
+    same examples, loading one model at a time.
+
+    Args:
+        run: a training run.
+        data: the composition task (default: ``run.task``), or pairs built from it.
+        steps: the checkpoints to trace (default: all; others are snapped to the nearest
+            checkpoint).
+        progress: show a progress bar over checkpoints.
+        threshold, batch_size, swap, subtask, split, n_examples, facts, seed: as in
+            :func:`trace_bridge`.
+    """
+    _check_threshold(threshold)
+    pairs = _bridge_pairs(
+        run.model_cfg,  # enough to check the data against the model's shape
+        run.task if data is None else data,
+        "trace_bridge_over_time(run)",
+        swap=swap,
+        subtask=subtask,
+        split=split,
+        n_examples=n_examples,
+        facts=facts,
+        seed=seed,
+    )
     kw = dict(metric="strength", threshold=threshold, batch_size=batch_size)
-    if run is None:
-        return _trace(model, pairs, step=None, **kw)
     traces = over_checkpoints(
         run,
         lambda m: _trace(m, pairs, step=None, **kw),
@@ -391,5 +446,6 @@ __all__ = [
     "BridgeTraceOverTime",
     "ReasoningTrace",
     "trace_bridge",
+    "trace_bridge_over_time",
     "trace_reasoning",
 ]

@@ -35,6 +35,8 @@ from grok_circuits.analysis.paper.bridge import (
 )
 from grok_circuits.analysis.results import no_axes
 from grok_circuits.runs.run import GROK_THRESHOLD, SATURATION_THRESHOLD, Run
+from grok_circuits.tasks import Split
+from grok_circuits.tasks.registry import Facts
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,16 +148,21 @@ def compare_stages(
     metric: PairMetric = "strength",
     threshold: float = BRIDGE_MRR_THRESHOLD,
     batch_size: int = 2048,
-    **task_kw,
+    swap: str | None = None,
+    subtask: str | None = None,
+    split: str | Split = "train_inferred",
+    n_examples: int = 300,
+    facts: Facts = "id",
+    seed: int = 0,
 ) -> StageComparison:
     """Trace the memorizing and the generalizing checkpoint of ``run`` and compare them.
 
     Args:
         run: a training run with checkpoints.
         pairs: the :class:`~grok_circuits.PromptPairs` to trace at both stages, or a task
-            (default: ``run.task``) whose pairs are built with ``task_kw`` (``swap``,
-            ``subtask``, ``split``, ``n_examples`` (300), ``facts``, ``seed``; see
-            :func:`~grok_circuits.analysis.inputs.as_pairs`).
+            (default: ``run.task``) whose pairs are built with ``swap``, ``subtask``,
+            ``split``, ``n_examples``, ``facts`` and ``seed``, as everywhere (see
+            :func:`~grok_circuits.analysis._inputs.as_pairs`).
         memorizing: the memorizing step (default: the first checkpoint at or after
             ``run.saturation_step``); a step you give snaps to the nearest checkpoint.
         generalizing: the generalizing step (default: the first checkpoint at or after
@@ -193,7 +200,16 @@ def compare_stages(
             "the difference is zero. Save checkpoints more densely or pass other steps",
             stacklevel=2,
         )
-    checked = as_pairs(run.model_cfg, run.task if pairs is None else pairs, **task_kw)
+    checked = as_pairs(
+        run.model_cfg,
+        run.task if pairs is None else pairs,
+        swap=swap,
+        subtask=subtask,
+        split=split,
+        n_examples=n_examples,
+        facts=facts,
+        seed=seed,
+    )
     traces = over_checkpoints(
         run,
         lambda m: trace_reasoning(

@@ -19,6 +19,7 @@ from grok_circuits.analysis import (
     prediction_changed,
     top1_predictions,
     trace_bridge,
+    trace_bridge_over_time,
     trace_counterfactuals,
     trace_reasoning,
 )
@@ -202,7 +203,7 @@ def test_trace_bridge_needs_a_task_for_a_model(composition_model):
 # ----------------------------------------------------------------------------- over a run
 def test_run_trace_equals_the_trace_of_each_checkpoint(tiny_run, tiny_composition):
     steps = tiny_run.steps
-    over = trace_bridge(tiny_run, n_examples=40)
+    over = trace_bridge_over_time(tiny_run, n_examples=40)
     assert isinstance(over, BridgeTraceOverTime)
     assert over.steps == tuple(steps) and over.bridge_mrr.shape == (len(steps), 3)
     assert over.strength.shape == (len(steps), 2, 3)
@@ -232,6 +233,8 @@ def test_run_trace_snaps_steps_and_holds_one_model_at_a_time(tiny_run, monkeypat
 
     monkeypatch.setattr(type(tiny_run), "model", tracked)
     steps = tiny_run.steps
-    over = trace_bridge(tiny_run, n_examples=20, steps=[steps[1] + 1, steps[-1], steps[-1] - 1])
+    over = trace_bridge_over_time(
+        tiny_run, n_examples=20, steps=[steps[1] + 1, steps[-1], steps[-1] - 1]
+    )
     assert over.steps == (steps[1], steps[-1])
     assert len(live) == 2 and max(most_alive) == 0  # the previous model was freed before loading
