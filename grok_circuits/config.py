@@ -52,8 +52,9 @@ class TrainConfig:
             process may use and how busy they are (see
             :func:`grok_circuits.training.cpu.choose_threads`). Results do not depend on it.
         loss: the training loss by name: ``"cross_entropy"`` (softmax), ``"stablemax"``
-            (Prieto et al. 2025, :func:`grok_circuits.stablemax_cross_entropy`) or one added
-            with :func:`grok_circuits.register_loss`.
+            (Prieto et al. 2025,
+            :func:`grok_circuits.training.plugins.stablemax_cross_entropy`) or one added with
+            :func:`grok_circuits.register_loss`.
         loss_float64: compute the loss from float64 logits (as TransformerLens' grokking demo
             does), which delays softmax collapse.
         grad_filter: ``None``, ``"ema"`` or ``"ma"``: the Grokfast gradient filter (Lee et al.

@@ -424,7 +424,7 @@ class Sweep:
     results: list[dict] = field(default_factory=list)
 
     def runs(self) -> dict[str, Any]:
-        """Trial name -> :class:`~grok_circuits.Run`, for the trials that have started."""
+        """Trial name -> :class:`~grok_circuits.runs.Run`, for the trials that have started."""
         from grok_circuits.runs.load import load_run
         from grok_circuits.runs.run import TRAIN_CONFIG_FILE
 

@@ -3,7 +3,7 @@
 Grokking is a change over training time, so most questions are asked of every checkpoint: when
 does the bridge become decodable, when does the circuit's strength move, when does the embedding's
 spectrum sharpen. :func:`over_checkpoints` applies any ``fn(model) -> result`` to the checkpoints
-of a :class:`~grok_circuits.Run`, loading one model at a time (memory does not grow with the
+of a :class:`~grok_circuits.runs.Run`, loading one model at a time (memory does not grow with the
 number of checkpoints), skipping a damaged checkpoint with one warning, and returns an
 :class:`OverCheckpoints` that stacks the per-step results and plots them over the step::
 

@@ -355,7 +355,7 @@ def make_pairs(
     if not spec.swaps:
         hint = (
             f"; it is made of {sorted(spec.subtasks(task))}: pass one of them, e.g. "
-            "grok_circuits.subtasks(task)[name]"
+            "grok_circuits.tasks.subtasks(task)[name]"
             if spec.subtasks is not None
             else ""
         )

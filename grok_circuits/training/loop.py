@@ -17,8 +17,8 @@ One loop, read top to bottom (nanoGPT's ``train.py`` is the model)::
 
 Grokking happens late, so the checkpoint schedule is log-spaced after ``dense_until``; the steps a
 user asks for by name, ``run.saturation_step`` and ``run.grok_step``
-(:func:`grok_circuits.runs.stage_steps`), are checkpointed too, whatever the schedule. Batches are
-a pure function of (seed, step), and the checkpoint holds the optimizer and RNG state, so a run
+(:func:`grok_circuits.runs.run.stage_steps`), are checkpointed too, whatever the schedule. Batches
+are a pure function of (seed, step), and the checkpoint holds the optimizer and RNG state, so a run
 stopped at step N and resumed computes exactly the metrics of one never stopped. On the CPU the
 loop runs with deterministic algorithms, so a seed gives bit-identical weights for any number of
 CPU threads, and with one thread per free core unless ``TrainConfig.threads`` says otherwise

@@ -45,7 +45,7 @@ def plot_progress_measures(run, axes=None):
     with the weight norm. Every registered measure the run logged is drawn on its panel.
 
     Args:
-        run: a :class:`grok_circuits.Run` whose metrics hold the measures.
+        run: a :class:`grok_circuits.runs.Run` whose metrics hold the measures.
         axes: two matplotlib Axes (a new figure if None).
 
     Returns:

@@ -14,7 +14,7 @@ def plot_sweep(frame, x: str, ax=None):
     at their last step, so a sweep that did not grok shows as such.
 
     Args:
-        frame: :meth:`grok_circuits.Sweep.to_frame` (columns ``x``, ``memorize_step``,
+        frame: :meth:`grok_circuits.sweeps.Sweep.to_frame` (columns ``x``, ``memorize_step``,
             ``generalize_step``, ``last_step``).
         x: the swept column for the horizontal axis.
         ax: a matplotlib Axes (a new figure if None).

@@ -21,7 +21,7 @@ def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), ti
     generalizing steps marked.
 
     Args:
-        run: a :class:`grok_circuits.Run`.
+        run: a :class:`grok_circuits.runs.Run`.
         ax: a matplotlib Axes to draw on (a new figure if None).
         extra_probes: other probe names to draw too (e.g. ``"ood_atomic"``), dashed, each in a
             colour of its own.

@@ -8,7 +8,7 @@ mixed task: composition and comparison over one entity set, :mod:`grok_circuits.
 or two operations of modular arithmetic) and compares its sub-tasks:
 
 1. **Circuits**: each data set's component circuit, by one circuit method
-   (:func:`~grok_circuits.analysis.circuits.find_circuit`) with the same selection rule.
+   (:func:`~grok_circuits.analysis.circuits.find.find_circuit`) with the same selection rule.
 2. **Overlap**: the intersection over union (IoU) of the two component sets, and the *head share*,
    ``|heads A & heads B| / min(|heads A|, |heads B|)`` (the share of the smaller circuit's heads
    that the other circuit also uses; Merullo et al.'s "share of heads in common"). Overlap means

@@ -19,7 +19,7 @@ of a grokked composition model in two measurements on training inferred queries
 The data-first call is :func:`trace_reasoning`: a model and :class:`~grok_circuits.PromptPairs`
 (any model, any data); it decodes every lens target of the pairs (``"bridge@r1"``, ...) and traces
 the causal strength of every state. :func:`trace_bridge` is the paper's call on a composition
-task; given a training :class:`~grok_circuits.Run` it repeats it at every checkpoint through
+task; given a training :class:`~grok_circuits.runs.Run` it repeats it at every checkpoint through
 :func:`~grok_circuits.analysis.over_checkpoints.over_checkpoints` (one model in memory at a
 time), which shows the circuit forming: :class:`BridgeTraceOverTime`.
 

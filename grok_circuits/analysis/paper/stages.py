@@ -9,10 +9,10 @@ finds the link from the ``r1``-position state in the upper layers to the output 
 to strong, and the bridge becoming decodable at the ``r1`` position.
 
 :func:`compare_stages` picks the two checkpoints from a run's metrics
-(:attr:`~grok_circuits.Run.saturation_step`: first step with training accuracy >= 99%;
-:attr:`~grok_circuits.Run.grok_step`: first step with ID accuracy >= 95%; each the first
+(:attr:`~grok_circuits.runs.Run.saturation_step`: first step with training accuracy >= 99%;
+:attr:`~grok_circuits.runs.Run.grok_step`: first step with ID accuracy >= 95%; each the first
 checkpoint at or after that step, so that the checkpoint has reached it), traces both on the same
-pairs (:func:`grok_circuits.analysis.bridge.trace_reasoning`) and returns both and their
+pairs (:func:`grok_circuits.analysis.paper.bridge.trace_reasoning`) and returns both and their
 difference. The pairs are any :class:`~grok_circuits.PromptPairs`; by default the run's task
 builds them with its default swap.
 """

@@ -229,7 +229,7 @@ def accuracy_under_ablation(
 ) -> float:
     """Top-1 accuracy on ``split`` with ``components`` ablated (see
     :func:`ablated_answer_logits` for the arguments). With no component it is the clean
-    accuracy that :func:`grok_circuits.train.evaluate` reports."""
+    accuracy that :func:`grok_circuits.training.loop.evaluate` reports."""
     logits = ablated_answer_logits(
         model,
         split,
