@@ -141,7 +141,7 @@ def _stage(run: Run, given: int | None, found: int | None, what: str, fix: str) 
 
 def compare_stages(
     run: Run,
-    pairs: Data | None = None,
+    data: Data | None = None,
     *,
     memorizing: int | None = None,
     generalizing: int | None = None,
@@ -159,7 +159,7 @@ def compare_stages(
 
     Args:
         run: a training run with checkpoints.
-        pairs: the :class:`~grok_circuits.PromptPairs` to trace at both stages, or a task
+        data: the :class:`~grok_circuits.PromptPairs` to trace at both stages, or a task
             (default: ``run.task``) whose pairs are built with ``swap``, ``subtask``,
             ``split``, ``n_examples``, ``facts`` and ``seed``, as everywhere (see
             :func:`~grok_circuits.analysis._inputs.as_pairs`).
@@ -172,9 +172,9 @@ def compare_stages(
     Raises:
         ValueError: if a step is not given and the run never reached it (e.g. never grokked).
     """
-    if isinstance(pairs, int):
+    if isinstance(data, int):
         raise ValueError(
-            "compare_stages(run, pairs): the second argument is the data; pass the steps as "
+            "compare_stages(run, data): the second argument is the data; pass the steps as "
             "memorizing=STEP, generalizing=STEP"
         )
     if not run.steps:
@@ -202,7 +202,7 @@ def compare_stages(
         )
     checked = as_pairs(
         run.model_cfg,
-        run.task if pairs is None else pairs,
+        run.task if data is None else data,
         swap=swap,
         subtask=subtask,
         split=split,
