@@ -13,14 +13,18 @@ Seconds compare only within one run.
 
 import argparse
 import dataclasses
+import sys
 import tempfile
+from pathlib import Path
 
 import torch
 
-from benchmarks.time_to_grok import first_row, stop_at_grok
 from grok_circuits.tasks import make_task
 from grok_circuits.training.loop import train
 from grok_circuits.training.presets import train_config
+
+sys.path.insert(0, str(Path(__file__).parent))  # run as a script: its sibling benchmark
+from time_to_grok import first_row, stop_at_grok  # noqa: E402
 
 #: (p, frac_train, lr, weight_decay)
 SETTINGS = [
