@@ -17,17 +17,18 @@ The pool is never materialised as Python objects: pairs are addressed by integer
 """
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from grok_circuits.checks import check_fraction, check_known_fields, check_positive
+from grok_circuits.checks import check_fraction, check_positive
 from grok_circuits.config import TUTORIAL_RECIPE, TrainConfig
 from grok_circuits.tasks.composition import fact_splits
 from grok_circuits.tasks.data import Split, TaskData, make_split
+from grok_circuits.tasks.params import TaskParams
 from grok_circuits.tasks.registry import Facts, pick_uniform, register_task
 from grok_circuits.tasks.vocab import Vocab
 
@@ -36,7 +37,7 @@ POSITIONS = {"attr": 0, "q": 1, "e1": 2, "mask": 3, "e2": 4}
 
 
 @dataclass(frozen=True)
-class ComparisonParams:
+class ComparisonParams(TaskParams):
     """Parameters of :func:`make_comparison`; validated on construction."""
 
     n_entities: int = 1000
@@ -70,14 +71,6 @@ class ComparisonParams:
     @property
     def n_ood_entities(self) -> int:
         return round(self.ood_fraction * self.n_entities)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ComparisonParams":
-        check_known_fields(cls, d)
-        return cls(**d)
 
 
 PRESETS: dict[str, ComparisonParams] = {

@@ -44,12 +44,12 @@ before balancing is ``hard_pool`` (``hard_pool_lt``, ``_eq``, ``_gt`` per label)
 """
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from grok_circuits.checks import check_fraction, check_known_fields, check_positive
+from grok_circuits.checks import check_fraction, check_positive
 from grok_circuits.config import TUTORIAL_RECIPE, TrainConfig
 from grok_circuits.tasks.comparison import (
     POSITIONS,
@@ -62,6 +62,7 @@ from grok_circuits.tasks.comparison import (
     swap_comparison,
 )
 from grok_circuits.tasks.data import Split, TaskData
+from grok_circuits.tasks.params import TaskParams
 from grok_circuits.tasks.registry import register_task
 from grok_circuits.tasks.vocab import LABELS, Vocab
 
@@ -75,7 +76,7 @@ PAPER_REFERENCE = {
 
 
 @dataclass(frozen=True)
-class ComplexParams:
+class ComplexParams(TaskParams):
     """Parameters of :func:`make_complex`; validated on construction (see the module
     docstring for what each share means)."""
 
@@ -107,14 +108,6 @@ class ComplexParams:
     @property
     def n_ood_entities(self) -> int:
         return round(self.ood_fraction * self.n_entities)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ComplexParams":
-        check_known_fields(cls, d)
-        return cls(**d)
 
 
 PRESETS: dict[str, ComplexParams] = {

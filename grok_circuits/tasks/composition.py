@@ -26,15 +26,16 @@ paper scale (800K paths).
 
 import dataclasses
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from grok_circuits.checks import check_fraction, check_known_fields, check_positive
+from grok_circuits.checks import check_fraction, check_positive
 from grok_circuits.config import TUTORIAL_RECIPE, TrainConfig
 from grok_circuits.tasks.data import Split, TaskData, make_split
+from grok_circuits.tasks.params import TaskParams
 from grok_circuits.tasks.registry import Facts, pick_uniform, register_task
 from grok_circuits.tasks.vocab import Vocab
 
@@ -46,7 +47,7 @@ HOP_PROBES = ("test_ood_hop1", "test_ood_hop2")
 
 
 @dataclass(frozen=True)
-class CompositionParams:
+class CompositionParams(TaskParams):
     """Parameters of :func:`make_composition`; validated on construction."""
 
     n_entities: int = 2000
@@ -78,14 +79,6 @@ class CompositionParams:
             )
         if round(self.ood_fraction * n_atomic) >= n_atomic:
             raise ValueError(f"ood_fraction={self.ood_fraction} leaves no ID atomic fact")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CompositionParams":
-        check_known_fields(cls, d)
-        return cls(**d)
 
 
 PRESETS: dict[str, CompositionParams] = {

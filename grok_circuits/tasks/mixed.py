@@ -40,16 +40,16 @@ merged vocabulary), which is what the analysis functions take.
 """
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from grok_circuits.checks import check_known_fields
 from grok_circuits.config import TUTORIAL_RECIPE, TrainConfig
 from grok_circuits.tasks.comparison import ComparisonParams, make_comparison
 from grok_circuits.tasks.composition import CompositionParams, make_composition
 from grok_circuits.tasks.data import Split, TaskData
+from grok_circuits.tasks.params import TaskParams
 from grok_circuits.tasks.registry import register_task
 from grok_circuits.tasks.vocab import Vocab
 
@@ -82,7 +82,7 @@ def derived_seed(seed: int, k: int) -> int:
 
 
 @dataclass(frozen=True)
-class MixedParams:
+class MixedParams(TaskParams):
     """Parameters of :func:`make_mixed`; validated on construction by building both sub-tasks'
     params (errors name the ``MixedParams`` field).
 
@@ -133,14 +133,6 @@ class MixedParams:
     @property
     def comparison(self) -> ComparisonParams:
         return self.subtask_params("comparison")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MixedParams":
-        check_known_fields(cls, d)
-        return cls(**d)
 
 
 def _rename_fields(subtask: str, message: str) -> str:

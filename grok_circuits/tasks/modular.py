@@ -45,16 +45,17 @@ a registered swap).
 
 import functools
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from grok_circuits.checks import check_fraction, check_known_fields
+from grok_circuits.checks import check_fraction
 from grok_circuits.config import TrainConfig
 from grok_circuits.tasks.data import Split, TaskData, make_split
 from grok_circuits.tasks.pairs import PromptPairs, position_labels
+from grok_circuits.tasks.params import TaskParams
 from grok_circuits.tasks.registry import Facts, lens_targets, pick_uniform, register_task
 from grok_circuits.tasks.vocab import Vocab
 
@@ -69,7 +70,7 @@ def _ops(op: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class ModularParams:
+class ModularParams(TaskParams):
     """Parameters of :func:`make_modular`; validated on construction.
 
     Args:
@@ -119,14 +120,6 @@ class ModularParams:
     def ops(self) -> tuple[str, ...]:
         """The operations, in order."""
         return _ops(self.op)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModularParams":
-        check_known_fields(cls, d)
-        return cls(**d)
 
 
 def valid_pairs(p: int, op: str) -> tuple[np.ndarray, np.ndarray]:

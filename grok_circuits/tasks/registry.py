@@ -101,7 +101,8 @@ def register_task(
     Args:
         name: the name ``make_task`` and the command line take; the generator must set
             ``TaskData.name`` to it.
-        params_cls: the parameters dataclass (``to_dict`` / ``from_dict``, runs store them).
+        params_cls: the parameters dataclass (``to_dict`` / ``from_dict``, runs store them;
+            subclassing :class:`~grok_circuits.tasks.params.TaskParams` gives both).
         presets: named parameter sets, e.g. ``{"tutorial": Params(...)}``.
         make: ``make(params) -> TaskData``, deterministic in ``params`` (seed included).
         **knowledge: any other :class:`TaskSpec` field: ``train_presets``, ``model_overrides``,
