@@ -11,8 +11,8 @@ from grok_circuits.tasks.data import PROBES, Split, TaskData
 from grok_circuits.tasks.make import load_task, make_params, make_task, params_from_dict
 from grok_circuits.tasks.mixed import MixedParams, mixed_subtask
 from grok_circuits.tasks.modular import ModularParams, op_pairs
-from grok_circuits.tasks.params import TaskParams
 from grok_circuits.tasks.pairs import Counterfactuals, PromptPairs, make_pairs
+from grok_circuits.tasks.params import TaskParams
 from grok_circuits.tasks.registry import TaskSpec, register_task, subtasks, task_names, task_spec
 from grok_circuits.tasks.vocab import Vocab
 
