@@ -31,7 +31,13 @@ from grok_circuits.analysis.edges.attribution import (
 from grok_circuits.analysis.edges.change import EdgeChange, compare_edges
 from grok_circuits.analysis.edges.faithfulness import EDGE_ABLATIONS, Faithfulness, faithfulness
 from grok_circuits.analysis.edges.graph import Edge, EdgeGraph
-from grok_circuits.analysis.edges.mib import MIB_FRACTIONS, EdgeROC, edge_auroc
+from grok_circuits.analysis.edges.mib import (
+    MIB_FRACTIONS,
+    EdgeROC,
+    edge_auroc,
+    read_mib_importances,
+    write_mib_importances,
+)
 from grok_circuits.analysis.edges.reuse import EdgeReuseReport, edge_reuse
 from grok_circuits.analysis.edges.scores import EdgeCircuit, EdgeScores
 from grok_circuits.analysis.lens.fourier import FourierSpectrum, fourier_spectrum
@@ -133,6 +139,8 @@ __all__ = [
     "edge_reuse",
     "faithfulness",
     "edge_auroc",
+    "read_mib_importances",
+    "write_mib_importances",
     "find_circuit",
     "fourier_spectrum",
     "logit_difference",

@@ -27,8 +27,39 @@ points in grid order, the false-positive axis divided by its last value (MIB's
 every predicted circuit is connected; :func:`edge_auroc` takes the plain top-``k`` (the ranking
 :func:`~grok_circuits.faithfulness` uses), and the two agree when the top edges already form a
 connected circuit, as on a planted model.
+
+**Interop: MIB's importances file.** MIB reads a method's edge scores as one JSON file per
+task and model (README of MIB-circuit-track, "Submitting to the MIB Leaderboard"; the format is
+``Graph.to_json`` / ``Graph.from_json`` of EAP-IG, https://github.com/hannamw/EAP-IG,
+``src/eap/graph.py``)::
+
+    {"cfg": {"n_layers": 2, "n_heads": 4, "parallel_attn_mlp": false, "d_model": 128},
+     "nodes": {"input": {"in_graph": true}, "a0.h0": {"in_graph": true}, ..., "m1": ...,
+               "logits": {"in_graph": true}},
+     "edges": {"input->a0.h0<q>": {"score": 0.12, "in_graph": true}, ...,
+               "a0.h3->m0": {...}, "m1->logits": {...}}}
+
+An edge is named ``PARENT->CHILD``, with ``<q>``, ``<k>`` or ``<v>`` after a head child. The
+names map one to one: ``"embed"`` is ``"input"``, head ``"L0H1"`` is ``"a0.h1"``, ``"MLP0"`` is
+``"m0"``, destination ``"L1H0.k"`` is ``"a1.h0<k>"``, ``"logits"`` is ``"logits"``; the two
+graphs have the same edges (every earlier source into every later destination, a layer's heads
+into its own MLP). What one side has and the other lacks:
+
+- **positions**: MIB's edges have none; :func:`write_mib_importances` writes the raw scores
+  summed over positions, and :func:`read_mib_importances` puts each score at the last position
+  (so that ranking summed over positions, ``positions=False``, gives MIB's ranking back);
+- **attention-only models**: MIB's graph always has MLPs (``m0``, ...); the file of such a model
+  holds no edge of theirs (EAP-IG's reader leaves them at score 0, outside the circuit), and a
+  file with non-zero scores on them is refused for an attention-only model;
+- **parallel attention and MLP**: MIB's graph drops a layer's heads -> its MLP there; this
+  package does not score such models;
+- **the input node**: MIB's ``input`` is read at ``hook_embed`` (the token embedding), this
+  ``embed`` at ``blocks.0.hook_resid_pre`` (token and position): the same edges and the same
+  scores under corrupt patching (the positions of a pair cancel), different values under
+  zero or mean ablation.
 """
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -37,6 +68,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from grok_circuits.analysis.edges.graph import EdgeGraph
 from grok_circuits.analysis.edges.scores import EdgeCircuit, EdgeScores
 
 #: MIB's circuit sizes, as fractions of the graph's edges: 0.1%, 0.2%, 0.5%, 1%, 2%, 5%, 10%,
@@ -244,11 +276,150 @@ def edge_auroc(
     )
 
 
+# ----------------------------------------------------------------------------- interop
+def mib_node_name(name: str) -> str:
+    """A source or destination of :class:`EdgeGraph` as MIB names it (``"L0H1.q"`` ->
+    ``"a0.h1<q>"``; see the module docstring)."""
+    if name in ("logits",):
+        return name
+    if name == "embed":
+        return "input"
+    if name.startswith("MLP"):
+        return f"m{int(name[3:])}"
+    head, _, letter = name.partition(".")
+    layer, h = head[1:].split("H")
+    return f"a{int(layer)}.h{int(h)}" + (f"<{letter}>" if letter else "")
+
+
+def mib_edge_name(source: str, destination: str) -> str:
+    """An edge as MIB names it: ``"L0H1" -> "MLP0"`` is ``"a0.h1->m0"``."""
+    return f"{mib_node_name(source)}->{mib_node_name(destination)}"
+
+
+def write_mib_importances(
+    scores_or_circuit: EdgeScores | EdgeCircuit, path, *, d_model: int | None = None
+) -> None:
+    """Write edge scores as MIB's importances file (the JSON of EAP-IG's ``Graph.to_json``; see
+    the module docstring), so that MIB's own evaluation can score them.
+
+    Args:
+        scores_or_circuit: :class:`EdgeScores` (every edge marked in the graph) or an
+            :class:`EdgeCircuit` (its edges, at any position, marked in the graph; the scores
+            are its scores'). The score written is the raw score summed over positions (the
+            estimated drop of the mean metric).
+        path: the ``.json`` file to write.
+        d_model: the model's width, which MIB's config holds (it matters to MIB only at the
+            neuron level; default 0).
+    """
+    if isinstance(scores_or_circuit, EdgeCircuit):
+        scores = scores_or_circuit.scores
+        member = scores_or_circuit.full_mask().any(-1)
+    elif isinstance(scores_or_circuit, EdgeScores):
+        scores = scores_or_circuit
+        member = scores.graph.valid
+    else:
+        raise ValueError(
+            f"write_mib_importances takes EdgeScores or an EdgeCircuit, got "
+            f"{type(scores_or_circuit).__name__}"
+        )
+    g = scores.graph
+    summed = scores.raw.sum(-1)
+    edges = {}
+    for s, d in torch.nonzero(g.valid).tolist():
+        edges[mib_edge_name(g.sources[s], g.destinations[d])] = {
+            "score": float(summed[s, d]),
+            "in_graph": bool(member[s, d]),
+        }
+    used = member.any(1)  # a source is in the graph when an edge leaves it
+    nodes = {mib_node_name(n): {"in_graph": bool(used[i])} for i, n in enumerate(g.sources)}
+    nodes["logits"] = {"in_graph": True}
+    cfg = {
+        "n_layers": g.n_layers,
+        "n_heads": g.n_heads,
+        "parallel_attn_mlp": False,
+        "d_model": int(d_model or 0),
+    }
+    with open(path, "w") as f:
+        json.dump({"cfg": cfg, "nodes": nodes, "edges": edges}, f)
+
+
+def read_mib_importances(
+    path,
+    *,
+    graph: EdgeGraph | None = None,
+    pos_labels: Sequence[str] = ("all",),
+) -> EdgeScores:
+    """Read MIB's importances file (see the module docstring) as :class:`EdgeScores`.
+
+    Args:
+        path: the ``.json`` file (MIB's ``.pt`` format is not read).
+        graph: the graph to read into (default: the file's, with MLPs); pass
+            ``EdgeGraph.of(model)`` to score the model with :func:`~grok_circuits.faithfulness`.
+        pos_labels: the positions of the pairs the scores will be used with; each edge's score
+            sits at the last of them (use ``positions=False`` to rank or select).
+
+    Returns:
+        :class:`EdgeScores` with ``method="mib-file"``; the file holds no metric, so the
+        clean and corrupt metrics, and :attr:`EdgeScores.normalized`, are NaN.
+    """
+    with open(path) as f:
+        d = json.load(f)
+    missing = [k for k in ("cfg", "edges") if k not in d]
+    if missing:
+        raise ValueError(f"{path} is not an MIB importances file: it has no {missing} key")
+    cfg = d["cfg"]
+    if cfg.get("parallel_attn_mlp"):
+        raise ValueError(
+            f"{path} is a graph with parallel attention and MLP, which edge attribution here "
+            "does not model"
+        )
+    if graph is None:
+        graph = EdgeGraph(int(cfg["n_layers"]), int(cfg["n_heads"]), True)
+    elif (graph.n_layers, graph.n_heads) != (int(cfg["n_layers"]), int(cfg["n_heads"])):
+        raise ValueError(
+            f"{path} holds a graph of {cfg['n_layers']} layers x {cfg['n_heads']} heads; the "
+            f"graph given has {graph.n_layers} x {graph.n_heads}"
+        )
+    index = {
+        mib_edge_name(graph.sources[s], graph.destinations[t]): (s, t)
+        for s, t in torch.nonzero(graph.valid).tolist()
+    }
+    n_pos = len(pos_labels)
+    raw = torch.zeros(graph.n_sources, graph.n_destinations, n_pos)
+    foreign = []
+    for name, info in d["edges"].items():
+        if name in index:
+            s, t = index[name]
+            raw[s, t, -1] = float(info["score"])
+        elif float(info.get("score", 0.0)) != 0.0:
+            foreign.append(name)
+    if foreign:
+        raise ValueError(
+            f"{path} scores {len(foreign)} edges this graph lacks, e.g. {foreign[:3]} (an "
+            "attention-only model has no MLP nodes m0, ...); read it into the graph it was made "
+            "for"
+        )
+    return EdgeScores(
+        graph=graph,
+        raw=raw,
+        clean_metric=math.nan,
+        corrupt_metric=math.nan,
+        method="mib-file",
+        options={"path": str(path)},
+        n_examples=0,
+        pos_labels=tuple(pos_labels),
+    )
+
+
 __all__ = [
     "MIB_FRACTIONS",
     "EdgeROC",
     "area_from_one",
     "area_under",
     "edge_auroc",
+    "mib_edge_name",
+    "mib_node_name",
     "mib_sizes",
+    "read_mib_importances",
+    "write_mib_importances",
 ]

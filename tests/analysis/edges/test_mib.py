@@ -7,9 +7,12 @@
   its three path edges are kept, 1 from then on;
 - f of the empty and the full circuit under every ablation, and the empty circuit against the
   plain corrupt run (equal under ``"corrupt"`` only);
-- the AUROC against the planted circuit, from true- and false-positive counts derived by hand.
+- the AUROC against the planted circuit, from true- and false-positive counts derived by hand;
+- MIB's importances file: a round trip, MIB's edge count (counted by hand from EAP-IG's graph),
+  and a file written by hand with EAP-IG's edge names.
 """
 
+import json
 import math
 
 import numpy as np
@@ -18,7 +21,13 @@ import torch
 
 from grok_circuits import edge_attribution, faithfulness
 from grok_circuits.analysis.edges.faithfulness import EDGE_ABLATIONS, Faithfulness
-from grok_circuits.analysis.edges.mib import MIB_FRACTIONS, edge_auroc
+from grok_circuits.analysis.edges.graph import EdgeGraph
+from grok_circuits.analysis.edges.mib import (
+    MIB_FRACTIONS,
+    edge_auroc,
+    read_mib_importances,
+    write_mib_importances,
+)
 from grok_circuits.model import logits_at
 from tests.analysis.circuits.test_planted_circuit import build_planted, build_planted_pairs
 
@@ -161,3 +170,86 @@ def test_auroc_against_the_planted_circuit(planted):
     frame = roc.to_frame()
     assert list(frame["edges"]) == ks and roc.summary()["auroc"] == roc.auroc
     roc.plot()
+
+
+# ----------------------------------------------------------------------------- interop
+def _mib_edge_count(n_layers, n_heads):
+    """Edges of MIB's graph (EAP-IG's Graph.from_model), counted by hand: each layer's q, k and
+    v inputs read every earlier node, its MLP those and the layer's heads, the logits all."""
+    total, earlier = 0, 1  # the input node
+    for _ in range(n_layers):
+        total += 3 * n_heads * earlier + (earlier + n_heads)
+        earlier += n_heads + 1
+    return total + earlier
+
+
+def test_importances_round_trip(planted, tmp_path):
+    model, pairs, scores = planted
+    path = tmp_path / "importances.json"
+    write_mib_importances(scores, path)
+    d = json.loads(path.read_text())
+    g = scores.graph
+    assert len(d["edges"]) == _mib_edge_count(g.n_layers, g.n_heads) == g.n_edges
+    assert d["cfg"] == {"n_layers": 2, "n_heads": 2, "parallel_attn_mlp": False, "d_model": 0}
+    s, t = g.sources.index("L0H0"), g.destinations.index("MLP1")
+    assert d["edges"]["a0.h0->m1"]["score"] == pytest.approx(float(scores.raw[s, t].sum()))
+    back = read_mib_importances(path, graph=g, pos_labels=pairs.pos_labels)
+    torch.testing.assert_close(back.raw.sum(-1), scores.raw.sum(-1), rtol=0, atol=0)
+    assert torch.equal(back.ranking(positions=False), scores.ranking(positions=False))
+    # a circuit read from a file is scored here as any other
+    mine = faithfulness(model, pairs, scores, positions=False, n_random=1, completeness=False)
+    theirs = faithfulness(model, pairs, back, positions=False, n_random=1, completeness=False)
+    torch.testing.assert_close(theirs.faithfulness, mine.faithfulness)
+    # a circuit marks its edges (summed over positions) in the graph
+    write_mib_importances(scores.circuit(top_k=3), path)
+    d = json.loads(path.read_text())
+    kept = {name for name, e in d["edges"].items() if e["in_graph"]}
+    assert kept == {"input->a0.h0<v>", "a0.h0->m1", "m1->logits"}
+    assert {n for n, v in d["nodes"].items() if v["in_graph"]} == {"input", "a0.h0", "m1", "logits"}
+
+
+def test_a_file_written_by_hand_in_mibs_format_loads(tmp_path):
+    # one layer, one head: EAP-IG's names for its 6 edges
+    edges = {
+        "input->a0.h0<q>": 0.1,
+        "input->a0.h0<k>": -0.2,
+        "input->a0.h0<v>": 0.3,
+        "input->m0": 0.4,
+        "a0.h0->m0": 0.5,
+        "input->logits": 0.6,
+        "a0.h0->logits": -0.7,
+        "m0->logits": 0.8,
+    }
+    text = json.dumps(
+        {
+            "cfg": {"n_layers": 1, "n_heads": 1, "parallel_attn_mlp": False, "d_model": 8},
+            "nodes": {n: {"in_graph": True} for n in ("input", "a0.h0", "m0", "logits")},
+            "edges": {n: {"score": s, "in_graph": True} for n, s in edges.items()},
+        }
+    )
+    path = tmp_path / "hand.json"
+    path.write_text(text)
+    scores = read_mib_importances(path)
+    g = scores.graph
+    assert g.sources == ("embed", "L0H0", "MLP0")
+    assert g.destinations == ("L0H0.q", "L0H0.k", "L0H0.v", "MLP0", "logits")
+    assert len(scores.top(10, False)) == 8
+    summed = scores.raw.sum(-1)
+    assert float(summed[0, 1]) == pytest.approx(-0.2)  # embed -> L0H0.k
+    assert float(summed[1, 3]) == pytest.approx(0.5)  # L0H0 -> MLP0
+    assert float(summed[1, 4]) == pytest.approx(-0.7)  # L0H0 -> logits
+    assert float(summed[2, 4]) == pytest.approx(0.8)  # MLP0 -> logits
+    assert [e.source + "->" + e.destination for e, _ in scores.top(3, False)] == [
+        "MLP0->logits",
+        "L0H0->logits",
+        "embed->logits",
+    ]
+    # an attention-only graph lacks MIB's MLP edges: non-zero scores on them are refused
+    with pytest.raises(ValueError, match="lacks"):
+        read_mib_importances(path, graph=EdgeGraph(1, 1, False))
+    with pytest.raises(ValueError, match="layers"):
+        read_mib_importances(path, graph=EdgeGraph(2, 1, True))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"edges": {}}))
+    with pytest.raises(ValueError, match="not an MIB importances file"):
+        read_mib_importances(bad)
