@@ -31,6 +31,13 @@ from grok_circuits.analysis.edges.attribution import (
 from grok_circuits.analysis.edges.change import EdgeChange, compare_edges
 from grok_circuits.analysis.edges.faithfulness import EDGE_ABLATIONS, Faithfulness, faithfulness
 from grok_circuits.analysis.edges.graph import Edge, EdgeGraph
+from grok_circuits.analysis.edges.mib import (
+    MIB_FRACTIONS,
+    EdgeROC,
+    edge_auroc,
+    read_mib_importances,
+    write_mib_importances,
+)
 from grok_circuits.analysis.edges.reuse import EdgeReuseReport, edge_reuse
 from grok_circuits.analysis.edges.scores import EdgeCircuit, EdgeScores
 from grok_circuits.analysis.lens.fourier import FourierSpectrum, fourier_spectrum
@@ -105,6 +112,8 @@ __all__ = [
     "EdgeReuseReport",
     "EdgeScores",
     "Faithfulness",
+    "EdgeROC",
+    "MIB_FRACTIONS",
     "FourierSpectrum",
     "GroupedAccuracy",
     "LogitLensResult",
@@ -129,6 +138,9 @@ __all__ = [
     "edge_attribution",
     "edge_reuse",
     "faithfulness",
+    "edge_auroc",
+    "read_mib_importances",
+    "write_mib_importances",
     "find_circuit",
     "fourier_spectrum",
     "logit_difference",

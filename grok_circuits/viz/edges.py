@@ -8,7 +8,8 @@
   information from the position where its keys and values are read to a later one.
 - :func:`plot_faithfulness`: faithfulness and completeness against the fraction of edges kept,
   the random circuits' mean and spread beside the circuit's curve; several results overlay.
-- :func:`plot_edge_change`: each top edge's score at two stages (memorizing, generalizing).
+- :func:`plot_edge_change`: each top edge's score at two stages (memorizing, generalizing);
+- :func:`plot_edge_roc`: the ROC points of edge scores against a known circuit.
 """
 
 from collections.abc import Mapping
@@ -303,4 +304,29 @@ def plot_edge_reuse(report, ax=None, *, title: str | None = None):
     return fig
 
 
-__all__ = ["plot_edge_change", "plot_edge_circuit", "plot_edge_reuse", "plot_faithfulness"]
+def plot_edge_roc(roc, ax=None, *, title: str | None = None):
+    """True- against false-positive rate of the top edges at each grid fraction, for an
+    :class:`~grok_circuits.analysis.edges.mib.EdgeROC`, the diagonal of chance beside it.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    fig, ax = plt.subplots(figsize=(4.2, 4)) if ax is None else (ax.figure, ax)
+    ax.plot([0, 1], [0, 1], color="0.8", lw=0.8, zorder=0)
+    ax.plot(roc.fpr, roc.tpr, "-o", ms=3, label=f"AUROC {roc.auroc:.3f}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title or f"edge scores against {roc.n_known} known edges", fontsize=10)
+    return fig
+
+
+__all__ = [
+    "plot_edge_change",
+    "plot_edge_circuit",
+    "plot_edge_reuse",
+    "plot_edge_roc",
+    "plot_faithfulness",
+]

@@ -5,6 +5,7 @@
 - ``eap.py``: the methods ``"eap"`` and ``"eap-ig"`` (one file per method);
 - ``scores.py``: :class:`EdgeScores` and the :class:`EdgeCircuit` selected and pruned from them;
 - ``faithfulness.py``: edge ablation, and circuits against random circuits of their size;
+- ``mib.py``: MIB's fraction grid, CPR and CMD, and the AUROC against a known circuit;
 - ``reuse.py``: whether two tasks share an edge circuit;
 - ``change.py``: how the top edges change between two checkpoints.
 """

@@ -15,15 +15,19 @@ average over ``ig_steps`` inputs interpolated between the corrupt and the clean 
 (integrated gradients, Sundararajan et al. 2017), which follows the metric's curvature and ranks
 edges closer to exact patching. ``ig_steps=1`` is plain EAP.
 
-TransformerLens 3.x's ``tools.analysis.attribution_patching`` is node-level, targets
-``TransformerBridge`` rather than ``HookedTransformer``, and declares edge scores and integrated
-gradients unimplemented, and ``transformer_lens.patching`` patches one node per forward pass; so
-the gradient bookkeeping and EAP-IG are written here. The tests check EAP against a first-order
-estimate computed by hand, and its node sums against ``transformer_lens.patching``.
+TransformerLens' ``tools.analysis.attribution_patch`` scores nodes (3.9) and, in 4.3, edges, with
+the gradient taken on the corrupt run (its denoising form) and without integrated gradients;
+``"eap"`` offers that point as ``gradient_at="corrupt"``, and its node sums equal
+TransformerLens' node scores (``tests/analysis/edges/test_tl_parity.py``). Its edge scores and
+``faithfulness`` need per-head attention results, which the natively booted bridge of 4.3 does
+not provide, and it runs one pair per forward pass; so the gradient bookkeeping, per-position
+edges and EAP-IG are written here. The tests check EAP against a first-order estimate computed
+by hand, and its node sums against ``transformer_lens.patching``.
 """
 
 import functools
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import torch
 from jaxtyping import Float
@@ -97,6 +101,21 @@ def eap_ig(
     """
     if ig_steps < 1:
         raise ValueError(f"ig_steps must be >= 1, got {ig_steps}")
+    alphas = [k / ig_steps for k in range(1, ig_steps + 1)]
+    return _attribute(model, pairs, graph, metric, alphas, batch_size, progress)
+
+
+def _attribute(
+    model: Model,
+    pairs: PromptPairs,
+    graph: EdgeGraph,
+    metric: Callable[[Tensor, PromptPairs], Tensor],
+    alphas: Sequence[float],
+    batch_size: int,
+    progress: bool,
+) -> Float[Tensor, "source destination pos"]:
+    """Source differences (clean minus corrupt) times the destinations' gradients averaged over
+    the inputs ``corrupt + alpha (clean - corrupt)``, the mean over the pairs."""
     raw = torch.zeros(graph.n_sources, graph.n_destinations, pairs.width, dtype=torch.float64)
     device = model.cfg.device
     from tqdm.auto import tqdm
@@ -107,9 +126,9 @@ def eap_ig(
         corrupt = source_outputs(model, graph, b.corrupt.to(device))
         grad = torch.zeros(*clean.shape[:2], graph.n_destinations, clean.shape[-1])
         grad = grad.to(clean)
-        for k in range(1, ig_steps + 1):
-            g = _gradients(model, graph, b, metric, clean[:, :, 0], corrupt[:, :, 0], k / ig_steps)
-            grad += g / ig_steps
+        for alpha in alphas:
+            g = _gradients(model, graph, b, metric, clean[:, :, 0], corrupt[:, :, 0], alpha)
+            grad += g / len(alphas)
         diff = clean - corrupt
         raw += torch.einsum("bpsm,bpdm->sdp", diff, grad).double().cpu()
     return (raw / len(pairs)).float()
@@ -123,13 +142,24 @@ def eap(
     metric: Callable[[Tensor, PromptPairs], Tensor],
     batch_size: int = 256,
     progress: bool = False,
+    gradient_at: Literal["clean", "corrupt"] = "clean",
 ) -> Float[Tensor, "source destination pos"]:
     """EAP scores (Syed et al. 2023): each edge's source difference (clean minus corrupt) times
-    the gradient at its destination on the clean run, the mean over the pairs; EAP-IG with one
-    step. Arguments as in :class:`~grok_circuits.analysis.edges.attribution.EdgeMethod`."""
-    return eap_ig(
-        model, pairs, graph, metric=metric, ig_steps=1, batch_size=batch_size, progress=progress
-    )
+    the gradient at its destination, the mean over the pairs.
+
+    Args:
+        gradient_at: where the gradient is taken: ``"clean"`` (default; EAP-IG with one step,
+            as auto-circuit does: the estimate of corrupting one edge of the clean run) or
+            ``"corrupt"`` (TransformerLens 4.x ``attribution_patch``'s denoising form: the
+            estimate of restoring one edge of the corrupt run). Both are the drop to first
+            order; they differ by the metric's curvature between the two runs.
+
+    The rest as in :class:`~grok_circuits.analysis.edges.attribution.EdgeMethod`.
+    """
+    if gradient_at not in ("clean", "corrupt"):
+        raise ValueError(f"gradient_at={gradient_at!r}; choose 'clean' or 'corrupt'")
+    alphas = [1.0 if gradient_at == "clean" else 0.0]
+    return _attribute(model, pairs, graph, metric, alphas, batch_size, progress)
 
 
 __all__ = ["eap", "eap_ig"]

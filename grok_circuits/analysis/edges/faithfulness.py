@@ -16,16 +16,34 @@ computes in this run, while every other edge into ``v`` keeps delivering the cur
 Both are measured for the top-``k`` edges of :func:`~grok_circuits.edge_attribution` at each
 circuit size ``k``, and for ``n_random`` random edge sets of each size (uniform over the graph's
 edges) as the baseline that "circuit metrics are not robust" (Miller et al. 2024) asks for: a
-circuit is only as good as its margin over random circuits of its size. The **area under each
-curve** (trapezoids over the fraction of edges kept, MIB's CPR and CMD) sums a curve up; the
-random circuits give one area per draw.
+circuit is only as good as its margin over random circuits of its size. The sizes are by default
+MIB's grid (Mueller et al. 2025): 0.1%, 0.2%, 0.5%, 1%, 2%, 5%, 10%, 20%, 50% and 100% of the
+graph's edges, ``int(f * n_edges)`` edges each (:mod:`grok_circuits.analysis.edges.mib`). The
+result sums a curve up as **CPR** (the area under the faithfulness curve over the fraction axis)
+and **CMD** (the area between it and 1), as MIB computes them, for the circuit and for each
+random draw; :attr:`Faithfulness.auc` gives the areas of both curves (the faithfulness one is
+CPR) and the share of random draws at least as good. Sizes given in edges (``sizes=``) are
+placed at ``k / n_edges`` on the same axis (the grid used before MIB's was
+:func:`default_sizes`, still available as ``sizes=default_sizes(n_edges)``).
 
-An ablated source takes one of three values (``ablation=``):
+An ablated source takes one of these values (``ablation=``; MIB's names):
 
 - ``"corrupt"`` (default): its output on the corrupt prompt of the pair, the intervention
-  that EAP's scores estimate (counterfactual ablation, as in MIB);
-- ``"mean"``: its mean output over the pairs' clean prompts of the same format, per position;
+  that EAP's scores estimate (counterfactual ablation; MIB's "patching");
+- ``"zero"``: zero;
+- ``"mean"``: its mean output over the pairs' clean prompts and their positions up to the
+  answer, one vector per source;
+- ``"mean-positional"``: its mean output over the pairs' clean prompts of the same format, per
+  position;
 - ``"resample"``: its output on another clean prompt of the same format, drawn with ``seed``.
+
+Under every ablation ``f`` is 0 for the empty circuit and 1 for the full one, by the
+normalisation; only under ``"corrupt"`` is the empty circuit the corrupt run itself (every
+destination reads the corrupt residual stream), so that ``f`` is also the recovered share of
+the clean-minus-corrupt gap. MIB's "optimal" ablation (a learned constant per source) is not
+offered. MIB prunes each top-``k`` circuit before evaluating it; this does not (under
+``"corrupt"`` pruning does not change the metric: a dangling edge carries the corrupt value or
+reaches no logit).
 
 The edge ablation is done with hooks: each source's output is recorded as it is computed, and at
 each destination the differences ``current - ablated`` of the sources whose edges are ablated are
@@ -46,6 +64,13 @@ from torch import Tensor
 from grok_circuits.analysis._inputs import Data, as_pairs, weights_digest
 from grok_circuits.analysis.edges.attribution import EdgeMetric, metric_fn
 from grok_circuits.analysis.edges.graph import EdgeGraph, edge_hooks, source_outputs, source_value
+from grok_circuits.analysis.edges.mib import (
+    MIB_FRACTIONS,
+    area_from_one,
+    area_under,
+    check_fractions,
+    mib_sizes,
+)
 from grok_circuits.analysis.edges.scores import EdgeCircuit, EdgeScores
 from grok_circuits.analysis.metrics import no_effect_error
 from grok_circuits.analysis.patching.ablation import resample_draw
@@ -55,8 +80,8 @@ from grok_circuits.model import logits_at
 from grok_circuits.tasks import PromptPairs
 from grok_circuits.tasks.registry import Facts
 
-EdgeAblation = Literal["corrupt", "mean", "resample"]
-EDGE_ABLATIONS: tuple[str, ...] = ("corrupt", "mean", "resample")
+EdgeAblation = Literal["corrupt", "zero", "mean", "mean-positional", "resample"]
+EDGE_ABLATIONS: tuple[str, ...] = ("corrupt", "zero", "mean", "mean-positional", "resample")
 
 
 # ----------------------------------------------------------------------------- edge ablation
@@ -89,6 +114,13 @@ def ablated_sources(
     if ablation == "resample":
         return outputs(clean.tokens[resample_draw(clean, clean, seed)])
     acts = outputs(pairs.clean)
+    if ablation == "zero":
+        return torch.zeros_like(acts)
+    if ablation == "mean":  # one vector per source: over prompts and positions up to the answer
+        pos = torch.arange(pairs.width, device=acts.device)
+        w = (pos[None, :] <= pairs.answer_pos.to(acts.device)[:, None]).to(acts.dtype)
+        mean = torch.einsum("bp,bpsm->sm", w, acts) / w.sum()
+        return mean.expand_as(acts).clone()
     out = torch.empty_like(acts)
     for pos in torch.unique(pairs.answer_pos).tolist():  # one mean per prompt format
         rows = torch.nonzero(pairs.answer_pos == pos).flatten().to(acts.device)
@@ -213,13 +245,6 @@ def metrics_with_edges(
 
 
 # ----------------------------------------------------------------------------- the result
-def _auc(x: np.ndarray, y: np.ndarray) -> float:
-    """Trapezoid area under ``y(x)`` (NaN with fewer than two points)."""
-    if len(x) < 2:
-        return math.nan
-    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
-
-
 @dataclass(frozen=True, eq=False)
 class Faithfulness:
     """Faithfulness and completeness curves of an edge circuit against random circuits.
@@ -233,6 +258,8 @@ class Faithfulness:
             edge sets of each size.
         full_metric, empty_metric: the mean metric of the full graph and of the empty one.
         ablation: how edges were ablated; seed: seeds the random circuits (and resampling).
+        grid: the fraction of the graph's edges each size was made from (MIB's grid by
+            default), or None when the sizes were given in edges.
     """
 
     sizes: Tensor
@@ -246,24 +273,54 @@ class Faithfulness:
     ablation: str
     positions: bool
     seed: int
+    grid: tuple[float, ...] | None = None
 
     @property
     def fractions(self) -> np.ndarray:
+        """``[size]`` the x axis of every curve and area: the grid's fractions, or ``sizes /
+        n_edges`` when the sizes were given in edges."""
+        if self.grid is not None:
+            return np.asarray(self.grid, dtype=float)
         return self.sizes.double().numpy() / self.n_edges
+
+    def _areas(self, area, curve: Tensor, draws: Tensor) -> tuple[float, np.ndarray]:
+        x = self.fractions
+        mine = area(x, curve.double().numpy())
+        rnd = [area(x, draws[:, j].double().numpy()) for j in range(draws.shape[1])]
+        return mine, np.array(rnd)
+
+    @property
+    def cpr(self) -> float:
+        """MIB's CPR: the area under the faithfulness curve over :attr:`fractions` (higher is
+        better; 0.999 for a curve at 1 over MIB's grid)."""
+        return self._areas(area_under, self.faithfulness, self.random_faithfulness)[0]
+
+    @property
+    def cmd(self) -> float:
+        """MIB's CMD: the area between the faithfulness curve and 1 (lower is better)."""
+        return self._areas(area_from_one, self.faithfulness, self.random_faithfulness)[0]
+
+    @property
+    def random_cpr(self) -> np.ndarray:
+        """``[n_random]`` CPR of each random draw (one random edge set per size)."""
+        return self._areas(area_under, self.faithfulness, self.random_faithfulness)[1]
+
+    @property
+    def random_cmd(self) -> np.ndarray:
+        """``[n_random]`` CMD of each random draw."""
+        return self._areas(area_from_one, self.faithfulness, self.random_faithfulness)[1]
 
     @property
     def auc(self) -> dict[str, float]:
         """Area under each curve over the fraction of edges kept: the circuit's, the random
         circuits' mean and std, and the share of random draws whose area is at least the
         circuit's (faithfulness) or whose drop area is at least the circuit's (completeness)."""
-        x = self.fractions
         out = {}
         for name, c, r in (
             ("faithfulness", self.faithfulness, self.random_faithfulness),
             ("completeness", self.completeness, self.random_completeness),
         ):
-            mine = _auc(x, c.double().numpy())
-            rnd = np.array([_auc(x, r[:, j].double().numpy()) for j in range(r.shape[1])])
+            mine, rnd = self._areas(area_under, c, r)
             out[name] = mine
             out[f"random {name}"] = float(rnd.mean()) if len(rnd) else math.nan
             out[f"random {name} std"] = float(rnd.std()) if len(rnd) else math.nan
@@ -290,9 +347,21 @@ class Faithfulness:
         )
 
     def summary(self) -> dict[str, float]:
-        """The headline numbers: the full and the empty graph's mean metric, and :attr:`auc`
-        (the areas of the circuit's and the random circuits' curves)."""
-        return {"full metric": self.full_metric, "empty metric": self.empty_metric, **self.auc}
+        """The headline numbers: the full and the empty graph's mean metric, :attr:`auc` (the
+        areas of the circuit's and the random circuits' curves), and MIB's CPR and CMD of the
+        circuit and of the random draws (mean and std)."""
+        rcpr, rcmd = self.random_cpr, self.random_cmd
+        return {
+            "full metric": self.full_metric,
+            "empty metric": self.empty_metric,
+            **self.auc,
+            "cpr": self.cpr,
+            "cmd": self.cmd,
+            "random cpr": float(rcpr.mean()),
+            "random cpr std": float(rcpr.std()),
+            "random cmd": float(rcmd.mean()),
+            "random cmd std": float(rcmd.std()),
+        }
 
     def plot(self, ax=None, *, title: str | None = None, **options):
         """Both curves over the circuit size, the random circuits' band beside them (two
@@ -315,7 +384,9 @@ class Faithfulness:
             f"metric full {self.full_metric:.3f}, empty {self.empty_metric:.3f})\n"
             f"  AUC faithfulness {a['faithfulness']:.3f} vs random {a['random faithfulness']:.3f}"
             f" +- {a['random faithfulness std']:.3f}; completeness {a['completeness']:.3f} vs "
-            f"random {a['random completeness']:.3f} +- {a['random completeness std']:.3f}"
+            f"random {a['random completeness']:.3f} +- {a['random completeness std']:.3f}\n"
+            f"  CPR {self.cpr:.3f} vs random {self.random_cpr.mean():.3f}; CMD {self.cmd:.3f} "
+            f"vs random {self.random_cmd.mean():.3f}"
         )
         return head + "\n" + self.to_frame().to_string(float_format=lambda x: f"{x:.3f}")
 
@@ -323,7 +394,8 @@ class Faithfulness:
 
 
 def default_sizes(n_edges: int) -> list[int]:
-    """0, about 0.2% ... 50% of the edges on a log scale, and all of them."""
+    """0, about 0.2% ... 50% of the edges on a log scale, and all of them (the default grid
+    before MIB's, :data:`~grok_circuits.analysis.edges.mib.MIB_FRACTIONS`)."""
     fractions = [0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
     return sorted({min(n_edges, round(f * n_edges)) for f in fractions} | {1})
 
@@ -334,6 +406,7 @@ def faithfulness(
     circuit_or_scores: EdgeCircuit | EdgeScores,
     *,
     sizes: Sequence[int] | None = None,
+    fractions: Sequence[float] | None = None,
     ablation: EdgeAblation = "corrupt",
     n_random: int = 20,
     positions: bool = True,
@@ -359,8 +432,11 @@ def faithfulness(
             held-out pairs of the same kind.
         circuit_or_scores: :class:`EdgeScores` (the top-``k`` edges are the circuit of size
             ``k``) or one :class:`EdgeCircuit` (then the only size is its own).
-        sizes: circuit sizes in edges (default: :func:`default_sizes`, 0 to all edges).
-        ablation: ``"corrupt"``, ``"mean"`` or ``"resample"`` (see the module docstring).
+        sizes: circuit sizes in edges, placed at ``k / n_edges`` (or ``fractions``, not both).
+        fractions: circuit sizes as fractions of the graph's edges, ``int(f * n_edges)`` edges
+            each (default: MIB's grid, :data:`~grok_circuits.analysis.edges.mib.MIB_FRACTIONS`).
+        ablation: ``"corrupt"``, ``"zero"``, ``"mean"``, ``"mean-positional"`` or
+            ``"resample"`` (see the module docstring).
         n_random: random edge sets per size (at least 1; 20 or more for a baseline).
         positions: count edges per position (default) or summed over positions (an edge is
             then kept or ablated at every position at once); ignored for an EdgeCircuit.
@@ -410,13 +486,22 @@ def faithfulness(
     fn = metric_fn(metric)
     valid = scores.valid(positions)
     n_edges = int(valid.sum())
+    if ablation not in EDGE_ABLATIONS:
+        raise ValueError(f"ablation={ablation!r}; choose one of {EDGE_ABLATIONS}")
+    grid = None
     if fixed is not None:
-        if sizes is not None:
-            raise ValueError("sizes= applies to EdgeScores; an EdgeCircuit has its own size")
+        if sizes is not None or fractions is not None:
+            raise ValueError(
+                "sizes= and fractions= apply to EdgeScores; an EdgeCircuit has its own size"
+            )
         sizes = [len(fixed)]
-    elif sizes is None:
-        sizes = default_sizes(n_edges)
-    sizes = sorted({int(k) for k in sizes})
+    elif sizes is not None:
+        if fractions is not None:
+            raise ValueError("pass sizes (in edges) or fractions (of the graph), not both")
+        sizes = sorted({int(k) for k in sizes})
+    else:
+        grid = check_fractions(MIB_FRACTIONS if fractions is None else fractions)
+        sizes = mib_sizes(n_edges, grid)
     bad = [k for k in sizes if not 0 <= k <= n_edges]
     if bad:
         raise ValueError(f"sizes {bad} are outside 0..{n_edges} (the graph's edges)")
@@ -484,6 +569,7 @@ def faithfulness(
         ablation=ablation,
         positions=positions,
         seed=seed,
+        grid=grid,
     )
 
 

@@ -295,8 +295,13 @@ def _slow_metric(model, pairs, graph, keep, ablation):
             return _heads(model, cache, c.layer)[:, :, c.head]
 
         abl = [source(abl_cache, s) for s in range(graph.n_sources)]
-        if ablation == "mean":
+        if ablation == "mean-positional":
             abl = [a.mean(0, keepdim=True).expand_as(a) for a in abl]
+        elif ablation == "mean":  # every answer at the last position: all positions pooled
+            assert bool((pairs.answer_pos == pairs.width - 1).all())
+            abl = [a.mean((0, 1), keepdim=True).expand_as(a) for a in abl]
+        elif ablation == "zero":
+            abl = [torch.zeros_like(a) for a in abl]
         current: dict = {}
 
         def record(act, hook, name):
@@ -335,7 +340,7 @@ def _slow_metric(model, pairs, graph, keep, ablation):
             return float(_logit_diff(model, pairs, pairs.clean, hooks))
 
 
-@pytest.mark.parametrize("ablation", ["corrupt", "mean"])
+@pytest.mark.parametrize("ablation", ["corrupt", "zero", "mean", "mean-positional"])
 def test_faithfulness_equals_a_slow_loop_over_edges(small, ablation):
     model, pairs = small
     pairs = PromptPairs.concat([pairs])  # one prompt format: the mean is over all pairs
@@ -391,7 +396,7 @@ def test_bad_input_is_one_clear_error(small, tiny_composition):
     with pytest.raises(ValueError, match="outside"):
         faithfulness(model, pairs, scores, sizes=[10**6])
     with pytest.raises(ValueError, match="ablation="):
-        faithfulness(model, pairs, scores, sizes=[1], ablation="zero")
+        faithfulness(model, pairs, scores, sizes=[1], ablation="optimal")
     with pytest.raises(ValueError, match="EdgeScores"):
         faithfulness(model, pairs, "L0H0")
     with pytest.raises(ValueError, match="top_k or threshold"):
