@@ -56,6 +56,7 @@ from grok_circuits.tasks import PromptPairs
 from grok_circuits.tasks.registry import Facts
 
 EdgeAblation = Literal["corrupt", "mean", "resample"]
+#: How the edges outside a circuit are removed (``ablation=`` of :func:`faithfulness`).
 EDGE_ABLATIONS: tuple[str, ...] = ("corrupt", "mean", "resample")
 
 
