@@ -4,7 +4,7 @@
     python benchmarks/hop_probes.py --run RUN_DIR         # any composition run (e.g. one kept
                                                           # by parameter_sharing.py --keep)
 
-The paper's explanation of OOD failure (section 5.3; SPEC section 7): OOD atomic facts never
+The paper's explanation of OOD failure (section 5.3; docs/science.md §7): OOD atomic facts never
 serve as the *second* hop of a training inferred fact, so the upper layers never store them.
 The composition task keeps its mixed paths as probes, never trained on: ``test_ood_hop1``
 (first hop OOD, second ID) and ``test_ood_hop2`` (first hop ID, second OOD). A run trained

@@ -9,11 +9,11 @@ comparison it also reports when OOD accuracy first reached 0.9 (the paper: compa
 generalizes OOD), or the OOD accuracy at the end of the step budget. Seconds are wall time of
 ``grok_circuits.training.loop`` up to that evaluation, evaluations included.
 
-The baseline is the plain-loop setting of SPEC section 3 (4-layer d_model-128 model, AdamW lr 1e-3,
-weight decay 1.0, batch 512, no warm-up, phi 8 on 100 entities / 20 relations / out-degree 10),
-run in the same process on the same machine with the same step budget; the ratio printed is
-baseline seconds / preset seconds (">" when the baseline had not grokked within the budget),
-to OOD >= 0.9 for comparison.
+The baseline is the plain-loop setting of docs/science.md §3 (4-layer d_model-128 model, AdamW
+lr 1e-3, weight decay 1.0, batch 512, no warm-up, phi 8 on 100 entities / 20 relations /
+out-degree 10), run in the same process on the same machine with the same step budget; the
+ratio printed is baseline seconds / preset seconds (">" when the baseline had not grokked
+within the budget), to OOD >= 0.9 for comparison.
 
 For modular arithmetic (no OOD split: "ID" is the held-out pairs) the baseline is the paper's
 recipe and model (Nanda et al. 2023: 1 layer, d_model 128, d_mlp 512; full-batch AdamW lr 1e-3,

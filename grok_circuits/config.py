@@ -65,8 +65,8 @@ class TrainConfig:
         orthograd: remove from each gradient its component along its parameter, keeping its
             norm (Prieto et al. 2025, "⊥Grad"), after the gradient filter.
         grad_hooks: names of further gradient hooks (:func:`grok_circuits.register_grad_hook`),
-            applied in order after the built-in ones.
-        See :mod:`grok_circuits.training.plugins` for the formulas; every plug-in is off by default.
+            applied in order after the built-in ones. See :mod:`grok_circuits.training.plugins`
+            for the formulas; every plug-in is off by default.
         precision: ``"float32"`` or ``"bf16"``: the training forward pass under bf16 autocast
             (the loss, the optimizer and evaluation stay in float32); for CUDA.
         compile: train through ``torch.compile(model)`` (evaluation runs the plain model).

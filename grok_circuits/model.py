@@ -238,6 +238,8 @@ config_from_dict = backend.config_from_dict
 
 
 def save_config(cfg: "ModelConfig", path: str | os.PathLike) -> None:
+    """Write ``cfg``'s portable fields to ``path`` as JSON, atomically (a run's
+    ``model_config.json``)."""
     from grok_circuits.io import atomic_write_json
 
     atomic_write_json(Path(path), config_to_dict(cfg))

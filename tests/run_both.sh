@@ -10,6 +10,16 @@ TL4_VERSION="${TL4_VERSION:-4.3.0}"
 TL4_VENV="${TL4_VENV:-.venv-tl4}"
 tl_version() { "$1" -c "import importlib.metadata as m; print(m.version('transformer-lens'))"; }
 
+# The documentation site, once, in strict mode: a broken link or reference fails the script
+# (tests/test_docs.py checks the docstrings and runs the pages' code). Not `-q`: it hides the
+# warnings from the count that strict mode fails on; the INFO lines are filtered out instead.
+echo "== docs: mkdocs build --strict =="
+site_dir=$(mktemp -d)
+NO_MKDOCS_2_WARNING=1 python -m mkdocs build --strict -d "$site_dir" 2>&1 | grep -v "^INFO"
+status_docs=${PIPESTATUS[0]}
+rm -rf "$site_dir"
+[ "$status_docs" -eq 0 ] || { echo "the documentation does not build (exit $status_docs)"; exit 1; }
+
 echo "== TransformerLens $(tl_version python) =="
 python -m pytest "$@"
 status_first=$?

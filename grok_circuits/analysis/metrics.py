@@ -28,6 +28,7 @@ Metric = Callable[[Float[Tensor, "batch pos d_vocab"]], Float[Tensor, ""] | Floa
 
 #: The metric of every pair-level analysis (tracing, circuits, stages, reuse).
 PairMetric = Literal["strength", "logit_difference"]
+#: The values of :data:`PairMetric`.
 PAIR_METRICS: tuple[str, ...] = ("strength", "logit_difference")
 
 

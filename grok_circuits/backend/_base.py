@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from transformer_lens import HookedTransformerConfig as ModelConfig  # noqa: F401
 
 try:
+    #: The installed TransformerLens version (for messages and run metadata, never for a choice).
     TL_VERSION: str = version("transformer-lens")
 except PackageNotFoundError:  # pragma: no cover - a source checkout of TransformerLens
     import transformer_lens

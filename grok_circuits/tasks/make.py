@@ -54,6 +54,8 @@ def make_task(name: str, preset: str | None = "tutorial", **params) -> TaskData:
 
 
 def params_from_dict(name: str, d: dict):
+    """The parameters dataclass of the registered task ``name``, from its ``to_dict`` form
+    (as a run's ``task.json`` stores it)."""
     params_cls, _, _ = _lookup(name)
     return params_cls.from_dict(d)
 

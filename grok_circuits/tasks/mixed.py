@@ -1,6 +1,6 @@
 """The mixed task: composition and comparison over one shared set of entities.
 
-Beyond the paper (SPEC section 5). To ask whether two grokked reasoning skills share circuit
+Beyond the paper (docs/science.md §5). To ask whether two grokked reasoning skills share circuit
 components, as Merullo et al. (2023, "Circuit Component Reuse Across Tasks in Transformer
 Language Models") asked of GPT-2, one model must learn both. The mixed task is the union of a
 composition task and a comparison task generated over the *same* ``n_entities`` entities, so
@@ -29,7 +29,7 @@ Layout of the resulting :class:`TaskData` (``name="mixed"``):
 - ``counts``: the sub-tasks' counts, prefixed the same way, plus ``"train"`` (all rows).
 - ``key_probes``: ``train`` = ``composition.train_inferred``, ``id`` = ``composition.test_id``,
   ``ood`` = ``comparison.test_ood``. Composition is the task whose ID generalization is the
-  grokking event the paper studies; its OOD accuracy stays near 0 (SPEC section 3), so the
+  grokking event the paper studies; its OOD accuracy stays near 0 (docs/science.md §3), so the
   progress bar shows comparison's OOD accuracy, the one that can move. The stopping rule
   therefore reads composition's ID accuracy (``stop_id_acc``) and, if ``stop_ood_acc`` is set,
   comparison's OOD accuracy; check ``comparison.test_id_acc`` in the metrics before analysing

@@ -144,7 +144,7 @@ def apply_op(op: str, a: np.ndarray, b: np.ndarray, p: int) -> np.ndarray:
 
 
 PRESETS: dict[str, ModularParams] = {
-    # Nanda et al. 2023 / SPEC section 6: p = 113, 30% of the pairs train, prompt "a b =".
+    # Nanda et al. 2023 (docs/science.md §6): p = 113, 30% of the pairs train, prompt "a b =".
     "paper": ModularParams(p=113, op="add", frac_train=0.3, op_token=False),
     # The setting of the sweep in benchmarks/README.md that grokked in the fewest steps (on each
     # of 3 seeds); Nanda's prompt, as in the paper.

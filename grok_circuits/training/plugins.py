@@ -89,6 +89,7 @@ def stablemax_cross_entropy(
     return -log_p.mean()
 
 
+#: The training losses by name (``TrainConfig.loss``); add one with :func:`register_loss`.
 LOSSES: dict[str, LossFn] = {
     "cross_entropy": F.cross_entropy,
     "stablemax": stablemax_cross_entropy,

@@ -81,6 +81,7 @@ from grok_circuits.tasks import PromptPairs
 from grok_circuits.tasks.registry import Facts
 
 EdgeAblation = Literal["corrupt", "zero", "mean", "mean-positional", "resample"]
+#: How the edges outside a circuit are removed (``ablation=`` of :func:`faithfulness`).
 EDGE_ABLATIONS: tuple[str, ...] = ("corrupt", "zero", "mean", "mean-positional", "resample")
 
 

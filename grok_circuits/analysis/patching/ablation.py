@@ -42,6 +42,7 @@ from grok_circuits.tasks import Split
 
 #: How a component is removed (``ablation=`` everywhere).
 Ablation = Literal["mean", "resample"]
+#: The values of :data:`Ablation`.
 ABLATIONS: tuple[str, ...] = ("mean", "resample")
 
 

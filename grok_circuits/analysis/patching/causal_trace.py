@@ -90,6 +90,7 @@ from grok_circuits.tasks import PromptPairs
 
 Activation = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z"]
 Direction = Literal["denoise", "noise"]
+#: The activations :func:`causal_trace` patches (``activation=``).
 ACTIVATIONS: tuple[str, ...] = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z")
 DIRECTIONS: tuple[str, ...] = ("denoise", "noise")
 #: The direction of every trace unless told otherwise: the paper's (corrupt states into the

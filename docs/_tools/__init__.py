@@ -1,0 +1,1 @@
+"""Helpers of the documentation build (``mkdocs.yml``); not part of the package."""
