@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.patches import Rectangle
 
-from grok_circuits.viz._common import cell_fontsize, context, row_labels, text_color
+from grok_circuits.viz._common import cell_fontsize, context, row_labels, step_axis, text_color
 
 
 def _axes(ax, figsize=(5, 4)):
@@ -355,22 +355,22 @@ def plot_paper_figure(
         raise ValueError(f"steps {missing} were not traced; traced: {steps}")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), gridspec_kw={"width_ratios": [1.3, 1, 1]})
     ax = axes[0]
-    x = [max(s, 1) for s in steps]
+    x, drawn = list(steps), list(steps)
     label = over_time.layer_labels[layer]
     ax.plot(
         x, over_time.bridge_mrr[:, layer], "o-", color="tab:red", label=f"bridge at r1, {label}"
     )
     ax.plot(x, over_time.r2_mrr[:, layer], "s--", color="tab:blue", label=f"r2 at r2, {label}")
     if run is not None:
-        at = [max(r["step"], 1) for r in run.metrics]
+        at = [r["step"] for r in run.metrics]
+        drawn += at
         for role, style in (("train", ":"), ("id", "-.")):
             probe = run.key_probes.get(role)
             if probe is not None:
                 values = [r.get(f"{probe}_acc") for r in run.metrics]
                 ax.plot(at, values, style, color="gray", label=f"{probe} accuracy")
-    ax.set_xscale("log")
+    step_axis(ax, drawn)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("step (log scale; step 0 drawn at 1)")
     ax.set_ylabel("MRR (logit lens), accuracy")
     ax.legend(loc="best", fontsize=8)
     ax.set_title("over training", fontsize=10)
