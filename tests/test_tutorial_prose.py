@@ -134,3 +134,21 @@ def test_the_check_accepts_a_printed_number_at_the_prose_precision():
     # names and structure are not measurements
     prose = "# 3 · Title\nnotebooks 2-4, GPT-2 (Merullo et al. 2023), layer 3, section 5.2"
     assert unsupported(prose, printed) == []
+
+
+def _loads_the_shipped_composition_run(path: Path) -> bool:
+    cells = nbformat.read(path, as_version=4).cells
+    return any('load_run(RUNS / "composition")' in c.source for c in cells if c.cell_type == "code")
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in NOTEBOOKS if _loads_the_shipped_composition_run(p)], ids=lambda p: p.stem
+)
+def test_a_tutorial_on_the_shipped_composition_run_says_its_recipe_is_older(path):
+    """The shipped composition run was trained with an older recipe than the tutorial preset;
+    a reader who trains the preset must learn it where they meet the run, not only in
+    data/README.md."""
+    nb = nbformat.read(path, as_version=4)
+    prose = " ".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    prose = re.sub(r"\s+", " ", prose)
+    assert "older recipe than" in prose and "`data/README.md`" in prose

@@ -1,15 +1,29 @@
 """The metrics every pair-level analysis reads from a run, and the checks they share.
 
 Every metric takes the logits ``[batch, pos, d_vocab]`` of a run, like TransformerLens' patching
-metrics. The pair-level analyses name them with one word, :data:`PairMetric`:
+metrics. The pair-level analyses (:func:`~grok_circuits.analysis.patching.causal_trace.trace_pairs`,
+:func:`~grok_circuits.trace_reasoning`, :func:`~grok_circuits.compare_stages`,
+:func:`~grok_circuits.find_circuit`, :func:`~grok_circuits.circuit_reuse`) name them with one
+word, :data:`PairMetric`, and each name has one meaning and one label everywhere
+(:func:`metric_label`): a patch's score, where 0 is no effect and 1 the whole effect of the swap.
 
-- ``"strength"``: :func:`prediction_changed` against the unpatched run's top-1 prediction; its
-  mean over examples is the paper's **strength** of a state (Wang et al. 2024, section 5).
-- ``"logit_difference"``: :func:`logit_difference`, the logit of the clean answer minus the logit
-  of the corrupt answer at the answer position.
+- ``"strength"``: :func:`prediction_changed` against the unpatched run's top-1 prediction, averaged
+  over examples: the share of answers the patch changes, the paper's **strength** of a state
+  (Wang et al. 2024, section 5). Label: "causal strength (share of answers changed)".
+- ``"logit_difference"``: the share of the clean-minus-corrupt logit difference
+  (:func:`logit_difference`: the logit of the clean answer minus the logit of the corrupt answer
+  at the answer position) that the patch moves, ``(patched - unpatched) / (source - unpatched)``
+  on the means over examples, as :attr:`CausalTrace.normalized
+  <grok_circuits.analysis.patching.causal_trace.CausalTrace.normalized>` computes. In the default
+  ``"noise"`` direction (corrupt states into the clean run) it is the share the patch
+  **removes**, in ``"denoise"`` the share it **restores**; 0 = no effect, 1 = the whole effect of
+  running the other prompt (it may leave [0, 1] where a patch overshoots). Label: "share of the
+  logit difference removed" (or "restored"). Pairs whose swap leaves the logit difference
+  unchanged are refused: the share would be 0/0.
 
-:func:`~grok_circuits.analysis.patching.causal_trace.trace_pairs` traces
-:class:`~grok_circuits.PromptPairs` with one of them.
+The raw logit difference stays available as a metric function: pass :func:`logit_difference` to
+:func:`~grok_circuits.analysis.patching.causal_trace.causal_trace`, whose result keeps the raw
+values with the unpatched (``baseline``) and other run's (``source``) ones.
 """
 
 from collections.abc import Callable
@@ -30,6 +44,30 @@ Metric = Callable[[Float[Tensor, "batch pos d_vocab"]], Float[Tensor, ""] | Floa
 PairMetric = Literal["strength", "logit_difference"]
 #: The values of :data:`PairMetric`.
 PAIR_METRICS: tuple[str, ...] = ("strength", "logit_difference")
+
+
+def metric_label(metric: str | None, direction: str = "noise") -> str:
+    """The axis label of a pair metric's scores (see the module docstring); ``"patching
+    effect"`` for the scores of a metric function, which have no fixed meaning."""
+    if metric == "strength":
+        return "causal strength (share of answers changed)"
+    if metric == "logit_difference":
+        return f"share of the logit difference {_moved(direction)}"
+    return "patching effect"
+
+
+def metric_name(metric: str | None, direction: str = "noise") -> str:
+    """A short name of a pair metric's scores, for table columns: ``"strength"``, ``"logit diff
+    removed"`` (``"restored"`` when denoising), or ``"effect"``."""
+    if metric == "strength":
+        return "strength"
+    if metric == "logit_difference":
+        return f"logit diff {_moved(direction)}"
+    return "effect"
+
+
+def _moved(direction: str) -> str:
+    return "restored" if direction == "denoise" else "removed"
 
 
 def check_metric(metric: str) -> None:

@@ -61,6 +61,31 @@ def text_color(cmap, norm, value: float) -> str:
     return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
 
 
+#: How many decades of width the linear stretch from step 0 to the first logged step takes on a
+#: step axis (:func:`step_axis`): little, so that the logarithmic part keeps the panel.
+LINEAR_STRETCH = 0.2
+
+
+def step_axis(ax, steps) -> None:
+    """A logarithmic step axis on which step 0 is drawn where it is: linear from 0 to the first
+    positive step (over :data:`LINEAR_STRETCH` decades of width), logarithmic after it, and
+    labelled so. Drawing step 0 at step 1 instead would spend two decades of the axis on the
+    one line from 1 to a first evaluation at 100."""
+    steps = [s for s in steps if s is not None]
+    positive = [s for s in steps if s > 0]
+    if not positive:
+        ax.set_xlabel("step")
+        return
+    if min(steps) > 0:
+        ax.set_xscale("log")
+        ax.set_xlabel("step (log)")
+        return
+    first = min(positive)
+    ax.set_xscale("symlog", linthresh=first, linscale=LINEAR_STRETCH)
+    ax.set_xlim(left=0)
+    ax.set_xlabel(f"step (log; linear from 0 to {first})")
+
+
 def context(*, split=None, step=None, swap=None, n_examples=None) -> str:
     """``"train_inferred, step 2100, swap h, 300 examples"``: what a figure was measured on,
     leaving out what is not known."""

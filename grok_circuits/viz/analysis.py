@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.patches import Rectangle
 
-from grok_circuits.viz._common import cell_fontsize, context, row_labels, text_color
+from grok_circuits.viz._common import cell_fontsize, context, row_labels, step_axis, text_color
 
 
 def _axes(ax, figsize=(5, 4)):
@@ -32,14 +32,18 @@ def _heatmap(
     cmap="viridis",
     center=False,
     fmt=".2f",
+    vrange=None,
 ):
     """A [layer, column] heatmap with layer 0 at the bottom, a labelled colorbar, and the values
-    written in the cells where they fit at a readable size."""
+    written in the cells where they fit at a readable size. ``vrange``: the colour range
+    ``(vmin, vmax)``, to share one between panels (default: the values' own)."""
     values = torch.as_tensor(values).float()
     kw = {}
     if center:
         lim = float(values.nan_to_num().abs().max()) or 1.0
         kw = dict(vmin=-lim, vmax=lim)
+    if vrange is not None:
+        kw = dict(vmin=vrange[0], vmax=vrange[1])
     im = ax.imshow(values.numpy(), origin="lower", aspect="auto", cmap=cmap, **kw)
     ax.set_xticks(range(len(xlabels)), xlabels)
     ax.set_yticks(range(len(ylabels)), ylabels)
@@ -73,6 +77,8 @@ def plot_causal_trace(
     does not record what it was measured on; ``split``, ``step`` and ``swap``, when given, go
     into the default title."""
     scores = trace.normalized if normalized else trace.scores
+    # a pair metric's scores are already shares of the swap's effect; normalizing keeps them
+    normalized = normalized and trace.metric != "logit_difference"
     fig, ax = _axes(ax)
     rows = row_labels(scores.shape[0], trace.activation)
     if scores.dim() == 3:
@@ -97,7 +103,7 @@ def plot_causal_trace(
         title=title
         or f"{what}{trace.activation} patching ({trace.direction})"
         + (f"\n{where}" if where else ""),
-        cbar_label=f"{what}patching effect",
+        cbar_label=f"{what}{trace.score_label}",
     )
     ax.set_xlabel(trace.dims[-1] if scores.dim() == 2 and trace.dims[1] == "head" else "position")
     ax.set_ylabel(trace.activation)
@@ -126,8 +132,9 @@ def plot_logit_lens(result, ax=None, *, title=None, mark_layer=None):
 
 
 def plot_reasoning_trace(trace, *, title=None, mark_layer=None, split=None):
-    """Logit-lens MRR curves (left) and the causal-strength heatmap (right) of a
-    :class:`~grok_circuits.analysis.ReasoningTrace` / ``BridgeTrace``.
+    """Logit-lens MRR curves (left) and the heatmap of the causal trace (right) of a
+    :class:`~grok_circuits.analysis.ReasoningTrace` / ``BridgeTrace``, labelled with the
+    trace's metric (the share of answers changed, or of the logit difference removed).
 
     Args:
         mark_layer: the logit-lens row to mark (default: a ``BridgeTrace``'s bridge layer).
@@ -146,8 +153,8 @@ def plot_reasoning_trace(trace, *, title=None, mark_layer=None, split=None):
         trace.strength.scores,
         xlabels=list(trace.strength.pos_labels),
         ylabels=row_labels(trace.strength.scores.shape[0], trace.strength.activation),
-        title=f"causal strength ({trace.strength.direction})",
-        cbar_label="causal strength (share of answers changed)",
+        title=f"{trace.strength.score_name} ({trace.strength.direction})",
+        cbar_label=trace.strength.score_label,
     )
     right.set_xlabel("position")
     right.set_ylabel(trace.strength.activation)
@@ -203,14 +210,20 @@ def plot_bridge_over_time(over_time, *, position: str = "r1", title=None, split=
 
 def plot_stage_comparison(comparison, *, title=None, split=None):
     """The paper's "change during grokking" figure of a
-    :class:`~grok_circuits.analysis.StageComparison`: strength at the memorizing and the
-    generalizing checkpoints, their difference, and the lens MRR at both. ``split``: the probe
-    the examples came from, for the title (the result does not record it)."""
+    :class:`~grok_circuits.analysis.StageComparison`: the trace's score at the memorizing and
+    the generalizing checkpoints (on one shared colour range, so that equal colours are equal
+    values), their difference, and the lens MRR at both. The labels follow the traces' metric.
+    ``split``: the probe the examples came from, for the title (the result does not record
+    it)."""
     fig, grid = plt.subplots(2, 2, figsize=(10.5, 8))
     axes = grid.ravel()
     mem, gen = comparison.memorizing, comparison.generalizing
     labels = list(comparison.pos_labels)
     ylabels = row_labels(comparison.difference.shape[0], gen.strength.activation)
+    both = torch.stack([mem.strength.scores, gen.strength.scores]).float().nan_to_num()
+    low, high = float(both.min()), float(both.max())
+    if gen.strength.metric is not None:  # a share: 0 is no effect, 1 the whole effect
+        low, high = min(low, 0.0), max(high, 1.0)
     for ax, trace, name in (
         (axes[0], mem, f"memorizing (step {comparison.memorizing_step})"),
         (axes[1], gen, f"generalizing (step {comparison.generalizing_step})"),
@@ -220,8 +233,9 @@ def plot_stage_comparison(comparison, *, title=None, split=None):
             trace.strength.scores,
             xlabels=labels,
             ylabels=ylabels,
-            title=f"causal strength, {name}",
-            cbar_label="causal strength",
+            title=f"{gen.strength.score_name}, {name}",
+            cbar_label=gen.strength.score_label,
+            vrange=(low, high),
         )
     _heatmap(
         axes[2],
@@ -229,7 +243,7 @@ def plot_stage_comparison(comparison, *, title=None, split=None):
         xlabels=labels,
         ylabels=ylabels,
         title="change during grokking (red: stronger after)",
-        cbar_label="strength: generalizing - memorizing",
+        cbar_label=f"{gen.strength.score_name}: generalizing - memorizing",
         cmap="RdBu_r",
         center=True,
         fmt="+.2f",
@@ -341,22 +355,22 @@ def plot_paper_figure(
         raise ValueError(f"steps {missing} were not traced; traced: {steps}")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), gridspec_kw={"width_ratios": [1.3, 1, 1]})
     ax = axes[0]
-    x = [max(s, 1) for s in steps]
+    x, drawn = list(steps), list(steps)
     label = over_time.layer_labels[layer]
     ax.plot(
         x, over_time.bridge_mrr[:, layer], "o-", color="tab:red", label=f"bridge at r1, {label}"
     )
     ax.plot(x, over_time.r2_mrr[:, layer], "s--", color="tab:blue", label=f"r2 at r2, {label}")
     if run is not None:
-        at = [max(r["step"], 1) for r in run.metrics]
+        at = [r["step"] for r in run.metrics]
+        drawn += at
         for role, style in (("train", ":"), ("id", "-.")):
             probe = run.key_probes.get(role)
             if probe is not None:
                 values = [r.get(f"{probe}_acc") for r in run.metrics]
                 ax.plot(at, values, style, color="gray", label=f"{probe} accuracy")
-    ax.set_xscale("log")
+    step_axis(ax, drawn)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("step (log scale; step 0 drawn at 1)")
     ax.set_ylabel("MRR (logit lens), accuracy")
     ax.legend(loc="best", fontsize=8)
     ax.set_title("over training", fontsize=10)

@@ -103,7 +103,7 @@ def plot_causal_graph(
         zorder=2,
     )
     ax.scatter([answer], [n_layers], marker="s", s=NODE_AREA, color="tab:orange", zorder=2)
-    fig.colorbar(sc, ax=ax, fraction=0.04, label=f"causal strength ({circuit.metric})")
+    fig.colorbar(sc, ax=ax, fraction=0.04, label=circuit.score_label)
     # the value goes inside its node (NODE_AREA pt^2, about 23 pt across), where it fits
     size = cell_fontsize(ax, n_layers + 1, width, 4)
     if size is not None:
@@ -159,7 +159,7 @@ def plot_component_scores(circuit, ax=None, *, title: str | None = None, step: i
         origin="lower",
         aspect="auto",
     )
-    fig.colorbar(im, ax=ax, fraction=0.05, label=f"component score ({circuit.metric})")
+    fig.colorbar(im, ax=ax, fraction=0.05, label=f"component score ({circuit.score_name})")
     size = cell_fontsize(ax, *grid.shape, 5)
     for (layer, col), s in np.ndenumerate(grid):
         if np.isfinite(s) and size is not None:
@@ -260,7 +260,12 @@ def _membership(report, ax):
         ncol=2,
         frameon=False,
     )
-    ax.set_title(f"components of each circuit ({report.circuits[a].split})", fontsize=9)
+    ax.set_title(f"components of each circuit ({_source(report.circuits[a].split)})", fontsize=9)
+
+
+def _source(split: str | None) -> str:
+    """Where a circuit's examples came from: a probe's name, or the pairs given by hand."""
+    return "given pairs" if split is None else split
 
 
 def plot_reuse(report, ax=None, *, title: str | None = None, step: int | None = None):
@@ -346,11 +351,12 @@ def plot_reuse(report, ax=None, *, title: str | None = None, step: int | None = 
     ax.set_ylabel(f"accuracy ({report.eval_split})")
     ax.set_title(f"cross-ablation ({report.ablation} ablation; size in brackets)", fontsize=9)
     ax.legend(fontsize=7)
-    where = context(split=report.circuits[report.tasks[0]].split, step=step)
+    where = context(split=_source(report.circuits[report.tasks[0]].split), step=step)
+    evaluated = "the given pairs" if report.eval_split == "pairs" else report.eval_split
     fig.suptitle(
         title
         or f"circuit reuse, {' vs '.join(report.tasks)}: circuits from {where}; "
-        f"accuracy on {report.eval_split}",
+        f"accuracy on {evaluated}",
         fontsize=10,
     )
     fig.tight_layout()

@@ -10,6 +10,7 @@ here."""
 import matplotlib.pyplot as plt
 
 from grok_circuits.training.progress_measures import MEASURES
+from grok_circuits.viz._common import step_axis
 from grok_circuits.viz.training import plot_accuracy_curves
 
 #: Each panel's y label and scale, top to bottom.
@@ -39,10 +40,11 @@ def measure_columns(run) -> list[str]:
 
 
 def plot_progress_measures(run, axes=None):
-    """Two panels against the step (log axis): the measures in [-1, 1] (built in: softmax
-    collapse, gradient-weight alignment, the middle-layer logit-lens MRR of each lens target),
-    and the positive ones on a log scale (built in: the training loss on inferred vs atomic facts)
-    with the weight norm. Every registered measure the run logged is drawn on its panel.
+    """Two panels against the step (log axis, step 0 at 0): the measures in [-1, 1] (built in:
+    softmax collapse, gradient-weight alignment, the middle-layer logit-lens MRR of each lens
+    target), and the positive ones on a log scale (built in: the training loss on inferred vs
+    atomic facts) with the weight norm. Every registered measure the run logged is drawn on its
+    panel.
 
     Args:
         run: a :class:`grok_circuits.runs.Run` whose metrics hold the measures.
@@ -62,7 +64,7 @@ def plot_progress_measures(run, axes=None):
         fig, axes = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     fig = axes[0].figure
     panels = dict(zip(PANELS, axes))
-    steps = [max(r["step"], 1) for r in run.metrics]
+    steps = [r["step"] for r in run.metrics]
     for spec in MEASURES.values():
         columns = [c for s, c in drawn if s is spec]
         for column, color in zip(columns, spec.colors(len(columns))):
@@ -86,10 +88,10 @@ def plot_progress_measures(run, axes=None):
         twin.set_ylabel("weight norm")
         twin.legend(loc="upper right", fontsize=8)
     for ax in axes:
-        ax.set_xscale("log")
+        step_axis(ax, steps)
         ax.grid(alpha=0.3)
         ax.legend(loc="lower left", fontsize=8)
-    bottom.set_xlabel("step (log)")
+    top.set_xlabel("")
     fig.tight_layout()
     return fig
 

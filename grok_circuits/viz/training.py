@@ -4,6 +4,8 @@ benchmarks' phi-law and complex-reasoning figures; :func:`save_figure` writes an
 
 import matplotlib.pyplot as plt
 
+from grok_circuits.viz._common import step_axis
+
 STYLE = {
     "train": dict(color="tab:blue", label="train (inferred)"),
     "id": dict(color="tab:green", label="test ID"),
@@ -16,9 +18,19 @@ EXTRA_COLORS = ("tab:purple", "tab:orange", "tab:brown", "tab:cyan", "tab:pink",
 SEED_COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown")
 
 
+def probe_size(run, probe: str) -> int:
+    """How many examples each accuracy of ``probe`` in the run's metrics was measured on: the
+    probe's size, at most the run's ``eval_size`` (the fixed sample the training loop, or a
+    series of released checkpoints, evaluates)."""
+    size = getattr(run, "eval_size", None) or run.train_cfg.eval_size
+    return min(len(run.task.splits[probe]), size)
+
+
 def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), title=None):
-    """Train / ID / OOD accuracy of a run against the step (log axis), with the memorizing and
-    generalizing steps marked.
+    """Train / ID / OOD accuracy of a run against the step (log axis, step 0 at 0: see
+    :func:`~grok_circuits.viz._common.step_axis`), with the memorizing and generalizing steps
+    marked, and each probe's number of examples in the legend (a probe of 27 examples moves in
+    steps of 4%).
 
     Args:
         run: a :class:`grok_circuits.runs.Run`.
@@ -34,16 +46,18 @@ def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), ti
         fig, ax = plt.subplots(figsize=(7, 4))
     else:
         fig = ax.figure
-    steps = [max(r["step"], 1) for r in run.metrics]
+    steps = [r["step"] for r in run.metrics]
     for role, probe in run.key_probes.items():
         style = dict(STYLE[role])
         if probe != DEFAULT_PROBES[role]:  # e.g. the mixed task: name the probe, not the role
             style["label"] = probe
+        style["label"] += f" (n={probe_size(run, probe)})"
         ax.plot(steps, run.metric(f"{probe}_acc"), **style)
     if len(extra_probes) > len(EXTRA_COLORS):
         raise ValueError(f"at most {len(EXTRA_COLORS)} extra_probes, got {len(extra_probes)}")
     for probe, color in zip(extra_probes, EXTRA_COLORS):
-        ax.plot(steps, run.metric(f"{probe}_acc"), label=probe, color=color, linestyle="--")
+        label = f"{probe} (n={probe_size(run, probe)})"
+        ax.plot(steps, run.metric(f"{probe}_acc"), label=label, color=color, linestyle="--")
     for step, name, style in (
         (run.saturation_step, "train ≥ 99%", ":"),
         (run.grok_step, "ID ≥ 95%", "--"),
@@ -52,9 +66,8 @@ def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), ti
             ax.axvline(
                 step, color="gray", linestyle=style, linewidth=1, label=f"{name} at step {step}"
             )
-    ax.set_xscale("log")
+    step_axis(ax, steps)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("step (log)")
     ax.set_ylabel("accuracy")
     ax.set_title(title or f"{run.task_name} run '{run.path.name}': accuracy during training")
     ax.grid(alpha=0.3)

@@ -352,6 +352,30 @@ def test_what_report_and_analyze_write_beside_a_shipped_run_is_ignored_by_git(mo
     assert ignored.stdout.split() == names
 
 
+def test_what_report_and_analyze_write_from_a_subfolder_of_the_repository_is_ignored(monkeypatch):
+    """From tutorials/ (where a notebook's terminal opens) they write there: ignored too."""
+    import subprocess
+
+    from grok_circuits import cli
+
+    root = cli.SHIPPED_DATA.parent
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    monkeypatch.chdir(root / "tutorials")
+    shipped = cli.SHIPPED_DATA / "runs" / "composition"
+    written = [
+        cli.figures_dir(shipped, None) / "curves.png",
+        cli.figures_dir(shipped, None, "analysis") / "circuit.png",
+        cli.figures_dir(shipped, None, "analysis") / "fourier_last.png",
+    ]
+    names = [str(p.relative_to(root.resolve())) for p in written]
+    assert names[0] == "tutorials/curves.png"
+    ignored = subprocess.run(
+        ["git", "check-ignore", *names], cwd=root, capture_output=True, text=True
+    )
+    assert ignored.stdout.split() == names
+
+
 def test_the_license_pyproject_declares_is_there():
     from grok_circuits.cli import SHIPPED_DATA
 

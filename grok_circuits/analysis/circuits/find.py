@@ -66,7 +66,7 @@ from grok_circuits.analysis.circuits.ablation import ablation_scores, distinct_c
 from grok_circuits.analysis.circuits.patching import patching_scores
 from grok_circuits.analysis.circuits.scores import Scores
 from grok_circuits.analysis.components import Component, all_components
-from grok_circuits.analysis.metrics import PairMetric
+from grok_circuits.analysis.metrics import PAIR_METRICS, PairMetric, metric_label, metric_name
 from grok_circuits.analysis.patching.ablation import Ablation, accuracy_under_ablation
 from grok_circuits.backend import Model
 from grok_circuits.tasks import PromptPairs, TaskData
@@ -132,6 +132,18 @@ class Circuit:
     @property
     def mlps(self) -> tuple[Component, ...]:
         return tuple(c for c in self.components if not c.is_head)
+
+    @property
+    def score_label(self) -> str:
+        """What the state scores measure, as an axis label (a pair metric's label, see
+        :func:`~grok_circuits.analysis.metrics.metric_label`; else the metric's name)."""
+        return metric_label(self.metric) if self.metric in PAIR_METRICS else self.metric
+
+    @property
+    def score_name(self) -> str:
+        """A short name of what the scores measure (``"strength"``, ``"logit diff removed"``,
+        or the method's own metric)."""
+        return metric_name(self.metric) if self.metric in PAIR_METRICS else self.metric
 
     @property
     def node_strength(self) -> Float[Tensor, "layer pos"] | None:

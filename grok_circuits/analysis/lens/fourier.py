@@ -121,7 +121,8 @@ class FourierSpectrum:
         step = "" if self.step is None else f"step {self.step}, "
         return (
             f"FourierSpectrum({step}p={self.p}, key frequencies {list(self.key_frequencies)} "
-            f"hold {self.coverage:.0%} of the energy, gini {self.gini:.3f}, "
+            f"(the fewest holding >= {self.coverage:.0%}) hold "
+            f"{self.top_share(len(self.key_frequencies)):.1%} of the energy, gini {self.gini:.3f}, "
             f"top-5 share {self.top_share(5):.3f})"
         )
 

@@ -52,7 +52,8 @@ class Analysis:
     notes: tuple[str, ...] = ()
 
     def figures(self) -> dict[str, Any]:
-        """Each result's ``.plot()``, by name."""
+        """Each result's ``.plot()``, by name; the circuit and the reuse report, found at the
+        last checkpoint, say its step in their titles."""
         out = {}
         for name, result in self.results.items():
             if name == "fourier":
@@ -63,6 +64,8 @@ class Analysis:
                     title="how sparse the embedding is in the Fourier basis, over training",
                     label="Gini of the energy per frequency",
                 )
+            elif name in ("circuit", "reuse"):
+                out[name] = result.plot(step=self.steps["last"])
             else:
                 out[name] = result.plot()
         return out

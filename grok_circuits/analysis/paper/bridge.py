@@ -64,7 +64,9 @@ class ReasoningTrace:
 
     Attributes:
         lens: logit-lens ranks, one named column per (target, position), e.g. ``"bridge@r1"``.
-        strength: the causal trace ``[layer, pos]`` (default direction, ``metric``).
+        strength: the causal trace ``[layer, pos]`` (default direction), its scores in the
+            ``metric`` it names (``strength.metric``: the share of answers changed, or of the
+            logit difference removed; see :mod:`grok_circuits.analysis.metrics`).
         swap: the token swapped to build the corrupt inputs.
         n_examples: how many examples were traced.
         step: the training step of the checkpoint, when it came from a run.
@@ -81,27 +83,29 @@ class ReasoningTrace:
         return self.lens.column(name).mrr
 
     def summary(self) -> dict:
-        """The step, the swap, the lens' best MRR per column and the strongest state."""
+        """The step, the swap, the lens' best MRR per column and the strongest state (keys
+        named for the metric: ``"strength peak"``, ``"logit diff removed peak"``)."""
         strength = self.strength.summary()
+        name = self.strength.score_name
         return {
             "step": self.step,
             "swap": self.swap,
             "n_examples": self.n_examples,
             **{k: v for k, v in self.lens.summary().items() if k != "n_examples"},
-            "strength peak": strength["peak"],
-            "strength peak at": strength["peak_at"],
+            f"{name} peak": strength["peak"],
+            f"{name} peak at": strength["peak_at"],
         }
 
     def to_frame(self):
-        """One row per layer: the MRR of each lens column, then the strength per position
-        (the final row, the last residual stream, has no strength)."""
+        """One row per layer: the MRR of each lens column, then the score per position, in
+        columns named for the metric (``"strength r1"``, ``"logit diff removed r1"``; the final
+        row, the last residual stream, has no score)."""
         frame = self.lens.to_frame()
         frame.columns = [f"MRR {c}" for c in frame.columns]
         s = self.strength.scores
+        name = self.strength.score_name
         for j, label in enumerate(self.strength.pos_labels):
-            frame[f"strength {label}"] = s[:, j].tolist() + [float("nan")] * (
-                len(frame) - s.shape[0]
-            )
+            frame[f"{name} {label}"] = s[:, j].tolist() + [float("nan")] * (len(frame) - s.shape[0])
         return frame
 
     def plot(self, ax=None, *, title: str | None = None):
@@ -295,7 +299,9 @@ def trace_reasoning(
             built with ``swap`` (default: the task's own), ``subtask``, ``split``,
             ``n_examples``, ``facts`` and ``seed``, as in
             :func:`~grok_circuits.analysis._inputs.as_pairs`.
-        metric: ``"strength"`` (the paper's) or ``"logit_difference"``.
+        metric: ``"strength"`` (the paper's: the share of answers a patch changes) or
+            ``"logit_difference"`` (the share of the clean-minus-corrupt logit difference a
+            patch removes); see :mod:`grok_circuits.analysis.metrics`.
         threshold: the MRR that defines a :class:`BridgeTrace`'s ``bridge_layer``.
         batch_size: rows per forward pass.
 

@@ -57,7 +57,8 @@ class StageComparison:
 
     @property
     def difference(self) -> Float[Tensor, "layer pos"]:
-        """Causal strength after grokking minus before, per (layer, position)."""
+        """The trace's score (the metric both traces name) after grokking minus before, per
+        (layer, position)."""
         return self.generalizing.strength.scores - self.memorizing.strength.scores
 
     @property
@@ -70,7 +71,7 @@ class StageComparison:
         return self.generalizing.strength.pos_labels
 
     def summary(self) -> dict:
-        """The two steps, and the state whose strength rose most and fell most between them."""
+        """The two steps, and the state whose score rose most and fell most between them."""
         d = self.difference
         rise, fall = int(d.argmax()), int(d.argmin())
         n_pos = d.shape[1]
@@ -88,7 +89,7 @@ class StageComparison:
         }
 
     def to_frame(self):
-        """The strength difference: layers as rows, positions as columns."""
+        """The score difference: layers as rows, positions as columns."""
         import pandas as pd
 
         return pd.DataFrame(
@@ -98,7 +99,7 @@ class StageComparison:
         )
 
     def plot(self, ax=None, *, title: str | None = None):
-        """The paper's "change during grokking" figure: the strength at both stages and their
+        """The paper's "change during grokking" figure: the score at both stages and their
         difference (layer x position heatmaps), and the lens MRR at both stages (several
         panels: no ``ax``)."""
         from grok_circuits.viz.analysis import plot_stage_comparison
@@ -110,7 +111,8 @@ class StageComparison:
         return (
             f"StageComparison(memorizing step {self.memorizing_step} -> generalizing step "
             f"{self.generalizing_step}, {self.generalizing.n_examples} examples, swap="
-            f"{self.generalizing.swap!r})\nstrength change (generalizing - memorizing):\n"
+            f"{self.generalizing.swap!r})\n{self.generalizing.strength.score_name} change "
+            "(generalizing - memorizing):\n"
             f"{self.to_frame().round(3).to_string()}"
         )
 

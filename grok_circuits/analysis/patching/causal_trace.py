@@ -82,6 +82,9 @@ from grok_circuits.analysis.metrics import (
     PairMetric,
     check_metric,
     logit_difference,
+    metric_label,
+    metric_name,
+    no_effect_error,
     prediction_changed,
     top1_predictions,
 )
@@ -125,6 +128,9 @@ class CausalTrace:
         patched_rows: how many (patch, example) pairs needed a forward pass; the others were
             copied from an unpatched run (a patch that changes nothing, or after which the
             residual stream is the other run's). TransformerLens' patcher runs them all.
+        metric: the pair metric the scores measure (``"strength"`` or ``"logit_difference"``,
+            from :func:`trace_pairs`; see :mod:`grok_circuits.analysis.metrics`), or None for
+            the values of a metric function given to :func:`causal_trace`.
     """
 
     scores: Tensor
@@ -137,6 +143,18 @@ class CausalTrace:
     source: float
     per_example: Tensor | None = None
     patched_rows: int = 0
+    metric: str | None = None
+
+    @property
+    def score_label(self) -> str:
+        """What :attr:`scores` measure, as an axis label (:func:`~grok_circuits.analysis.metrics.
+        metric_label`)."""
+        return metric_label(self.metric, self.direction)
+
+    @property
+    def score_name(self) -> str:
+        """A short name of what :attr:`scores` measure, for table columns (``"strength"``)."""
+        return metric_name(self.metric, self.direction)
 
     @property
     def normalized(self) -> Tensor:
@@ -201,7 +219,9 @@ class CausalTrace:
     def __repr__(self) -> str:
         head = (
             f"CausalTrace({self.activation}, {self.direction}, scores {tuple(self.scores.shape)} "
-            f"{self.dims}, baseline={self.baseline:.4g}, source={self.source:.4g})"
+            f"{self.dims}, baseline={self.baseline:.4g}, source={self.source:.4g}"
+            + ("" if self.metric is None else f", metric={self.metric!r}")
+            + ")"
         )
         frame = self.to_frame()
         if len(frame) > 40:  # too long to read as a table: look at .plot() or .to_frame()
@@ -627,13 +647,23 @@ def trace_pairs(
     per_position: bool = True,
     batch_size: int = 2048,
 ) -> CausalTrace:
-    """:func:`causal_trace` on :class:`~grok_circuits.PromptPairs` with one of the paper's
-    metrics, positions labelled with the pairs' ``pos_labels``.
+    """:func:`causal_trace` on :class:`~grok_circuits.PromptPairs` with one of the pair
+    metrics of :mod:`grok_circuits.analysis.metrics`, positions labelled with the pairs'
+    ``pos_labels``; the result's ``metric`` names it.
 
     ``metric="strength"``: for each patched state, the fraction of examples whose top-1
     prediction differs from the unpatched run's (the clean run in the default ``"noise"``
-    direction). ``metric="logit_difference"``: the mean clean-answer minus corrupt-answer logit
-    (needs ``pairs.corrupt_answers``). Per-example values are kept in ``.per_example``.
+    direction). ``metric="logit_difference"``: the share of the clean-answer minus
+    corrupt-answer logit difference that the patch moves (needs ``pairs.corrupt_answers``):
+    the mean logit difference, minus the unpatched run's, over the other run's minus the
+    unpatched run's, so that ``baseline`` is 0 and ``source`` 1 (the raw values: pass
+    :func:`~grok_circuits.analysis.metrics.logit_difference` to :func:`causal_trace`).
+    Per-example values are kept in ``.per_example``, on the same scale as the scores (their
+    mean is the score).
+
+    Raises:
+        ValueError: for ``"logit_difference"``, when running the corrupt prompts instead of the
+            clean ones does not change the mean logit difference (nothing to share out).
     """
     check_metric(metric)
     if metric == "strength":
@@ -664,7 +694,24 @@ def trace_pairs(
         pairs.pos_labels[p] if isinstance(p, int) and p < pairs.width else str(p)
         for p in trace.positions
     )
-    return replace(trace, pos_labels=labels)
+    trace = replace(trace, pos_labels=labels, metric=metric)
+    return _as_share(trace) if metric == "logit_difference" else trace
+
+
+def _as_share(trace: CausalTrace) -> CausalTrace:
+    """The raw logit differences of a trace as the share of the swap's effect each patch moves
+    (:attr:`CausalTrace.normalized`), per example too; refused when the swap has no effect."""
+    span = trace.source - trace.baseline
+    if abs(span) < 1e-9:
+        change = "running the corrupt prompts instead of the clean ones"
+        raise no_effect_error(change, trace.baseline)
+    return replace(
+        trace,
+        scores=(trace.scores - trace.baseline) / span,
+        per_example=(trace.per_example - trace.baseline) / span,
+        baseline=0.0,
+        source=1.0,
+    )
 
 
 #: The former name of :func:`trace_pairs`.

@@ -287,3 +287,17 @@ def test_summary_and_plot_follow_the_result_contract(model, task):
     fig = report.plot(title="reuse")
     assert fig._suptitle.get_text() == "reuse" and len(fig.axes) == 3
     plt.close(fig)
+
+
+def test_the_plot_of_plain_pairs_names_them(model, task):
+    """Pairs carry no split: the title said "circuits from ; accuracy on pairs" and the
+    membership panel "(None)"."""
+    a = make_pairs(mixed_subtask(task, "composition"), "h", n_examples=20)
+    b = make_pairs(mixed_subtask(task, "composition"), "r2", n_examples=20)
+    report = circuit_reuse(model, a, b, top_k=2, n_random=5, n_random_ablations=1)
+    fig = report.plot(step=300)
+    title = fig._suptitle.get_text()
+    assert "circuits from given pairs, step 300; accuracy on the given pairs" in title
+    assert fig.axes[0].get_title() == "components of each circuit (given pairs)"
+    assert not any("None" in ax.get_title() for ax in fig.axes)
+    plt.close(fig)

@@ -238,3 +238,57 @@ def test_run_trace_snaps_steps_and_holds_one_model_at_a_time(tiny_run, monkeypat
     )
     assert over.steps == (steps[1], steps[-1])
     assert len(live) == 2 and max(most_alive) == 0  # the previous model was freed before loading
+
+
+# ----------------------------------------------------------------------------- one metric
+def test_logit_difference_is_the_share_of_the_swap_removed(composition_model, tiny_composition):
+    """metric="logit_difference" is the share of the clean-minus-corrupt logit difference a
+    patch removes (0 = no effect, 1 = the whole swap), as find_circuit scores it; checked
+    against the raw logit differences of a causal trace, and labelled so in table and plot."""
+    import matplotlib.pyplot as plt
+
+    cf = make_counterfactuals(tiny_composition, "h", n_examples=50, seed=0)
+    rt = trace_reasoning(composition_model, cf, metric="logit_difference")
+    raw = causal_trace(
+        composition_model,
+        cf.clean,
+        cf.corrupt,
+        logit_difference(cf.answer_pos, cf.clean_answers, cf.corrupt_answers),
+    )
+    assert raw.baseline != raw.source
+    share = (raw.scores - raw.baseline) / (raw.source - raw.baseline)
+    assert_close(rt.strength.scores, share)
+    assert (rt.strength.baseline, rt.strength.source) == (0.0, 1.0)
+    assert_close(rt.strength.per_example.mean(-1), rt.strength.scores)
+    # the embedding of the swapped h is the whole corrupt run; r1's and r2's change nothing
+    assert rt.strength.scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert rt.strength.scores[0, 1] == 0 and rt.strength.scores[0, 2] == 0
+    frame = rt.to_frame()
+    assert "logit diff removed h" in frame.columns
+    assert not any(c.startswith("strength") for c in frame.columns)
+    assert "logit diff removed peak" in rt.summary()
+    fig = rt.plot()
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert "share of the logit difference removed" in labels
+    assert not any("answers changed" in label for label in labels)
+    plt.close(fig)
+
+
+def test_strength_keeps_its_label(composition_model, tiny_composition):
+    import matplotlib.pyplot as plt
+
+    rt = trace_reasoning(composition_model, tiny_composition, n_examples=30)
+    assert rt.strength.metric == "strength" and "strength peak" in rt.summary()
+    fig = rt.plot()
+    assert "causal strength (share of answers changed)" in [ax.get_ylabel() for ax in fig.axes]
+    plt.close(fig)
+
+
+def test_logit_difference_refuses_pairs_without_effect(composition_model, tiny_composition):
+    """Clean equals corrupt: the share of a zero effect is 0/0, refused as find_circuit does."""
+    from grok_circuits import PromptPairs
+
+    split = tiny_composition.splits["train_inferred"].sample(20, 0)
+    pairs = PromptPairs.from_split(split)
+    with pytest.raises(ValueError, match="there is no effect to measure"):
+        trace_reasoning(composition_model, pairs, metric="logit_difference")

@@ -73,3 +73,52 @@ def test_comparison_prints_and_plots(tiny_run):
     assert f"memorizing step {steps[1]}" in text and "strength change" in text
     assert cmp.to_frame().shape == tuple(cmp.difference.shape)
     plt.close(cmp.plot())
+
+
+def test_the_two_stage_heatmaps_share_one_colour_range(tiny_run):
+    """Planted scores: a weak memorizing trace (at most 0.2) and a strong generalizing one (up
+    to 0.9). Each panel on its own range would draw both maxima in the same colour."""
+    import matplotlib.pyplot as plt
+    import torch
+
+    steps = tiny_run.steps
+    cmp = compare_stages(tiny_run, memorizing=steps[1], generalizing=steps[-1], n_examples=20)
+    shape = cmp.memorizing.strength.scores.shape
+    weak = torch.linspace(0.0, 0.2, shape.numel()).reshape(shape)
+    strong = torch.linspace(0.1, 0.9, shape.numel()).reshape(shape)
+
+    def with_scores(trace, scores):
+        return dataclasses.replace(
+            trace, strength=dataclasses.replace(trace.strength, scores=scores)
+        )
+
+    cmp = dataclasses.replace(
+        cmp,
+        memorizing=with_scores(cmp.memorizing, weak),
+        generalizing=with_scores(cmp.generalizing, strong),
+    )
+    fig = cmp.plot()
+    mem_panel, gen_panel = fig.axes[0], fig.axes[1]
+    assert mem_panel.images[0].get_clim() == gen_panel.images[0].get_clim() == (0.0, 1.0)
+    assert "causal strength (share of answers changed)" in [a.get_ylabel() for a in fig.axes]
+    plt.close(fig)
+
+
+def test_stage_labels_follow_the_metric(tiny_run):
+    import matplotlib.pyplot as plt
+
+    steps = tiny_run.steps
+    cmp = compare_stages(
+        tiny_run,
+        memorizing=steps[1],
+        generalizing=steps[-1],
+        n_examples=20,
+        metric="logit_difference",
+    )
+    assert "logit diff removed change" in repr(cmp)
+    fig = cmp.plot()
+    labels = [a.get_ylabel() for a in fig.axes]
+    assert "share of the logit difference removed" in labels
+    assert "logit diff removed: generalizing - memorizing" in labels
+    assert not any("answers changed" in label for label in labels)
+    plt.close(fig)
