@@ -26,7 +26,9 @@ paper scale (800K paths).
 
 import dataclasses
 import functools
+import itertools
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -36,6 +38,7 @@ from grok_circuits.checks import check_fraction, check_positive
 from grok_circuits.config import TUTORIAL_RECIPE, TrainConfig
 from grok_circuits.tasks.data import Split, TaskData, make_split
 from grok_circuits.tasks.params import TaskParams
+from grok_circuits.tasks.paths import count_paths, draw_paths, path_ids
 from grok_circuits.tasks.registry import Facts, pick_uniform, register_task
 from grok_circuits.tasks.vocab import Vocab
 
@@ -57,6 +60,10 @@ class CompositionParams(TaskParams):
     ood_fraction: float = 0.05
     test_id_fraction: float = 0.005
     seed: int = 0
+    train_hops: int = 2
+    test_hops: int = 2
+    max_test: int = 3000
+    mixed_probes: Literal["single", "all"] = "single"
 
     def __post_init__(self) -> None:
         check_positive("n_entities", self.n_entities, 2)
@@ -79,7 +86,39 @@ class CompositionParams(TaskParams):
             )
         if round(self.ood_fraction * n_atomic) >= n_atomic:
             raise ValueError(f"ood_fraction={self.ood_fraction} leaves no ID atomic fact")
+        check_positive("train_hops", self.train_hops, 2)
+        if self.test_hops < self.train_hops:
+            raise ValueError(
+                f"test_hops ({self.test_hops}) must be >= train_hops ({self.train_hops}): every "
+                "hop count trained on is also tested"
+            )
+        if self.n_entities * self.out_degree**self.test_hops >= 2**62:
+            raise ValueError(
+                f"test_hops={self.test_hops} over {self.n_entities} entities of out-degree "
+                f"{self.out_degree} makes more paths than int64 ids can number; lower test_hops"
+            )
+        check_positive("max_test", self.max_test, 1)
+        if self.mixed_probes not in ("single", "all"):
+            raise ValueError(
+                f"mixed_probes={self.mixed_probes!r}; choose 'single' (one OOD hop) or 'all' "
+                "(every mix of ID and OOD hops)"
+            )
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict, without the k-hop fields left at their defaults, so that a
+        two-hop task stores (and fingerprints) exactly as before they existed."""
+        d = super().to_dict()
+        for f in _KHOP_FIELDS:
+            if d[f.name] == f.default:
+                del d[f.name]
+        return d
+
+
+_KHOP_FIELDS = [
+    f
+    for f in dataclasses.fields(CompositionParams)
+    if f.name in ("train_hops", "test_hops", "max_test", "mixed_probes")
+]
 
 PRESETS: dict[str, CompositionParams] = {
     "paper": CompositionParams(),
@@ -88,6 +127,9 @@ PRESETS: dict[str, CompositionParams] = {
     ),
 }
 PRESETS["fast"] = PRESETS["tutorial"]  # the tutorial task, trained with the "fast" recipe
+# Depth extrapolation: trained on two hops, tested on up to four (see the module docstring).
+PRESETS["khop"] = dataclasses.replace(PRESETS["tutorial"], test_hops=4)
+PRESETS["khop_paper"] = dataclasses.replace(PRESETS["paper"], test_hops=4)
 
 
 def make_composition(params: CompositionParams) -> TaskData:
@@ -160,8 +202,11 @@ def make_composition(params: CompositionParams) -> TaskData:
         HOP_PROBES[0]: inferred(hop1_ood_paths),
         HOP_PROBES[1]: inferred(hop2_ood_paths),
     }
+    khop, khop_counts = _longer_paths(p, relations, tails, is_ood, n_atomic_id, vocab)
+    splits.update(khop)
+    trained = [splits[f"train_inferred_{m}hop"] for m in range(3, p.train_hops + 1)]
     everything = Split.concat(
-        [atomic(np.arange(n_atomic)), splits["train_inferred"]], pad_id=vocab.pad_id
+        [atomic(np.arange(n_atomic)), splits["train_inferred"], *trained], pad_id=vocab.pad_id
     )
     counts = {
         "atomic": n_atomic,
@@ -173,6 +218,7 @@ def make_composition(params: CompositionParams) -> TaskData:
         HOP_PROBES[0]: len(hop1_ood_paths),
         HOP_PROBES[1]: len(hop2_ood_paths),
         "id_pool": len(id_pool),
+        **khop_counts,
         "train": len(everything),
     }
     return TaskData(
@@ -180,10 +226,80 @@ def make_composition(params: CompositionParams) -> TaskData:
         params=p,
         vocab=vocab,
         splits={"train": everything, **splits},
-        positions=dict(POSITIONS),
+        positions={"h": 0, **{f"r{j}": j for j in range(1, p.test_hops + 1)}},
         counts=counts,
         derived_probes=HOP_PROBES,
     )
+
+
+def mixed_patterns(m: int, which: str = "single") -> list[tuple[bool, ...]]:
+    """The mixes of ID and OOD hops of an ``m``-hop query that become probes, ``True`` marking
+    an OOD hop: one OOD hop (``"single"``), or every mix (``"all"``); fewer OOD hops first, then
+    by which (``hop1`` before ``hop2``)."""
+    every = itertools.product((False, True), repeat=m)
+    mixed = [o for o in every if any(o) and not all(o) and (which == "all" or sum(o) == 1)]
+    return sorted(mixed, key=lambda o: (sum(o), [j for j in range(m) if o[j]]))
+
+
+def probe_name(pattern: tuple[bool, ...]) -> str:
+    """The probe of queries whose OOD hops are those of ``pattern``: ``test_ood_hop1`` and
+    ``test_ood_hop2`` for two hops, ``test_ood_hop2_3hop`` or ``test_ood_hop1+3_3hop`` for more."""
+    hops = "+".join(str(j + 1) for j, o in enumerate(pattern) if o)
+    return f"test_ood_hop{hops}" + ("" if len(pattern) == 2 else f"_{len(pattern)}hop")
+
+
+def _longer_paths(
+    p: CompositionParams,
+    relations: np.ndarray,
+    tails: np.ndarray,
+    is_ood: np.ndarray,
+    n_atomic_id: int,
+    vocab: Vocab,
+) -> tuple[dict[str, Split], dict[str, int]]:
+    """The splits of 3 to ``test_hops`` hops and the sizes of the populations they come from.
+
+    Each hop count ``m`` draws from its own generator, seeded by ``(seed, m)``, so the splits of
+    ``m`` hops are the same whatever ``train_hops`` above ``m`` or ``test_hops`` is asked for."""
+    d = p.out_degree
+    ent, rel = vocab.entity_offset, vocab.relation_offset
+    splits: dict[str, Split] = {}
+    counts: dict[str, int] = {}
+
+    def query(paths: np.ndarray) -> Split:
+        paths = paths[np.argsort(path_ids(tails, d, paths))]  # a canonical order
+        m = paths.shape[1]
+        prompts = np.concatenate([ent + paths[:, :1] // d, rel + relations[paths]], axis=1)
+        inner = ent + tails[paths[:, :-1]]
+        hops = {f"hop{j + 1}": paths[:, j] for j in range(m)}
+        return make_split(
+            prompts, ent + tails[paths[:, -1]], answer_pos=m, bridge=inner[:, 0], path=inner, **hops
+        )
+
+    for m in range(3, p.test_hops + 1):
+        rng = np.random.default_rng([p.seed, m])
+        all_id, all_ood = (False,) * m, (True,) * m
+        pool = count_paths(tails, is_ood, d, all_id)
+        counts[f"id_pool_{m}hop"] = pool
+        if m <= p.train_hops:
+            n_test = round(p.test_id_fraction * pool)
+            n_train = round(p.phi * n_atomic_id)
+            if n_train > pool - n_test:
+                max_phi = (pool - n_test) / n_atomic_id
+                raise ValueError(
+                    f"phi={p.phi} asks for {n_train} training inferred facts of {m} hops but their "
+                    f"ID pool holds {pool - n_test} after test_id; use phi <= "
+                    f"{np.floor(max_phi * 100) / 100:.2f}, a lower train_hops or a larger graph"
+                )
+            drawn = draw_paths(tails, is_ood, d, all_id, n_test + n_train, rng)
+            splits[f"train_inferred_{m}hop"] = query(drawn[n_test:])
+            splits[f"test_id_{m}hop"] = query(drawn[:n_test])
+        else:
+            splits[f"test_id_{m}hop"] = query(draw_paths(tails, is_ood, d, all_id, p.max_test, rng))
+        for pattern in [all_ood, *mixed_patterns(m, p.mixed_probes)]:
+            name = f"test_ood_{m}hop" if pattern == all_ood else probe_name(pattern)
+            counts[f"{name}_pool"] = count_paths(tails, is_ood, d, pattern)
+            splits[name] = query(draw_paths(tails, is_ood, d, pattern, p.max_test, rng))
+    return splits, counts
 
 
 # ----------------------------------------------------------------------------- swaps
@@ -279,6 +395,7 @@ def composition_lens(task: TaskData, s: Split) -> dict[str, tuple[Tensor, Tensor
 #: generalizing stage apart, keep ``"tutorial"``.
 TRAIN_PRESETS = {"tutorial": TrainConfig(max_steps=6000, **TUTORIAL_RECIPE)}
 TRAIN_PRESETS["fast"] = dataclasses.replace(TRAIN_PRESETS["tutorial"], lr=4e-3)
+TRAIN_PRESETS["khop"] = TRAIN_PRESETS["tutorial"]
 
 register_task(
     "composition",
