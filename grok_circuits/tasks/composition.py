@@ -39,7 +39,7 @@ from grok_circuits.config import TUTORIAL_RECIPE, TrainConfig
 from grok_circuits.tasks.data import Split, TaskData, make_split
 from grok_circuits.tasks.params import TaskParams
 from grok_circuits.tasks.paths import count_paths, draw_paths, path_ids
-from grok_circuits.tasks.registry import Facts, pick_uniform, register_task
+from grok_circuits.tasks.registry import Facts, SwapFn, pick_uniform, register_task
 from grok_circuits.tasks.vocab import Vocab
 
 #: Prompt positions of an inferred query ``<e_h> <r_1> <r_2>``.
@@ -347,41 +347,79 @@ def _gather(table: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
 def swap_composition(
     token: str, task: TaskData, s: Split, g: torch.Generator, *, facts: Facts = "id"
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Swap ``token`` (``"h"``, ``"r1"`` or ``"r2"``) of composition queries (a registered
-    swap; see :data:`grok_circuits.tasks.registry.SwapFn`)."""
+    """Swap ``token`` (``"h"``, or the relation ``"r1"`` .. ``"rK"``) of composition queries of
+    any hop count (a registered swap; see :data:`grok_circuits.tasks.registry.SwapFn`): the
+    corrupt query's answer follows the facts from the swapped token to the end of the chain. A
+    query with fewer hops than the swapped relation's index has no valid swap."""
     table = _fact_table(task, facts)
-    v, pos = task.vocab, task.positions
-    h = s.tokens[:, pos["h"]] - v.entity_offset
-    r1 = s.tokens[:, pos["r1"]] - v.relation_offset
-    r2 = s.tokens[:, pos["r2"]] - v.relation_offset
+    v = task.vocab
+    k, width = task.positions[token], s.tokens.shape[1]
+    hops = s.answer_pos  # a query of m hops answers at position m
     t = s.answers - v.entity_offset
     n = len(s)
+    if k >= width:
+        return s.tokens.clone(), s.answers.clone(), torch.zeros(n, dtype=torch.bool)
+    rel = lambda j: s.tokens[:, j] - v.relation_offset  # noqa: E731  # r_j, for j <= hops
     if token == "h":
         cand = torch.arange(v.n_entities)[None].expand(n, -1)  # h'
-        bridge = table[:, r1].T  # [n, n_entities]: T[h', r1]
-        answer = _gather(table, bridge, r2[:, None].expand_as(bridge))
+        cur = table[:, rel(1)].T  # [n, n_entities]: T[h', r1]
         offset = v.entity_offset
+        k = 1  # the chain goes on from the first hop's tail
     else:
         cand = torch.arange(v.n_relations)[None].expand(n, -1)
-        if token == "r1":
-            bridge = table[h]  # [n, n_relations]: T[h, r1']
-            answer = _gather(table, bridge, r2[:, None].expand_as(bridge))
-        else:  # r2: from the clean bridge (kept in the metadata), else looked up
-            b = s.meta["bridge"] - v.entity_offset if "bridge" in s.meta else table[h, r1]
-            answer = _gather(table, b[:, None].expand_as(cand), cand)
+        cur = _gather(table, _entity_before(task, s, table, k)[:, None].expand_as(cand), cand)
         offset = v.relation_offset
-    valid = (answer >= 0) & (answer != t[:, None])
+    for j in range(k + 1, width):
+        step = _gather(table, cur, rel(j)[:, None].expand_as(cur))
+        cur = torch.where((j <= hops)[:, None], step, cur)
+    valid = (cur >= 0) & (cur != t[:, None]) & (k <= hops)[:, None]
     choice, ok = pick_uniform(valid, g)
     corrupt = s.tokens.clone()
-    corrupt[:, pos[token]] = cand.gather(1, choice[:, None])[:, 0] + offset
-    return corrupt, answer.gather(1, choice[:, None])[:, 0] + v.entity_offset, ok
+    corrupt[:, task.positions[token]] = cand.gather(1, choice[:, None])[:, 0] + offset
+    return corrupt, cur.gather(1, choice[:, None])[:, 0] + v.entity_offset, ok
+
+
+def _entity_before(task: TaskData, s: Split, table: Tensor, k: int) -> Tensor:
+    """The entity hop ``k`` of each query starts from (index, not token): ``h`` for the first
+    hop, else the clean path's entity (kept in the metadata), else looked up in ``table``."""
+    v = task.vocab
+    if k == 1:
+        return s.tokens[:, 0] - v.entity_offset
+    if "path" in s.meta:
+        return s.meta["path"][:, k - 2] - v.entity_offset
+    if k == 2 and "bridge" in s.meta:
+        return s.meta["bridge"] - v.entity_offset
+    e = s.tokens[:, 0] - v.entity_offset
+    for j in range(1, k):
+        e = _gather(table, e, s.tokens[:, j] - v.relation_offset)
+    return e
+
+
+def composition_swaps(task: TaskData) -> dict[str, SwapFn]:
+    """The swaps of one composition task: ``h`` and each relation position ``r1`` .. ``rK``."""
+    return {k: functools.partial(swap_composition, k) for k in task.positions}
+
+
+def query_positions(task: TaskData) -> list[int]:
+    """The answer positions of a composition task's queries: 2 .. ``test_hops``."""
+    return [p for name, p in task.positions.items() if name != "h" and p >= 2]
 
 
 def composition_lens(task: TaskData, s: Split) -> dict[str, tuple[Tensor, Tensor]]:
     """The bridge at ``r1`` (the first hop, stored mid-network), ``r2`` at ``r2`` (carried for
-    the second hop) and the answer at ``r2``."""
+    the second hop) and the answer at ``r2``. For queries of ``m > 2`` hops (one hop count per
+    split): each intermediate entity ``e{j}`` at ``r{j}`` (the bridge as ``e1``), ``r{m}`` at
+    ``r{m}`` and the answer at ``r{m}``."""
     pos = task.positions
     at = lambda name: torch.full((len(s),), pos[name], dtype=torch.long)  # noqa: E731
+    m = int(s.answer_pos[0]) if len(s) else 2
+    if m > 2 and "path" in s.meta:
+        last = f"r{m}"
+        return {
+            **{f"e{j}@r{j}": (s.meta["path"][:, j - 1], at(f"r{j}")) for j in range(1, m)},
+            f"{last}@{last}": (s.tokens[:, pos[last]], at(last)),
+            f"answer@{last}": (s.answers, at(last)),
+        }
     targets = {"r2@r2": (s.tokens[:, pos["r2"]], at("r2")), "answer@r2": (s.answers, at("r2"))}
     if "bridge" in s.meta:
         targets = {"bridge@r1": (s.meta["bridge"], at("r1")), **targets}
@@ -404,6 +442,8 @@ register_task(
     make_composition,
     train_presets=TRAIN_PRESETS,
     swaps={k: functools.partial(swap_composition, k) for k in ("h", "r1", "r2")},
+    task_swaps=composition_swaps,
+    query_positions=query_positions,
     default_swap="h",
     lens_targets=composition_lens,
 )

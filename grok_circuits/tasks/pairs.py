@@ -30,7 +30,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from grok_circuits.tasks.data import Split, TaskData, sample_rows
-from grok_circuits.tasks.registry import Facts, lens_targets, task_spec
+from grok_circuits.tasks.registry import Facts, lens_targets, query_positions, swaps_of, task_spec
 
 LensTargets = Mapping[str, "tuple[Tensor, Tensor] | Tensor"]
 
@@ -363,23 +363,26 @@ def make_pairs(
             f"task {task.name!r} registers no swaps, so no counterfactual pairs can be built from "
             f"it{hint}; build PromptPairs from tensors instead"
         )
+    swaps = swaps_of(task)
     swap = swap if swap is not None else spec.default_swap
-    if swap not in spec.swaps:
-        raise ValueError(
-            f"swap={swap!r} is not a {task.name} swap; choose one of {tuple(spec.swaps)}"
-        )
+    if swap not in swaps:
+        raise ValueError(f"swap={swap!r} is not a {task.name} swap; choose one of {tuple(swaps)}")
     if facts not in ("id", "all"):
         raise ValueError(f"facts={facts!r}; choose 'id' (ID facts only) or 'all'")
     if n_examples is not None and n_examples < 1:
         raise ValueError(f"n_examples must be >= 1 or None, got {n_examples}")
     s = _split_of(task, split)
-    infer_pos = max(task.positions.values())
-    if len(s) == 0 or s.tokens.shape[1] <= infer_pos or bool((s.answer_pos != infer_pos).any()):
+    allowed = query_positions(task)
+    infer_pos = int(s.answer_pos[0]) if len(s) else -1
+    if infer_pos not in allowed or s.tokens.shape[1] <= infer_pos or bool(
+        (s.answer_pos != infer_pos).any()
+    ):
+        where = " or ".join(map(str, allowed))
         raise ValueError(
-            f"the split must hold {task.name} queries with their answer at position {infer_pos} "
-            "(e.g. 'train_inferred', 'test_id' or 'test_ood'); got other prompts"
+            f"the split must hold {task.name} queries with their answer at position {where}, "
+            "all at one (e.g. 'train_inferred', 'test_id' or 'test_ood'); got other prompts"
         )
-    fn = spec.swaps[swap]
+    fn = swaps[swap]
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(s), generator=g)
     want = len(s) if n_examples is None else n_examples
