@@ -90,7 +90,7 @@ class CompositionParams(TaskParams):
         if self.test_hops < self.train_hops:
             raise ValueError(
                 f"test_hops ({self.test_hops}) must be >= train_hops ({self.train_hops}): every "
-                "hop count trained on is also tested"
+                f"hop count trained on is also tested; pass test_hops={self.train_hops} or more"
             )
         if self.n_entities * self.out_degree**self.test_hops >= 2**62:
             raise ValueError(
