@@ -18,6 +18,36 @@ and they are left out of :meth:`TaskData.fingerprint` (``TaskData.derived_probes
 before they existed still match the task regenerated from their parameters. The model trains on
 *all* atomic facts plus the training inferred facts.
 
+**k hops.** ``train_hops`` and ``test_hops`` (both 2 by default, the paper's task) extend the
+queries to chains ``<e_h> <r_1> ... <r_m>`` -> ``<e_t>`` of ``m`` relations, answered at
+position ``m``. The two-hop splits above are always exactly those of the two-hop task; each
+``m`` from 3 to ``test_hops`` adds splits named by its hop count, drawn from their own
+generator (seeded by ``(seed, m)``, so they do not depend on ``test_hops``). With ``P_o(m)`` the
+number of ``m``-hop paths whose hops are OOD where ``o`` says so, exactly
+``P_o(m) = 1ᵀ A_{o_1} ... A_{o_m} 1`` (``A_ID[u, v]``, ``A_OOD[u, v]``: the ID and OOD facts
+from ``u`` to ``v``; the patterns sum to ``n_entities * out_degree ** m``):
+
+- ``m <= train_hops``: ``train_inferred_{m}hop``, ``round(phi * n_atomic_id)`` ID paths, and
+  ``test_id_{m}hop``, ``round(test_id_fraction * P_ID(m))`` others (both in the ID pool, counted
+  as ``counts["id_pool_{m}hop"]``); the training set is every atomic fact and every
+  ``train_inferred*`` split, ``n_atomic + (train_hops - 1) * round(phi * n_atomic_id)``.
+- ``m > train_hops``: ``test_id_{m}hop``, ``min(max_test, P_ID(m))`` ID paths.
+- ``test_ood_{m}hop``: ``min(max_test, P_OOD(m))`` all-OOD paths, and one probe per mix of ID
+  and OOD hops, ``min(max_test, P_o(m))`` paths, named by the OOD hops: ``test_ood_hop2_3hop``
+  (the second of three), and with ``mixed_probes="all"`` (every mix rather than one OOD hop)
+  ``test_ood_hop1+3_3hop``. ``counts["<probe>_pool"]`` is each ``P_o(m)``.
+
+A split capped by ``max_test`` is a uniformly random subset. No trained chain holds an OOD fact.
+The ``m``-hop splits carry ``meta["path"]`` (``[batch, m - 1]``: the intermediate entities in
+order), ``meta["bridge"]`` (the first of them) and the atomic-fact row of each hop
+(``hop1`` .. ``hop{m}``); the two-hop splits keep their ``bridge``, ``hop1`` and ``hop2``. Prompts
+of different hop counts are right-padded to one width in ``train`` (the loss is at each
+example's ``answer_pos``), and a model's context is sized to the widest probe, so a test of more
+hops than trained runs (its last positions' embeddings were never trained). Presets: ``"khop"``
+is the tutorial graph trained on two hops and tested on up to four (the two-hop splits and
+``train`` identical to ``"tutorial"``'s), ``"khop_paper"`` the same at paper scale (3- and
+4-hop populations of 13.7M and 261M ID paths, sampled rather than listed; about a second).
+
 Generation is vectorised: because every entity has exactly ``out_degree`` edges, stored
 contiguously by head, the edges out of bridge ``b`` are rows ``b * d .. b * d + d - 1``, and the
 whole path pool is two integer arrays (no Python objects), which takes well under a second at
