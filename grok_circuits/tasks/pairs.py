@@ -374,8 +374,10 @@ def make_pairs(
     s = _split_of(task, split)
     allowed = query_positions(task)
     infer_pos = int(s.answer_pos[0]) if len(s) else -1
-    if infer_pos not in allowed or s.tokens.shape[1] <= infer_pos or bool(
-        (s.answer_pos != infer_pos).any()
+    if (
+        infer_pos not in allowed
+        or s.tokens.shape[1] <= infer_pos
+        or bool((s.answer_pos != infer_pos).any())
     ):
         where = " or ".join(map(str, allowed))
         raise ValueError(

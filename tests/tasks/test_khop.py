@@ -146,8 +146,10 @@ def test_two_hop_splits_are_those_of_the_two_hop_task(task):
             assert torch.equal(t, two.splits[name].tensors()[key]), (name, key)
             if name != "train":
                 assert torch.equal(t, task.splits[name].tensors()[key]), (name, key)
-    assert make_task("composition", preset="khop").splits["test_id"].tokens.equal(
-        make_task("composition", preset="tutorial").splits["test_id"].tokens
+    assert (
+        make_task("composition", preset="khop")
+        .splits["test_id"]
+        .tokens.equal(make_task("composition", preset="tutorial").splits["test_id"].tokens)
     )
 
 
@@ -173,8 +175,18 @@ def test_params_store_only_what_differs_from_two_hops():
         (dict(mixed_probes="some"), ["mixed_probes", "single"]),
         (dict(test_hops=30), ["test_hops", "int64"]),
         # few ID facts per entity (0.9 of 3): fewer ID paths of three hops than of two
-        (dict(n_entities=40, n_relations=3, out_degree=3, ood_fraction=0.7, train_hops=3,
-              test_hops=3, phi=0.6), ["phi", "3 hops", "phi <="]),
+        (
+            dict(
+                n_entities=40,
+                n_relations=3,
+                out_degree=3,
+                ood_fraction=0.7,
+                train_hops=3,
+                test_hops=3,
+                phi=0.6,
+            ),
+            ["phi", "3 hops", "phi <="],
+        ),
     ],
 )
 def test_bad_khop_parameters_name_the_problem(params, words):
@@ -215,7 +227,9 @@ def test_khop_swaps_follow_the_facts(task, swap):
     assert pairs.pos_labels == ("h", "r1", "r2", "r3")
     k = {"h": 0, "r1": 1, "r2": 2, "r3": 3}[swap]
     for clean, corrupt, a, ca in zip(
-        pairs.clean.tolist(), pairs.corrupt.tolist(), pairs.answers.tolist(),
+        pairs.clean.tolist(),
+        pairs.corrupt.tolist(),
+        pairs.answers.tolist(),
         pairs.corrupt_answers.tolist(),
     ):
         assert [c for i, c in enumerate(clean) if i != k] == [
