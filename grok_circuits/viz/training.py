@@ -58,13 +58,13 @@ def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), ti
     for probe, color in zip(extra_probes, EXTRA_COLORS):
         label = f"{probe} (n={probe_size(run, probe)})"
         ax.plot(steps, run.metric(f"{probe}_acc"), label=label, color=color, linestyle="--")
-    for step, name, style in (
+    for step, name, linestyle in (
         (run.saturation_step, "train ≥ 99%", ":"),
         (run.grok_step, "ID ≥ 95%", "--"),
     ):
         if step:
             ax.axvline(
-                step, color="gray", linestyle=style, linewidth=1, label=f"{name} at step {step}"
+                step, color="gray", linestyle=linestyle, linewidth=1, label=f"{name} at step {step}"
             )
     step_axis(ax, steps)
     ax.set_ylim(-0.02, 1.02)
