@@ -10,7 +10,7 @@ import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float, Int
@@ -59,7 +59,7 @@ def model_config(task: TaskData, size: ModelSize = "tutorial", **overrides) -> "
             f"unknown model config field(s) {unknown}; {hint}the fields are {sorted(known)}"
         )
     n_layers, d_model, n_heads = SIZES[size]
-    fields = dict(
+    fields: dict[str, Any] = dict(
         n_layers=n_layers,
         d_model=d_model,
         n_heads=n_heads,

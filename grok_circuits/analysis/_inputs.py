@@ -91,7 +91,8 @@ def weights_digest(model: Model) -> str:
     for p in backend.parameters(model):
         flat = p.detach().to("cpu").contiguous().view(-1)
         h.update(f"{tuple(p.shape)} {flat.dtype};".encode())
-        h.update(flat.view(torch.uint8).numpy())
+        # an ndarray is a buffer; numpy's stubs say so from Python 3.12 only
+        h.update(flat.view(torch.uint8).numpy())  # type: ignore[arg-type]
     return h.hexdigest()
 
 
