@@ -183,6 +183,8 @@ def test_a_measure_with_a_value_per_key_logs_one_column_each(tiny_composition, m
     )
     assert len(MEASURES["answer_share"].columns_in(out)) == 2
     assert MEASURES["answer_share"].label_of(f"answer_{int(first)}_share") == f"answer {int(first)}"
+    with pytest.raises(ValueError, match="'train_loss' is not one of measure 'answer_share'"):
+        MEASURES["answer_share"].key_of("train_loss")
 
 
 def test_the_plot_draws_every_logged_measure_of_a_shipped_run():
