@@ -101,6 +101,8 @@ def test_selection_counted_by_hand():
     with_nan = {a: float("nan"), m1: 0.0}
     assert select_components(with_nan, top_k=1) == (m1,)
     assert select_components(with_nan, threshold=0.0) == (m1,)
+    with pytest.raises(ValueError, match="pass threshold= or top_k="):
+        select_components(scores)
 
 
 def test_uniform_signature_and_result_objects(trained, tiny_composition):
