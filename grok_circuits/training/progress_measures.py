@@ -256,7 +256,6 @@ class MeasureSpec:
         return [self.color] * n
 
 
-
 #: The progress measures by name, in the order they are logged and drawn.
 MEASURES: dict[str, MeasureSpec] = {}
 
