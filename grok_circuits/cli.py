@@ -264,7 +264,7 @@ def cmd_sweep_report(args) -> int:
     import pandas as pd
 
     from grok_circuits.sweeps import load_sweep
-    from grok_circuits.viz import save_figure
+    from grok_circuits.viz.training import save_figure
 
     result = load_sweep(args.sweep)
     if args.x is not None and args.x not in result.swept:
@@ -443,7 +443,8 @@ def _resume_cfg(args, cfg: "TrainConfig", model_params: dict) -> "TrainConfig | 
 def report(run, png: Path | None = None, as_json: bool = False, out: Path | None = None) -> Path:
     """Print the run's summary and save its accuracy curves, with the progress measures under
     them, to ``png`` (default: ``curves.png`` in :func:`figures_dir`)."""
-    from grok_circuits.viz import plot_training_report, save_figure
+    from grok_circuits.viz.measures import plot_training_report
+    from grok_circuits.viz.training import save_figure
 
     summary = run.summary()
     if as_json:
