@@ -104,7 +104,7 @@ def evaluate(model: Model, probes: dict[str, Split], batch_size: int = 4096) -> 
             b = split.select(slice(i, i + batch_size))
             logits = answer_logits(model, b.tokens, b.answer_pos)
             loss_sum += F.cross_entropy(logits, b.answers, reduction="sum").item()
-            correct += (logits.argmax(-1) == b.answers).sum().item()
+            correct += int((logits.argmax(-1) == b.answers).sum())
         n = max(len(split), 1)
         out[f"{name}_acc"] = correct / n
         out[f"{name}_loss"] = loss_sum / n
