@@ -248,7 +248,7 @@ def _data_of(model: Model, pairs_a, pairs_b, names) -> tuple[list, tuple[str, st
         names = tuple(d.name if isinstance(d, TaskData) else k for d, k in zip(data, "ab"))
         if names[0] == names[1]:
             names = ("a", "b")
-    return data, tuple(names)  # type: ignore[return-value]
+    return data, tuple(names)
 
 
 def circuit_reuse(
