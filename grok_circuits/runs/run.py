@@ -257,7 +257,12 @@ class Run:
     path: Path
     task_name: str
     task_params: dict
-    model_cfg: _ModelConfigField = _ModelConfigField()
+    # The type checker reads the descriptor's types (set a config or its dict, get a config); a
+    # run-time type check takes either, without importing the active backend's config class.
+    if TYPE_CHECKING:
+        model_cfg: _ModelConfigField = _ModelConfigField()
+    else:
+        model_cfg: object = _ModelConfigField()
     # The checker takes the descriptor for a default; the dataclass sees none (its __get__ on
     # the class raises AttributeError), so a field without a default may follow.
     train_cfg: TrainConfig  # type: ignore[misc]
