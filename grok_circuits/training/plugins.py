@@ -39,7 +39,7 @@ the weights and metrics it computed before they existed.
 """
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +52,7 @@ from grok_circuits.config import TrainConfig
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
+@runtime_checkable
 class GradHook(Protocol):
     """A gradient hook: ``hook(params)`` edits ``p.grad`` of each parameter in place (parameters
     come in ``model.parameters()`` order, the same every step); ``state_dict()`` returns what a

@@ -62,7 +62,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import cycle
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -180,6 +180,7 @@ class MeasureData:
         return self._forward_backward[2]
 
 
+@runtime_checkable
 class Measure(Protocol):
     """A progress measure: ``measure(model, data)`` with the :class:`MeasureData` of this
     evaluation returns a float, or None where it does not apply to the task or the model. A
