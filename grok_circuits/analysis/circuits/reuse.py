@@ -28,7 +28,7 @@ by the arguments, and the report shows the random distributions next to the obse
 """
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +59,7 @@ from grok_circuits.tasks.registry import Facts
 
 
 # ----------------------------------------------------------------------------- overlap
-def head_share(a: Sequence[Component], b: Sequence[Component]) -> float:
+def head_share(a: Iterable[Component], b: Iterable[Component]) -> float:
     """The share of the smaller set's attention heads that the other set also has (NaN when
     either has no head)."""
     ha, hb = {c for c in a if c.is_head}, {c for c in b if c.is_head}
