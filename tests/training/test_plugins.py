@@ -218,12 +218,12 @@ def test_resume_refuses_to_change_a_plugin(tiny_composition, tmp_path, change):
 @pytest.mark.parametrize(
     "field, value",
     [
-        ("grad_filter", "sma"),
+        pytest.param("grad_filter", "sma", marks=pytest.mark.wrong_types),
         ("grad_filter_alpha", 1.0),
         ("grad_filter_window", 0),
         ("grad_filter_lamb", -1.0),
         ("loss", ""),
-        ("grad_hooks", ["mine"]),
+        pytest.param("grad_hooks", ["mine"], marks=pytest.mark.wrong_types),
     ],
 )
 def test_plugin_fields_validate(field, value):

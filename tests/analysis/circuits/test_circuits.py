@@ -164,6 +164,7 @@ def test_pairs_whose_corrupt_prompt_is_the_clean_one_are_refused(trained, tiny_c
     assert len(find_circuit(trained, pairs, top_k=3, method="ablation")) == 3
 
 
+@pytest.mark.wrong_types
 def test_bad_arguments(trained, tiny_composition):
     with pytest.raises(ValueError, match="not both"):
         find_circuit(trained, tiny_composition, top_k=2, threshold=0.1)
@@ -177,6 +178,7 @@ def test_bad_arguments(trained, tiny_composition):
         find_circuit(trained, tiny_composition, subtask="comparison")
 
 
+@pytest.mark.wrong_types
 def test_the_registry_refuses_bad_registrations_in_one_line(trained, tiny_composition):
     def scores(model, pairs, components, *, seed=0):
         return dict.fromkeys(components, 0.0)
