@@ -711,7 +711,9 @@ def _as_share(trace: CausalTrace) -> CausalTrace:
     return replace(
         trace,
         scores=(trace.scores - trace.baseline) / span,
-        per_example=(trace.per_example - trace.baseline) / span,
+        per_example=(
+            None if trace.per_example is None else (trace.per_example - trace.baseline) / span
+        ),
         baseline=0.0,
         source=1.0,
     )
