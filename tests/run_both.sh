@@ -27,16 +27,10 @@ echo "== mypy (type check) =="; python -m mypy; status_types=$?
 
 # The shapes and types in the signatures, checked at run time on every call (jaxtyping with
 # beartype, as TransformerLens' tests do), on the tests of the analyses, tasks and training, once.
-# Tests marked wrong_types run unchecked (tests/conftest.py). Every module but the edge package
-# (grok_circuits.analysis.edges) is checked, and its tests are left out, until its annotations
-# pass (mib.area_under's x, the EdgeMethod protocol); then this is --jaxtyping-packages=
-# grok_circuits,beartype.beartype without --ignore.
+# Tests marked wrong_types run unchecked (tests/conftest.py).
 echo "== run-time type check of the signatures (jaxtyping, beartype) =="
-checked=$(python -c "import pkgutil; print(','.join(m.name for p, pre in (('grok_circuits', \
-    'grok_circuits.'), ('grok_circuits/analysis', 'grok_circuits.analysis.')) \
-    for m in pkgutil.iter_modules([p], pre) if m.name.rsplit('.', 1)[1] not in ('analysis', 'edges')))")
-python -m pytest tests/analysis tests/tasks tests/training --ignore=tests/analysis/edges -q \
-    --jaxtyping-packages="$checked,beartype.beartype"
+python -m pytest tests/analysis tests/tasks tests/training -q \
+    --jaxtyping-packages=grok_circuits,beartype.beartype
 status_shapes=$?
 
 echo "== TransformerLens $(tl_version python) =="
