@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import orthogonal
 
@@ -265,7 +265,12 @@ def fit_subspace(
                 idx = order[start : start + batch_size]
                 optimizer.zero_grad()
                 logits = _intervened(
-                    model, pairs.clean[idx], pairs.answer_pos[idx], name, pos, source[idx],
+                    model,
+                    pairs.clean[idx],
+                    pairs.answer_pos[idx],
+                    name,
+                    pos,
+                    source[idx],
                     proj.weight,
                 )
                 loss = F.cross_entropy(logits, labels[idx].to(logits.device), reduction="sum")
@@ -378,7 +383,13 @@ class DASResult:
 
 def _layers(model: Model, layers: int | Sequence[int] | None) -> tuple[int, ...]:
     n = model.cfg.n_layers
-    out = tuple(range(n)) if layers is None else (layers,) if isinstance(layers, int) else tuple(layers)
+    out = (
+        tuple(range(n))
+        if layers is None
+        else (layers,)
+        if isinstance(layers, int)
+        else tuple(layers)
+    )
     bad = [layer for layer in out if not 0 <= layer < n]
     if not out or bad:
         raise ValueError(f"layers must lie in 0..{n - 1} (the model has {n}), got {list(out)}")
@@ -440,11 +451,19 @@ def das(
         if task.name == "composition":
             pairs = bridge_pairs(task, split, n_examples=n_examples, facts=facts, seed=seed)
         else:
-            pairs = as_pairs(model, task, split=split, n_examples=n_examples, facts=facts, seed=seed)
+            pairs = as_pairs(
+                model, task, split=split, n_examples=n_examples, facts=facts, seed=seed
+            )
     elif isinstance(data, PromptPairs | TaskData):
         pairs = as_pairs(
-            model, data, swap=swap, subtask=subtask, split=split, n_examples=n_examples,
-            facts=facts, seed=seed,
+            model,
+            data,
+            swap=swap,
+            subtask=subtask,
+            split=split,
+            n_examples=n_examples,
+            facts=facts,
+            seed=seed,
         )
     else:
         pairs = as_pairs(model, PromptPairs.concat(list(data)))
@@ -472,8 +491,15 @@ def das(
     rows = []
     for layer in layer_list:
         basis, losses = fit_subspace(
-            model, train, layer=layer, k=k, epochs=epochs, batch_size=batch_size, lr=lr,
-            seed=seed, **kw,
+            model,
+            train,
+            layer=layer,
+            k=k,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            **kw,
         )
         randoms = [
             interchange_accuracy(model, test, random_basis(d_model, k, seed + i), layer=layer, **kw)
@@ -482,8 +508,15 @@ def das(
         untrained = float("nan")
         if control is not None:
             b, _ = fit_subspace(
-                control, train, layer=layer, k=k, epochs=epochs, batch_size=batch_size, lr=lr,
-                seed=seed, **kw,
+                control,
+                train,
+                layer=layer,
+                k=k,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                seed=seed,
+                **kw,
             )
             untrained = interchange_accuracy(control, test, b, layer=layer, **kw)
         rows.append(

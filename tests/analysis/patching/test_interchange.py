@@ -36,15 +36,24 @@ def planted():
     token 0 when ``v = 1``, token 1 when ``v = 0``. So the variable lives in the known 1-d
     subspace ``e_0`` of ``resid_pre`` of layer 0 at ``x``, and nowhere at layer 1's ``x``."""
     cfg = backend.make_config(
-        n_layers=2, d_model=D, n_heads=1, d_head=D, n_ctx=2, d_vocab=QUERY + 1,
-        attn_only=True, normalization_type=None, act_fn="relu",
+        n_layers=2,
+        d_model=D,
+        n_heads=1,
+        d_head=D,
+        n_ctx=2,
+        d_vocab=QUERY + 1,
+        attn_only=True,
+        normalization_type=None,
+        act_fn="relu",
     )
     model = backend.build_model(cfg, seed=0)
     g = torch.Generator().manual_seed(0)
     w = {name: torch.zeros_like(t) for name, t in backend.model_weights(model).items()}
     tok = torch.arange(QUERY)
     w["embed.W_E"][:QUERY, 0] = 4.0 * (2 * (tok % 2) - 1)
-    w["embed.W_E"][:QUERY, 1:] = 3.0 * torch.randn(N_NUISANCE, D - 1, generator=g).repeat_interleave(2, 0)
+    w["embed.W_E"][:QUERY, 1:] = 3.0 * torch.randn(
+        N_NUISANCE, D - 1, generator=g
+    ).repeat_interleave(2, 0)
     w["embed.W_E"][QUERY, 1:] = torch.randn(D - 1, generator=g)
     w["blocks.0.attn.W_V"][0] = torch.eye(D)
     w["blocks.0.attn.W_O"][0] = torch.eye(D)
@@ -56,7 +65,10 @@ def planted():
     source = torch.tensor([[s, QUERY] for _, s in rows])
     answer = lambda t: 1 - t[:, 0] % 2  # noqa: E731
     pairs = PromptPairs(
-        clean=base, corrupt=source, answers=answer(base), corrupt_answers=answer(source),
+        clean=base,
+        corrupt=source,
+        answers=answer(base),
+        corrupt_answers=answer(source),
         pos_labels=("x", "q"),
     )
     return model, pairs
@@ -74,7 +86,10 @@ def test_the_known_subspace_moves_the_answer_and_a_random_one_does_not(planted):
     assert interchange_accuracy(model, pairs, e0, layer=0, position="x") == 1.0
     assert interchange_accuracy(model, pairs, e0, layer=1, position="x") == 0.0  # read already
     for seed in range(5):
-        assert interchange_accuracy(model, pairs, random_basis(D, 1, seed), layer=0, position="x") < 0.5
+        assert (
+            interchange_accuracy(model, pairs, random_basis(D, 1, seed), layer=0, position="x")
+            < 0.5
+        )
 
 
 def test_das_finds_the_planted_subspace(planted):
@@ -162,8 +177,14 @@ def test_bridge_pairs_expect_the_source_bridge_and_the_base_relation(tiny_compos
 
 def test_das_on_a_task_uses_the_bridge_pairs(composition_model, tiny_composition):
     r = das(
-        composition_model, tiny_composition, layers=1, k=2, epochs=2, n_random=2,
-        random_init=False, n_examples=40,
+        composition_model,
+        tiny_composition,
+        layers=1,
+        k=2,
+        epochs=2,
+        n_random=2,
+        random_init=False,
+        n_examples=40,
     )
     assert r.position == "r1" and r.n_train + r.n_test == 40
     assert torch.isnan(r.iia_random_init).all()
@@ -182,3 +203,47 @@ def test_bad_input_is_one_clear_error(planted):
         interchange_accuracy(model, no_label, torch.eye(D), layer=0, position=0)
     with pytest.raises(ValueError, match="layers"):
         das(model, pairs, layers=[5], position="x")
+
+
+# ----------------------------------------------------------------------------- TransformerLens 4.x
+def test_same_numbers_as_transformer_lens_interchange(composition_model, tiny_composition):
+    """TransformerLens 4.3's ``tools.analysis.interchange`` on the same subspace and pairs:
+    the same intervened logits, and ``fit_das`` learns the same basis."""
+    tl = pytest.importorskip("transformer_lens.tools.analysis.interchange")
+    model = composition_model
+    pairs = bridge_pairs(tiny_composition, n_examples=40, seed=0)
+    r1 = pairs.positions["r1"]
+    at = torch.full((len(pairs),), r1)
+    name = "blocks.1.hook_resid_pre"
+
+    def task_logits(tokens):  # the answer is at the last position of every composition query
+        return model(tokens)[:, -1]
+
+    basis = random_basis(model.cfg.d_model, 4, seed=0)
+    source = tl.collect_activations(model, name, pairs.corrupt, task_logits, positions=at)
+    theirs = tl.intervened_logits(
+        model, name, tl.SubspaceInterchange(basis), pairs.clean, source, task_logits, positions=at
+    )
+    ours = interchange_logits(model, pairs, basis, layer=1, position="r1")
+    assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+    fitted = tl.fit_das(
+        model,
+        name,
+        pairs.clean,
+        pairs.corrupt,
+        pairs.corrupt_answers,
+        task_logits,
+        rank=3,
+        base_positions=at,
+        source_positions=at,
+        epochs=4,
+        batch_size=16,
+        lr=1e-2,
+        seed=2,
+    )
+    basis, losses = fit_subspace(
+        model, pairs, layer=1, position="r1", k=3, epochs=4, batch_size=16, lr=1e-2, seed=2
+    )
+    assert_close(basis, fitted.basis, atol=1e-5, rtol=1e-5)
+    assert_close(torch.tensor(losses), torch.tensor(fitted.losses), atol=1e-5, rtol=1e-5)
