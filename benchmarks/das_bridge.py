@@ -33,9 +33,9 @@ def main() -> None:
         default=["memorizing", "last"],
         help="checkpoint steps, 'memorizing', 'generalizing', 'last' or 'all'",
     )
-    p.add_argument("--k", type=int, nargs="+", default=[16])
+    p.add_argument("--k", type=int, nargs="+", default=[32])
     p.add_argument("--layers", type=int, nargs="+", default=None)
-    p.add_argument("--pairs", type=int, default=1000, help="bridge pairs (half train DAS)")
+    p.add_argument("--pairs", type=int, default=2000, help="bridge pairs (half train DAS)")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-2)

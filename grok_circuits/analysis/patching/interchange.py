@@ -31,9 +31,10 @@ interchange*. (The composition task's ``h`` and ``r1`` swaps keep ``r2``, so the
 answers are that too; its ``r2`` swap keeps the bridge and is no test of it.)
 
 An IIA is not evidence on its own: DAS fits arbitrary labels and finds effects in randomly
-initialised models (Arora et al. 2024, "CausalGym"). :func:`das` reports two controls beside it:
-random orthonormal subspaces of the same ``k`` (the IIA a subspace gets by chance), and DAS
-trained the same way on a randomly initialised model of the same shape.
+initialised models (Arora et al. 2024, "CausalGym"). :func:`das` reports controls beside it:
+random orthonormal subspaces of the same ``k`` (the IIA a subspace gets by chance), DAS trained
+the same way on a randomly initialised model of the same shape, and, on request, DAS trained
+towards arbitrary labels (the expected answers relabelled by a fixed permutation).
 
 The conventions (the intervention formula, the initialisation of the learned basis, the Adam
 steps and batch order) are those of TransformerLens 4.3's
@@ -43,7 +44,7 @@ Hooks are only added inside ``model.hooks(...)``.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -302,6 +303,9 @@ class DASResult:
             ceiling of any subspace).
         iia_random_init: ``[layer]`` held-out IIA of DAS trained the same way on a randomly
             initialised model of the same shape; NaN when not run.
+        iia_arbitrary: ``[layer]`` held-out IIA of DAS trained the same way on the same model
+            towards arbitrary labels (the expected answers relabelled by a fixed random
+            permutation of the output tokens); NaN when not run.
         bases: ``[layer, d_model, k]`` the learned bases.
         losses: ``[layer, epoch]`` DAS training losses.
         n_train, n_test: pairs used to train and to evaluate.
@@ -318,6 +322,7 @@ class DASResult:
     iia_random: Float[Tensor, " layer"]
     iia_full: Float[Tensor, " layer"]
     iia_random_init: Float[Tensor, " layer"]
+    iia_arbitrary: Float[Tensor, " layer"]
     bases: Float[Tensor, "layer d_model k"]
     losses: Float[Tensor, "layer epoch"]
     n_train: int
@@ -333,6 +338,7 @@ class DASResult:
             "iia_random": number(self.iia_random[best]),
             "iia_full": number(self.iia_full[best]),
             "iia_random_init": number(self.iia_random_init[best]),
+            "iia_arbitrary": number(self.iia_arbitrary[best]),
             "base_accuracy": self.base_accuracy,
             "k": self.k,
             "n_test": self.n_test,
@@ -354,6 +360,7 @@ class DASResult:
                 "iia_random": self.iia_random.tolist(),
                 "iia_full": self.iia_full.tolist(),
                 "iia_random_init": self.iia_random_init.tolist(),
+                "iia_arbitrary": self.iia_arbitrary.tolist(),
                 "final_loss": self.losses[:, -1].tolist() if self.losses.shape[1] else None,
             }
         )
@@ -370,6 +377,8 @@ class DASResult:
         ax.plot(x, self.iia_random, "s:", label="random subspace")
         if not torch.isnan(self.iia_random_init).all():
             ax.plot(x, self.iia_random_init, "^:", label="DAS on a random-init model")
+        if not torch.isnan(self.iia_arbitrary).all():
+            ax.plot(x, self.iia_arbitrary, "v:", label="DAS to arbitrary labels")
         ax.set(
             xlabel=f"layer ({self.activation} at {self.position})",
             ylabel="interchange accuracy",
@@ -410,6 +419,7 @@ def das(
     lr: float = 1e-2,
     n_random: int = 10,
     random_init: bool = True,
+    arbitrary: bool = False,
     swap: str | None = None,
     subtask: str | None = None,
     split: str = "train_inferred",
@@ -422,8 +432,9 @@ def das(
     The pairs are shuffled by ``seed`` and split: ``train_fraction`` of them train the subspace
     (:func:`fit_subspace`), the rest measure its IIA (:func:`interchange_accuracy`), that of
     ``n_random`` random subspaces of the same ``k`` (:func:`random_basis`, seeds ``seed ..``),
-    that of the whole vector, and, with ``random_init``, that of a subspace trained the same way
-    on a model of the same config freshly initialised from ``seed + 1``.
+    that of the whole vector, with ``random_init`` that of a subspace trained the same way on a
+    model of the same config freshly initialised from ``seed + 1``, and with ``arbitrary`` that
+    of a subspace trained towards arbitrary labels.
 
     Args:
         model: a ``HookedTransformer`` or ``TransformerBridge`` in eval mode.
@@ -440,6 +451,9 @@ def das(
         epochs, batch_size, lr: DAS training (Adam).
         n_random: random subspaces averaged for the chance control.
         random_init: also train DAS on a randomly initialised model (doubles the cost).
+        arbitrary: also train DAS towards arbitrary labels: each expected answer replaced by
+            its image under a random permutation of the output tokens drawn by ``seed`` (the
+            arbitrary-label control of Arora et al. 2024; one more DAS per layer).
         swap, subtask, split, n_examples, facts, seed: how pairs are built from a task (as
             everywhere, :func:`~grok_circuits.analysis._inputs.as_pairs`); ``seed`` also seeds
             the train/test split, the training and the controls.
@@ -487,45 +501,36 @@ def das(
     if random_init:
         control = backend.build_model(model.cfg, seed=seed + 1, device=test.clean.device)
         control.eval()
+    relabelled = None
+    if arbitrary:
+        perm = torch.randperm(
+            model.cfg.d_vocab_out, generator=torch.Generator().manual_seed(seed)
+        ).to(pairs.clean.device)
+        relabel = lambda p: replace(p, corrupt_answers=perm[p.corrupt_answers])  # noqa: E731
+        relabelled = relabel(train), relabel(test)
     kw = dict(position=label, activation=activation)
+    fit = dict(k=k, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, **kw)
+
+    def trained_iia(m: Model, train: PromptPairs, test: PromptPairs, layer: int) -> float:
+        basis, _ = fit_subspace(m, train, layer=layer, **fit)
+        return interchange_accuracy(m, test, basis, layer=layer, **kw)
+
+    nan = float("nan")
     rows = []
     for layer in layer_list:
-        basis, losses = fit_subspace(
-            model,
-            train,
-            layer=layer,
-            k=k,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            **kw,
-        )
+        basis, losses = fit_subspace(model, train, layer=layer, **fit)
         randoms = [
             interchange_accuracy(model, test, random_basis(d_model, k, seed + i), layer=layer, **kw)
             for i in range(n_random)
         ]
-        untrained = float("nan")
-        if control is not None:
-            b, _ = fit_subspace(
-                control,
-                train,
-                layer=layer,
-                k=k,
-                epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
-                seed=seed,
-                **kw,
-            )
-            untrained = interchange_accuracy(control, test, b, layer=layer, **kw)
         rows.append(
             (
                 interchange_accuracy(model, train, basis, layer=layer, **kw),
                 interchange_accuracy(model, test, basis, layer=layer, **kw),
-                float(np.mean(randoms)) if randoms else float("nan"),
+                float(np.mean(randoms)) if randoms else nan,
                 interchange_accuracy(model, test, torch.eye(d_model), layer=layer, **kw),
-                untrained,
+                nan if control is None else trained_iia(control, train, test, layer),
+                nan if relabelled is None else trained_iia(model, *relabelled, layer),
                 basis,
                 losses,
             )
@@ -541,8 +546,9 @@ def das(
         iia_random=col(2),
         iia_full=col(3),
         iia_random_init=col(4),
-        bases=torch.stack([r[5] for r in rows]),
-        losses=torch.tensor([r[6] for r in rows]),
+        iia_arbitrary=col(5),
+        bases=torch.stack([r[6] for r in rows]),
+        losses=torch.tensor([r[7] for r in rows]),
         n_train=len(train),
         n_test=len(test),
         base_accuracy=base_accuracy,

@@ -94,7 +94,9 @@ def test_the_known_subspace_moves_the_answer_and_a_random_one_does_not(planted):
 
 def test_das_finds_the_planted_subspace(planted):
     model, pairs = planted
-    r = das(model, pairs, layers=[0, 1], position="x", k=1, epochs=60, lr=0.05, seed=0)
+    r = das(
+        model, pairs, layers=[0, 1], position="x", k=1, epochs=60, lr=0.05, seed=0, arbitrary=True
+    )
     assert isinstance(r, DASResult)
     assert r.iia_test[0] == 1.0 and r.iia_train[0] == 1.0
     assert abs(float(r.bases[0, 0, 0])) > 0.99  # the learned direction is e_0
@@ -102,6 +104,7 @@ def test_das_finds_the_planted_subspace(planted):
     assert r.iia_test[1] == 0.0 and r.iia_full[1] == 0.0
     assert r.iia_full[0] == 1.0
     assert r.iia_random_init[0] < 1.0
+    assert r.iia_arbitrary[0] < 0.5  # relabelled answers the model cannot be made to give
     assert r.losses.shape == (2, 60) and r.losses[0, -1] < r.losses[0, 0]
     assert r.summary()["best_layer"] == 0 and r.summary()["iia"] == 1.0
     assert list(r.to_frame()["layer"]) == [0, 1]
@@ -187,7 +190,7 @@ def test_das_on_a_task_uses_the_bridge_pairs(composition_model, tiny_composition
         n_examples=40,
     )
     assert r.position == "r1" and r.n_train + r.n_test == 40
-    assert torch.isnan(r.iia_random_init).all()
+    assert torch.isnan(r.iia_random_init).all() and torch.isnan(r.iia_arbitrary).all()
 
 
 def test_bad_input_is_one_clear_error(planted):
