@@ -11,8 +11,14 @@ source query with another bridge; the expected answer is the source's bridge fol
 base's ``r2``) and its interchange-intervention accuracy (IIA) read on the other half. Beside it
 the controls: the whole vector (activation patching, the ceiling), the mean of 10 random
 subspaces of the same ``k``, and DAS trained the same way on a randomly initialised model of the
-same shape. For the onset, the logit-lens MRR of the bridge at ``r1`` per layer (``trace_bridge``,
-300 pairs) is printed too.
+same shape (and, with ``--arbitrary``, DAS trained towards arbitrary labels). For the onset,
+the logit-lens MRR of the bridge at ``r1`` per layer (``trace_bridge``, 300 pairs) is printed
+too.
+
+Under TransformerLens 4.x (``.venv-tl4/bin/python benchmarks/das_bridge.py``) it also evaluates
+each learned basis with TransformerLens' own ``tools.analysis.interchange`` on all the pairs
+and prints both IIAs and the largest difference of the intervened logits ("same numbers on the
+same subspace").
 """
 
 import argparse
@@ -21,7 +27,35 @@ import time
 import torch
 
 from grok_circuits import load_run
-from grok_circuits.analysis import das, trace_bridge
+from grok_circuits.analysis import bridge_pairs, das, interchange_accuracy, trace_bridge
+from grok_circuits.analysis.patching.interchange import hook_name, interchange_logits
+
+
+def transformer_lens_parity(model, pairs, basis, layer: int) -> str:
+    """Our IIA and TransformerLens 4.x's on the same basis and pairs, and the largest logit
+    difference; empty where TransformerLens has no ``tools.analysis.interchange`` (3.x)."""
+    try:
+        from transformer_lens.tools.analysis import interchange as tl
+    except ImportError:
+        return ""
+    at = torch.full((len(pairs),), pairs.positions["r1"])
+    name = hook_name(layer)
+
+    def task_logits(tokens):
+        return model(tokens)[:, -1]
+
+    source = tl.collect_activations(model, name, pairs.corrupt, task_logits, positions=at)
+    theirs = tl.intervened_logits(
+        model, name, tl.SubspaceInterchange(basis), pairs.clean, source, task_logits, positions=at
+    )
+    ours = interchange_logits(model, pairs, basis, layer=layer, position="r1")
+    tl_iia = float((theirs.argmax(-1) == pairs.corrupt_answers).float().mean())
+    our_iia = interchange_accuracy(model, pairs, basis, layer=layer, position="r1")
+    diff = float((ours - theirs).abs().max())
+    return (
+        f"layer {layer}: IIA ours {our_iia:.4f}, TransformerLens {tl_iia:.4f}, "
+        f"max |logit difference| {diff:.1e}"
+    )
 
 
 def main() -> None:
@@ -40,6 +74,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--no-random-init", action="store_true", help="skip the untrained control")
+    p.add_argument("--arbitrary", action="store_true", help="add the arbitrary-label control")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     args = p.parse_args()
@@ -77,6 +112,7 @@ def main() -> None:
                 batch_size=args.batch_size,
                 lr=args.lr,
                 random_init=not args.no_random_init,
+                arbitrary=args.arbitrary,
                 seed=args.seed,
             )
             frame = r.to_frame()
@@ -95,8 +131,13 @@ def main() -> None:
                 "iia_full",
                 "iia_random_init",
                 "lens_mrr",
-            ]
+            ] + ["iia_arbitrary"] * args.arbitrary
             print(frame[cols].round(3).to_string(index=False), "\n", flush=True)
+            pairs = bridge_pairs(run.task, n_examples=args.pairs, seed=args.seed)
+            for i, layer in enumerate(r.layers):
+                line = transformer_lens_parity(model, pairs, r.bases[i], layer)
+                if line:
+                    print(line, flush=True)
 
 
 if __name__ == "__main__":
