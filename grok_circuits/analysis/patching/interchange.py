@@ -392,13 +392,10 @@ class DASResult:
 
 def _layers(model: Model, layers: int | Sequence[int] | None) -> tuple[int, ...]:
     n = model.cfg.n_layers
-    out = (
-        tuple(range(n))
-        if layers is None
-        else (layers,)
-        if isinstance(layers, int)
-        else tuple(layers)
-    )
+    if layers is None:
+        out = tuple(range(n))
+    else:
+        out = (layers,) if isinstance(layers, int) else tuple(layers)
     bad = [layer for layer in out if not 0 <= layer < n]
     if not out or bad:
         raise ValueError(f"layers must lie in 0..{n - 1} (the model has {n}), got {list(out)}")
