@@ -45,7 +45,7 @@ Hooks are only added inside ``model.hooks(...)``.
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -272,7 +272,7 @@ def fit_subspace(
                     name,
                     pos,
                     source[idx],
-                    proj.weight,
+                    cast(Tensor, proj.weight),  # the orthogonal parametrization's basis
                 )
                 loss = F.cross_entropy(logits, labels[idx].to(logits.device), reduction="sum")
                 (loss / len(idx)).backward()
@@ -282,7 +282,7 @@ def fit_subspace(
     finally:
         for p, flag in zip(backend.parameters(model), flags, strict=True):
             p.requires_grad_(flag)
-    return proj.weight.detach().cpu().clone(), tuple(losses)
+    return cast(Tensor, proj.weight).detach().cpu().clone(), tuple(losses)
 
 
 @dataclass(frozen=True, eq=False)
@@ -505,8 +505,8 @@ def das(
         ).to(pairs.clean.device)
         relabel = lambda p: replace(p, corrupt_answers=perm[p.corrupt_answers])  # noqa: E731
         relabelled = relabel(train), relabel(test)
-    kw = dict(position=label, activation=activation)
-    fit = dict(k=k, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, **kw)
+    kw: dict[str, Any] = dict(position=label, activation=activation)
+    fit: dict[str, Any] = dict(k=k, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, **kw)
 
     def trained_iia(m: Model, train: PromptPairs, test: PromptPairs, layer: int) -> float:
         basis, _ = fit_subspace(m, train, layer=layer, **fit)
