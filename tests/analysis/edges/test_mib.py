@@ -67,7 +67,7 @@ def test_cpr_and_cmd_are_mibs_trapezoids_on_a_given_curve():
         ablation="corrupt",
         positions=True,
         seed=0,
-        grid=tuple(MIB_LIST),
+        grid=tuple(float(f) for f in MIB_LIST),
     )
     # by hand: the area under is the two last trapezoids, 0.3 * 0.25 + 0.5 * 0.75
     assert f.cpr == pytest.approx(0.3 * 0.25 + 0.5 * 0.75)
