@@ -57,8 +57,10 @@ def parse_pairs(pairs: list[str]) -> dict:
 def meets_target(g: dict) -> bool:
     """ID at memorization <= 0.2 and a delay >= 3 (False where either is undefined)."""
     id_at, delay = g["id_at_memorization"], g["grokking_delay"]
-    return id_at is not None and delay is not None and (
-        id_at <= MAX_ID_AT_MEMORIZATION and delay >= MIN_DELAY
+    return (
+        id_at is not None
+        and delay is not None
+        and (id_at <= MAX_ID_AT_MEMORIZATION and delay >= MIN_DELAY)
     )
 
 
@@ -131,8 +133,10 @@ def main() -> None:
                 flush=True,
             )
     met = sum(r["meets"] for r in rows)
-    print(f"{met} of {len(rows)} runs meet ID@mem <= {MAX_ID_AT_MEMORIZATION} and delay >= "
-          f"{MIN_DELAY:g}x")
+    print(
+        f"{met} of {len(rows)} runs meet ID@mem <= {MAX_ID_AT_MEMORIZATION} and delay >= "
+        f"{MIN_DELAY:g}x"
+    )
 
 
 if __name__ == "__main__":
