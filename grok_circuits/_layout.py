@@ -183,7 +183,7 @@ def _shortest_circle(edges: Mapping[str, set[str]], group: list[str]) -> list[st
     while frontier:
         nxt = []
         for v in frontier:
-            for w in sorted(edges.get(v, ()) & inside):
+            for w in sorted(edges.get(v, set()) & inside):
                 if w == start:
                     path = [v]
                     while path[-1] != start:

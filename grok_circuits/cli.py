@@ -18,7 +18,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from grok_circuits.config import TrainConfig
@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_sweep(args) -> int:
     from grok_circuits.sweeps import sweep
 
-    engine = "local" if args.local else "ray"
+    engine: Literal["ray", "local"] = "local" if args.local else "ray"
     result = sweep(
         args.spec, args.out, engine=engine, address=args.address, max_retries=args.max_retries
     )
@@ -264,7 +264,7 @@ def cmd_sweep_report(args) -> int:
     import pandas as pd
 
     from grok_circuits.sweeps import load_sweep
-    from grok_circuits.viz import save_figure
+    from grok_circuits.viz.training import save_figure
 
     result = load_sweep(args.sweep)
     if args.x is not None and args.x not in result.swept:
@@ -355,16 +355,17 @@ def cmd_train(args) -> int:
         from grok_circuits.model import model_config
 
         model_cfg = model_config(task, cfg.model_size, **model_params)
-    cfg = _resume_cfg(args, cfg, model_params) if args.resume else cfg
-    if args.resume and already_finished(args.out, task, cfg) is not None:
-        train(task, cfg, out=args.out, resume=True)  # says so, and trains nothing
+    # on --resume, None: the run's stored config
+    run_cfg = _resume_cfg(args, cfg, model_params) if args.resume else cfg
+    if args.resume and already_finished(args.out, task, run_cfg) is not None:
+        train(task, run_cfg, out=args.out, resume=True)  # says so, and trains nothing
         return 0
     stats = task.stats()
 
     def total(kind: str) -> int:  # the mixed task prefixes its counts with the sub-task
         if kind in stats:  # a task with both (mixed modular arithmetic) gives the total itself
-            return stats[kind]
-        return sum(v for k, v in stats.items() if k.endswith(f".{kind}"))
+            return int(stats[kind])
+        return int(sum(v for k, v in stats.items() if k.endswith(f".{kind}")))
 
     atomic = f"{total('atomic')} atomic facts, " if total("atomic") else ""
     print(
@@ -373,7 +374,7 @@ def cmd_train(args) -> int:
     )
     run = train(
         task,
-        cfg,
+        run_cfg,
         out=args.out,
         model_cfg=model_cfg,
         resume=args.resume,
@@ -443,7 +444,8 @@ def _resume_cfg(args, cfg: "TrainConfig", model_params: dict) -> "TrainConfig | 
 def report(run, png: Path | None = None, as_json: bool = False, out: Path | None = None) -> Path:
     """Print the run's summary and save its accuracy curves, with the progress measures under
     them, to ``png`` (default: ``curves.png`` in :func:`figures_dir`)."""
-    from grok_circuits.viz import plot_training_report, save_figure
+    from grok_circuits.viz.measures import plot_training_report
+    from grok_circuits.viz.training import save_figure
 
     summary = run.summary()
     if as_json:

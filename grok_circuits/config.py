@@ -6,7 +6,7 @@ training loop and the run folder can all depend on it without importing each oth
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from grok_circuits.checks import check_known_fields
 
@@ -229,7 +229,7 @@ PAPER = TrainConfig(
 #: Shared by the tutorial presets of the paper's tasks: lr 2e-3 with 200 warm-up steps and weight
 #: decay 0.5 grokked the tutorial composition task in the fewest steps of the settings in
 #: benchmarks/README.md (comparison changes the learning rate and the decay).
-TUTORIAL_RECIPE = dict(
+TUTORIAL_RECIPE: dict[str, Any] = dict(
     batch_size=512,
     lr=2e-3,
     weight_decay=0.5,

@@ -217,7 +217,12 @@ def read_tokenizer(folder: str | os.PathLike) -> TokenizerIds:
         else {}
     )
     eos = specials.get("eos_token", config.get("eos_token", "<|endoftext|>"))
-    eos = eos.get("content") if isinstance(eos, dict) else eos
+    eos = eos.get("content") if isinstance(eos, dict) else eos  # a saved AddedToken
+    if not isinstance(eos, str):
+        raise CheckpointError(
+            f"the end-of-text token of {folder} is {eos!r}; special_tokens_map.json or "
+            "tokenizer_config.json must give eos_token as a string or as {'content': string}"
+        )
     return TokenizerIds(ids=ids, length=len(set(ids.values())), eos=eos)
 
 
@@ -330,9 +335,9 @@ def tl_weights(
         unembed = wte
         used.add("lm_head.weight")
     else:
-        unembed = hf.get("lm_head.weight")
-        if unembed is None:
+        if "lm_head.weight" not in hf:
             raise CheckpointError("tie_word_embeddings is false but there is no lm_head.weight")
+        unembed = hf["lm_head.weight"]
         used.add("lm_head.weight")
     out = {"embed.W_E": wte[index].clone(), "pos_embed.W_pos": take("wpe.weight").clone()}
     for layer in range(shape.n_layer):

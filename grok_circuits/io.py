@@ -17,8 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` to produce the file, then move it over ``path`` atomically."""
+def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
+    """Call ``write(tmp_path)`` to produce the file (its return value is ignored), then move it
+    over ``path`` atomically."""
     path = Path(path)
     # Created like any new file (0o666 less the umask), exclusively, so that no other writer
     # shares it; ``write`` then writes into it by name.

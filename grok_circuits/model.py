@@ -10,7 +10,7 @@ import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float, Int
@@ -36,7 +36,8 @@ def model_config(task: TaskData, size: ModelSize = "tutorial", **overrides) -> "
     ``TransformerBridgeConfig`` on 4.x): vocabulary and context sized to its tokens.
 
     Args:
-        task: the task the model will be trained on (sets ``d_vocab`` and ``n_ctx``; its
+        task: the task the model will be trained on (sets ``d_vocab``, and ``n_ctx`` to its
+            widest prompt, which a k-hop composition test may hold; its
             registration may change the size's shape through ``model_overrides``, e.g. a
             1-layer model without LayerNorm for modular arithmetic).
         size: ``"tiny"``, ``"tutorial"`` or ``"paper"``.
@@ -58,14 +59,14 @@ def model_config(task: TaskData, size: ModelSize = "tutorial", **overrides) -> "
             f"unknown model config field(s) {unknown}; {hint}the fields are {sorted(known)}"
         )
     n_layers, d_model, n_heads = SIZES[size]
-    fields = dict(
+    fields: dict[str, Any] = dict(
         n_layers=n_layers,
         d_model=d_model,
         n_heads=n_heads,
         d_head=d_model // n_heads,
         d_mlp=4 * d_model,
         d_vocab=len(task.vocab),
-        n_ctx=task.train.tokens.shape[1],
+        n_ctx=max(s.tokens.shape[1] for s in task.splits.values()),  # k-hop tests are wider
         act_fn="gelu",
         normalization_type="LN",
         positional_embedding_type="standard",

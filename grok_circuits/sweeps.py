@@ -495,7 +495,7 @@ class Sweep:
     def plot(self, x: str | None = None):
         """Steps to memorize and to generalize against ``x`` (default: the first swept name
         that is not a seed, else the seed), one point per trial and the mean over seeds."""
-        from grok_circuits.viz import plot_sweep
+        from grok_circuits.viz.sweep import plot_sweep
 
         return plot_sweep(self.to_frame(), x or self._default_x())
 

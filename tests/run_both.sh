@@ -2,7 +2,10 @@
 # The test suite under both TransformerLens lines: first in the active environment (the README's
 # setup installs 3.x, HookedTransformer), then in .venv-tl4, which layers transformer-lens 4.x
 # (TransformerBridge) over the active environment's packages, so that only TransformerLens itself
-# is installed again. Extra arguments go to both pytest runs. TL4_VERSION picks the 4.x release.
+# is installed again. Before them, in the active environment: the docs build, mypy type-checks the
+# package (pyproject.toml's [tool.mypy]) and part of the tests run with the signatures checked at
+# run time; a failure of either fails the script after the test runs. Extra arguments go to both
+# pytest runs (not to the checked one). TL4_VERSION picks the 4.x release.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +22,16 @@ NO_MKDOCS_2_WARNING=1 python -m mkdocs build --strict -d "$site_dir" 2>&1 | grep
 status_docs=${PIPESTATUS[0]}
 rm -rf "$site_dir"
 [ "$status_docs" -eq 0 ] || { echo "the documentation does not build (exit $status_docs)"; exit 1; }
+
+echo "== mypy (type check) =="; python -m mypy; status_types=$?
+
+# The shapes and types in the signatures, checked at run time on every call (jaxtyping with
+# beartype, as TransformerLens' tests do), on the tests of the analyses, tasks and training, once.
+# Tests marked wrong_types run unchecked (tests/conftest.py).
+echo "== run-time type check of the signatures (jaxtyping, beartype) =="
+python -m pytest tests/analysis tests/tasks tests/training -q \
+    --jaxtyping-packages=grok_circuits,beartype.beartype
+status_shapes=$?
 
 echo "== TransformerLens $(tl_version python) =="
 python -m pytest "$@"
@@ -39,6 +52,8 @@ echo "== TransformerLens $(tl_version "$TL4_VENV/bin/python") =="
 PATH="$(cd "$TL4_VENV/bin" && pwd):$PATH" "$TL4_VENV/bin/python" -m pytest "$@"
 status_second=$?
 
-echo "TransformerLens $(tl_version python): exit $status_first;" \
+echo "mypy: exit $status_types; checked signatures: exit $status_shapes;" \
+    "TransformerLens $(tl_version python): exit $status_first;" \
     "TransformerLens $TL4_VERSION: exit $status_second"
-[ "$status_first" -eq 0 ] && [ "$status_second" -eq 0 ]
+[ "$status_types" -eq 0 ] && [ "$status_shapes" -eq 0 ] && [ "$status_first" -eq 0 ] \
+    && [ "$status_second" -eq 0 ]

@@ -256,6 +256,23 @@ def test_a_missing_tokenizer_is_refused(standin, task, tmp_path):
         load_run(tmp_path, data=standin[0])
 
 
+@pytest.mark.parametrize("eos", [None, {"lstrip": False}], ids=["null", "no-content"])
+def test_an_end_of_text_token_that_is_no_string_is_refused(tmp_path, eos):
+    (tmp_path / "vocab.json").write_text(json.dumps({"a": 0, "<|endoftext|>": 1}))
+    (tmp_path / "special_tokens_map.json").write_text(json.dumps({"eos_token": eos}))
+    with pytest.raises(CheckpointError, match="eos_token as a string or as"):
+        read_tokenizer(tmp_path)
+
+
+def test_an_end_of_text_token_saved_as_an_added_token_is_read(tmp_path):
+    (tmp_path / "vocab.json").write_text(json.dumps({"a": 0, "</s>": 1}))
+    (tmp_path / "special_tokens_map.json").write_text(
+        json.dumps({"eos_token": {"content": "</s>", "lstrip": False}})
+    )
+    tok = read_tokenizer(tmp_path)
+    assert tok.eos == "</s>" and tok.ids[tok.eos] == 1
+
+
 def test_a_token_the_tokenizer_lacks_is_refused(standin, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(standin[0], data)

@@ -3,9 +3,10 @@ TransformerLens 3.x, ``TransformerBridge`` on 4.x).
 
 Every analysis takes a model and :class:`~grok_circuits.PromptPairs` (clean and corrupt token
 tensors; build them from tensors, or let a registered task build them), and never asks which task
-it is looking at: logit lens, causal tracing, reasoning traces (the bridge of a two-hop query),
-circuits of components, memorizing vs generalizing, circuit reuse, accuracy by group, the
-embedding's Fourier spectrum, and any of these over a run's checkpoints.
+it is looking at: logit lens, causal tracing, interchange interventions (distributed alignment
+search), reasoning traces (the bridge of a two-hop query), circuits of components, memorizing
+vs generalizing, circuit reuse, accuracy by group, the embedding's Fourier spectrum, and any
+of these over a run's checkpoints.
 
 Data flows one way: tasks -> train -> runs -> analysis -> viz. Every result is a small frozen
 dataclass that prints as a short table and has a ``.plot()``.
@@ -82,6 +83,12 @@ from grok_circuits.analysis.patching.causal_trace import (
     trace_resid_post,
     trace_resid_pre,
 )
+from grok_circuits.analysis.patching.interchange import (
+    DASResult,
+    bridge_pairs,
+    das,
+    interchange_accuracy,
+)
 from grok_circuits.tasks import Counterfactuals, PromptPairs, make_pairs
 
 #: The former name of :func:`~grok_circuits.make_pairs`.
@@ -101,6 +108,7 @@ __all__ = [
     "BridgeTrace",
     "BridgeTraceOverTime",
     "CausalTrace",
+    "DASResult",
     "Circuit",
     "CircuitMethod",
     "Component",
@@ -130,14 +138,17 @@ __all__ = [
     "all_components",
     "analyze",
     "as_pairs",
+    "bridge_pairs",
     "causal_trace",
     "check_fits",
     "circuit_reuse",
     "compare_edges",
     "compare_stages",
+    "das",
     "edge_attribution",
     "edge_reuse",
     "faithfulness",
+    "interchange_accuracy",
     "edge_auroc",
     "read_mib_importances",
     "write_mib_importances",

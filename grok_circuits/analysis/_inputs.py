@@ -16,7 +16,7 @@ from torch import Tensor
 from grok_circuits import backend
 from grok_circuits.backend import Model, ModelConfig
 from grok_circuits.tasks import PromptPairs, Split, TaskData, make_pairs, subtasks, task_spec
-from grok_circuits.tasks.registry import Facts
+from grok_circuits.tasks.registry import Facts, swaps_of
 
 #: What an analysis accepts as its data.
 Data = PromptPairs | TaskData
@@ -91,7 +91,8 @@ def weights_digest(model: Model) -> str:
     for p in backend.parameters(model):
         flat = p.detach().to("cpu").contiguous().view(-1)
         h.update(f"{tuple(p.shape)} {flat.dtype};".encode())
-        h.update(flat.view(torch.uint8).numpy())
+        # an ndarray is a buffer; numpy's stubs say so from Python 3.12 only
+        h.update(flat.view(torch.uint8).numpy())  # type: ignore[arg-type]
     return h.hexdigest()
 
 
@@ -159,7 +160,7 @@ def swap_pairs(
     given, or each of a list of pairs. ``kw`` as in :func:`as_pairs`."""
     if isinstance(data, TaskData):
         task = resolve_subtask(check_task_fits(model, data), kw.pop("subtask", None))
-        names = tuple(task_spec(task).swaps) if swaps is None else tuple(swaps)
+        names = tuple(swaps_of(task)) if swaps is None else tuple(swaps)
         if not names:
             raise ValueError("swaps is empty; name at least one of the task's swaps")
         split, n = kw.pop("split", "train_inferred"), kw.pop("n_examples", 300)  # as_pairs'

@@ -42,7 +42,7 @@ def _get(result: Any, get: Getter | None) -> Any:
 def _as_tensor(value: Any) -> Tensor:
     if isinstance(value, Tensor):
         return value.detach().float().cpu()
-    if isinstance(value, numbers.Number) or value is None:
+    if isinstance(value, numbers.Real) or value is None:
         return torch.tensor(math.nan if value is None else float(value))
     return torch.as_tensor(value, dtype=torch.float32)
 

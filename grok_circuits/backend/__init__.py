@@ -200,10 +200,12 @@ def load_weights(model: "Model", weights: dict[str, Tensor]) -> "Model":
     return _active.load_weights(model, weights)
 
 
-def param_groups(model: "Model") -> tuple[list, list]:
+def param_groups(model: "Model") -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
     """(decayed, not decayed) parameters, each once, in ``HookedTransformer``'s order
     (:func:`decays`)."""
-    decay, no_decay, seen = [], [], set()
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    seen: set[int] = set()
     for name, p in named_parameters(model):
         if id(p) in seen:
             continue

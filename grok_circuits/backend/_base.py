@@ -23,7 +23,10 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:  # pragma: no cover
-    from transformer_lens import HookedTransformerConfig as ModelConfig  # noqa: F401
+    from transformer_lens import HookedTransformerConfig, TransformerBridgeConfig
+
+    #: What the functions here read: the config of either line.
+    ModelConfig = HookedTransformerConfig | TransformerBridgeConfig
 
 try:
     #: The installed TransformerLens version (for messages and run metadata, never for a choice).
@@ -106,7 +109,10 @@ def config_to_dict(cfg: "ModelConfig") -> dict:
 def block_params(cfg: "dict | ModelConfig") -> int:
     """The number of weights in the blocks' attention and MLP matrices (what 3.x's
     ``HookedTransformerConfig.n_params`` counts), from a config or its stored dict."""
-    get = cfg.get if isinstance(cfg, dict) else lambda k, default=None: getattr(cfg, k, default)
+
+    def get(key: str, default: Any = None) -> Any:
+        return cfg.get(key, default) if isinstance(cfg, dict) else getattr(cfg, key, default)
+
     n_heads = get("n_heads", -1)
     if n_heads in (None, -1):
         n_heads = get("d_model") // get("d_head")
@@ -126,14 +132,14 @@ def tl3_layout(cfg: "ModelConfig") -> list[tuple[str, tuple[int, ...]]]:
     d_out = cfg.d_vocab_out if cfg.d_vocab_out > 0 else cfg.d_vocab
     norm = cfg.normalization_type
 
-    def ln(prefix: str) -> list:
+    def ln(prefix: str) -> list[tuple[str, tuple[int, ...]]]:
         if norm in ("LN",):
             return [(f"{prefix}.w", (dm,)), (f"{prefix}.b", (dm,))]
         if norm in ("RMS",):
             return [(f"{prefix}.w", (dm,))]
         return []
 
-    out = [("embed.W_E", (cfg.d_vocab, dm))]
+    out: list[tuple[str, tuple[int, ...]]] = [("embed.W_E", (cfg.d_vocab, dm))]
     if cfg.positional_embedding_type == "standard":
         out.append(("pos_embed.W_pos", (cfg.n_ctx, dm)))
     for layer in range(cfg.n_layers):
@@ -152,10 +158,12 @@ def tl3_layout(cfg: "ModelConfig") -> list[tuple[str, tuple[int, ...]]]:
             (f"{p}.attn.b_V", (h, dh)),
         ]
         if not cfg.attn_only:
+            d_mlp = cfg.d_mlp
+            assert d_mlp is not None  # both lines' configs set 4 * d_model when it is not given
             out += [
-                (f"{p}.mlp.W_in", (dm, cfg.d_mlp)),
-                (f"{p}.mlp.b_in", (cfg.d_mlp,)),
-                (f"{p}.mlp.W_out", (cfg.d_mlp, dm)),
+                (f"{p}.mlp.W_in", (dm, d_mlp)),
+                (f"{p}.mlp.b_in", (d_mlp,)),
+                (f"{p}.mlp.W_out", (d_mlp, dm)),
                 (f"{p}.mlp.b_out", (dm,)),
             ]
     out += ln("ln_final")

@@ -52,7 +52,7 @@ def handles(tl_version: str) -> bool:
     return major(tl_version) >= 4
 
 
-def model_class() -> type:
+def model_class() -> "type[TransformerBridge]":
     from transformer_lens.model_bridge import TransformerBridge
 
     return TransformerBridge

@@ -21,10 +21,11 @@ import functools
 import hashlib
 import math
 import os
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, NoReturn, overload
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -222,15 +223,19 @@ class _ModelConfigField:
     def __set_name__(self, owner: type, name: str) -> None:
         self.slot = f"_{name}"
 
-    def __get__(self, run, owner=None):
-        if run is None:
+    @overload
+    def __get__(self, run: None, owner: type | None = None) -> NoReturn: ...
+    @overload
+    def __get__(self, run: "Run", owner: type | None = None) -> "ModelConfig": ...
+    def __get__(self, run: "Run | None", owner: type | None = None) -> "ModelConfig":
+        if run is None:  # what makes the dataclass see no default
             raise AttributeError("model_cfg has no default")
         value = run.__dict__[self.slot]
         if isinstance(value, dict):
             value = run.__dict__[self.slot] = config_from_dict(value)
         return value
 
-    def __set__(self, run, value) -> None:
+    def __set__(self, run: "Run", value: "ModelConfig | dict") -> None:
         run.__dict__[self.slot] = value
 
 
@@ -256,8 +261,15 @@ class Run:
     path: Path
     task_name: str
     task_params: dict
-    model_cfg: "ModelConfig" = _ModelConfigField()
-    train_cfg: TrainConfig
+    # The type checker reads the descriptor's types (set a config or its dict, get a config); a
+    # run-time type check takes either, without importing the active backend's config class.
+    if TYPE_CHECKING:
+        model_cfg: _ModelConfigField = _ModelConfigField()
+    else:
+        model_cfg: object = _ModelConfigField()
+    # The checker takes the descriptor for a default; the dataclass sees none (its __get__ on
+    # the class raises AttributeError), so a field without a default may follow.
+    train_cfg: TrainConfig  # type: ignore[misc]
     metrics: list[dict] = field(default_factory=list)
     task_fingerprint: str | None = None
     # The last verification of the checkpoints: the files' state, the damaged steps, and the
@@ -554,9 +566,7 @@ def export_run(run: Run, dest: str | os.PathLike, steps: list[int] | None = None
         raise ValueError(f"steps {missing} are not checkpointed in {run.path}; have {run.steps}")
     dest.mkdir(parents=True)
     for name in (TASK_FILE, MODEL_CONFIG_FILE, TRAIN_CONFIG_FILE, METRICS_FILE):
-        atomic_write_with(
-            dest / name, lambda tmp, n=name: tmp.write_bytes((run.path / n).read_bytes())
-        )
+        atomic_write_with(dest / name, functools.partial(shutil.copyfile, run.path / name))
     store = CheckpointStore(dest)
     for step in steps:
         store.save(step, run.checkpoints.load_weights(step), state=None)

@@ -157,11 +157,11 @@ class CheckpointSeries(Run):
 
     # The task is the data given, never regenerated.
     @property
-    def task(self) -> TaskData:  # type: ignore[override]
+    def task(self) -> TaskData:
         return self._data
 
     @property
-    def metrics(self) -> list[dict]:  # type: ignore[override]
+    def metrics(self) -> list[dict]:
         if self._evaluated is None:
             self._evaluated = self.evaluate()
         return self._evaluated

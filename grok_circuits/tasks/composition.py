@@ -18,6 +18,36 @@ and they are left out of :meth:`TaskData.fingerprint` (``TaskData.derived_probes
 before they existed still match the task regenerated from their parameters. The model trains on
 *all* atomic facts plus the training inferred facts.
 
+**k hops.** ``train_hops`` and ``test_hops`` (both 2 by default, the paper's task) extend the
+queries to chains ``<e_h> <r_1> ... <r_m>`` -> ``<e_t>`` of ``m`` relations, answered at
+position ``m``. The two-hop splits above are always exactly those of the two-hop task; each
+``m`` from 3 to ``test_hops`` adds splits named by its hop count, drawn from their own
+generator (seeded by ``(seed, m)``, so they do not depend on ``test_hops``). With ``P_o(m)`` the
+number of ``m``-hop paths whose hops are OOD where ``o`` says so, exactly
+``P_o(m) = 1ᵀ A_{o_1} ... A_{o_m} 1`` (``A_ID[u, v]``, ``A_OOD[u, v]``: the ID and OOD facts
+from ``u`` to ``v``; the patterns sum to ``n_entities * out_degree ** m``):
+
+- ``m <= train_hops``: ``train_inferred_{m}hop``, ``round(phi * n_atomic_id)`` ID paths, and
+  ``test_id_{m}hop``, ``round(test_id_fraction * P_ID(m))`` others (both in the ID pool, counted
+  as ``counts["id_pool_{m}hop"]``); the training set is every atomic fact and every
+  ``train_inferred*`` split, ``n_atomic + (train_hops - 1) * round(phi * n_atomic_id)``.
+- ``m > train_hops``: ``test_id_{m}hop``, ``min(max_test, P_ID(m))`` ID paths.
+- ``test_ood_{m}hop``: ``min(max_test, P_OOD(m))`` all-OOD paths, and one probe per mix of ID
+  and OOD hops, ``min(max_test, P_o(m))`` paths, named by the OOD hops: ``test_ood_hop2_3hop``
+  (the second of three), and with ``mixed_probes="all"`` (every mix rather than one OOD hop)
+  ``test_ood_hop1+3_3hop``. ``counts["<probe>_pool"]`` is each ``P_o(m)``.
+
+A split capped by ``max_test`` is a uniformly random subset. No trained chain holds an OOD fact.
+The ``m``-hop splits carry ``meta["path"]`` (``[batch, m - 1]``: the intermediate entities in
+order), ``meta["bridge"]`` (the first of them) and the atomic-fact row of each hop
+(``hop1`` .. ``hop{m}``); the two-hop splits keep their ``bridge``, ``hop1`` and ``hop2``. Prompts
+of different hop counts are right-padded to one width in ``train`` (the loss is at each
+example's ``answer_pos``), and a model's context is sized to the widest probe, so a test of more
+hops than trained runs (its last positions' embeddings were never trained). Presets: ``"khop"``
+is the tutorial graph trained on two hops and tested on up to four (the two-hop splits and
+``train`` identical to ``"tutorial"``'s), ``"khop_paper"`` the same at paper scale (3- and
+4-hop populations of 13.7M and 261M ID paths, sampled rather than listed; about a second).
+
 Generation is vectorised: because every entity has exactly ``out_degree`` edges, stored
 contiguously by head, the edges out of bridge ``b`` are rows ``b * d .. b * d + d - 1``, and the
 whole path pool is two integer arrays (no Python objects), which takes well under a second at
@@ -26,7 +56,9 @@ paper scale (800K paths).
 
 import dataclasses
 import functools
+import itertools
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -36,7 +68,8 @@ from grok_circuits.checks import check_fraction, check_positive
 from grok_circuits.config import TUTORIAL_RECIPE, TrainConfig
 from grok_circuits.tasks.data import Split, TaskData, make_split
 from grok_circuits.tasks.params import TaskParams
-from grok_circuits.tasks.registry import Facts, pick_uniform, register_task
+from grok_circuits.tasks.paths import count_paths, draw_paths, path_ids
+from grok_circuits.tasks.registry import Facts, SwapFn, pick_uniform, register_task
 from grok_circuits.tasks.vocab import Vocab
 
 #: Prompt positions of an inferred query ``<e_h> <r_1> <r_2>``.
@@ -57,6 +90,10 @@ class CompositionParams(TaskParams):
     ood_fraction: float = 0.05
     test_id_fraction: float = 0.005
     seed: int = 0
+    train_hops: int = 2
+    test_hops: int = 2
+    max_test: int = 3000
+    mixed_probes: Literal["single", "all"] = "single"
 
     def __post_init__(self) -> None:
         check_positive("n_entities", self.n_entities, 2)
@@ -79,7 +116,39 @@ class CompositionParams(TaskParams):
             )
         if round(self.ood_fraction * n_atomic) >= n_atomic:
             raise ValueError(f"ood_fraction={self.ood_fraction} leaves no ID atomic fact")
+        check_positive("train_hops", self.train_hops, 2)
+        if self.test_hops < self.train_hops:
+            raise ValueError(
+                f"test_hops ({self.test_hops}) must be >= train_hops ({self.train_hops}): every "
+                f"hop count trained on is also tested; pass test_hops={self.train_hops} or more"
+            )
+        if self.n_entities * self.out_degree**self.test_hops >= 2**62:
+            raise ValueError(
+                f"test_hops={self.test_hops} over {self.n_entities} entities of out-degree "
+                f"{self.out_degree} makes more paths than int64 ids can number; lower test_hops"
+            )
+        check_positive("max_test", self.max_test, 1)
+        if self.mixed_probes not in ("single", "all"):
+            raise ValueError(
+                f"mixed_probes={self.mixed_probes!r}; choose 'single' (one OOD hop) or 'all' "
+                "(every mix of ID and OOD hops)"
+            )
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict, without the k-hop fields left at their defaults, so that a
+        two-hop task stores (and fingerprints) exactly as before they existed."""
+        d = super().to_dict()
+        for f in _KHOP_FIELDS:
+            if d[f.name] == f.default:
+                del d[f.name]
+        return d
+
+
+_KHOP_FIELDS = [
+    f
+    for f in dataclasses.fields(CompositionParams)
+    if f.name in ("train_hops", "test_hops", "max_test", "mixed_probes")
+]
 
 PRESETS: dict[str, CompositionParams] = {
     "paper": CompositionParams(),
@@ -88,6 +157,9 @@ PRESETS: dict[str, CompositionParams] = {
     ),
 }
 PRESETS["fast"] = PRESETS["tutorial"]  # the tutorial task, trained with the "fast" recipe
+# Depth extrapolation: trained on two hops, tested on up to four (see the module docstring).
+PRESETS["khop"] = dataclasses.replace(PRESETS["tutorial"], test_hops=4)
+PRESETS["khop_paper"] = dataclasses.replace(PRESETS["paper"], test_hops=4)
 
 
 def make_composition(params: CompositionParams) -> TaskData:
@@ -160,8 +232,11 @@ def make_composition(params: CompositionParams) -> TaskData:
         HOP_PROBES[0]: inferred(hop1_ood_paths),
         HOP_PROBES[1]: inferred(hop2_ood_paths),
     }
+    khop, khop_counts = _longer_paths(p, relations, tails, is_ood, n_atomic_id, vocab)
+    splits.update(khop)
+    trained = [splits[f"train_inferred_{m}hop"] for m in range(3, p.train_hops + 1)]
     everything = Split.concat(
-        [atomic(np.arange(n_atomic)), splits["train_inferred"]], pad_id=vocab.pad_id
+        [atomic(np.arange(n_atomic)), splits["train_inferred"], *trained], pad_id=vocab.pad_id
     )
     counts = {
         "atomic": n_atomic,
@@ -173,6 +248,7 @@ def make_composition(params: CompositionParams) -> TaskData:
         HOP_PROBES[0]: len(hop1_ood_paths),
         HOP_PROBES[1]: len(hop2_ood_paths),
         "id_pool": len(id_pool),
+        **khop_counts,
         "train": len(everything),
     }
     return TaskData(
@@ -180,10 +256,80 @@ def make_composition(params: CompositionParams) -> TaskData:
         params=p,
         vocab=vocab,
         splits={"train": everything, **splits},
-        positions=dict(POSITIONS),
+        positions={"h": 0, **{f"r{j}": j for j in range(1, p.test_hops + 1)}},
         counts=counts,
         derived_probes=HOP_PROBES,
     )
+
+
+def mixed_patterns(m: int, which: str = "single") -> list[tuple[bool, ...]]:
+    """The mixes of ID and OOD hops of an ``m``-hop query that become probes, ``True`` marking
+    an OOD hop: one OOD hop (``"single"``), or every mix (``"all"``); fewer OOD hops first, then
+    by which (``hop1`` before ``hop2``)."""
+    every = itertools.product((False, True), repeat=m)
+    mixed = [o for o in every if any(o) and not all(o) and (which == "all" or sum(o) == 1)]
+    return sorted(mixed, key=lambda o: (sum(o), [j for j in range(m) if o[j]]))
+
+
+def probe_name(pattern: tuple[bool, ...]) -> str:
+    """The probe of queries whose OOD hops are those of ``pattern``: ``test_ood_hop1`` and
+    ``test_ood_hop2`` for two hops, ``test_ood_hop2_3hop`` or ``test_ood_hop1+3_3hop`` for more."""
+    hops = "+".join(str(j + 1) for j, o in enumerate(pattern) if o)
+    return f"test_ood_hop{hops}" + ("" if len(pattern) == 2 else f"_{len(pattern)}hop")
+
+
+def _longer_paths(
+    p: CompositionParams,
+    relations: np.ndarray,
+    tails: np.ndarray,
+    is_ood: np.ndarray,
+    n_atomic_id: int,
+    vocab: Vocab,
+) -> tuple[dict[str, Split], dict[str, int]]:
+    """The splits of 3 to ``test_hops`` hops and the sizes of the populations they come from.
+
+    Each hop count ``m`` draws from its own generator, seeded by ``(seed, m)``, so the splits of
+    ``m`` hops are the same whatever ``train_hops`` above ``m`` or ``test_hops`` is asked for."""
+    d = p.out_degree
+    ent, rel = vocab.entity_offset, vocab.relation_offset
+    splits: dict[str, Split] = {}
+    counts: dict[str, int] = {}
+
+    def query(paths: np.ndarray) -> Split:
+        paths = paths[np.argsort(path_ids(tails, d, paths))]  # a canonical order
+        m = paths.shape[1]
+        prompts = np.concatenate([ent + paths[:, :1] // d, rel + relations[paths]], axis=1)
+        inner = ent + tails[paths[:, :-1]]
+        hops = {f"hop{j + 1}": paths[:, j] for j in range(m)}
+        return make_split(
+            prompts, ent + tails[paths[:, -1]], answer_pos=m, bridge=inner[:, 0], path=inner, **hops
+        )
+
+    for m in range(3, p.test_hops + 1):
+        rng = np.random.default_rng([p.seed, m])
+        all_id, all_ood = (False,) * m, (True,) * m
+        pool = count_paths(tails, is_ood, d, all_id)
+        counts[f"id_pool_{m}hop"] = pool
+        if m <= p.train_hops:
+            n_test = round(p.test_id_fraction * pool)
+            n_train = round(p.phi * n_atomic_id)
+            if n_train > pool - n_test:
+                max_phi = (pool - n_test) / n_atomic_id
+                raise ValueError(
+                    f"phi={p.phi} asks for {n_train} training inferred facts of {m} hops but their "
+                    f"ID pool holds {pool - n_test} after test_id; use phi <= "
+                    f"{np.floor(max_phi * 100) / 100:.2f}, a lower train_hops or a larger graph"
+                )
+            drawn = draw_paths(tails, is_ood, d, all_id, n_test + n_train, rng)
+            splits[f"train_inferred_{m}hop"] = query(drawn[n_test:])
+            splits[f"test_id_{m}hop"] = query(drawn[:n_test])
+        else:
+            splits[f"test_id_{m}hop"] = query(draw_paths(tails, is_ood, d, all_id, p.max_test, rng))
+        for pattern in [all_ood, *mixed_patterns(m, p.mixed_probes)]:
+            name = f"test_ood_{m}hop" if pattern == all_ood else probe_name(pattern)
+            counts[f"{name}_pool"] = count_paths(tails, is_ood, d, pattern)
+            splits[name] = query(draw_paths(tails, is_ood, d, pattern, p.max_test, rng))
+    return splits, counts
 
 
 # ----------------------------------------------------------------------------- swaps
@@ -231,41 +377,79 @@ def _gather(table: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
 def swap_composition(
     token: str, task: TaskData, s: Split, g: torch.Generator, *, facts: Facts = "id"
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Swap ``token`` (``"h"``, ``"r1"`` or ``"r2"``) of composition queries (a registered
-    swap; see :data:`grok_circuits.tasks.registry.SwapFn`)."""
+    """Swap ``token`` (``"h"``, or the relation ``"r1"`` .. ``"rK"``) of composition queries of
+    any hop count (a registered swap; see :data:`grok_circuits.tasks.registry.SwapFn`): the
+    corrupt query's answer follows the facts from the swapped token to the end of the chain. A
+    query with fewer hops than the swapped relation's index has no valid swap."""
     table = _fact_table(task, facts)
-    v, pos = task.vocab, task.positions
-    h = s.tokens[:, pos["h"]] - v.entity_offset
-    r1 = s.tokens[:, pos["r1"]] - v.relation_offset
-    r2 = s.tokens[:, pos["r2"]] - v.relation_offset
+    v = task.vocab
+    k, width = task.positions[token], s.tokens.shape[1]
+    hops = s.answer_pos  # a query of m hops answers at position m
     t = s.answers - v.entity_offset
     n = len(s)
+    if k >= width:
+        return s.tokens.clone(), s.answers.clone(), torch.zeros(n, dtype=torch.bool)
+    rel = lambda j: s.tokens[:, j] - v.relation_offset  # noqa: E731  # r_j, for j <= hops
     if token == "h":
         cand = torch.arange(v.n_entities)[None].expand(n, -1)  # h'
-        bridge = table[:, r1].T  # [n, n_entities]: T[h', r1]
-        answer = _gather(table, bridge, r2[:, None].expand_as(bridge))
+        cur = table[:, rel(1)].T  # [n, n_entities]: T[h', r1]
         offset = v.entity_offset
+        k = 1  # the chain goes on from the first hop's tail
     else:
         cand = torch.arange(v.n_relations)[None].expand(n, -1)
-        if token == "r1":
-            bridge = table[h]  # [n, n_relations]: T[h, r1']
-            answer = _gather(table, bridge, r2[:, None].expand_as(bridge))
-        else:  # r2: from the clean bridge (kept in the metadata), else looked up
-            b = s.meta["bridge"] - v.entity_offset if "bridge" in s.meta else table[h, r1]
-            answer = _gather(table, b[:, None].expand_as(cand), cand)
+        cur = _gather(table, _entity_before(task, s, table, k)[:, None].expand_as(cand), cand)
         offset = v.relation_offset
-    valid = (answer >= 0) & (answer != t[:, None])
+    for j in range(k + 1, width):
+        step = _gather(table, cur, rel(j)[:, None].expand_as(cur))
+        cur = torch.where((j <= hops)[:, None], step, cur)
+    valid = (cur >= 0) & (cur != t[:, None]) & (k <= hops)[:, None]
     choice, ok = pick_uniform(valid, g)
     corrupt = s.tokens.clone()
-    corrupt[:, pos[token]] = cand.gather(1, choice[:, None])[:, 0] + offset
-    return corrupt, answer.gather(1, choice[:, None])[:, 0] + v.entity_offset, ok
+    corrupt[:, task.positions[token]] = cand.gather(1, choice[:, None])[:, 0] + offset
+    return corrupt, cur.gather(1, choice[:, None])[:, 0] + v.entity_offset, ok
+
+
+def _entity_before(task: TaskData, s: Split, table: Tensor, k: int) -> Tensor:
+    """The entity hop ``k`` of each query starts from (index, not token): ``h`` for the first
+    hop, else the clean path's entity (kept in the metadata), else looked up in ``table``."""
+    v = task.vocab
+    if k == 1:
+        return s.tokens[:, 0] - v.entity_offset
+    if "path" in s.meta:
+        return s.meta["path"][:, k - 2] - v.entity_offset
+    if k == 2 and "bridge" in s.meta:
+        return s.meta["bridge"] - v.entity_offset
+    e = s.tokens[:, 0] - v.entity_offset
+    for j in range(1, k):
+        e = _gather(table, e, s.tokens[:, j] - v.relation_offset)
+    return e
+
+
+def composition_swaps(task: TaskData) -> dict[str, SwapFn]:
+    """The swaps of one composition task: ``h`` and each relation position ``r1`` .. ``rK``."""
+    return {k: functools.partial(swap_composition, k) for k in task.positions}
+
+
+def query_positions(task: TaskData) -> list[int]:
+    """The answer positions of a composition task's queries: 2 .. ``test_hops``."""
+    return [p for name, p in task.positions.items() if name != "h" and p >= 2]
 
 
 def composition_lens(task: TaskData, s: Split) -> dict[str, tuple[Tensor, Tensor]]:
     """The bridge at ``r1`` (the first hop, stored mid-network), ``r2`` at ``r2`` (carried for
-    the second hop) and the answer at ``r2``."""
+    the second hop) and the answer at ``r2``. For queries of ``m > 2`` hops (one hop count per
+    split): each intermediate entity ``e{j}`` at ``r{j}`` (the bridge as ``e1``), ``r{m}`` at
+    ``r{m}`` and the answer at ``r{m}``."""
     pos = task.positions
     at = lambda name: torch.full((len(s),), pos[name], dtype=torch.long)  # noqa: E731
+    m = int(s.answer_pos[0]) if len(s) else 2
+    if m > 2 and "path" in s.meta:
+        last = f"r{m}"
+        return {
+            **{f"e{j}@r{j}": (s.meta["path"][:, j - 1], at(f"r{j}")) for j in range(1, m)},
+            f"{last}@{last}": (s.tokens[:, pos[last]], at(last)),
+            f"answer@{last}": (s.answers, at(last)),
+        }
     targets = {"r2@r2": (s.tokens[:, pos["r2"]], at("r2")), "answer@r2": (s.answers, at("r2"))}
     if "bridge" in s.meta:
         targets = {"bridge@r1": (s.meta["bridge"], at("r1")), **targets}
@@ -279,6 +463,7 @@ def composition_lens(task: TaskData, s: Split) -> dict[str, tuple[Tensor, Tensor
 #: generalizing stage apart, keep ``"tutorial"``.
 TRAIN_PRESETS = {"tutorial": TrainConfig(max_steps=6000, **TUTORIAL_RECIPE)}
 TRAIN_PRESETS["fast"] = dataclasses.replace(TRAIN_PRESETS["tutorial"], lr=4e-3)
+TRAIN_PRESETS["khop"] = TRAIN_PRESETS["tutorial"]
 
 register_task(
     "composition",
@@ -287,6 +472,8 @@ register_task(
     make_composition,
     train_presets=TRAIN_PRESETS,
     swaps={k: functools.partial(swap_composition, k) for k in ("h", "r1", "r2")},
+    task_swaps=composition_swaps,
+    query_positions=query_positions,
     default_swap="h",
     lens_targets=composition_lens,
 )

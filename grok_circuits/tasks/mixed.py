@@ -41,6 +41,7 @@ merged vocabulary), which is what the analysis functions take.
 
 import re
 from dataclasses import dataclass
+from typing import Literal, overload
 
 import numpy as np
 import torch
@@ -113,6 +114,12 @@ class MixedParams(TaskParams):
             except ValueError as err:
                 raise ValueError(f"MixedParams: {_rename_fields(sub, str(err))}") from None
 
+    @overload
+    def subtask_params(self, subtask: Literal["composition"]) -> CompositionParams: ...
+    @overload
+    def subtask_params(self, subtask: Literal["comparison"]) -> ComparisonParams: ...
+    @overload
+    def subtask_params(self, subtask: str) -> CompositionParams | ComparisonParams: ...
     def subtask_params(self, subtask: str) -> CompositionParams | ComparisonParams:
         """The parameters of one sub-task (``"composition"`` or ``"comparison"``)."""
         if subtask not in SUBTASKS:
@@ -191,10 +198,13 @@ def _remap(split: Split, table: torch.Tensor) -> Split:
 def make_mixed(params: MixedParams) -> TaskData:
     """Generate the mixed task (see the module docstring)."""
     vocab = merged_vocab(params)
-    subs = {}
-    for name, make in (("composition", make_composition), ("comparison", make_comparison)):
+    subs: dict[str, TaskData] = {}
+    for name in SUBTASKS:
         try:
-            subs[name] = make(params.subtask_params(name))
+            if name == "composition":
+                subs[name] = make_composition(params.composition)
+            else:
+                subs[name] = make_comparison(params.comparison)
         except ValueError as err:  # e.g. a phi larger than the pool allows
             raise ValueError(f"MixedParams: {_rename_fields(name, str(err))}") from None
     splits: dict[str, Split] = {}

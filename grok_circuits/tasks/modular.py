@@ -186,7 +186,7 @@ def make_modular(params: ModularParams) -> TaskData:
         columns = {"a": res + a, "b": res + b, "=": np.full_like(a, vocab.equals_id)}
         if p.op_token:
             columns["op"] = np.full_like(a, vocab.operator_id(OP_SYMBOLS[op]))
-        prompts = np.stack([columns[k] for k in sorted(pos, key=pos.get)], axis=1)
+        prompts = np.stack([columns[k] for k in sorted(pos, key=pos.__getitem__)], axis=1)
         return make_split(
             prompts,
             res + apply_op(op, a, b, p.p),

@@ -22,7 +22,8 @@ Pairs select (``pairs[:300]``), sample (``pairs.sample(300, seed=0)``) and conca
 """
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
@@ -30,12 +31,16 @@ from jaxtyping import Int
 from torch import Tensor
 
 from grok_circuits.tasks.data import Split, TaskData, sample_rows
-from grok_circuits.tasks.registry import Facts, lens_targets, task_spec
+from grok_circuits.tasks.registry import Facts, lens_targets, query_positions, swaps_of, task_spec
 
-LensTargets = Mapping[str, "tuple[Tensor, Tensor] | Tensor"]
+#: What the constructor of :class:`PromptPairs` takes for a tensor of token ids or positions:
+#: anything ``torch.as_tensor`` converts (it is checked and converted to int64).
+IntegersLike: TypeAlias = Tensor | np.ndarray | Sequence[Any]
+#: ``{name: (tokens, positions)}``, or a bare tensor of tokens for a name ``"...@<position>"``.
+LensTargets: TypeAlias = Mapping[str, "tuple[IntegersLike, IntegersLike] | IntegersLike"]
 
 
-def _integer(name: str, t, ndim: int, shape: str) -> Tensor:
+def _integer(name: str, t: IntegersLike, ndim: int, shape: str) -> Tensor:
     """``t`` as an int64 tensor with ``ndim`` dimensions, or a one-line ValueError."""
     if isinstance(t, np.ndarray):
         t = torch.from_numpy(t)
@@ -59,22 +64,24 @@ def _integer(name: str, t, ndim: int, shape: str) -> Tensor:
     return t.long()
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)
 class PromptPairs:
     """Clean prompts, their corrupt twins, and what the analyses read about them.
 
     See the module docstring for the fields. Validated on construction: every field is checked
     for shape, integer dtype and range, and a mistake raises a ``ValueError`` that names the field
-    and the fix. Token ids are checked against a model's vocabulary when an analysis runs.
+    and the fix. Token ids are checked against a model's vocabulary when an analysis runs. The
+    constructor takes tensors, numpy arrays or nested lists and fills in the defaults, so that
+    every attribute below is set.
 
     Attributes:
         clean, corrupt: ``[batch, pos]`` token ids.
         answers: ``[batch]`` the clean answers.
         corrupt_answers: ``[batch]`` the corrupt prompts' answers, or None.
         answer_pos: ``[batch]`` answer positions (default: the last position, ``pos - 1``).
-        pos_labels: a name per position.
-        lens: ``{name: (tokens [batch], positions [batch])}``; a bare tensor of tokens is
-            accepted when the name ends in ``@<position label>``.
+        pos_labels: a name per position (default ``("0", "1", ...)``).
+        lens: ``{name: (tokens [batch], positions [batch])}``; the constructor also accepts a
+            bare tensor of tokens when the name ends in ``@<position label>``.
         meta: per-example tensors (batch dimension first).
         swap: what was swapped to make the corrupt prompts (a position label, when one).
         index: ``[batch]`` each pair's row in the data it came from (default ``0..batch-1``).
@@ -83,18 +90,30 @@ class PromptPairs:
     clean: Int[Tensor, "batch pos"]
     corrupt: Int[Tensor, "batch pos"]
     answers: Int[Tensor, " batch"]
-    corrupt_answers: Int[Tensor, " batch"] | None = None
-    answer_pos: Int[Tensor, " batch"] | None = None
-    pos_labels: tuple[str, ...] | None = None
-    lens: LensTargets = field(default_factory=dict)
-    meta: Mapping[str, Tensor] = field(default_factory=dict)
-    swap: str | None = None
-    index: Int[Tensor, " batch"] | None = None
+    corrupt_answers: Int[Tensor, " batch"] | None
+    answer_pos: Int[Tensor, " batch"]
+    pos_labels: tuple[str, ...]
+    lens: Mapping[str, tuple[Int[Tensor, " batch"], Int[Tensor, " batch"]]]
+    meta: Mapping[str, Tensor]
+    swap: str | None
+    index: Int[Tensor, " batch"]
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        clean: IntegersLike,
+        corrupt: IntegersLike,
+        answers: IntegersLike,
+        corrupt_answers: IntegersLike | None = None,
+        answer_pos: IntegersLike | None = None,
+        pos_labels: Sequence[str] | None = None,
+        lens: LensTargets | None = None,
+        meta: Mapping[str, Any] | None = None,
+        swap: str | None = None,
+        index: IntegersLike | None = None,
+    ) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
-        clean = _integer("clean", self.clean, 2, "[batch, pos]")
-        corrupt = _integer("corrupt", self.corrupt, 2, "[batch, pos]")
+        clean = _integer("clean", clean, 2, "[batch, pos]")
+        corrupt = _integer("corrupt", corrupt, 2, "[batch, pos]")
         n, width = clean.shape
         if width == 0:
             raise ValueError("PromptPairs.clean has no positions; each prompt needs a token")
@@ -107,7 +126,7 @@ class PromptPairs:
             if n and int(t.min()) < 0:
                 raise ValueError(f"PromptPairs.{name} has a negative token id ({int(t.min())})")
 
-        def vector(name: str, value) -> Tensor:
+        def vector(name: str, value: IntegersLike) -> Tensor:
             v = _integer(name, value, 1, "[batch]")
             if v.shape[0] != n:
                 raise ValueError(f"PromptPairs.{name} has {v.shape[0]} rows but clean has {n}")
@@ -115,41 +134,44 @@ class PromptPairs:
 
         set_("clean", clean)
         set_("corrupt", corrupt)
-        set_("answers", vector("answers", self.answers))
-        if n and int(self.answers.min()) < 0:
+        answers = vector("answers", answers)
+        if n and int(answers.min()) < 0:
             raise ValueError("PromptPairs.answers has a negative token id")
-        if self.corrupt_answers is not None:
-            set_("corrupt_answers", vector("corrupt_answers", self.corrupt_answers))
-        if self.answer_pos is None:
+        set_("answers", answers)
+        set_(
+            "corrupt_answers",
+            None if corrupt_answers is None else vector("corrupt_answers", corrupt_answers),
+        )
+        if answer_pos is None:
             set_("answer_pos", torch.full((n,), width - 1, dtype=torch.long))
         else:
-            pos = vector("answer_pos", self.answer_pos)
+            pos = vector("answer_pos", answer_pos)
             if n and (int(pos.min()) < 0 or int(pos.max()) >= width):
                 raise ValueError(
                     f"PromptPairs.answer_pos must lie in 0..{width - 1} (the prompts have {width} "
                     f"positions), got values {int(pos.min())}..{int(pos.max())}"
                 )
             set_("answer_pos", pos)
-        labels = tuple(str(i) for i in range(width)) if self.pos_labels is None else self.pos_labels
+        labels = tuple(str(i) for i in range(width)) if pos_labels is None else pos_labels
         if isinstance(labels, str) or len(labels) != width:
             raise ValueError(
                 f"PromptPairs.pos_labels needs one name per position ({width}), got {labels!r}"
             )
         set_("pos_labels", tuple(str(x) for x in labels))
-        set_("lens", {k: self._lens_target(k, v) for k, v in dict(self.lens).items()})
-        meta = {}
-        for k, v in dict(self.meta).items():
+        set_("lens", {k: self._lens_target(k, v) for k, v in dict(lens or {}).items()})
+        checked_meta = {}
+        for k, v in dict(meta or {}).items():
             v = torch.as_tensor(v)
             if v.dim() == 0 or v.shape[0] != n:
                 raise ValueError(f"PromptPairs.meta[{k!r}] must have {n} rows (one per pair)")
-            meta[k] = v
-        set_("meta", meta)
-        set_(
-            "index",
-            torch.arange(n) if self.index is None else vector("index", self.index),
-        )
+            checked_meta[k] = v
+        set_("meta", checked_meta)
+        set_("swap", swap)
+        set_("index", torch.arange(n) if index is None else vector("index", index))
 
-    def _lens_target(self, name: str, value) -> tuple[Tensor, Tensor]:
+    def _lens_target(
+        self, name: str, value: "tuple[IntegersLike, IntegersLike] | IntegersLike"
+    ) -> tuple[Tensor, Tensor]:
         n, width = self.clean.shape
         if isinstance(value, tuple | list) and len(value) == 2:
             tokens, positions = value
@@ -266,13 +288,13 @@ class PromptPairs:
         )
 
     def to(self, device: str | torch.device) -> "PromptPairs":
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        move = lambda t: t.to(device)  # noqa: E731
         return replace(
             self,
             clean=move(self.clean),
             corrupt=move(self.corrupt),
             answers=move(self.answers),
-            corrupt_answers=move(self.corrupt_answers),
+            corrupt_answers=None if self.corrupt_answers is None else move(self.corrupt_answers),
             answer_pos=move(self.answer_pos),
             lens={k: (move(t), move(p)) for k, (t, p) in self.lens.items()},
             meta={k: move(v) for k, v in self.meta.items()},
@@ -363,38 +385,45 @@ def make_pairs(
             f"task {task.name!r} registers no swaps, so no counterfactual pairs can be built from "
             f"it{hint}; build PromptPairs from tensors instead"
         )
+    swaps = swaps_of(task)
     swap = swap if swap is not None else spec.default_swap
-    if swap not in spec.swaps:
-        raise ValueError(
-            f"swap={swap!r} is not a {task.name} swap; choose one of {tuple(spec.swaps)}"
-        )
+    if swap is None or swap not in swaps:
+        raise ValueError(f"swap={swap!r} is not a {task.name} swap; choose one of {tuple(swaps)}")
     if facts not in ("id", "all"):
         raise ValueError(f"facts={facts!r}; choose 'id' (ID facts only) or 'all'")
     if n_examples is not None and n_examples < 1:
         raise ValueError(f"n_examples must be >= 1 or None, got {n_examples}")
     s = _split_of(task, split)
-    infer_pos = max(task.positions.values())
-    if len(s) == 0 or s.tokens.shape[1] <= infer_pos or bool((s.answer_pos != infer_pos).any()):
+    allowed = query_positions(task)
+    infer_pos = int(s.answer_pos[0]) if len(s) else -1
+    if (
+        infer_pos not in allowed
+        or s.tokens.shape[1] <= infer_pos
+        or bool((s.answer_pos != infer_pos).any())
+    ):
+        where = " or ".join(map(str, allowed))
         raise ValueError(
-            f"the split must hold {task.name} queries with their answer at position {infer_pos} "
-            "(e.g. 'train_inferred', 'test_id' or 'test_ood'); got other prompts"
+            f"the split must hold {task.name} queries with their answer at position {where}, "
+            "all at one (e.g. 'train_inferred', 'test_id' or 'test_ood'); got other prompts"
         )
-    fn = spec.swaps[swap]
+    fn = swaps[swap]
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(s), generator=g)
     want = len(s) if n_examples is None else n_examples
-    kept, corrupt, answers = [], [], []
+    kept: list[Tensor] = []
+    corrupts: list[Tensor] = []
+    corrupt_answers: list[Tensor] = []
     n_kept, chunk = 0, min(max(256, 2 * want), 8192)  # bounds the [chunk, candidates] tables
     for i in range(0, len(s), chunk):
         idx = order[i : i + chunk]
         c, a, ok = fn(task, s.select(idx), g, facts=facts)
         kept.append(idx[ok])
-        corrupt.append(c[ok])
-        answers.append(a[ok])
+        corrupts.append(c[ok])
+        corrupt_answers.append(a[ok])
         n_kept += int(ok.sum())
         if n_kept >= want:
             break
-    idx, corrupt, answers = torch.cat(kept), torch.cat(corrupt), torch.cat(answers)
+    idx, corrupt, answers = torch.cat(kept), torch.cat(corrupts), torch.cat(corrupt_answers)
     if len(idx) == 0:
         raise ValueError(
             f"no example of this split has a valid {swap!r} swap under facts={facts!r}; try "

@@ -251,7 +251,9 @@ def load_paper_data(path: str | os.PathLike) -> TaskData:
         if "type" not in it:
             raise PaperDataError(f"{root / 'test.json'}, item {i}: has no 'type'")
         types.setdefault(it["type"], []).append(i)
-    groups = {"train": ("train.json", range(len(parsed["train.json"])))}
+    groups: dict[str, tuple[str, Sequence[int]]] = {
+        "train": ("train.json", range(len(parsed["train.json"])))
+    }
     groups["valid"] = ("valid.json", range(len(parsed["valid.json"])))
     groups.update({t: ("test.json", idx) for t, idx in types.items()})
 

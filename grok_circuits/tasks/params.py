@@ -2,9 +2,12 @@
 which is how runs store them (``task.json``) and how ``make_task`` rebuilds a task."""
 
 from dataclasses import asdict
-from typing import Any, Self
+from typing import Any, TypeVar
 
 from grok_circuits.checks import check_known_fields
+
+# typing.Self is Python 3.11's, and a run-time type check cannot read it on a method alone
+P = TypeVar("P", bound="TaskParams")
 
 
 class TaskParams:
@@ -17,7 +20,7 @@ class TaskParams:
         return asdict(self)  # type: ignore[call-overload]  # subclasses are dataclasses
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Self:
+    def from_dict(cls: type[P], d: dict[str, Any]) -> P:
         """The parameters from :meth:`to_dict`'s dict."""
         check_known_fields(cls, d)
         return cls(**d)

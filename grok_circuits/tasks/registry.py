@@ -16,6 +16,10 @@ What a task contributes (all but the generator optional):
 - ``swaps``: named corruptions, each building counterfactual prompts from clean ones (see
   :data:`SwapFn`), and ``default_swap``, the one analyses use unless told otherwise. Its named
   positions are :attr:`TaskData.positions`, set by the generator.
+- ``task_swaps``: where the swaps depend on a task's parameters (k-hop composition swaps ``h``
+  and ``r1`` .. ``rK``), the swaps of one task; :func:`swaps_of` reads it, else ``swaps``.
+- ``query_positions``: the answer positions of the task's queries, where they are several (a
+  k-hop composition task's 2 .. K); default: its last named position.
 - ``lens_targets``: per clean example, the intermediate tokens to look for with the logit lens and
   where (e.g. ``"bridge@r1"``: the bridge entity at the ``r1`` position).
 - ``subtasks``: for a task made of several (the mixed task), a view of each, so circuits can be
@@ -61,6 +65,8 @@ class TaskSpec:
     swaps: Mapping[str, SwapFn] = field(default_factory=dict)
     default_swap: str | None = None
     lens_targets: LensFn | None = None
+    task_swaps: Callable[[TaskData], Mapping[str, SwapFn]] | None = None
+    query_positions: Callable[[TaskData], Sequence[int]] | None = None
     subtasks: Callable[[TaskData], dict[str, TaskData]] | None = None
     cyclic_tokens: Callable[[TaskData], Sequence[int]] | None = None
 
@@ -106,7 +112,8 @@ def register_task(
         presets: named parameter sets, e.g. ``{"tutorial": Params(...)}``.
         make: ``make(params) -> TaskData``, deterministic in ``params`` (seed included).
         **knowledge: any other :class:`TaskSpec` field: ``train_presets``, ``model_overrides``,
-            ``swaps``, ``default_swap``, ``lens_targets``, ``subtasks``, ``cyclic_tokens``.
+            ``swaps``, ``default_swap``, ``lens_targets``, ``task_swaps``,
+            ``query_positions``, ``subtasks``, ``cyclic_tokens``.
 
     Returns:
         The :class:`TaskSpec` now registered.
@@ -138,6 +145,20 @@ def task_spec(task: "str | TaskData") -> TaskSpec:
     return _REGISTRY[name]
 
 
+def swaps_of(task: TaskData) -> Mapping[str, SwapFn]:
+    """The swaps of one task: its registration's ``task_swaps(task)``, else its ``swaps``."""
+    spec = task_spec(task)
+    return spec.swaps if spec.task_swaps is None else spec.task_swaps(task)
+
+
+def query_positions(task: TaskData) -> tuple[int, ...]:
+    """The answer positions of the task's queries (those swaps apply to)."""
+    spec = task_spec(task)
+    if spec.query_positions is None:
+        return (max(task.positions.values()),)
+    return tuple(spec.query_positions(task))
+
+
 def lens_targets(task: TaskData, clean: Split) -> dict[str, tuple[Tensor, Tensor]]:
     """The task's logit-lens targets for the examples of ``clean`` (empty if it has none)."""
     spec = task_spec(task)
@@ -164,7 +185,9 @@ __all__ = [
     "TaskSpec",
     "lens_targets",
     "pick_uniform",
+    "query_positions",
     "register_task",
+    "swaps_of",
     "task_names",
     "task_spec",
 ]

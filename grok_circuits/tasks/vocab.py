@@ -248,7 +248,7 @@ class Vocab:
         return " ".join(out)
 
     def to_dict(self) -> dict:
-        d = {
+        d: dict[str, int | list[str]] = {
             "n_entities": self.n_entities,
             "n_relations": self.n_relations,
             "n_attributes": self.n_attributes,

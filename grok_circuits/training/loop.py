@@ -104,7 +104,7 @@ def evaluate(model: Model, probes: dict[str, Split], batch_size: int = 4096) -> 
             b = split.select(slice(i, i + batch_size))
             logits = answer_logits(model, b.tokens, b.answer_pos)
             loss_sum += F.cross_entropy(logits, b.answers, reduction="sum").item()
-            correct += (logits.argmax(-1) == b.answers).sum().item()
+            correct += int((logits.argmax(-1) == b.answers).sum())
         n = max(len(split), 1)
         out[f"{name}_acc"] = correct / n
         out[f"{name}_loss"] = loss_sum / n
@@ -280,10 +280,11 @@ def _train(task, cfg, out: Path, model_cfg, resume: bool, progress: bool) -> Run
     model_cfg = model_cfg or model_config(task, cfg.model_size)
     check_shape(model_cfg)
     check_loops(model_cfg.n_layers, cfg.n_loops)
-    if model_cfg.d_vocab < len(task.vocab) or model_cfg.n_ctx < task.train.tokens.shape[1]:
+    width = max(s.tokens.shape[1] for s in task.splits.values())  # its probes are evaluated too
+    if model_cfg.d_vocab < len(task.vocab) or model_cfg.n_ctx < width:
         raise ValueError(
             f"model_cfg (d_vocab={model_cfg.d_vocab}, n_ctx={model_cfg.n_ctx}) is too small for "
-            f"the task (vocab {len(task.vocab)}, prompts of {task.train.tokens.shape[1]} tokens)"
+            f"the task (vocab {len(task.vocab)}, prompts of up to {width} tokens)"
         )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(

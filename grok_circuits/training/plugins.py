@@ -39,7 +39,7 @@ the weights and metrics it computed before they existed.
 """
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +52,7 @@ from grok_circuits.config import TrainConfig
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
+@runtime_checkable
 class GradHook(Protocol):
     """A gradient hook: ``hook(params)`` edits ``p.grad`` of each parameter in place (parameters
     come in ``model.parameters()`` order, the same every step); ``state_dict()`` returns what a
@@ -121,6 +122,18 @@ def loss_for(cfg: TrainConfig) -> LossFn:
 
 
 # ----------------------------------------------------------------------------- gradient hooks
+def _grads(params: Sequence[Tensor], hook: str) -> list[Tensor]:
+    """The gradient of every parameter; a filter that keeps one state per parameter needs all."""
+    grads = [p.grad for p in params]
+    missing = [i for i, g in enumerate(grads) if g is None]
+    if missing:
+        raise ValueError(
+            f"{hook} filters every parameter's gradient, but parameter(s) {missing} (in "
+            "model.parameters() order) have none: train every parameter, or turn the filter off"
+        )
+    return [g for g in grads if g is not None]
+
+
 class GrokfastEMA:
     """Grokfast-EMA: ``ema = alpha * ema + (1 - alpha) * g; g += lamb * ema`` (``ema`` starts at
     the first gradient)."""
@@ -131,7 +144,7 @@ class GrokfastEMA:
 
     @torch.no_grad()
     def __call__(self, params: Sequence[Tensor]) -> None:
-        grads = [p.grad for p in params]
+        grads = _grads(params, "Grokfast-EMA")
         if self.ema is None:
             self.ema = [g.detach().clone() for g in grads]
         for ema, g in zip(self.ema, grads):
@@ -158,7 +171,7 @@ class GrokfastMA:
 
     @torch.no_grad()
     def __call__(self, params: Sequence[Tensor]) -> None:
-        grads = [p.grad for p in params]
+        grads = _grads(params, "Grokfast-MA")
         newest = [g.detach().clone() for g in grads]
         self.history.append(newest)
         if self.total is None:
@@ -225,7 +238,7 @@ def register_grad_hook(name: str, factory: Callable[[TrainConfig], GradHook]) ->
 def grad_hooks_for(cfg: TrainConfig) -> list[GradHook]:
     """The gradient hooks ``cfg`` turns on, in the order they run: the Grokfast filter, ⊥Grad,
     then ``cfg.grad_hooks``."""
-    names = [cfg.grad_filter] if cfg.grad_filter else []
+    names: list[str] = [cfg.grad_filter] if cfg.grad_filter else []
     names += ["orthograd"] if cfg.orthograd else []
     names += list(cfg.grad_hooks)
     unknown = [n for n in names if n not in GRAD_HOOKS]

@@ -58,11 +58,11 @@ Register measures before training: a run stores their values, not the functions.
 
 import numbers
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import cycle
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -88,7 +88,7 @@ def softmax_collapse(logits: Float[Tensor, "batch vocab"], targets: Int[Tensor, 
     return float((p == 1.0).float().mean())
 
 
-def gradient_alignment(grads: list[Tensor], params: list[Tensor]) -> float:
+def gradient_alignment(grads: Sequence[Tensor], params: Sequence[Tensor]) -> float:
     """``cos(-g, w)``, with every gradient and every parameter flattened into one vector."""
     g = torch.cat([x.detach().flatten().double() for x in grads])
     w = torch.cat([x.detach().flatten().double() for x in params])
@@ -151,7 +151,7 @@ class MeasureData:
         self.kinds, self.lens = kinds, lens
 
     @cached_property
-    def params(self) -> list[Tensor]:
+    def params(self) -> list[torch.nn.Parameter]:
         """``backend.parameters(model)``, in the order of :attr:`grads`."""
         return backend.parameters(self.model)
 
@@ -160,8 +160,8 @@ class MeasureData:
         with torch.enable_grad():
             logits = answer_logits(self.model, self.sample.tokens, self.sample.answer_pos)
             loss = self.loss_fn(logits, self.sample.answers)
-            grads = torch.autograd.grad(loss, self.params, allow_unused=True)
-        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
+            found = torch.autograd.grad(loss, self.params, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, found)]
         return logits.detach(), loss.detach(), grads
 
     @property
@@ -180,6 +180,7 @@ class MeasureData:
         return self._forward_backward[2]
 
 
+@runtime_checkable
 class Measure(Protocol):
     """A progress measure: ``measure(model, data)`` with the :class:`MeasureData` of this
     evaluation returns a float, or None where it does not apply to the task or the model. A
@@ -192,6 +193,12 @@ class Measure(Protocol):
 #: The panels a measure may be drawn on: ``"unit"`` (values in [-1, 1]: shares, cosines, MRRs;
 #: linear) and ``"log"`` (positive values such as losses; log scale).
 AXES = ("unit", "log")
+
+
+def _column_pattern(columns: str) -> re.Pattern:
+    """``"lens_mid_{}_mrr"`` -> a pattern whose group 1 is the key in a column's name."""
+    prefix, suffix = columns.split("{}")
+    return re.compile(re.escape(prefix) + "(.+)" + re.escape(suffix))
 
 
 @dataclass(frozen=True)
@@ -223,7 +230,7 @@ class MeasureSpec:
         every column matching the pattern, sorted."""
         if self.columns is None:
             return [self.name] if self.name in keys else []
-        pattern = self._pattern()
+        pattern = _column_pattern(self.columns)
         return sorted(k for k in keys if pattern.fullmatch(k))
 
     def key_of(self, column: str) -> str:
@@ -231,7 +238,13 @@ class MeasureSpec:
         otherwise)."""
         if self.columns is None:
             return column
-        return self._pattern().fullmatch(column).group(1)
+        match = _column_pattern(self.columns).fullmatch(column)
+        if match is None:
+            raise ValueError(
+                f"column {column!r} is not one of measure {self.name!r}'s; its columns match "
+                f"{self.columns!r}"
+            )
+        return match.group(1)
 
     def label_of(self, column: str) -> str:
         """The legend label of ``column``."""
@@ -242,10 +255,6 @@ class MeasureSpec:
         if isinstance(self.color, tuple):
             return [c for c, _ in zip(cycle(self.color), range(n))]
         return [self.color] * n
-
-    def _pattern(self) -> re.Pattern:
-        prefix, suffix = self.columns.split("{}")
-        return re.compile(re.escape(prefix) + "(.+)" + re.escape(suffix))
 
 
 #: The progress measures by name, in the order they are logged and drawn.

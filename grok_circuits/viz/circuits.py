@@ -160,7 +160,7 @@ def plot_component_scores(circuit, ax=None, *, title: str | None = None, step: i
         aspect="auto",
     )
     fig.colorbar(im, ax=ax, fraction=0.05, label=f"component score ({circuit.score_name})")
-    size = cell_fontsize(ax, *grid.shape, 5)
+    size = cell_fontsize(ax, grid.shape[0], grid.shape[1], 5)
     for (layer, col), s in np.ndenumerate(grid):
         if np.isfinite(s) and size is not None:
             ax.text(

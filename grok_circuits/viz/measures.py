@@ -66,6 +66,8 @@ def plot_progress_measures(run, axes=None):
     panels = dict(zip(PANELS, axes))
     steps = [r["step"] for r in run.metrics]
     for spec in MEASURES.values():
+        if spec.axis is None:  # logged, not drawn
+            continue
         columns = [c for s, c in drawn if s is spec]
         for column, color in zip(columns, spec.colors(len(columns))):
             style = {"color": color} if color is not None else {}

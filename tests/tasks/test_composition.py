@@ -268,3 +268,36 @@ def test_derived_probes_must_be_probes(task):
             task.positions,
             derived_probes=("no_such_probe",),
         )
+
+
+#: The default tutorial task as the two-hop generator made it: every split (the hop probes
+#: included), its parameters as stored, and its fingerprint, which the shipped runs record.
+TUTORIAL_SPLITS = {
+    "train": "ef0caff0e976dda80913",
+    "train_inferred": "5a0845ab24abe494e9a6",
+    "test_id": "440c927f22bc7eb2ef51",
+    "test_ood": "45aaf5d95076c11b2214",
+    "id_atomic": "49b77cff6d4cb718a742",
+    "ood_atomic": "737f4410812ee7b3c235",
+    "test_ood_hop1": "8162ab97b32679f33a79",
+    "test_ood_hop2": "fa6bb110054cecf3a598",
+}
+TUTORIAL_FINGERPRINT = "d2b7f15f9dffb165933bea187e7e9b9cbbd5f8b9501111d310b573f37245be60"
+TUTORIAL_PARAMS = {
+    "n_entities": 100,
+    "n_relations": 20,
+    "out_degree": 10,
+    "phi": 8.0,
+    "ood_fraction": 0.05,
+    "test_id_fraction": 0.05,
+    "seed": 0,
+}
+
+
+def test_default_tutorial_task_is_pinned():
+    t = make_task("composition", preset="tutorial")
+    assert {k: _split_digest(s) for k, s in t.splits.items()} == TUTORIAL_SPLITS
+    assert list(t.splits) == list(TUTORIAL_SPLITS)
+    assert t.params.to_dict() == TUTORIAL_PARAMS
+    assert t.positions == {"h": 0, "r1": 1, "r2": 2}
+    assert t.fingerprint() == TUTORIAL_FINGERPRINT

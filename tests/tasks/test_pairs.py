@@ -150,6 +150,7 @@ def test_model_and_data_that_do_not_fit_are_refused(tiny_composition):
     assert check_fits(comp, ok) is ok
 
 
+@pytest.mark.wrong_types
 def test_pairs_only_analyses_refuse_task_arguments(tiny_composition):
     model = build_model(model_config(tiny_composition, "tiny"), seed=0).eval()
     p = make_pairs(tiny_composition, "h", n_examples=5)

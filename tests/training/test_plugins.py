@@ -125,6 +125,14 @@ def test_grokfast_ma_is_its_formula():
             torch.testing.assert_close(got[step][i], expected)
 
 
+@pytest.mark.parametrize("hook", [GrokfastEMA(), GrokfastMA(window=2)], ids=["ema", "ma"])
+def test_grokfast_names_a_parameter_without_a_gradient(hook):
+    params = [torch.ones(2, requires_grad=True), torch.ones(3, requires_grad=True)]
+    params[0].grad = torch.ones(2)  # the second parameter took no part in the loss
+    with pytest.raises(ValueError, match=r"parameter\(s\) \[1\].*have none"):
+        hook(params)
+
+
 def test_orthograd_removes_the_component_along_the_weights_and_keeps_the_norm():
     params, grads = _grad_sequence(1, seed=3)
     got = _apply(OrthoGrad(), params, grads)[0]
@@ -210,12 +218,12 @@ def test_resume_refuses_to_change_a_plugin(tiny_composition, tmp_path, change):
 @pytest.mark.parametrize(
     "field, value",
     [
-        ("grad_filter", "sma"),
+        pytest.param("grad_filter", "sma", marks=pytest.mark.wrong_types),
         ("grad_filter_alpha", 1.0),
         ("grad_filter_window", 0),
         ("grad_filter_lamb", -1.0),
         ("loss", ""),
-        ("grad_hooks", ["mine"]),
+        pytest.param("grad_hooks", ["mine"], marks=pytest.mark.wrong_types),
     ],
 )
 def test_plugin_fields_validate(field, value):

@@ -183,6 +183,8 @@ def test_a_measure_with_a_value_per_key_logs_one_column_each(tiny_composition, m
     )
     assert len(MEASURES["answer_share"].columns_in(out)) == 2
     assert MEASURES["answer_share"].label_of(f"answer_{int(first)}_share") == f"answer {int(first)}"
+    with pytest.raises(ValueError, match="'train_loss' is not one of measure 'answer_share'"):
+        MEASURES["answer_share"].key_of("train_loss")
 
 
 def test_the_plot_draws_every_logged_measure_of_a_shipped_run():
@@ -203,8 +205,14 @@ def test_the_plot_draws_every_logged_measure_of_a_shipped_run():
         ("softmax_collapse", answer_logit_std, {}, "already registered; choose another name"),
         ("lr", answer_logit_std, {}, "column the training loop writes"),
         ("", answer_logit_std, {}, "non-empty string name"),
-        ("m", 3.0, {}, "must be callable"),
-        ("m", answer_logit_std, {"axis": "linear"}, "axis of progress measure 'm' must be"),
+        pytest.param("m", 3.0, {}, "must be callable", marks=pytest.mark.wrong_types),
+        pytest.param(
+            "m",
+            answer_logit_std,
+            {"axis": "linear"},
+            "axis of progress measure 'm' must be",
+            marks=pytest.mark.wrong_types,
+        ),
         ("m", answer_logit_std, {"label": ""}, "non-empty string label"),
         ("m", answer_logit_std, {"columns": "m_share"}, "one '{}' for the key"),
     ],

@@ -137,7 +137,7 @@ def test_weights_that_do_not_fit_the_sharing_are_refused(looped, tiny_compositio
     torch.testing.assert_close(_param(copy, "blocks.3.ln2.w"), _param(looped, "blocks.1.ln2.w"))
 
 
-@pytest.mark.parametrize("n_loops", [0, 3, 2.0])
+@pytest.mark.parametrize("n_loops", [0, 3, pytest.param(2.0, marks=pytest.mark.wrong_types)])
 def test_n_loops_must_divide_the_depth(looped, n_loops):
     with pytest.raises(ValueError, match="n_loops"):
         share_blocks(looped, n_loops)

@@ -121,6 +121,7 @@ def test_log_to_may_change_on_resume(plain_and_mirrored, tiny_composition, tmp_p
     assert sorted(tensorboard_rows(plain.path / "tensorboard")) == [60]  # mirrored from there
 
 
+@pytest.mark.wrong_types
 def test_bad_log_to_is_one_clear_error():
     with pytest.raises(ValueError, match="log_to must be a tuple of 'tensorboard' and/or"):
         TrainConfig(log_to=("mlflow",))

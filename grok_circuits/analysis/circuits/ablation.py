@@ -24,7 +24,7 @@ def distinct_clean(pairs: Sequence[PromptPairs]) -> Split:
     """The distinct clean prompts of ``pairs`` (two pairs with one clean prompt and answer
     position are one example), in first-seen order."""
     seen: dict[tuple, int] = {}
-    rows = []
+    rows: list[tuple[int, int]] = []
     for k, p in enumerate(pairs):
         for i, (row, pos) in enumerate(zip(p.clean.tolist(), p.answer_pos.tolist())):
             key = (tuple(row), pos)

@@ -259,8 +259,10 @@ def select_components(
 
         ranked = sorted(scores, key=rank)
         chosen = ranked[: min(top_k, len(ranked))]
-    else:
+    elif threshold is not None:
         chosen = [c for c, s in scores.items() if s >= threshold]
+    else:
+        raise ValueError("select_components needs a rule: pass threshold= or top_k=")
     return tuple(sorted(chosen, key=Component.sort_key))
 
 
@@ -370,7 +372,9 @@ def method_pairs(
 def check_options(method: str, options: Mapping[str, object]) -> None:
     """Raise a ``ValueError`` unless ``method`` takes every one of ``options``."""
     known = method_options(method)
-    unknown = [k for k in options if known is not None and k not in known]
+    if known is None:  # the method takes any option
+        return
+    unknown = [k for k in options if k not in known]
     if unknown:
         takes = ", ".join(f"{k}=" for k in known) or "no option"
         raise ValueError(

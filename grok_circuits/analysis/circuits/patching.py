@@ -34,7 +34,7 @@ from torch import Tensor
 from grok_circuits.analysis.circuits.scores import Scores
 from grok_circuits.analysis.components import Component
 from grok_circuits.analysis.metrics import PairMetric, check_metric, no_effect_error
-from grok_circuits.analysis.patching.causal_trace import CausalTrace, trace_pairs
+from grok_circuits.analysis.patching.causal_trace import Activation, CausalTrace, trace_pairs
 from grok_circuits.backend import Model
 from grok_circuits.tasks import PromptPairs
 
@@ -72,7 +72,7 @@ def patching_scores(
     early checkpoint, scores an honest 0 in strength: no component passes a threshold.)"""
     check_metric(metric)
 
-    def trace(p: PromptPairs, activation: str, **kw) -> CausalTrace:
+    def trace(p: PromptPairs, activation: Activation, **kw) -> CausalTrace:
         return trace_pairs(
             model, p, metric=metric, activation=activation, batch_size=batch_size, **kw
         )

@@ -28,8 +28,9 @@ by the arguments, and the report shows the random distributions next to the obse
 """
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,7 +59,7 @@ from grok_circuits.tasks.registry import Facts
 
 
 # ----------------------------------------------------------------------------- overlap
-def head_share(a: Sequence[Component], b: Sequence[Component]) -> float:
+def head_share(a: Iterable[Component], b: Iterable[Component]) -> float:
     """The share of the smaller set's attention heads that the other set also has (NaN when
     either has no head)."""
     ha, hb = {c for c in a if c.is_head}, {c for c in b if c.is_head}
@@ -247,7 +248,7 @@ def _data_of(model: Model, pairs_a, pairs_b, names) -> tuple[list, tuple[str, st
         names = tuple(d.name if isinstance(d, TaskData) else k for d, k in zip(data, "ab"))
         if names[0] == names[1]:
             names = ("a", "b")
-    return data, tuple(names)  # type: ignore[return-value]
+    return data, tuple(names)
 
 
 def circuit_reuse(
@@ -312,8 +313,8 @@ def circuit_reuse(
             f"n_random and n_random_ablations must be >= 1, got {n_random}, {n_random_ablations}"
         )
     data, tasks = _data_of(model, pairs_a, pairs_b, names)
-    pair_kw = dict(split=split, n_examples=n_examples, facts=facts, seed=seed)
-    select = dict(top_k=top_k, threshold=threshold)
+    pair_kw: dict[str, Any] = dict(split=split, n_examples=n_examples, facts=facts, seed=seed)
+    select: dict[str, Any] = dict(top_k=top_k, threshold=threshold)
     options: dict = {}
     if not callable(method):
         options = {} if metric is None else {"metric": metric}
@@ -345,6 +346,7 @@ def circuit_reuse(
             evals[t] = d.splits[eval_split].sample(n_eval, seed)
             refs[t] = d.splits[split].sample(n_eval, seed)
         else:
+            assert clean is not None  # d is pairs here, whose clean prompts were taken above
             refs[t] = evals[t] = clean
         if given_eval is not None:
             evals[t] = _eval_examples(model, given_eval)

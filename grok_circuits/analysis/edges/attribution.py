@@ -38,7 +38,7 @@ package is a new file in ``grok_circuits/analysis/edges/`` and one entry of
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Float
@@ -59,6 +59,7 @@ from grok_circuits.tasks.registry import Facts
 EdgeMetric = Literal["logit_difference"] | Callable[[Tensor, PromptPairs], Tensor]
 
 
+@runtime_checkable
 class EdgeMethod(Protocol):
     """The signature of every edge method: ``method(model, pairs, graph, *, metric, batch_size,
     progress, **options) -> scores``.
@@ -71,7 +72,8 @@ class EdgeMethod(Protocol):
         metric: ``metric(answer_logits [batch, d_vocab], pairs) -> [batch]``, one value per
             example (differentiable).
         batch_size: pairs per forward pass; progress: whether to show a progress bar.
-        options: the method's own keyword options, each with a default.
+        options: the method's own keyword options, each with a default (a method may add any
+            such option to this signature).
 
     Returns:
         ``[source, destination, pos]``: for every edge at every position, the estimated drop of
@@ -88,7 +90,6 @@ class EdgeMethod(Protocol):
         metric: Callable[[Tensor, PromptPairs], Tensor],
         batch_size: int,
         progress: bool,
-        **options: Any,
     ) -> Float[Tensor, "source destination pos"]: ...
 
 

@@ -106,7 +106,7 @@ def compare_edges(
     order = sorted(chosen, key=lambda i: (-max(abs(float(a[i])), abs(float(b[i]))), i))
     idx = torch.tensor(order, dtype=torch.long)
     return EdgeChange(
-        names=tuple(names),
+        names=(names[0], names[1]),
         edges=tuple(after.edge(i, positions) for i in order),
         before=a[idx].float(),
         after=b[idx].float(),

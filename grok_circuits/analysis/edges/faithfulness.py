@@ -200,6 +200,8 @@ class _EdgePatcher:
             first = g.qkv_destination(layer, 0)
             dsts = slice(first, first + 3 * g.n_heads)
             self.qkv = self._correction(dsts, g.head_source(layer, 0))
+        if self.qkv is None:
+            raise RuntimeError("the k and v inputs of a layer are patched after its q input")
         c = self.qkv[:, :, which * g.n_heads : (which + 1) * g.n_heads]  # [k, pos, head, n, dm]
         return act - c.permute(0, 3, 1, 2, 4).reshape(act.shape)
 
@@ -552,7 +554,9 @@ def faithfulness(
             dropped = ms([all_edges & ~x for x in (chosen, *picks)]) if completeness else None
             f_all = [(x - m_empty) / span for x in kept]
             c_all = (
-                [(m_full - x) / span for x in dropped] if completeness else [math.nan] * len(kept)
+                [(m_full - x) / span for x in dropped]
+                if dropped is not None
+                else [math.nan] * len(kept)
             )
             faith.append(f_all[0])
             comp.append(c_all[0])

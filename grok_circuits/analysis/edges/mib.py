@@ -93,15 +93,15 @@ def mib_sizes(n_edges: int, fractions: Sequence[float] = MIB_FRACTIONS) -> list[
     return [int(f * n_edges) for f in fractions]
 
 
-def area_under(x: Sequence[float], y: Sequence[float]) -> float:
+def area_under(x: "Sequence[float] | np.ndarray", y: "Sequence[float] | np.ndarray") -> float:
     """Trapezoid area under ``y(x)`` (MIB's CPR on its grid; NaN with fewer than two points)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(x) < 2:
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(xs) < 2:
         return math.nan
-    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
+    return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2))
 
 
-def area_from_one(x: Sequence[float], y: Sequence[float]) -> float:
+def area_from_one(x: "Sequence[float] | np.ndarray", y: "Sequence[float] | np.ndarray") -> float:
     """Trapezoid area between ``y(x)`` and 1, ``|1 - y|`` integrated (MIB's CMD on its grid)."""
     return area_under(x, np.abs(1.0 - np.asarray(y, dtype=float)))
 

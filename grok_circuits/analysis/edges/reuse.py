@@ -258,7 +258,9 @@ def edge_reuse(
         dtype=torch.float64,
     )
     fn = metric_fn("logit_difference")
-    kept, random_kept, faith = {}, {}, {}
+    kept: dict[str, dict[str, float]] = {}
+    random_kept: dict[str, dict[str, Tensor]] = {}
+    faith: dict[str, float] = {}
     with edge_hooks(model):
         ablated = {t: ablated_sources(model, graph, pairs[t], ablation, seed=seed) for t in tasks}
 

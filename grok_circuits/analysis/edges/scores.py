@@ -149,7 +149,7 @@ class EdgeScores:
         mask = torch.zeros(valid.numel(), dtype=torch.bool)
         if top_k is not None:
             mask[self.ranking(positions)[:top_k]] = True
-        else:
+        elif threshold is not None:
             mask = (self.scores(positions).abs() >= threshold).flatten() & valid.flatten()
         circuit = EdgeCircuit(self, mask.view(valid.shape), positions, top_k, threshold)
         return circuit.pruned() if prune else circuit
@@ -257,9 +257,9 @@ class EdgeCircuit:
         order."""
         g = self.graph
         src, dst = torch.nonzero(self.mask.reshape(g.n_sources, g.n_destinations, -1).any(-1)).T
-        comps = {g.source_component(int(s)) for s in src}
-        comps |= {g.destination_component(int(d)) for d in dst}
-        comps.discard(None)
+        found = {g.source_component(int(s)) for s in src}
+        found |= {g.destination_component(int(d)) for d in dst}
+        comps = {c for c in found if c is not None}  # the embeddings and logits are no component
         return tuple(sorted(comps, key=Component.sort_key))
 
     def pruned(self) -> "EdgeCircuit":

@@ -223,7 +223,8 @@ def logit_lens(
     n_layers = model.cfg.n_layers
     wanted = {tl_utils.get_act_name("resid_pre", layer) for layer in range(n_layers)}
     wanted.add(tl_utils.get_act_name("resid_post", n_layers - 1))
-    ranks, labels = [], None
+    chunks: list[Tensor] = []
+    labels: list[str] = []  # tokens is not empty, so the loop sets them
     for i in range(0, n_examples, batch_size):
         chunk = tokens[i : i + batch_size].to(device)
         _, cache = model.run_with_cache(chunk, names_filter=lambda name: name in wanted)
@@ -233,9 +234,9 @@ def logit_lens(
         logits = model.unembed(states)  # layer batch n d_vocab
         t = tgt[i : i + batch_size].to(device)
         target_logit = logits.gather(-1, t[None, :, :, None].expand(logits.shape[0], -1, -1, 1))
-        ranks.append((logits > target_logit).sum(-1).cpu())
+        chunks.append((logits > target_logit).sum(-1).cpu())
         del cache, stack
-    ranks = torch.cat(ranks, dim=1)
+    ranks = torch.cat(chunks, dim=1)
     return LogitLensResult(
         ranks=ranks[:, :, 0] if squeeze else ranks,
         layer_labels=tuple(labels),

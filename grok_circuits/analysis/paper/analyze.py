@@ -100,7 +100,7 @@ class Analysis:
 
     def save(self, folder: str | os.PathLike) -> list[Path]:
         """Write every figure as ``folder/<name>.png``; returns the paths."""
-        from grok_circuits.viz import save_figure
+        from grok_circuits.viz.training import save_figure
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

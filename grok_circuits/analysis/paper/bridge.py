@@ -339,6 +339,17 @@ def _bridge_pairs(model, data: Data | None, what: str, **pair_kw) -> PromptPairs
     return pairs
 
 
+def _bridge_trace(
+    model: Model, pairs: PromptPairs, threshold: float, batch_size: int
+) -> BridgeTrace:
+    """The trace of pairs from :func:`_bridge_pairs` (so a :class:`BridgeTrace`)."""
+    trace = _trace(
+        model, pairs, metric="strength", threshold=threshold, step=None, batch_size=batch_size
+    )
+    assert isinstance(trace, BridgeTrace)  # the pairs have a bridge lens target
+    return trace
+
+
 def trace_bridge(
     model: Model,
     data: Data | None = None,
@@ -378,9 +389,7 @@ def trace_bridge(
         facts=facts,
         seed=seed,
     )
-    return _trace(
-        model, pairs, metric="strength", threshold=threshold, step=None, batch_size=batch_size
-    )
+    return _bridge_trace(model, pairs, threshold, batch_size)
 
 
 def trace_bridge_over_time(
@@ -422,10 +431,9 @@ def trace_bridge_over_time(
         facts=facts,
         seed=seed,
     )
-    kw = dict(metric="strength", threshold=threshold, batch_size=batch_size)
     traces = over_checkpoints(
         run,
-        lambda m: _trace(m, pairs, step=None, **kw),
+        lambda m: _bridge_trace(m, pairs, threshold, batch_size),
         steps=steps,
         progress=progress,
         desc="tracing the bridge",

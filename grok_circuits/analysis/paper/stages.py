@@ -21,6 +21,7 @@ import bisect
 import dataclasses
 import warnings
 from dataclasses import dataclass
+from typing import overload
 
 from jaxtyping import Float
 from torch import Tensor
@@ -117,6 +118,10 @@ class StageComparison:
         )
 
 
+@overload
+def stage_step(run: Run, reached: int) -> int: ...
+@overload
+def stage_step(run: Run, reached: None) -> None: ...
 def stage_step(run: Run, reached: int | None) -> int | None:
     """The first checkpoint at or after step ``reached`` (the first that has reached it); the
     last checkpoint, with a warning, when none is that late; None when ``reached`` is None."""

@@ -1,1 +1,1 @@
-"""Interventions on activations: causal tracing and ablation."""
+"""Interventions on activations: causal tracing, ablation, and interchange interventions (DAS)."""

@@ -25,7 +25,7 @@ reference examples with the same prompt length (same ``answer_pos``). The mean i
 Because attention is causal, ablating positions after the answer position changes nothing.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
 import torch
@@ -88,6 +88,7 @@ def _format_means(
     """Per format and position, the mean activation of each hook over the reference:
     ``{name: [n_formats, pos, ...]}`` (formats in ascending ``answer_pos``)."""
     device = model.cfg.device
+    assert device is not None  # both lines' configs set it when the model is built
     fmt = _formats(reference, reference)
     n_formats = int(fmt.max()) + 1
     sums: dict[str, Tensor] = {}
@@ -178,6 +179,7 @@ def ablated_answer_logits(
     if len(reference) == 0:
         raise ValueError("the reference split is empty; pass one with examples of each format")
     device = model.cfg.device
+    assert device is not None  # both lines' configs set it when the model is built
     width = split.tokens.shape[1]
     pos_mask = _position_mask(positions, width).to(device)
     names = sorted({c.hook_name for c in comps})
@@ -211,7 +213,9 @@ def ablated_answer_logits(
         else:
             rows = reference.select(draw[i : i + batch_size]).to(device)
             repl = _cache(model, _fit_width(rows.tokens, width), names)
-        hooks = [(n, _replace_hook(repl[n], masks[n])) for n in names]
+        hooks: list[tuple[str | Callable, Callable]] = [
+            (n, _replace_hook(repl[n], masks[n])) for n in names
+        ]
         with model.hooks(fwd_hooks=hooks):
             out.append(answer_logits(model, b.tokens, b.answer_pos))
     return torch.cat(out)

@@ -338,12 +338,15 @@ def _record(
 ) -> tuple[Float[Tensor, "batch pos d_vocab"], dict[str, Tensor]]:
     """Logits and the named activations of an unpatched run, in chunks of ``batch_size``."""
     wanted = set(names)
-    logits, acts = [], {n: [] for n in names}
+    logits: list[Tensor] = []
+    acts: dict[str, list[Tensor]] = {n: [] for n in names}
     for i in range(0, tokens.shape[0], batch_size):
         out, cache = model.run_with_cache(
             tokens[i : i + batch_size], names_filter=lambda n: n in wanted
         )
-        logits.append(out)
+        # TransformerLens' overloads say an Output tuple; with the default return_type it is
+        # the logits
+        logits.append(out)  # type: ignore[arg-type]
         for n in names:
             acts[n].append(cache[n])
     return torch.cat(logits), {n: torch.cat(v) for n, v in acts.items()}
@@ -708,7 +711,9 @@ def _as_share(trace: CausalTrace) -> CausalTrace:
     return replace(
         trace,
         scores=(trace.scores - trace.baseline) / span,
-        per_example=(trace.per_example - trace.baseline) / span,
+        per_example=(
+            None if trace.per_example is None else (trace.per_example - trace.baseline) / span
+        ),
         baseline=0.0,
         source=1.0,
     )

@@ -101,6 +101,8 @@ def test_selection_counted_by_hand():
     with_nan = {a: float("nan"), m1: 0.0}
     assert select_components(with_nan, top_k=1) == (m1,)
     assert select_components(with_nan, threshold=0.0) == (m1,)
+    with pytest.raises(ValueError, match="pass threshold= or top_k="):
+        select_components(scores)
 
 
 def test_uniform_signature_and_result_objects(trained, tiny_composition):
@@ -162,6 +164,7 @@ def test_pairs_whose_corrupt_prompt_is_the_clean_one_are_refused(trained, tiny_c
     assert len(find_circuit(trained, pairs, top_k=3, method="ablation")) == 3
 
 
+@pytest.mark.wrong_types
 def test_bad_arguments(trained, tiny_composition):
     with pytest.raises(ValueError, match="not both"):
         find_circuit(trained, tiny_composition, top_k=2, threshold=0.1)
@@ -175,6 +178,7 @@ def test_bad_arguments(trained, tiny_composition):
         find_circuit(trained, tiny_composition, subtask="comparison")
 
 
+@pytest.mark.wrong_types
 def test_the_registry_refuses_bad_registrations_in_one_line(trained, tiny_composition):
     def scores(model, pairs, components, *, seed=0):
         return dict.fromkeys(components, 0.0)

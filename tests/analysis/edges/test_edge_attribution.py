@@ -381,6 +381,7 @@ def test_settings_and_gradients_are_restored_even_on_error(small, no_hooks_left)
     assert all(p.grad is None for p in model.parameters())
 
 
+@pytest.mark.wrong_types
 def test_bad_input_is_one_clear_error(small, tiny_composition):
     model, pairs = small
     with pytest.raises(ValueError, match="method="):

@@ -46,6 +46,7 @@ def test_a_registered_method_runs_by_name_with_its_options(small, registered, ti
     assert from_task.n_examples == 24 and from_task.options == {"value": 1.0}
 
 
+@pytest.mark.wrong_types
 def test_unknown_names_options_and_bad_registrations_are_one_clear_error(small, registered):
     model, pairs = small
     with pytest.raises(ValueError, match=r"method='acdc' is not an edge method; choose one of "):

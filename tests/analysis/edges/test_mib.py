@@ -118,6 +118,7 @@ def test_empty_and_full_circuits_under_every_ablation(planted, ablation):
         assert abs(f.empty_metric - corrupt_run) > 0.1
 
 
+@pytest.mark.wrong_types
 def test_ablations_differ_and_bad_ones_are_refused(planted):
     model, pairs, scores = planted
     empty = {

@@ -24,6 +24,7 @@ from tests.analysis.circuits.test_planted_circuit import build_planted, build_pl
 from tests.analysis.edges.test_edge_attribution import _hand_taylor
 
 
+@pytest.mark.wrong_types
 def test_gradient_at_the_corrupt_run_is_the_taylor_estimate_there(small):
     model, pairs = small
     scores = edge_attribution(model, pairs, method="eap", gradient_at="corrupt")

@@ -118,6 +118,7 @@ def test_result_prints_a_table_and_plots(composition_model, split):
     plt.close(result.plot())
 
 
+@pytest.mark.wrong_types
 def test_bad_input_raises_value_errors(composition_model, split):
     with pytest.raises(ValueError, match="positions must lie"):
         logit_lens(composition_model, split.tokens, split.answers, 7)

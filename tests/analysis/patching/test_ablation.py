@@ -171,6 +171,7 @@ def test_mean_is_taken_per_prompt_format(model, tiny_composition):
     assert_close(together, alone)
 
 
+@pytest.mark.wrong_types
 def test_errors(model, split, tiny_composition):
     with pytest.raises(ValueError, match="ablation must be one of"):
         accuracy_under_ablation(model, split, ["L0H0"], ablation="zero")

@@ -396,6 +396,7 @@ def test_hooks_are_removed_even_when_the_metric_fails(composition_model, swapped
         )
 
 
+@pytest.mark.wrong_types
 def test_bad_input_raises_value_errors_that_name_the_problem(composition_model, pair):
     clean, corrupt, pos, ans = pair
     metric = answer_metric(pos, ans)
