@@ -28,9 +28,10 @@ def probe_size(run, probe: str) -> int:
 
 def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), title=None):
     """Train / ID / OOD accuracy of a run against the step (log axis, step 0 at 0: see
-    :func:`~grok_circuits.viz._common.step_axis`), with the memorizing and generalizing steps
-    marked, and each probe's number of examples in the legend (a probe of 27 examples moves in
-    steps of 4%).
+    :func:`~grok_circuits.viz._common.step_axis`). The steps of the grokking measure
+    (``run.grokking``) are marked: memorization, with ID accuracy there, and ID ≥ 95%, with the
+    delay between them. The legend gives each probe's number of examples (a probe of 27
+    examples moves in steps of 4%).
 
     Args:
         run: a :class:`grok_circuits.runs.Run`.
@@ -58,14 +59,14 @@ def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), ti
     for probe, color in zip(extra_probes, EXTRA_COLORS):
         label = f"{probe} (n={probe_size(run, probe)})"
         ax.plot(steps, run.metric(f"{probe}_acc"), label=label, color=color, linestyle="--")
-    for step, name, linestyle in (
-        (run.saturation_step, "train ≥ 99%", ":"),
-        (run.grok_step, "ID ≥ 95%", "--"),
-    ):
-        if step:
-            ax.axvline(
-                step, color="gray", linestyle=linestyle, linewidth=1, label=f"{name} at step {step}"
-            )
+    g = run.grokking
+    mem, grok, delay = g["memorization_step"], g["grok_step"], g["grokking_delay"]
+    if mem:
+        label = f"memorized (train ≥ 95%, held) at step {mem}: ID {g['id_at_memorization']:.2f}"
+        ax.axvline(mem, color="gray", linestyle=":", linewidth=1, label=label)
+    if grok:
+        label = f"ID ≥ 95% at step {grok}" + (f": delay {delay:.1f}x" if delay else "")
+        ax.axvline(grok, color="gray", linestyle="--", linewidth=1, label=label)
     step_axis(ax, steps)
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("accuracy")

@@ -49,6 +49,99 @@ def test_saturation_and_grok_steps(tmp_path):
     assert never.saturation_step is None and never.grok_step is None
 
 
+def test_the_memorizing_model_is_found_under_a_noisy_plateau(tmp_path):
+    """Training accuracy rises to 0.96 at step 200 and then wavers around 0.99 (as a 1,000
+    example probe of a 99%-memorized set does): the first 99% (step 500) falls where ID already
+    stands at 0.7; the memorizing model is step 200, ID 0.1, and ID 0.95 at 1000 is 5x later."""
+    run = _run_with_metrics(
+        tmp_path,
+        [
+            (0, 0.01, 0.0),
+            (100, 0.5, 0.02),
+            (200, 0.96, 0.1),
+            (300, 0.985, 0.3),
+            (400, 0.989, 0.5),
+            (500, 0.991, 0.7),
+            (600, 0.988, 0.9),
+            (1000, 0.993, 0.97),
+        ],
+    )
+    assert run.saturation_step == 500  # unchanged: the first 99%
+    assert run.grokking == {
+        "memorization_step": 200,
+        "id_at_memorization": 0.1,
+        "grok_step": 1000,
+        "grokking_delay": 5.0,
+    }
+    assert (run.memorization_step, run.grokking_delay) == (200, 5.0)
+    summary = run.summary()
+    assert summary["memorization_step"] == 200 and summary["grokking_delay"] == 5.0
+    assert summary["id_at_memorization"] == 0.1 and summary["saturation_step"] == 500
+
+
+def test_a_crossing_that_does_not_hold_is_not_memorization():
+    from grok_circuits.runs.run import grokking, memorization_step
+
+    def rows(train, ids=None):
+        ids = ids or [0.0] * len(train)
+        return [
+            {"step": 100 * i, "train_inferred_acc": t, "test_id_acc": d}
+            for i, (t, d) in enumerate(zip(train, ids))
+        ]
+
+    # a spike to 0.96 at step 100 drops back; the held crossing is step 300
+    assert memorization_step(rows([0.1, 0.96, 0.7, 0.97, 0.98])) == 300
+    # held for one evaluation only, the spike counts
+    assert memorization_step(rows([0.1, 0.96, 0.7, 0.97, 0.98]), hold=1) == 100
+    # a crossing at the last evaluation counts (a run still training names it)
+    assert memorization_step(rows([0.1, 0.5, 0.96])) == 200
+    # never, and a threshold of its own
+    assert memorization_step(rows([0.1, 0.94, 0.949])) is None
+    assert memorization_step(rows([0.1, 0.94, 0.949]), threshold=0.9) == 100
+    with pytest.raises(ValueError, match="hold must be >= 1"):
+        memorization_step(rows([0.1]), hold=0)
+    probes = {"train": "train_inferred", "id": "test_id"}
+    # ID first: generalized before memorizing, a delay below 1
+    early = grokking(rows([0.1, 0.5, 0.9, 0.97, 0.99], [0.0, 0.96, 0.97, 0.98, 0.99]), probes)
+    assert (early["memorization_step"], early["grok_step"]) == (300, 100)
+    assert early["grokking_delay"] == pytest.approx(1 / 3)
+    # memorized, never grokked: no delay
+    late = grokking(rows([0.1, 0.97, 0.98], [0.0, 0.1, 0.2]), probes)
+    assert late == {
+        "memorization_step": 100,
+        "id_at_memorization": 0.1,
+        "grok_step": None,
+        "grokking_delay": None,
+    }
+    # memorized at step 0: the ratio is undefined
+    assert grokking(rows([0.97, 0.98], [0.96, 0.97]), probes)["grokking_delay"] is None
+
+
+def test_the_measure_on_the_shipped_phi_law_curves():
+    """The tutorial composition preset at phi 7.2, seed 0 (data/phi_law_curves.csv): training
+    accuracy is 0.957 at step 300 (ID 0.1378) and wavers between 0.969 and 0.988 until its first
+    0.99 at step 1,200, where ID is already 0.8067; ID first reaches 0.95 at step 2,000."""
+    import csv
+    from pathlib import Path
+
+    from grok_circuits.runs.run import grokking, stage_steps
+
+    path = Path(__file__).resolve().parents[2] / "data" / "phi_law_curves.csv"
+    rows = [
+        {"step": int(r["step"]), "train_acc": float(r["train_acc"]), "id_acc": float(r["id_acc"])}
+        for r in csv.DictReader(path.open())
+        if (r["experiment"], r["phi"], r["seed"]) == ("phi", "7.2", "0")
+    ]
+    probes = {"train": "train", "id": "id"}
+    assert stage_steps(rows, probes)["saturation"] == 1200
+    assert grokking(rows, probes) == {
+        "memorization_step": 300,
+        "id_at_memorization": 0.1378,
+        "grok_step": 2000,
+        "grokking_delay": pytest.approx(2000 / 300),
+    }
+
+
 def test_key_steps_keep_the_stages(tmp_path, monkeypatch):
     from grok_circuits.runs.run import key_steps
 
@@ -102,6 +195,8 @@ def test_cli_train_then_report(tmp_path, capsys):
     assert main(["report", str(out), "--png", str(tmp_path / "c.png")]) == 0
     printed = capsys.readouterr().out
     assert "grok_step" in printed and "saturation_step" in printed
+    for key in ("memorization_step", "id_at_memorization", "grokking_delay"):
+        assert key in printed
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["report", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.split("\n  curves")[0])

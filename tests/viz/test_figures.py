@@ -53,6 +53,19 @@ def test_curves_give_each_probe_its_size():
     assert f"train (inferred) (n={sizes['train_inferred']})" in legend
 
 
+def test_curves_mark_the_grokking_measure():
+    """The shipped composition run: train first >= 0.95 at step 300 (0.973, then 0.993) with ID
+    0.149, ID first >= 0.95 at step 2100: a 7x delay."""
+    run = load_run(SHIPPED / "composition")
+    ax = plot_training_report(run).axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    mem = "memorized (train ≥ 95%, held) at step 300: ID 0.15"
+    grok = "ID ≥ 95% at step 2100: delay 7.0x"
+    assert mem in lines and grok in lines
+    assert list(lines[mem].get_xdata()) == [300, 300]
+    assert list(lines[grok].get_xdata()) == [2100, 2100]
+
+
 # ----------------------------------------------------------------------------- fourier_last.png
 def test_the_fourier_title_says_what_the_key_frequencies_hold():
     """Planted energies 4, 3, 1, 1, 1: half needs the two largest, which hold 70%."""
