@@ -27,8 +27,9 @@ import time
 import torch
 
 from grok_circuits import load_run
-from grok_circuits.analysis import bridge_pairs, das, interchange_accuracy, trace_bridge
+from grok_circuits.analysis import das, interchange_accuracy, trace_bridge
 from grok_circuits.analysis.patching.interchange import hook_name, interchange_logits
+from grok_circuits.tasks.composition import bridge_pairs
 
 
 def transformer_lens_parity(model, pairs, basis, layer: int) -> str:

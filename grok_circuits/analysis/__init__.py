@@ -85,7 +85,6 @@ from grok_circuits.analysis.patching.causal_trace import (
 )
 from grok_circuits.analysis.patching.interchange import (
     DASResult,
-    bridge_pairs,
     das,
     interchange_accuracy,
 )
@@ -138,7 +137,6 @@ __all__ = [
     "all_components",
     "analyze",
     "as_pairs",
-    "bridge_pairs",
     "causal_trace",
     "check_fits",
     "circuit_reuse",

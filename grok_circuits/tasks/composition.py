@@ -67,6 +67,7 @@ from torch import Tensor
 from grok_circuits.checks import check_fraction, check_positive
 from grok_circuits.config import TUTORIAL_RECIPE, TrainConfig
 from grok_circuits.tasks.data import Split, TaskData, make_split
+from grok_circuits.tasks.pairs import PromptPairs, position_labels
 from grok_circuits.tasks.params import TaskParams
 from grok_circuits.tasks.paths import count_paths, draw_paths, path_ids
 from grok_circuits.tasks.registry import Facts, SwapFn, pick_uniform, register_task
@@ -465,6 +466,86 @@ TRAIN_PRESETS = {"tutorial": TrainConfig(max_steps=6000, **TUTORIAL_RECIPE)}
 TRAIN_PRESETS["fast"] = dataclasses.replace(TRAIN_PRESETS["tutorial"], lr=4e-3)
 TRAIN_PRESETS["khop"] = TRAIN_PRESETS["tutorial"]
 
+
+# ----------------------------------------------------------------------------- the bridge
+def bridge_pairs(
+    task: TaskData,
+    split: str = "train_inferred",
+    *,
+    n_examples: int | None = 300,
+    facts: Facts = "id",
+    seed: int = 0,
+    tries: int = 16,
+) -> PromptPairs:
+    """Interchange pairs for the composition task's bridge entity.
+
+    Each base query ``(h, r1, r2)`` of ``split`` (bridge ``b``) is paired with a source query of
+    the same split, drawn by ``seed``, whose bridge ``b'`` has a fact ``(b', r2)`` (among the
+    ``facts``: ``"id"`` or ``"all"``) whose tail differs from the base's answer; that tail is the
+    expected answer. The source's ``r2`` is in general another relation, so a model that copied
+    the source's answer would fail. Bases with no such source in ``tries`` draws are skipped.
+
+    Returns:
+        :class:`~grok_circuits.PromptPairs`: ``clean`` the bases, ``corrupt`` the sources,
+        ``answers`` the bases' answers, ``corrupt_answers`` the expected answers, ``swap``
+        ``"bridge"``, ``meta`` the base's ``bridge``, the ``source_bridge`` and the
+        ``source_answer``; ``index`` the base's row in ``split``.
+    """
+    if task.name != "composition":
+        raise ValueError(f"bridge_pairs needs the composition task, got {task.name!r}")
+    if split not in task.splits:
+        raise ValueError(f"task {task.name!r} has no split {split!r}; it has {list(task.splits)}")
+    s = task.splits[split]
+    if "bridge" not in s.meta:
+        raise ValueError(
+            f"split {split!r} holds no inferred queries (no 'bridge' metadata); use "
+            "'train_inferred', 'test_id' or 'test_ood'"
+        )
+    v, pos = task.vocab, task.positions
+    table = torch.full((v.n_entities, v.n_relations), -1, dtype=torch.long)
+    for f in fact_splits(task, facts):
+        table[f.tokens[:, 0] - v.entity_offset, f.tokens[:, 1] - v.relation_offset] = (
+            f.answers - v.entity_offset
+        )
+    n = len(s)
+    bridge = s.meta["bridge"] - v.entity_offset
+    r2 = s.tokens[:, pos["r2"]] - v.relation_offset
+    answer = s.answers - v.entity_offset
+    g = torch.Generator().manual_seed(seed)
+    source = torch.full((n,), -1, dtype=torch.long)
+    expected = torch.full((n,), -1, dtype=torch.long)
+    for _ in range(tries):
+        todo = torch.nonzero(source < 0)[:, 0]
+        if len(todo) == 0:
+            break
+        cand = torch.randint(0, n, (len(todo),), generator=g)
+        want = table[bridge[cand], r2[todo]]
+        ok = (want >= 0) & (want != answer[todo])
+        source[todo[ok]], expected[todo[ok]] = cand[ok], want[ok]
+    rows = torch.nonzero(source >= 0)[:, 0]
+    if len(rows) == 0:
+        raise ValueError(f"no query of {split!r} has a source whose bridge changes its answer")
+    if n_examples is not None and n_examples < len(rows):
+        pick = torch.randperm(len(rows), generator=g)[:n_examples]
+        rows = rows[pick.sort().values]
+    src = source[rows]
+    return PromptPairs(
+        clean=s.tokens[rows],
+        corrupt=s.tokens[src],
+        answers=s.answers[rows],
+        corrupt_answers=expected[rows] + v.entity_offset,
+        answer_pos=s.answer_pos[rows],
+        pos_labels=position_labels(task, s.tokens.shape[1]),
+        meta={
+            "bridge": s.meta["bridge"][rows],
+            "source_bridge": s.meta["bridge"][src],
+            "source_answer": s.answers[src],
+        },
+        swap="bridge",
+        index=rows,
+    )
+
+
 register_task(
     "composition",
     CompositionParams,
@@ -476,4 +557,5 @@ register_task(
     query_positions=query_positions,
     default_swap="h",
     lens_targets=composition_lens,
+    variables={"bridge": bridge_pairs},
 )

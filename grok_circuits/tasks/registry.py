@@ -51,6 +51,12 @@ SwapFn = Callable[..., tuple[Tensor, Tensor, Tensor]]
 #: Lens targets: ``lens_targets(task, clean) -> {name: (tokens [batch], positions [batch])}``.
 LensFn = Callable[[TaskData, Split], dict[str, tuple[Tensor, Tensor]]]
 
+#: Interchange pairs of a causal variable the task stores (e.g. composition's bridge entity):
+#: ``variable(task, split, *, n_examples, facts, seed) -> PromptPairs`` whose ``corrupt`` are the
+#: source prompts and whose ``corrupt_answers`` are the answers the variable, taken from the
+#: source, predicts (what :func:`grok_circuits.analysis.patching.interchange.das` aligns).
+VariableFn = Callable[..., Any]
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -69,6 +75,7 @@ class TaskSpec:
     query_positions: Callable[[TaskData], Sequence[int]] | None = None
     subtasks: Callable[[TaskData], dict[str, TaskData]] | None = None
     cyclic_tokens: Callable[[TaskData], Sequence[int]] | None = None
+    variables: Mapping[str, VariableFn] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -113,7 +120,7 @@ def register_task(
         make: ``make(params) -> TaskData``, deterministic in ``params`` (seed included).
         **knowledge: any other :class:`TaskSpec` field: ``train_presets``, ``model_overrides``,
             ``swaps``, ``default_swap``, ``lens_targets``, ``task_swaps``,
-            ``query_positions``, ``subtasks``, ``cyclic_tokens``.
+            ``query_positions``, ``subtasks``, ``cyclic_tokens``, ``variables``.
 
     Returns:
         The :class:`TaskSpec` now registered.

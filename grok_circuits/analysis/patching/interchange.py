@@ -21,14 +21,16 @@ parametrisation (``torch.nn.utils.parametrizations.orthogonal``) trained by Adam
 cross-entropy of the expected answer under the intervention, on training pairs; the IIA is then
 read on held-out pairs.
 
-For the composition task the variable is the **bridge entity** at the ``r1`` position
-(Wang et al. 2024): :func:`bridge_pairs` pairs a base query ``(h, r1, r2)`` with a source query
-whose bridge ``b'`` differs, and the expected answer is the tail of the fact ``(b', r2)``, the
-source's bridge followed by the base's second relation, looked up in the task's facts. The pairs
-carry it as ``corrupt_answers``: for these pairs, and for any :class:`~grok_circuits.PromptPairs`
-given to :func:`das`, ``corrupt_answers`` is *the answer the variable predicts under the
-interchange*. (The composition task's ``h`` and ``r1`` swaps keep ``r2``, so their corrupt
-answers are that too; its ``r2`` swap keeps the bridge and is no test of it.)
+A task contributes the causal variables it stores (``register_task(..., variables=...)``). For the
+composition task the variable is the **bridge entity** at the ``r1`` position (Wang et al. 2024):
+:func:`grok_circuits.tasks.composition.bridge_pairs` pairs a base query ``(h, r1, r2)`` with a
+source query whose bridge ``b'`` differs, and the expected answer is the tail of the fact
+``(b', r2)``, the source's bridge followed by the base's second relation, looked up in the
+task's facts. The pairs carry it as ``corrupt_answers``: for these pairs, and for any
+:class:`~grok_circuits.PromptPairs` given to :func:`das`, ``corrupt_answers`` is *the answer the
+variable predicts under the interchange*. (The composition task's ``h`` and ``r1`` swaps keep
+``r2``, so their corrupt answers are that too; its ``r2`` swap keeps the bridge and is no test of
+it.)
 
 An IIA is not evidence on its own: DAS fits arbitrary labels and finds effects in randomly
 initialised models (Arora et al. 2024, "CausalGym"). :func:`das` reports controls beside it:
@@ -60,9 +62,7 @@ from grok_circuits.analysis._inputs import as_pairs, check_fits, check_task_fits
 from grok_circuits.analysis.results import number
 from grok_circuits.backend import Model
 from grok_circuits.tasks import PromptPairs, TaskData
-from grok_circuits.tasks.composition import fact_splits
-from grok_circuits.tasks.pairs import position_labels
-from grok_circuits.tasks.registry import Facts
+from grok_circuits.tasks.registry import Facts, task_spec
 
 Activation = Literal["resid_pre", "resid_mid", "resid_post"]
 #: The activations an interchange may intervene on (``blocks.{layer}.hook_{activation}``).
@@ -191,7 +191,8 @@ def _expected(pairs: PromptPairs) -> Tensor:
     if pairs.corrupt_answers is None:
         raise ValueError(
             "the pairs have no corrupt_answers: an interchange needs, per pair, the answer the "
-            "causal variable predicts (build pairs with bridge_pairs or a task's swap)"
+            "causal variable predicts (build them with a task's registered variable, such as the "
+            "composition task's bridge_pairs, or with a task's swap)"
         )
     return pairs.corrupt_answers
 
@@ -437,9 +438,10 @@ def das(
         model: a ``HookedTransformer`` or ``TransformerBridge`` in eval mode.
         data: :class:`~grok_circuits.PromptPairs` (base prompts as ``clean``, sources as
             ``corrupt``, the answer the variable predicts as ``corrupt_answers``), a list of
-            them, or a task. For the composition task with ``swap=None`` the pairs are
-            :func:`bridge_pairs` (the bridge variable); with a ``swap``, or for another task,
-            the task's swap pairs (:func:`~grok_circuits.make_pairs`).
+            them, or a task. For a task with ``swap=None`` the pairs are those of the first
+            causal variable it registers (the composition task's bridge entity,
+            :func:`grok_circuits.tasks.composition.bridge_pairs`); with a ``swap``, or for a
+            task that registers none, the task's swap pairs (:func:`~grok_circuits.make_pairs`).
         layers: a layer, several, or all (default).
         position: where to intervene: a position label (``"r1"``) or an index.
         activation: ``"resid_pre"`` (default), ``"resid_mid"`` or ``"resid_post"``.
@@ -459,8 +461,10 @@ def das(
         raise ValueError(f"train_fraction must lie strictly between 0 and 1, got {train_fraction}")
     if isinstance(data, TaskData) and swap is None:
         task = resolve_subtask(check_task_fits(model, data), subtask)
-        if task.name == "composition":
-            pairs = bridge_pairs(task, split, n_examples=n_examples, facts=facts, seed=seed)
+        variables = task_spec(task).variables
+        if variables:  # the task's first registered causal variable
+            make = next(iter(variables.values()))
+            pairs = make(task, split, n_examples=n_examples, facts=facts, seed=seed)
         else:
             pairs = as_pairs(
                 model, task, split=split, n_examples=n_examples, facts=facts, seed=seed
@@ -552,89 +556,9 @@ def das(
     )
 
 
-# ----------------------------------------------------------------------------- the bridge
-def bridge_pairs(
-    task: TaskData,
-    split: str = "train_inferred",
-    *,
-    n_examples: int | None = 300,
-    facts: Facts = "id",
-    seed: int = 0,
-    tries: int = 16,
-) -> PromptPairs:
-    """Interchange pairs for the composition task's bridge entity.
-
-    Each base query ``(h, r1, r2)`` of ``split`` (bridge ``b``) is paired with a source query of
-    the same split, drawn by ``seed``, whose bridge ``b'`` has a fact ``(b', r2)`` (among the
-    ``facts``: ``"id"`` or ``"all"``) whose tail differs from the base's answer; that tail is the
-    expected answer. The source's ``r2`` is in general another relation, so a model that copied
-    the source's answer would fail. Bases with no such source in ``tries`` draws are skipped.
-
-    Returns:
-        :class:`~grok_circuits.PromptPairs`: ``clean`` the bases, ``corrupt`` the sources,
-        ``answers`` the bases' answers, ``corrupt_answers`` the expected answers, ``swap``
-        ``"bridge"``, ``meta`` the base's ``bridge``, the ``source_bridge`` and the
-        ``source_answer``; ``index`` the base's row in ``split``.
-    """
-    if task.name != "composition":
-        raise ValueError(f"bridge_pairs needs the composition task, got {task.name!r}")
-    if split not in task.splits:
-        raise ValueError(f"task {task.name!r} has no split {split!r}; it has {list(task.splits)}")
-    s = task.splits[split]
-    if "bridge" not in s.meta:
-        raise ValueError(
-            f"split {split!r} holds no inferred queries (no 'bridge' metadata); use "
-            "'train_inferred', 'test_id' or 'test_ood'"
-        )
-    v, pos = task.vocab, task.positions
-    table = torch.full((v.n_entities, v.n_relations), -1, dtype=torch.long)
-    for f in fact_splits(task, facts):
-        table[f.tokens[:, 0] - v.entity_offset, f.tokens[:, 1] - v.relation_offset] = (
-            f.answers - v.entity_offset
-        )
-    n = len(s)
-    bridge = s.meta["bridge"] - v.entity_offset
-    r2 = s.tokens[:, pos["r2"]] - v.relation_offset
-    answer = s.answers - v.entity_offset
-    g = torch.Generator().manual_seed(seed)
-    source = torch.full((n,), -1, dtype=torch.long)
-    expected = torch.full((n,), -1, dtype=torch.long)
-    for _ in range(tries):
-        todo = torch.nonzero(source < 0)[:, 0]
-        if len(todo) == 0:
-            break
-        cand = torch.randint(0, n, (len(todo),), generator=g)
-        want = table[bridge[cand], r2[todo]]
-        ok = (want >= 0) & (want != answer[todo])
-        source[todo[ok]], expected[todo[ok]] = cand[ok], want[ok]
-    rows = torch.nonzero(source >= 0)[:, 0]
-    if len(rows) == 0:
-        raise ValueError(f"no query of {split!r} has a source whose bridge changes its answer")
-    if n_examples is not None and n_examples < len(rows):
-        pick = torch.randperm(len(rows), generator=g)[:n_examples]
-        rows = rows[pick.sort().values]
-    src = source[rows]
-    return PromptPairs(
-        clean=s.tokens[rows],
-        corrupt=s.tokens[src],
-        answers=s.answers[rows],
-        corrupt_answers=expected[rows] + v.entity_offset,
-        answer_pos=s.answer_pos[rows],
-        pos_labels=position_labels(task, s.tokens.shape[1]),
-        meta={
-            "bridge": s.meta["bridge"][rows],
-            "source_bridge": s.meta["bridge"][src],
-            "source_answer": s.answers[src],
-        },
-        swap="bridge",
-        index=rows,
-    )
-
-
 __all__ = [
     "ACTIVATIONS",
     "DASResult",
-    "bridge_pairs",
     "das",
     "fit_subspace",
     "hook_name",

@@ -12,7 +12,6 @@ from transformer_lens import patching
 from grok_circuits import backend
 from grok_circuits.analysis.patching.interchange import (
     DASResult,
-    bridge_pairs,
     das,
     fit_subspace,
     interchange_accuracy,
@@ -20,6 +19,7 @@ from grok_circuits.analysis.patching.interchange import (
     random_basis,
 )
 from grok_circuits.tasks import PromptPairs
+from grok_circuits.tasks.composition import bridge_pairs
 
 matplotlib.use("Agg")
 
