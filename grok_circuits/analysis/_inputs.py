@@ -154,17 +154,22 @@ def swap_pairs(
     data: Data | Sequence[PromptPairs],
     *,
     swaps: Sequence[str] | None = None,
-    **kw,
+    subtask: str | None = None,
+    split: str | Split = "train_inferred",
+    n_examples: int | None = 300,
+    facts: Facts = "id",
+    seed: int = 0,
 ) -> list[PromptPairs]:
-    """A list of pairs: one per swap of a task (default: every swap it registers), the pairs
-    given, or each of a list of pairs. ``kw`` as in :func:`as_pairs`."""
+    """A list of pairs: one per swap of a task (default: every swap it registers), built as
+    :func:`as_pairs` builds them, the pairs given, or each of a list of pairs."""
     if isinstance(data, TaskData):
-        task = resolve_subtask(check_task_fits(model, data), kw.pop("subtask", None))
+        task = resolve_subtask(check_task_fits(model, data), subtask)
         names = tuple(swaps_of(task)) if swaps is None else tuple(swaps)
         if not names:
             raise ValueError("swaps is empty; name at least one of the task's swaps")
-        split, n = kw.pop("split", "train_inferred"), kw.pop("n_examples", 300)  # as_pairs'
-        return [make_pairs(task, s, split, n_examples=n, **kw) for s in names]
+        return [
+            make_pairs(task, s, split, n_examples=n_examples, facts=facts, seed=seed) for s in names
+        ]
     if swaps is not None:
         raise ValueError("swaps= chooses how pairs are built from a task; these are pairs already")
     items = [data] if isinstance(data, PromptPairs) else list(data)

@@ -365,8 +365,10 @@ def method_pairs(
             )
         examples = task.splits[split].sample(n_examples, seed)
         return [as_pairs(model, PromptPairs.from_split(examples))], task
-    kw = dict(split=split, n_examples=n_examples, facts=facts, seed=seed)
-    return swap_pairs(model, task, swaps=swaps, **kw), task
+    pairs = swap_pairs(
+        model, task, swaps=swaps, split=split, n_examples=n_examples, facts=facts, seed=seed
+    )
+    return pairs, task
 
 
 def check_options(method: str, options: Mapping[str, object]) -> None:
