@@ -70,23 +70,27 @@ class Analysis:
                 out[name] = result.plot()
         return out
 
+    def _rows(self) -> list[tuple[str, str, Any]]:
+        """(result, name, value): the run's task and steps, then each result's summary."""
+        rows: list[tuple[str, str, Any]] = [("run", "task", self.task)]
+        rows += [("run", f"{k} step", v) for k, v in self.steps.items()]
+        for name, result in self.results.items():
+            rows += [(name, k, v) for k, v in result.summary().items()]
+        return rows
+
     def summary(self) -> dict:
         """The task, the checkpoints used, and each result's summary, its keys prefixed with
         the result's name (``"circuit: n_components"``)."""
-        out: dict = {"task": self.task, **{f"{k} step": v for k, v in self.steps.items()}}
-        for name, result in self.results.items():
-            out.update({f"{name}: {k}": v for k, v in result.summary().items()})
-        return out
+        return {
+            (key if result == "run" else f"{result}: {key}"): v for result, key, v in self._rows()
+        }
 
     def to_frame(self):
         """:meth:`summary` as a table: one row per (result, number)."""
         import pandas as pd
 
-        rows = [
-            (name.partition(": ")[0] if ": " in name else "run", name.partition(": ")[2] or name, v)
-            for name, v in self.summary().items()
-        ]
-        return pd.DataFrame(rows, columns=["result", "name", "value"]).set_index(["result", "name"])
+        frame = pd.DataFrame(self._rows(), columns=["result", "name", "value"])
+        return frame.set_index(["result", "name"])
 
     def plot(self, ax=None, *, title: str | None = None, name: str | None = None):
         """The figure of one result, ``name`` (default: the first); :meth:`figures` draws all.
