@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from grok_circuits import accuracy_by, make_task, model_config, train, train_config
-from grok_circuits.tasks.comparison import value_gap
+from grok_circuits.tasks import value_gap
 
 sys.path.insert(0, str(Path(__file__).parent))
 from time_to_grok import OOD_TARGET, first_row, stop_at_grok  # noqa: E402

@@ -85,7 +85,7 @@ def _labels(split: Split, by: GroupSpec) -> tuple[str, Tensor]:
             raise ValueError(
                 f"split has no meta field {by!r}; choose one of {sorted(split.meta)}, "
                 "or pass a tensor of labels or a function of the split (for comparison: "
-                "grok_circuits.tasks.comparison.value_gap)"
+                "grok_circuits.tasks.value_gap)"
             )
         return by, split.meta[by]
     labels = by(split) if callable(by) else by
@@ -136,14 +136,14 @@ def accuracy_by(
         by: the grouping: the name of a ``split.meta`` field (``"bridge"``, ``"attribute"``,
             ...), a tensor of one integer label per example, or a function of the split
             returning one, named by its ``__name__`` (for comparison,
-            :func:`grok_circuits.tasks.comparison.value_gap`: ``|value1 - value2|``).
+            :func:`grok_circuits.tasks.value_gap`: ``|value1 - value2|``).
         batch_size: examples per forward pass.
 
     Returns:
         A :class:`GroupedAccuracy`; ``.overall`` equals the probe accuracy that training logs.
 
     Example:
-        >>> from grok_circuits.tasks.comparison import value_gap
+        >>> from grok_circuits.tasks import value_gap
         >>> accuracy_by(run.model(), run.task.splits["test_ood"], value_gap)  # doctest: +SKIP
     """
     name, labels = _labels(split, by)

@@ -4,7 +4,7 @@
 (``"paper"`` or ``"tutorial"``), with explicit parameters overriding the preset.
 """
 
-from grok_circuits.tasks.comparison import ComparisonParams
+from grok_circuits.tasks.comparison import ComparisonParams, value_gap
 from grok_circuits.tasks.complex import ComplexParams, complex_baselines
 from grok_circuits.tasks.composition import CompositionParams
 from grok_circuits.tasks.data import PROBES, Split, TaskData
@@ -42,4 +42,5 @@ __all__ = [
     "subtasks",
     "task_names",
     "task_spec",
+    "value_gap",
 ]

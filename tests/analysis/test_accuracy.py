@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from grok_circuits import accuracy, accuracy_by, build_model, make_task
-from grok_circuits.tasks.comparison import value_gap
+from grok_circuits.tasks import value_gap
 from grok_circuits.training.loop import evaluate
 from tests.analysis.conftest import tiny_cfg
 
