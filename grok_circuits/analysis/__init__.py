@@ -39,6 +39,10 @@ from grok_circuits.analysis.edges.mib import (
     read_mib_importances,
     write_mib_importances,
 )
+from grok_circuits.analysis.edges.over_checkpoints import (
+    FaithfulnessOverCheckpoints,
+    faithfulness_over_checkpoints,
+)
 from grok_circuits.analysis.edges.reuse import EdgeReuseReport, edge_reuse
 from grok_circuits.analysis.edges.scores import EdgeCircuit, EdgeScores
 from grok_circuits.analysis.lens.fourier import FourierSpectrum, fourier_spectrum
@@ -119,6 +123,7 @@ __all__ = [
     "EdgeReuseReport",
     "EdgeScores",
     "Faithfulness",
+    "FaithfulnessOverCheckpoints",
     "EdgeROC",
     "MIB_FRACTIONS",
     "FourierSpectrum",
@@ -146,6 +151,7 @@ __all__ = [
     "edge_attribution",
     "edge_reuse",
     "faithfulness",
+    "faithfulness_over_checkpoints",
     "interchange_accuracy",
     "edge_auroc",
     "read_mib_importances",

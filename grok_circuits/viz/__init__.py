@@ -21,6 +21,7 @@ _EXPORTS: dict[str, str] = {
     "plot_edge_circuit": "grok_circuits.viz.edges",
     "plot_edge_reuse": "grok_circuits.viz.edges",
     "plot_faithfulness": "grok_circuits.viz.edges",
+    "plot_faithfulness_over_checkpoints": "grok_circuits.viz.edges",
     "plot_edge_roc": "grok_circuits.viz.edges",
     "plot_fourier_spectrum": "grok_circuits.viz.progress",
     "plot_grouped_accuracy": "grok_circuits.viz.analysis",

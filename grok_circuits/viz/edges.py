@@ -9,7 +9,9 @@
 - :func:`plot_faithfulness`: faithfulness and completeness against the fraction of edges kept,
   the random circuits' mean and spread beside the circuit's curve; several results overlay.
 - :func:`plot_edge_change`: each top edge's score at two stages (memorizing, generalizing);
-- :func:`plot_edge_roc`: the ROC points of edge scores against a known circuit.
+- :func:`plot_edge_roc`: the ROC points of edge scores against a known circuit;
+- :func:`plot_faithfulness_over_checkpoints`: the faithfulness surface (step x fraction of
+  edges) of each set of pairs, and MIB's CPR over the steps beside the run's accuracy curves.
 """
 
 from collections.abc import Mapping
@@ -323,10 +325,66 @@ def plot_edge_roc(roc, ax=None, *, title: str | None = None):
     return fig
 
 
+def plot_faithfulness_over_checkpoints(over, *, title: str | None = None):
+    """One heatmap per set of pairs of a
+    :class:`~grok_circuits.analysis.edges.over_checkpoints.FaithfulnessOverCheckpoints` (rows:
+    the checkpoints, columns: the fraction of edges in the circuit, colour: faithfulness, 0 to
+    1), and a last panel with each set's CPR over the steps (markers; the random draws' mean
+    dashed) and the run's train, ID and OOD accuracy curves (thin lines) on the same 0-1 axis.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    names = list(over.names)
+    n = len(names)
+    fig, axes = plt.subplots(
+        1, n + 1, figsize=(3.6 * n + 4.6, 3.8), gridspec_kw={"width_ratios": [1] * n + [1.3]}
+    )
+    steps, fractions = list(over.steps), over.fractions
+    image = None
+    for ax, name in zip(axes[:n], names):
+        image = ax.imshow(
+            over.surface(name), aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=1
+        )
+        ax.set_xticks(range(len(fractions)))
+        ax.set_xticklabels([f"{100 * f:g}" for f in fractions], fontsize=7, rotation=90)
+        ax.set_yticks(range(len(steps)))
+        ax.set_yticklabels([str(s) for s in steps], fontsize=7)
+        ax.set_xlabel("edges in the circuit (% of the graph)", fontsize=8)
+        ax.set_ylabel("step", fontsize=8)
+        ax.set_title(f"faithfulness, {name} pairs", fontsize=9)
+    if image is not None:
+        fig.colorbar(image, ax=list(axes[:n]), fraction=0.04, pad=0.02, extend="both")
+    panel = axes[n]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    cpr, rnd = over.cpr, over.random_cpr
+    for k, name in enumerate(names):
+        c = colors[k % len(colors)]
+        panel.plot(steps, cpr[name], "o-", color=c, ms=4, lw=1.5, label=f"CPR, {name}")
+        panel.plot(steps, rnd[name], "--", color=c, lw=1, label=f"random CPR, {name}")
+    greys = {"train": "0.2", "id": "0.45", "ood": "0.7"}
+    for role, (xs, ys) in over.accuracy.items():
+        panel.plot(xs, ys, "-", color=greys.get(role, "0.5"), lw=0.9, label=f"{role} accuracy")
+    panel.axhline(0, color="0.85", lw=0.8, zorder=0)
+    panel.axhline(1, color="0.85", lw=0.8, zorder=0)
+    panel.set_xlabel("step", fontsize=8)
+    panel.set_ylabel("CPR / accuracy", fontsize=8)
+    panel.set_title("CPR over training", fontsize=9)
+    panel.legend(fontsize=6, loc="best")
+    fig.suptitle(
+        title
+        or f"MIB faithfulness over checkpoints ({over.method} circuit at each checkpoint, "
+        f"{over.ablation} ablation)",
+        fontsize=10,
+    )
+    return fig
+
+
 __all__ = [
     "plot_edge_change",
     "plot_edge_circuit",
     "plot_edge_reuse",
     "plot_edge_roc",
     "plot_faithfulness",
+    "plot_faithfulness_over_checkpoints",
 ]

@@ -6,6 +6,7 @@
 - ``scores.py``: :class:`EdgeScores` and the :class:`EdgeCircuit` selected and pruned from them;
 - ``faithfulness.py``: edge ablation, and circuits against random circuits of their size;
 - ``mib.py``: MIB's fraction grid, CPR and CMD, and the AUROC against a known circuit;
+- ``over_checkpoints.py``: CPR and CMD of the circuit found at each checkpoint of a run;
 - ``reuse.py``: whether two tasks share an edge circuit;
 - ``change.py``: how the top edges change between two checkpoints.
 """
