@@ -14,10 +14,19 @@ inferred queries each, seed 0):
 3. how the top edges' scores change from the memorizing to the generalizing checkpoint;
 4. seconds for edge attribution (EAP-IG, 5 steps) of every edge, beside seconds for the
    node-level circuit (``find_circuit``, the paper's causal tracing of states, heads and MLPs)
-   on the same pairs and checkpoint, and their ratio; best of ``--repeats``.
+   on the same pairs and checkpoint, and their ratio; best of ``--repeats``;
+5. our EAP against TransformerLens' own ``tools.analysis.attribution_patch`` on the same model,
+   checkpoint and pairs: seconds for each (best of ``--repeats``), and the agreement of the node
+   scores (ours with ``gradient_at="corrupt"``, TransformerLens' convention, summed over the
+   destinations each node feeds; and ours at the clean run, the default) -- the largest
+   difference relative to the largest score, the correlation, the top nodes in common; then
+   whether TransformerLens' edge granularity and ``faithfulness`` accept this model (the
+   reason, where they refuse it). Where TransformerLens has no ``attribution_patch``, it says so
+   and skips this part.
 
 Run: ``python benchmarks/edge_circuits.py`` (a few minutes on two CPU cores; ``--threads``
-sets torch's threads, default 2).
+sets torch's threads, default 2); ``--parity-only`` runs part 5 alone (under
+``.venv-tl4/bin/python`` for TransformerLens 4.x).
 """
 
 import argparse
@@ -61,7 +70,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None, help="folder for the figures (PNG)")
-    parser.add_argument("--timing-only", action="store_true", help="only part 4")
+    parser.add_argument("--timing-only", action="store_true", help="only parts 4 and 5")
+    parser.add_argument("--parity-only", action="store_true", help="only part 5")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -79,9 +89,11 @@ def main() -> None:
         f"torch threads {torch.get_num_threads()}"
     )
 
-    if not args.timing_only:
+    if not (args.timing_only or args.parity_only):
         report(run, pairs, mem, gen, args)
-    timing(run, pairs, sets, gen, args.repeats)
+    if not args.parity_only:
+        timing(run, pairs, sets, gen, args.repeats)
+    tl_parity(run, pairs, gen, args.repeats)
 
 
 def report(run, pairs, mem, gen, args) -> None:
@@ -160,6 +172,119 @@ def timing(run, pairs, sets, gen, repeats: int) -> None:
         f"{t_edges:.2f} s; find_circuit (patching: resid_pre, heads, MLPs): {t_nodes:.2f} s; "
         f"ratio node/edge {t_nodes / t_edges:.2f}x"
     )
+
+
+def _tl_node_scores(tools, model, pairs) -> tuple[dict, int]:
+    """TransformerLens' node scores averaged over the pairs (one pair a call: its metric reads
+    that pair's answers), and how many calls it took."""
+    config = tools.EdgeAttributionConfig(granularity="node")
+    total: dict = {}
+    for i in range(len(pairs)):
+
+        def metric(logits, i=i):
+            a = logits[0, pairs.answer_pos[i]]
+            return a[pairs.answers[i]] - a[pairs.corrupt_answers[i]]
+
+        r = tools.attribution_patch(
+            model, pairs.clean[i : i + 1], pairs.corrupt[i : i + 1], metric, config
+        )
+        for node, v in r.node_scores.items():
+            total[node] = total.get(node, 0.0) + float(v) / len(pairs)
+    return total, len(pairs)
+
+
+def _source(graph, node) -> int:
+    """Our source index of one of TransformerLens' nodes."""
+    if node.kind == "embed":
+        return 0
+    if node.kind == "attn_head_out":
+        return graph.head_source(node.layer, node.head)
+    return graph.mlp_source(node.layer)
+
+
+def _agreement(mine: torch.Tensor, ref: torch.Tensor, top: int = 10) -> str:
+    scale = float(ref.abs().max())
+    diff = float((mine - ref).abs().max())
+    corr = float(torch.corrcoef(torch.stack([mine, ref]))[0, 1])
+    a = set(mine.abs().topk(top).indices.tolist())
+    b = set(ref.abs().topk(top).indices.tolist())
+    return (
+        f"largest difference {diff:.2e} (relative to the largest score {diff / scale:.2e}), "
+        f"correlation {corr:.6f}, top {top} nodes by |score| in common {len(a & b)}"
+    )
+
+
+def _refusal(call) -> str:
+    try:
+        call()
+    except (NotImplementedError, ValueError, TypeError) as err:
+        return f"refused: {type(err).__name__}: {str(err).split(chr(10))[0]}"
+    return "accepted"
+
+
+def tl_parity(run, pairs, gen, repeats: int) -> None:
+    """Part 5: our EAP against TransformerLens' attribution_patch, same model and pairs."""
+    import importlib.metadata
+
+    version = importlib.metadata.version("transformer_lens")
+    print(f"\n== 5. our EAP vs TransformerLens {version}'s attribution_patch, step {gen} ==")
+    try:
+        import transformer_lens.tools.analysis as tools
+    except ImportError:
+        tools = None
+    if tools is None or not hasattr(tools, "EdgeAttributionConfig"):
+        print(
+            f"TransformerLens {version} has no tools.analysis.attribution_patch with "
+            "EdgeAttributionConfig: TransformerLens' tool is unavailable, part 5 skipped"
+        )
+        return
+    model = run.model(gen)
+    ours, t_ours = best_time(
+        repeats, lambda: edge_attribution(model, pairs, method="eap", gradient_at="corrupt")
+    )
+    clean = edge_attribution(model, pairs, method="eap")
+    (theirs, calls), t_theirs = best_time(repeats, lambda: _tl_node_scores(tools, model, pairs))
+    g = ours.graph
+    nodes = list(theirs)
+    ref = torch.tensor([theirs[n] for n in nodes], dtype=torch.float32)
+
+    def node_sums(scores):
+        node = scores.raw.sum(1)  # [source, pos]: a node is the sum of the edges it feeds
+        return torch.tensor([float(node[_source(g, n), n.position]) for n in nodes])
+
+    print(
+        f"{type(model).__name__}, {len(pairs)} pairs: ours (edge_attribution, method='eap', "
+        f"gradient_at='corrupt', batches of 256; {g.n_edges} edges x {pairs.width} positions) "
+        f"{t_ours:.3f} s; TransformerLens (attribution_patch, granularity='node', {calls} calls "
+        f"of one pair) {t_theirs:.3f} s: ratio {t_theirs / t_ours:.1f}x; best of {repeats}"
+    )
+    print(
+        f"nodes: TransformerLens {len(nodes)}, ours {g.n_sources} sources x {pairs.width} "
+        f"positions = {g.n_sources * pairs.width}"
+    )
+    print(f"node scores, ours at the corrupt run: {_agreement(node_sums(ours), ref)}")
+    print(f"node scores, ours at the clean run (default): {_agreement(node_sums(clean), ref)}")
+    one = (pairs.clean[:1], pairs.corrupt[:1])
+
+    def metric(logits):
+        a = logits[0, pairs.answer_pos[0]]
+        return a[pairs.answers[0]] - a[pairs.corrupt_answers[0]]
+
+    print(
+        "TransformerLens edge granularity on this model: "
+        + _refusal(
+            lambda: tools.attribution_patch(
+                model, *one, metric, tools.EdgeAttributionConfig(granularity="edge")
+            )
+        )
+    )
+    if hasattr(tools, "faithfulness"):
+        print(
+            "TransformerLens faithfulness on this model: "
+            + _refusal(lambda: tools.faithfulness(model, *one, metric, []))
+        )
+    else:
+        print(f"TransformerLens {version} has no tools.analysis.faithfulness")
 
 
 if __name__ == "__main__":

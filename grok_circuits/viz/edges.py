@@ -338,7 +338,11 @@ def plot_faithfulness_over_checkpoints(over, *, title: str | None = None):
     names = list(over.names)
     n = len(names)
     fig, axes = plt.subplots(
-        1, n + 1, figsize=(3.6 * n + 4.6, 3.8), gridspec_kw={"width_ratios": [1] * n + [1.3]}
+        1,
+        n + 1,
+        figsize=(3.6 * n + 5.2, 3.9),
+        gridspec_kw={"width_ratios": [1] * n + [1.3]},
+        layout="constrained",
     )
     steps, fractions = list(over.steps), over.fractions
     image = None
@@ -354,7 +358,7 @@ def plot_faithfulness_over_checkpoints(over, *, title: str | None = None):
         ax.set_ylabel("step", fontsize=8)
         ax.set_title(f"faithfulness, {name} pairs", fontsize=9)
     if image is not None:
-        fig.colorbar(image, ax=list(axes[:n]), fraction=0.04, pad=0.02, extend="both")
+        fig.colorbar(image, ax=axes[n - 1], extend="both", label="faithfulness")
     panel = axes[n]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     cpr, rnd = over.cpr, over.random_cpr

@@ -17,6 +17,27 @@ method, which returns one score per edge and position.
 :func:`~grok_circuits.analysis.metrics.logit_difference` uses), or any differentiable function
 of the answer logits.
 
+TransformerLens' own attribution patching, and why this stays ours
+------------------------------------------------------------------
+TransformerLens ships ``tools.analysis.attribution_patch`` (3.9 for ``HookedTransformer``, 4.3
+for ``TransformerBridge``). What it computes, we compare against rather than rewrite: at node
+granularity its scores are our ``"eap"`` scores taken with ``gradient_at="corrupt"`` (its
+denoising convention) and summed over the destinations each node feeds, equal to float
+rounding (``tests/analysis/edges/test_tl_parity.py``; ``benchmarks/edge_circuits.py`` prints
+the agreement and the time on the shipped composition run). We do not call it, because on the
+models this package builds it gives less, and more slowly:
+
+- **edges**: 3.9 scores nodes only; 4.3's edge granularity (and its ``faithfulness``) need
+  per-head attention results, which the natively booted bridge (``AttentionBridge``) refuses.
+  Edges, per position, are what :class:`~grok_circuits.analysis.edges.scores.EdgeScores`,
+  the circuits and MIB's faithfulness are made of;
+- **batching**: it runs one pair per call (its metric sees one example's logits, and pairs
+  here have their own answers), two forward and one backward pass each; ours runs 256 pairs a
+  pass, an order of magnitude faster on a few hundred pairs on CPU;
+- **EAP-IG** (``ig_steps > 1``) is not implemented there; it is the default here;
+- **TransformerLens 3.x** and the gradient at the clean run (``"eap"``'s default, auto-circuit's
+  convention) are served by the same code.
+
 Adding an edge method
 ---------------------
 A method is one function with the :class:`EdgeMethod` signature, in a file of its own, registered
