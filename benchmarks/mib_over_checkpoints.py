@@ -22,7 +22,8 @@ pairs pooled over the task's three swaps (h, r1, r2), seed 0:
 Every row goes to ``--csv`` (default ``data/mib_over_checkpoints.csv``); ``--out FIGDIR`` saves
 the surface figure of each ablation of part 2.
 
-Run: ``python benchmarks/mib_over_checkpoints.py`` (about two minutes on one thread).
+Run: ``python benchmarks/mib_over_checkpoints.py`` (about five minutes on one thread of a busy
+two-core machine).
 """
 
 import argparse
