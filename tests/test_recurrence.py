@@ -253,3 +253,22 @@ def test_an_n_loops_run_written_before_recurrent_cores_loads_unchanged(tiny_comp
     new_keys = load_file(str(new.checkpoints.dir / new.checkpoints.index()[20]["weights"]))
     old_keys = load_file(str(path / "checkpoints" / run.checkpoints.index()[40]["weights"]))
     assert new_keys.keys() == old_keys.keys()
+
+
+def test_the_cli_trains_a_recurrent_core(tmp_path, capsys):
+    from grok_circuits.cli import main
+
+    out = tmp_path / "r"
+    args = ["train", "composition", "--out", str(out), "--model-size", "tiny", "--steps", "20"]
+    args += ["--eval-every", "10", "--batch-size", "64", "--device", "cpu", "--threads", "1"]
+    args += ["--no-progress", "--no-report", "--core", "1", "--coda", "1", "--iterations", "2-3"]
+    args += ["--inject"]
+    for kv in ("n_entities=30", "n_relations=6", "out_degree=3", "phi=2.0"):
+        args += ["--task-param", kv]
+    assert main(args) == 0
+    cfg = load_run(out).train_cfg
+    assert (cfg.core, cfg.coda, cfg.iterations, cfg.inject) == (1, 1, (2, 3), True)
+    assert load_run(out).model_cfg.n_layers == 4
+    with pytest.raises(SystemExit):  # argparse's usage error
+        main(args + ["--iterations", "2-x"])
+    assert "LO-HI" in capsys.readouterr().err
