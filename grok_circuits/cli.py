@@ -170,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --core: the count evaluation and checkpoints use (default: N, or HI)",
     )
     t.add_argument(
+        "--hop-curriculum",
+        type=float,
+        help="two hops first, one more each time that hop count's ID test passes this (0.95)",
+    )
+    t.add_argument(
         "--inject",
         action="store_true",
         default=None,
@@ -374,6 +379,7 @@ def cmd_train(args) -> int:
         "iterations_mean": args.iterations_mean,
         "eval_iterations": args.eval_iterations,
         "inject": args.inject,
+        "hop_curriculum": args.hop_curriculum,
         "device": args.device,
         "threads": args.threads,
     }
@@ -438,6 +444,7 @@ _FIXED_ON_RESUME = {
     "--iterations-mean": "iterations_mean",
     "--eval-iterations": "eval_iterations",
     "--inject": "inject",
+    "--hop-curriculum": "hop_curriculum",
 }
 
 

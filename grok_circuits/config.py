@@ -63,6 +63,10 @@ class TrainConfig:
             fixed ``iterations``, or the top of the range.
         inject: with ``core``, add the prelude's output (the embeddings, without a prelude) to
             the residual stream before each iteration after the first (input injection).
+        hop_curriculum: train on queries of at most 2 hops, then add a hop each time the
+            current hop count's ID test accuracy passes this (the paper: 0.95), up to the
+            task's ``train_hops`` (:mod:`grok_circuits.training.curriculum`); ``None``: all
+            at once.
         seed: seeds the initial weights and the batch order.
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ...
         threads: torch CPU threads for the training loop; ``None`` chooses from the cores this
@@ -118,6 +122,7 @@ class TrainConfig:
     iterations_mean: float | None = None
     eval_iterations: int | None = None
     inject: bool = False
+    hop_curriculum: float | None = None
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -214,6 +219,11 @@ class TrainConfig:
             "an integer >= 1 or None",
         )
         need(isinstance(self.inject, bool), "inject", "True or False")
+        need(
+            self.hop_curriculum is None or 0 < self.hop_curriculum <= 1,
+            "hop_curriculum",
+            "in (0, 1] or None",
+        )
         if self.core is None:
             given = [
                 name

@@ -44,10 +44,13 @@ through a forward hook kept outside TransformerLens' hook registry (``reset_hook
 a user's hook at that point sees the injected stream, and an analysis that adds up the
 residual stream's components (attention, MLP, embeddings) misses the injected term.
 
+The hop curriculum is ``TrainConfig.hop_curriculum`` (:mod:`grok_circuits.training.curriculum`).
+
 Deviations from the paper: no adaptive halting (evaluate at a chosen count; a sweep over counts
-is a loop over :func:`iterations`); no hop curriculum; no initial scaling of the blocks' output
-projections (their ``c_scale``); the count drawn per batch comes from ``(seed, step)`` so that a
-resumed run draws the same counts; and, as everywhere in this package, TransformerLens' blocks
+is a loop over :func:`iterations`); no initial scaling of the blocks' output projections (their
+``c_scale``); the count drawn per batch comes from ``(seed, step)`` so that a resumed run draws
+the same counts; the curriculum moves on at an evaluation (every ``eval_every`` steps) where
+theirs does at the end of an epoch; and, as everywhere in this package, TransformerLens' blocks
 with learned positions rather than GPT-2's with none (their NoPE option).
 """
 

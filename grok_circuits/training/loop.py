@@ -72,6 +72,7 @@ from grok_circuits.runs.run import (
 )
 from grok_circuits.tasks import Split, TaskData
 from grok_circuits.training.cpu import cpu_threads, deterministic_on_cpu
+from grok_circuits.training.curriculum import HopCurriculum
 from grok_circuits.training.plugins import GradHook, LossFn, grad_hooks_for, loss_for
 from grok_circuits.training.precision import autocast, training_forward
 from grok_circuits.training.progress_measures import ProgressMeasures
@@ -312,6 +313,9 @@ def _train(task, cfg, out: Path, model_cfg, resume: bool, progress: bool) -> Run
     elapsed0 = metrics[-1]["time"] if metrics else 0.0
 
     train_split = task.train.to(device)
+    curriculum = (
+        None if cfg.hop_curriculum is None else HopCurriculum(task, cfg.hop_curriculum, device)
+    )
     probes = {k: v.to(device) for k, v in task.probes(cfg.eval_size).items()}
     measures = ProgressMeasures(task, loss_fn, device=device)
     key = task.key_probes
@@ -334,6 +338,8 @@ def _train(task, cfg, out: Path, model_cfg, resume: bool, progress: bool) -> Run
         row.update(evaluate(model, probes))
         row["weight_norm"] = weight_norm(model)
         row.update(measures(model))
+        if curriculum is not None:
+            row["curriculum_hops"] = curriculum.stage([*metrics, row])
         metrics.append(row)
         write_metrics(out, metrics)
         mirror.log(row)
@@ -351,7 +357,7 @@ def _train(task, cfg, out: Path, model_cfg, resume: bool, progress: bool) -> Run
             train_step(
                 model,
                 optimizer,
-                train_split,
+                train_split if curriculum is None else curriculum.rows(curriculum.stage(metrics)),
                 step,
                 cfg,
                 forward=forward,
