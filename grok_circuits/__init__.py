@@ -36,6 +36,8 @@ _EXPORTS: dict[str, str] = {
     # models
     "build_model": "grok_circuits.model",
     "model_config": "grok_circuits.model",
+    "Recurrence": "grok_circuits.recurrence",
+    "set_iterations": "grok_circuits.recurrence",
     # training and its extension points
     "train": "grok_circuits.training.loop",
     "TrainConfig": "grok_circuits.config",

@@ -31,7 +31,7 @@ LAYERS: dict[str, list[tuple[str, ...]]] = {
     PACKAGE: [
         ("_lazy", "_layout", "io", "checks", "backend"),
         ("config",),
-        ("tasks",),
+        ("tasks", "recurrence"),
         ("model",),
         ("hf",),
         ("runs",),

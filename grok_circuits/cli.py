@@ -148,6 +148,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="share parameters: run n_layers / N unique blocks N times (paper appendix E.2: 2)",
     )
     t.add_argument(
+        "--core",
+        type=int,
+        help="recurrent depth: N blocks iterated --iterations times, each iteration hooked",
+    )
+    t.add_argument("--prelude", type=int, help="with --core: N blocks before the core")
+    t.add_argument("--coda", type=int, help="with --core: N blocks after the core")
+    t.add_argument(
+        "--iterations",
+        type=_iterations_arg,
+        help="with --core: how many times training runs it: N, or LO-HI drawn per batch",
+    )
+    t.add_argument(
+        "--iterations-mean",
+        type=float,
+        help="with --iterations LO-HI: draw from a Poisson of this mean, clipped (paper: 4)",
+    )
+    t.add_argument(
+        "--eval-iterations",
+        type=int,
+        help="with --core: the count evaluation and checkpoints use (default: N, or HI)",
+    )
+    t.add_argument(
+        "--hop-curriculum",
+        type=float,
+        help="two hops first, one more each time that hop count's ID test passes this (0.95)",
+    )
+    t.add_argument(
+        "--inject",
+        action="store_true",
+        default=None,
+        help="with --core: add the prelude's output before each iteration after the first",
+    )
+    t.add_argument(
         "--stop-id-acc", type=float, help="stop once ID accuracy has held this (0 disables)"
     )
     t.add_argument(
@@ -339,6 +372,14 @@ def cmd_train(args) -> int:
         "eval_every": args.eval_every,
         "model_size": args.model_size,
         "n_loops": args.n_loops,
+        "core": args.core,
+        "prelude": args.prelude,
+        "coda": args.coda,
+        "iterations": args.iterations,
+        "iterations_mean": args.iterations_mean,
+        "eval_iterations": args.eval_iterations,
+        "inject": args.inject,
+        "hop_curriculum": args.hop_curriculum,
         "device": args.device,
         "threads": args.threads,
     }
@@ -353,8 +394,9 @@ def cmd_train(args) -> int:
     model_params = _pairs(args.model_param, "--model-param")
     if model_params:
         from grok_circuits.model import model_config
+        from grok_circuits.recurrence import depth_overrides
 
-        model_cfg = model_config(task, cfg.model_size, **model_params)
+        model_cfg = model_config(task, cfg.model_size, **{**depth_overrides(cfg), **model_params})
     # on --resume, None: the run's stored config
     run_cfg = _resume_cfg(args, cfg, model_params) if args.resume else cfg
     if args.resume and already_finished(args.out, task, run_cfg) is not None:
@@ -395,7 +437,28 @@ _FIXED_ON_RESUME = {
     "--eval-every": "eval_every",
     "--model-size": "model_size",
     "--n-loops": "n_loops",
+    "--core": "core",
+    "--prelude": "prelude",
+    "--coda": "coda",
+    "--iterations": "iterations",
+    "--iterations-mean": "iterations_mean",
+    "--eval-iterations": "eval_iterations",
+    "--inject": "inject",
+    "--hop-curriculum": "hop_curriculum",
 }
+
+
+def _iterations_arg(text: str) -> int | tuple[int, int]:
+    """``--iterations``: ``N`` or a range ``LO-HI``."""
+    try:
+        if "-" in text:
+            lo, hi = text.split("-")
+            return int(lo), int(hi)
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a count N or a range LO-HI (e.g. 4 or 2-8)"
+        ) from None
 
 
 def _resume_cfg(args, cfg: "TrainConfig", model_params: dict) -> "TrainConfig | None":

@@ -45,7 +45,28 @@ class TrainConfig:
         model_size: size preset of the model when no ``HookedTransformerConfig`` is given.
         n_loops: share the blocks' parameters across passes: the model's ``n_layers`` blocks
             are ``n_layers / n_loops`` unique blocks run ``n_loops`` times (the paper's
-            appendix E.2 remedy for OOD composition: 4 layers run twice). 1: no sharing.
+            appendix E.2 remedy for OOD composition: 4 layers run twice). 1: no sharing. The
+            same model as ``core=n_layers // n_loops, iterations=n_loops``.
+        prelude: with ``core``, blocks run once before the recurrent core
+            (:mod:`grok_circuits.recurrence`).
+        core: blocks of the recurrent core (Kohli et al. 2026, recurrent depth), iterated
+            ``iterations`` times, each iteration with its own hook names; ``None``: no core
+            (a plain model, or ``n_loops``). The model then has
+            ``prelude + core * eval_iterations + coda`` blocks; ``model_size`` sets the width.
+        coda: with ``core``, blocks run once after it.
+        iterations: with ``core``, how many times training runs it: an integer, or a range
+            ``(lo, hi)`` from which each batch draws its count (the paper's dynamic recurrence).
+        iterations_mean: with a range, draw the count from a Poisson distribution of this mean
+            clipped to the range (the paper: ``(2, 8)``, mean 4); ``None`` draws uniformly.
+        eval_iterations: the count evaluation, checkpoints and ``run.model()`` use (the model's
+            nominal count; ``run.model(step, iterations=n)`` runs any other); ``None``: the
+            fixed ``iterations``, or the top of the range.
+        inject: with ``core``, add the prelude's output (the embeddings, without a prelude) to
+            the residual stream before each iteration after the first (input injection).
+        hop_curriculum: train on queries of at most 2 hops, then add a hop each time the
+            current hop count's ID test accuracy passes this (the paper: 0.95), up to the
+            task's ``train_hops`` (:mod:`grok_circuits.training.curriculum`); ``None``: all
+            at once.
         seed: seeds the initial weights and the batch order.
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ...
         threads: torch CPU threads for the training loop; ``None`` chooses from the cores this
@@ -94,6 +115,14 @@ class TrainConfig:
     stop_patience: int = 3
     model_size: ModelSize = "tutorial"
     n_loops: int = 1
+    prelude: int = 0
+    core: int | None = None
+    coda: int = 0
+    iterations: int | tuple[int, int] = 1
+    iterations_mean: float | None = None
+    eval_iterations: int | None = None
+    inject: bool = False
+    hop_curriculum: float | None = None
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -136,6 +165,7 @@ class TrainConfig:
         need(self.stop_patience >= 1, "stop_patience", ">= 1")
         need(self.model_size in ("tiny", "tutorial", "paper"), "model_size", "tiny/tutorial/paper")
         need(isinstance(self.n_loops, int) and self.n_loops >= 1, "n_loops", "an integer >= 1")
+        self._check_recurrence(need)
         need(
             self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
             "threads",
@@ -162,8 +192,61 @@ class TrainConfig:
             "a tuple of 'tensorboard' and/or 'wandb'",
         )
 
+    def _check_recurrence(self, need) -> None:
+        def count(value, low: int) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+        need(self.core is None or count(self.core, 1), "core", "an integer >= 1 or None")
+        need(count(self.prelude, 0), "prelude", "an integer >= 0")
+        need(count(self.coda, 0), "coda", "an integer >= 0")
+        it = self.iterations
+        need(
+            count(it, 1)
+            or (isinstance(it, tuple) and len(it) == 2 and count(it[0], 1) and count(it[1], it[0])),
+            "iterations",
+            "an integer >= 1 or a range (lo, hi) with 1 <= lo <= hi",
+        )
+        need(
+            self.iterations_mean is None
+            or (isinstance(it, tuple) and isinstance(self.iterations_mean, (int, float)))
+            and self.iterations_mean > 0,
+            "iterations_mean",
+            "None, or > 0 with a range of iterations",
+        )
+        need(
+            self.eval_iterations is None or count(self.eval_iterations, 1),
+            "eval_iterations",
+            "an integer >= 1 or None",
+        )
+        need(isinstance(self.inject, bool), "inject", "True or False")
+        need(
+            self.hop_curriculum is None or 0 < self.hop_curriculum <= 1,
+            "hop_curriculum",
+            "in (0, 1] or None",
+        )
+        if self.core is None:
+            given = [
+                name
+                for name, default in (("prelude", 0), ("coda", 0), ("iterations", 1))
+                if getattr(self, name) != default
+            ]
+            given += [n for n in ("iterations_mean", "eval_iterations") if getattr(self, n)]
+            given += ["inject"] if self.inject else []
+            if given:
+                raise ValueError(
+                    f"TrainConfig.{given[0]} is set but core is None: these fields describe a "
+                    "recurrent core; set core= (the number of blocks it iterates)"
+                )
+        elif self.n_loops != 1:
+            raise ValueError(
+                f"TrainConfig.n_loops={self.n_loops} and core={self.core} both ask for shared "
+                f"blocks; n_loops=k is core=n_layers // k, iterations=k: set one of them"
+            )
+
     def to_dict(self) -> dict:
         d = asdict(self)
+        if isinstance(self.iterations, tuple):
+            d["iterations"] = list(self.iterations)
         d["betas"] = list(self.betas)
         d["grad_hooks"] = list(self.grad_hooks)
         d["log_to"] = list(self.log_to)
@@ -177,6 +260,8 @@ class TrainConfig:
         d = dict(d)
         if "betas" in d:
             d["betas"] = tuple(d["betas"])
+        if isinstance(d.get("iterations"), list):
+            d["iterations"] = tuple(d["iterations"])
         for key in ("grad_hooks", "log_to"):
             if key in d:
                 d[key] = tuple(d[key])

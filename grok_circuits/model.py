@@ -18,6 +18,7 @@ from torch import Tensor
 
 from grok_circuits import backend
 from grok_circuits.config import ModelSize
+from grok_circuits.recurrence import Recurrence, make_recurrent, nominal
 from grok_circuits.tasks import TaskData, task_spec
 
 if TYPE_CHECKING:  # imported where used: TransformerLens takes seconds to import
@@ -121,16 +122,23 @@ def build_model(
     seed: int = 0,
     device: str | torch.device = "cpu",
     n_loops: int = 1,
+    recurrence: Recurrence | None = None,
 ) -> "Model":
     """A freshly initialised model (``HookedTransformer`` on TransformerLens 3.x,
     ``TransformerBridge`` on 4.x); the same seed gives the same weights on both.
 
     The seed is applied inside ``torch.random.fork_rng`` so that building a model leaves the
     caller's global RNG untouched. ``n_loops > 1`` shares the blocks' parameters across
-    ``n_loops`` passes (:func:`share_blocks`); ``n_loops=1`` builds the usual model.
+    ``n_loops`` passes (:func:`share_blocks`); ``recurrence`` makes it the recurrent-depth
+    model it describes (:func:`grok_circuits.recurrence.make_recurrent`; ``cfg.n_layers`` must
+    be its nominal depth); with neither, the usual model.
     """
     check_loops(cfg.n_layers, n_loops)
+    if recurrence is not None and n_loops > 1:
+        raise ValueError("give n_loops or recurrence, not both (n_loops is one recurrence)")
     model = backend.build_model(cfg, seed=seed, device=device)
+    if recurrence is not None:
+        return make_recurrent(model, recurrence)
     return share_blocks(model, n_loops) if n_loops > 1 else model
 
 
@@ -161,15 +169,13 @@ def share_blocks(model: "Model", n_loops: int) -> "Model":
 
     Block ``i`` takes the parameter objects of block ``i % n_unique_layers`` (its own initial
     values are dropped), so a gradient step on one moves all its copies, and the model remains
-    a plain model whose hooks name every block. Returns ``model``.
+    a plain model whose hooks name every block. It is the recurrent-depth model
+    ``Recurrence.from_loops(n_layers, n_loops)`` (:mod:`grok_circuits.recurrence`), so
+    :func:`~grok_circuits.recurrence.set_iterations` runs it any number of passes. Returns
+    ``model``.
     """
-    n_unique = check_loops(model.cfg.n_layers, n_loops)
-    for i in range(n_unique, model.cfg.n_layers):
-        source = dict(model.blocks[i % n_unique].named_modules())
-        for name, module in model.blocks[i].named_modules():
-            for key, param in source[name]._parameters.items():
-                module._parameters[key] = param
-    return model
+    check_loops(model.cfg.n_layers, n_loops)
+    return make_recurrent(model, Recurrence.from_loops(model.cfg.n_layers, n_loops))
 
 
 def count_loops(model: "Model") -> int:
@@ -199,8 +205,9 @@ def _aliases(model: "Model") -> dict[str, str]:
 def model_weights(model: "Model") -> dict[str, Tensor]:
     """The state dict in ``HookedTransformer``'s format (on either TransformerLens version) with
     every shared parameter once (under its first block's name): what a checkpoint stores."""
-    aliases = _aliases(model)
-    return {k: v for k, v in backend.model_weights(model).items() if k not in aliases}
+    with nominal(model):  # a recurrent model's weights are named in its nominal layout
+        aliases = _aliases(model)
+        return {k: v for k, v in backend.model_weights(model).items() if k not in aliases}
 
 
 def load_weights(model: "Model", weights: dict[str, Tensor]) -> "Model":
@@ -210,8 +217,14 @@ def load_weights(model: "Model", weights: dict[str, Tensor]) -> "Model":
 
     Raises a ValueError if the weights do not fit the model's sharing: weights of a model with
     shared blocks into one without (its repeated blocks are missing), or weights whose copies of
-    a shared parameter differ.
+    a shared parameter differ. A recurrent model takes them in its nominal layout, whatever
+    count it runs now.
     """
+    with nominal(model):
+        return _load_weights(model, weights)
+
+
+def _load_weights(model: "Model", weights: dict[str, Tensor]) -> "Model":
     aliases = _aliases(model)
     full = dict(weights)
     for name, source in aliases.items():

@@ -200,6 +200,14 @@ def load_weights(model: "Model", weights: dict[str, Tensor]) -> "Model":
     return _active.load_weights(model, weights)
 
 
+def set_blocks(model: "Model", blocks: Sequence[torch.nn.Module]) -> None:
+    """Make ``model`` run ``blocks`` (block modules of models this backend built; the same
+    module may not appear twice) in order, ``cfg.n_layers`` following, every hook point named
+    by its block's new position: how :mod:`grok_circuits.recurrence` changes a recurrent
+    model's number of iterations."""
+    _active.set_blocks(model, blocks)
+
+
 def param_groups(model: "Model") -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
     """(decayed, not decayed) parameters, each once, in ``HookedTransformer``'s order
     (:func:`decays`)."""
@@ -289,6 +297,7 @@ __all__ = [
     "reference_init",
     "register_backend",
     "select",
+    "set_blocks",
     "split_qkv_hooks",
     "supports",
     "tl3_layout",

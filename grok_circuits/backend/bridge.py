@@ -192,6 +192,17 @@ def load_weights(model: "TransformerBridge", weights: dict[str, Tensor]) -> "Tra
     return model
 
 
+def set_blocks(model: "TransformerBridge", blocks: Sequence[torch.nn.Module]) -> None:
+    """Make ``model`` run ``blocks`` in order (``cfg.n_layers`` follows): the bridge's
+    ``blocks`` is its native model's layer list, changed in place, and the hook registry is
+    rebuilt, so every hook point is named by its block's new position."""
+    del model.blocks[:]
+    model.blocks.extend(blocks)
+    model.cfg.n_layers = len(blocks)
+    model.clear_hook_registry()
+    model._initialize_hook_registry()
+
+
 # ----------------------------------------------------------------------------- capabilities
 def supports(capability: str, model: Any = None) -> bool:
     """Only ``"edge_graph"``, for the normalizations :func:`split_qkv_hooks` recomputes (all of

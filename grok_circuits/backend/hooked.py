@@ -81,6 +81,15 @@ def load_weights(model: "HookedTransformer", weights: dict[str, Tensor]) -> "Hoo
     return model
 
 
+def set_blocks(model: "HookedTransformer", blocks: Sequence[torch.nn.Module]) -> None:
+    """Make ``model`` run ``blocks`` in order (``cfg.n_layers`` follows), every hook point
+    renamed by its block's new position (``HookedRootModule.setup``)."""
+    del model.blocks[:]
+    model.blocks.extend(blocks)
+    model.cfg.n_layers = len(blocks)
+    model.setup()
+
+
 def supports(capability: str, model: Any = None) -> bool:
     """Every capability, on every model."""
     return True

@@ -84,6 +84,10 @@ class Backend(Protocol):
         """Load a state dict in ``HookedTransformer``'s format, strictly (a ValueError naming
         what does not fit). Returns ``model``."""
 
+    def set_blocks(self, model: Any, blocks: Sequence[torch.nn.Module]) -> None:
+        """Make ``model`` run ``blocks`` (block modules of models this backend built) in
+        order, ``cfg.n_layers`` following, each hook point named by its block's position."""
+
     def supports(self, capability: str, model: Any = None) -> bool:
         """Whether this backend (and ``model``, if given: an ``nn.Module`` it built) has
         ``capability``, one of :data:`CAPABILITIES`."""

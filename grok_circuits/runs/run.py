@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from grok_circuits.config import TrainConfig
 from grok_circuits.io import atomic_write_json, atomic_write_with, read_json
 from grok_circuits.model import build_model, config_from_dict, load_weights, resolve_device
+from grok_circuits.recurrence import nominal_iterations, recurrence_of_config, set_iterations
 from grok_circuits.tasks import TaskData, make_task
 
 if TYPE_CHECKING:  # imported where used: TransformerLens takes seconds to import
@@ -326,8 +327,15 @@ class Run:
             )
         return task
 
-    def model(self, step: int | None = None, device: str | None = "auto") -> "Model":
-        """The model at checkpoint ``step`` (default: the last intact one), in eval mode."""
+    def model(
+        self, step: int | None = None, device: str | None = "auto", iterations: int | None = None
+    ) -> "Model":
+        """The model at checkpoint ``step`` (default: the last intact one), in eval mode.
+
+        ``iterations``: for a run with a recurrent core (``TrainConfig.core``, or
+        ``n_loops > 1``), how many times the model runs it (default: the count it was evaluated
+        with in training); its blocks and hook names then follow
+        (:func:`grok_circuits.recurrence.set_iterations`). A ValueError for a plain run."""
         steps, damaged = self._verify_checkpoints()
         if not steps:
             raise ValueError(f"run {self.path} has no intact checkpoint (damaged: {len(damaged)})")
@@ -343,10 +351,15 @@ class Run:
                 f"no checkpoint at step {step} in {self.path}; checkpointed steps: {steps} "
                 "(run.nearest_step(step) finds the closest)"
             )
-        model = build_model(
-            self.model_cfg, device=resolve_device(device), n_loops=self.train_cfg.n_loops
-        )
-        return load_weights(model, self.checkpoints.load_weights(step)).eval()
+        recurrence = recurrence_of_config(self.train_cfg, self.model_cfg.n_layers)
+        if iterations is not None and recurrence is None:
+            raise ValueError(
+                f"run {self.path} has no recurrent core, so iterations={iterations} cannot be "
+                "set; it is for runs trained with TrainConfig(core=...) or n_loops > 1"
+            )
+        model = build_model(self.model_cfg, device=resolve_device(device), recurrence=recurrence)
+        model = load_weights(model, self.checkpoints.load_weights(step)).eval()
+        return model if iterations is None else set_iterations(model, iterations)
 
     def nearest_step(self, step: int) -> int:
         """The intact checkpointed step closest to ``step``."""
@@ -410,14 +423,19 @@ class Run:
         k = self.key_probes
         m = self._model_shape()
         # n_params counts the blocks' weights; shared blocks count once.
-        n_loops = self.train_cfg.n_loops
+        n_loops, tc = self.train_cfg.n_loops, self.train_cfg
         loops = f" ({m['n_layers'] // n_loops} unique blocks x {n_loops})" if n_loops > 1 else ""
+        if tc.core is not None:
+            unique = tc.prelude + tc.core + tc.coda
+            n_loops = m["n_layers"] / unique  # params are per block: unique blocks count once
+            loops = f" (prelude {tc.prelude} + core {tc.core} x {nominal_iterations(tc)}"
+            loops += f" + coda {tc.coda}{', injected' if tc.inject else ''})"
         steps, damaged = self._verify_checkpoints()
         return {
             "task": self.task_name,
             **{f"task.{key}": v for key, v in self.task.stats().items()},
             "model": f"{m['n_layers']}L{loops} d_model={m['d_model']} "
-            f"heads={m['n_heads']} params={m['n_params'] // n_loops:,}",
+            f"heads={m['n_heads']} params={int(m['n_params'] // n_loops):,}",
             "steps": self.last_step,
             "checkpoints": len(steps),
             "damaged_checkpoints": len(damaged),

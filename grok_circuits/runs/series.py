@@ -49,6 +49,7 @@ from grok_circuits.hf import (
 )
 from grok_circuits.io import atomic_write_json
 from grok_circuits.model import resolve_device
+from grok_circuits.recurrence import set_iterations
 from grok_circuits.runs.run import Run
 from grok_circuits.tasks import Split, TaskData, load_task
 from grok_circuits.tasks.paper import ANSWER_START
@@ -195,16 +196,21 @@ class CheckpointSeries(Run):
             )
         return self._folders[step]
 
-    def model(self, step: int | None = None, device: str | None = "auto"):
+    def model(
+        self, step: int | None = None, device: str | None = "auto", iterations: int | None = None
+    ):
         """The TransformerLens model of checkpoint ``step`` (default: the last intact one), in
-        eval mode, speaking the data's vocabulary."""
+        eval mode, speaking the data's vocabulary; ``iterations`` runs a model with shared
+        blocks (``add_recurrence``) that many passes
+        (:func:`grok_circuits.recurrence.set_iterations`)."""
         steps, damaged = self._verify_checkpoints()
         if not steps:
             raise ValueError(f"{self.path} has no intact checkpoint (damaged: {len(damaged)})")
         step = steps[-1] if step is None else step
         if step in damaged:
             raise ValueError(f"{damaged[step]}, so step {step} cannot be loaded")
-        return load_hf_model(self.folder(step), self._tokens, device=resolve_device(device))
+        model = load_hf_model(self.folder(step), self._tokens, device=resolve_device(device))
+        return model if iterations is None else set_iterations(model, iterations)
 
     def evaluate(
         self,

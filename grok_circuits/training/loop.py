@@ -57,6 +57,7 @@ from grok_circuits.model import (
     resolve_device,
     save_config,
 )
+from grok_circuits.recurrence import depth_overrides, recurrence_of_config, training_iterations
 from grok_circuits.runs.run import (
     LOCK_FILE,
     MODEL_CONFIG_FILE,
@@ -71,6 +72,7 @@ from grok_circuits.runs.run import (
 )
 from grok_circuits.tasks import Split, TaskData
 from grok_circuits.training.cpu import cpu_threads, deterministic_on_cpu
+from grok_circuits.training.curriculum import HopCurriculum
 from grok_circuits.training.plugins import GradHook, LossFn, grad_hooks_for, loss_for
 from grok_circuits.training.precision import autocast, training_forward
 from grok_circuits.training.progress_measures import ProgressMeasures
@@ -191,7 +193,8 @@ def train_step(
     batch = split.select(batch_indices(len(split), cfg.batch_size, cfg.seed, step))
     for group in optimizer.param_groups:
         group["lr"] = lr_at(cfg, step)
-    loss = answer_loss(forward, batch, loss_fn, cfg.precision)
+    with training_iterations(model, cfg, step):  # a recurrent core may draw its count
+        loss = answer_loss(forward, batch, loss_fn, cfg.precision)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     for hook in hooks:
@@ -277,9 +280,10 @@ def _train(task, cfg, out: Path, model_cfg, resume: bool, progress: bool) -> Run
     check_trackers(cfg.log_to)
     _targets(cfg, task.key_probes)  # a target the task has no probe for fails before any file
 
-    model_cfg = model_cfg or model_config(task, cfg.model_size)
+    model_cfg = model_cfg or model_config(task, cfg.model_size, **depth_overrides(cfg))
     check_shape(model_cfg)
     check_loops(model_cfg.n_layers, cfg.n_loops)
+    recurrence = recurrence_of_config(cfg, model_cfg.n_layers)
     width = max(s.tokens.shape[1] for s in task.splits.values())  # its probes are evaluated too
     if model_cfg.d_vocab < len(task.vocab) or model_cfg.n_ctx < width:
         raise ValueError(
@@ -294,7 +298,7 @@ def _train(task, cfg, out: Path, model_cfg, resume: bool, progress: bool) -> Run
     save_config(model_cfg, out / MODEL_CONFIG_FILE)
     atomic_write_json(out / TRAIN_CONFIG_FILE, cfg.to_dict())
 
-    model = build_model(model_cfg, seed=cfg.seed, device=device, n_loops=cfg.n_loops)
+    model = build_model(model_cfg, seed=cfg.seed, device=device, recurrence=recurrence)
     optimizer = make_optimizer(model, cfg)
     step, metrics = 0, []
     if resumed is not None:
@@ -309,6 +313,9 @@ def _train(task, cfg, out: Path, model_cfg, resume: bool, progress: bool) -> Run
     elapsed0 = metrics[-1]["time"] if metrics else 0.0
 
     train_split = task.train.to(device)
+    curriculum = (
+        None if cfg.hop_curriculum is None else HopCurriculum(task, cfg.hop_curriculum, device)
+    )
     probes = {k: v.to(device) for k, v in task.probes(cfg.eval_size).items()}
     measures = ProgressMeasures(task, loss_fn, device=device)
     key = task.key_probes
@@ -331,6 +338,8 @@ def _train(task, cfg, out: Path, model_cfg, resume: bool, progress: bool) -> Run
         row.update(evaluate(model, probes))
         row["weight_norm"] = weight_norm(model)
         row.update(measures(model))
+        if curriculum is not None:
+            row["curriculum_hops"] = curriculum.stage([*metrics, row])
         metrics.append(row)
         write_metrics(out, metrics)
         mirror.log(row)
@@ -348,7 +357,7 @@ def _train(task, cfg, out: Path, model_cfg, resume: bool, progress: bool) -> Run
             train_step(
                 model,
                 optimizer,
-                train_split,
+                train_split if curriculum is None else curriculum.rows(curriculum.stage(metrics)),
                 step,
                 cfg,
                 forward=forward,

@@ -6,8 +6,9 @@ training runs: the batch of each step, the learning-rate warm-up, the forward pa
 ``cfg.precision`` and ``cfg.compile`` (:mod:`grok_circuits.training.precision`), the loss
 plug-in, backward, the gradient hooks (a Grokfast run is timed with its filter), clipping unless
 ``grad_clip=None``, and AdamW. The model and optimizer are built as ``train()`` builds them
-(``cfg.model_size``, ``cfg.seed``, ``cfg.n_loops``), and on the CPU the steps run with
-``train()``'s threads and deterministic algorithms (:mod:`grok_circuits.training.cpu`). Not
+(``cfg.model_size``, ``cfg.seed``, ``cfg.n_loops`` or the recurrent core), and on the CPU the
+steps run with ``train()``'s threads and deterministic algorithms
+(:mod:`grok_circuits.training.cpu`). Not
 timed: evaluation, progress measures and checkpoints, which ``train()`` adds every
 ``eval_every`` steps.
 
@@ -28,6 +29,7 @@ import torch
 from grok_circuits import backend
 from grok_circuits.config import TrainConfig
 from grok_circuits.model import build_model, model_config, resolve_device
+from grok_circuits.recurrence import depth_overrides, recurrence_of_config
 from grok_circuits.training.cpu import cpu_threads, deterministic_on_cpu
 from grok_circuits.training.loop import make_optimizer, train_step
 from grok_circuits.training.plugins import grad_hooks_for, loss_for
@@ -61,9 +63,9 @@ def training_throughput(task, cfg: TrainConfig, *, steps: int = 20, warmup: int 
     algorithms, they leave ``train()``'s weights bit for bit
     (``tests/training/test_throughput.py`` checks)."""
     device = resolve_device(cfg.device)
-    model = build_model(
-        model_config(task, cfg.model_size), seed=cfg.seed, device=device, n_loops=cfg.n_loops
-    )
+    model_cfg = model_config(task, cfg.model_size, **depth_overrides(cfg))
+    recurrence = recurrence_of_config(cfg, model_cfg.n_layers)
+    model = build_model(model_cfg, seed=cfg.seed, device=device, recurrence=recurrence)
     optimizer = make_optimizer(model, cfg)
     forward, loss_fn, hooks = training_forward(model, cfg), loss_for(cfg), grad_hooks_for(cfg)
     params = backend.parameters(model)
