@@ -46,6 +46,7 @@ from grok_circuits.analysis.edges.over_checkpoints import (
 from grok_circuits.analysis.edges.reuse import EdgeReuseReport, edge_reuse
 from grok_circuits.analysis.edges.scores import EdgeCircuit, EdgeScores
 from grok_circuits.analysis.lens.fourier import FourierSpectrum, fourier_spectrum
+from grok_circuits.analysis.lens.hops import HopTrace, trace_hops
 from grok_circuits.analysis.lens.logit_lens import LogitLensResult, logit_lens
 from grok_circuits.analysis.metrics import (
     PAIR_METRICS,
@@ -180,4 +181,6 @@ __all__ = [
     "trace_resid_mid",
     "trace_resid_post",
     "trace_resid_pre",
+    "HopTrace",
+    "trace_hops",
 ]

@@ -401,3 +401,28 @@ def plot_paper_figure(
     fig.suptitle(title or f"the bridge entity over training ({where})")
     fig.tight_layout()
     return fig
+
+
+def plot_hop_trace(trace, ax=None, *, title=None, drift: bool = False):
+    """Heatmap of a :class:`~grok_circuits.analysis.HopTrace`: the logit-lens MRR of each hop's
+    entity after each iteration (iteration 1 at the bottom), or with ``drift=True`` the share of
+    queries whose top decoded token is the answer, each intermediate entity, or another token."""
+    fig, ax = _axes(ax)
+    values = trace.drift if drift else trace.mrr
+    columns = trace.drift_labels if drift else trace.hop_labels
+    what = "top decoded token" if drift else "logit-lens MRR"
+    _heatmap(
+        ax,
+        values,
+        xlabels=list(columns),
+        ylabels=list(trace.row_labels),
+        title=title
+        or f"{what} per {'iteration' if trace.recurrent else 'block'} "
+        f"({trace.n_examples} queries, read at the {trace.position} position)",
+        cbar_label="share of queries" if drift else "MRR",
+        vrange=(0.0, 1.0),
+    )
+    ax.set_xlabel("top token is" if drift else "entity after hop")
+    ax.set_ylabel("residual stream after")
+    fig.tight_layout()
+    return fig
