@@ -78,6 +78,7 @@ from grok_circuits.analysis.patching.causal_trace import (
     DEFAULT_DIRECTION,
     CausalTrace,
     causal_trace,
+    rows_by_iteration,
     trace_attn_out,
     trace_counterfactuals,
     trace_head_out,
@@ -182,5 +183,6 @@ __all__ = [
     "trace_resid_post",
     "trace_resid_pre",
     "HopTrace",
+    "rows_by_iteration",
     "trace_hops",
 ]

@@ -58,8 +58,12 @@ the speed-up is at most about ``(1 + n_layers * n_pos) / 2`` and is largest when
 token is late in the prompt (``benchmarks/causal_tracing.py``).
 
 (2) needs a causal model with learned absolute positions (``positional_embedding_type=
-"standard"``, no left-padding attention mask); other models take the full forward pass with
-(1) and (3) only.
+"standard"``, no left-padding attention mask) and no input injection; other models take the
+full forward pass with (1) and (3) only.
+
+A recurrent-depth model (:mod:`grok_circuits.recurrence`) is traced as the blocks it runs: one
+row per unrolled block, iteration ``j``'s core layer ``c`` at row ``prelude + core * j + c``
+(:func:`rows_by_iteration` groups them).
 
 Hooks are only ever added inside ``model.hooks(...)`` / ``run_with_cache(names_filter=...)``
 context managers, so an exception cannot leave one behind.
@@ -89,6 +93,7 @@ from grok_circuits.analysis.metrics import (
     top1_predictions,
 )
 from grok_circuits.backend import Model
+from grok_circuits.recurrence import Recurrence, recurrence_of
 from grok_circuits.tasks import PromptPairs
 
 Activation = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z"]
@@ -314,8 +319,15 @@ def _can_start_midway(model: Model) -> bool:
     And a model on the CPU: on a GPU the saved arithmetic costs more in extra, smaller passes
     than it saves. On an H100 the whole ``benchmarks/causal_tracing.py`` table took 0.26-0.27 s
     with full forward passes against 0.44-0.49 s starting mid-way (two runs of each), and the
-    paper-size model's ``trace_bridge`` 0.13-0.14 s against 0.17-0.30 s."""
+    paper-size model's ``trace_bridge`` 0.13-0.14 s against 0.17-0.30 s.
+
+    And no input injection (a recurrent-depth model built with ``inject=True``): the term it
+    adds at each iteration's start is kept from the run's own prelude output, which a run that
+    starts after it never computes (and a run that starts at that block would add it twice)."""
     if not backend.supports("midway_start", model):
+        return False
+    spec = recurrence_of(model)
+    if spec is not None and spec.inject:
         return False
     if next(model.parameters()).device.type != "cpu":
         return False
@@ -722,8 +734,35 @@ def _as_share(trace: CausalTrace) -> CausalTrace:
 #: The former name of :func:`trace_pairs`.
 trace_counterfactuals = trace_pairs
 
+
+def rows_by_iteration(trace: CausalTrace, spec: Recurrence) -> Float[Tensor, "iteration core ..."]:
+    """The core's rows of a trace of a recurrent-depth model, grouped by iteration:
+    ``out[j, c]`` is the row of iteration ``j``'s core layer ``c`` (block
+    ``spec.layers(j, n)[c]``), for the count ``n`` the model ran (read off the trace's rows);
+    the prelude's and the coda's rows are ``trace.scores[:spec.prelude]`` and
+    ``trace.scores[trace.n_layers - spec.coda:]``.
+
+    Args:
+        trace: a causal trace of a model with the recurrence ``spec``
+            (:func:`grok_circuits.recurrence.recurrence_of`).
+        spec: the model's :class:`~grok_circuits.recurrence.Recurrence`.
+
+    Returns:
+        ``[iterations, core, ...]``: the trace's scores with the layer axis split.
+    """
+    core = trace.n_layers - spec.prelude - spec.coda
+    if core < spec.core or core % spec.core:
+        raise ValueError(
+            f"the trace has {trace.n_layers} rows, which is not prelude={spec.prelude} + core="
+            f"{spec.core} x iterations + coda={spec.coda}: trace the model with this recurrence"
+        )
+    rows = trace.scores[spec.prelude : spec.prelude + core]
+    return rows.reshape(core // spec.core, spec.core, *rows.shape[1:])
+
+
 __all__ = [
     "ACTIVATIONS",
+    "rows_by_iteration",
     "DEFAULT_DIRECTION",
     "trace_counterfactuals",
     "trace_pairs",

@@ -11,6 +11,7 @@ from grok_circuits.analysis import (
     CausalTrace,
     causal_trace,
     make_counterfactuals,
+    rows_by_iteration,
     trace_head_out,
     trace_head_out_by_pos,
     trace_resid_pre,
@@ -424,3 +425,44 @@ def test_bad_input_raises_value_errors_that_name_the_problem(composition_model, 
         causal_trace(
             composition_model, clean, corrupt, metric, per_position=False, direction="denoise"
         )
+
+
+# ----------------------------------------------------------------------------- recurrent models
+@pytest.mark.parametrize("inject", [False, True])
+@pytest.mark.parametrize("activation", ["resid_pre", "resid_post"])
+def test_a_recurrent_model_traces_one_row_per_unrolled_block(
+    tiny_composition, pair, inject, activation
+):
+    """A recurrent-depth model run 3 times (prelude 1, core 2, coda 1: 8 blocks, its nominal
+    count 2) is traced unchanged: one row per unrolled block, each iteration under its own hook
+    names, equal to the slow per-patch loop (with input injection too, whose added term must be
+    neither lost nor added twice when a patched run starts mid-way)."""
+    from grok_circuits.model import build_model, model_config
+    from grok_circuits.recurrence import Recurrence, iterations
+
+    spec = Recurrence(prelude=1, core=2, coda=1, iterations=2, inject=inject)
+    model = build_model(
+        model_config(tiny_composition, "tiny", n_layers=spec.depth()), seed=4, recurrence=spec
+    ).eval()
+    clean, corrupt, pos, ans = pair
+    metric = answer_metric(pos, ans)
+    with iterations(model, 3):
+        assert model.cfg.n_layers == spec.depth(3) == 8
+        trace = causal_trace(model, clean, corrupt, metric, activation=activation)
+        expected = slow_trace(
+            model,
+            clean,
+            corrupt,
+            metric,
+            lambda layer: f"blocks.{layer}.hook_{activation}",
+            [[p] for p in range(clean.shape[1])],
+        )
+    assert trace.scores.shape == (8, clean.shape[1])
+    assert_close(trace.scores, expected, **TOL)
+    grouped = rows_by_iteration(trace, spec)
+    assert grouped.shape == (3, 2, clean.shape[1])
+    for j in range(3):
+        for c, block in enumerate(spec.layers(j, 3)):
+            assert torch.equal(grouped[j, c], trace.scores[block])
+    with pytest.raises(ValueError, match="not prelude=1 \\+ core=4"):
+        rows_by_iteration(trace, Recurrence(prelude=1, core=4, coda=1, iterations=2))
