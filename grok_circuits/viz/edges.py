@@ -442,10 +442,10 @@ def plot_mib_ablations(table, *, title: str | None = None):
                 )
             ax.set_xticks(x)
             ax.set_xticklabels(ablations, fontsize=8)
-            ax.set_ylim(0, 1)
+            ax.set_ylim(0, 1.25)  # room for the legend above the bars
             better = "higher" if measure == "cpr" else "lower"
             ax.set_title(f"{measure.upper()}, {name} pairs ({better} is better)", fontsize=9)
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, ncol=3, loc="upper center")
     fig.suptitle(title or "MIB's CPR and CMD per ablation", fontsize=10)
     return fig
 
