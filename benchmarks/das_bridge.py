@@ -3,6 +3,7 @@
     python benchmarks/das_bridge.py --threads 1                 # memorizing and last checkpoint
     python benchmarks/das_bridge.py --threads 1 --steps all     # every checkpoint (the onset)
     python benchmarks/das_bridge.py --k 1 4 16 --layers 1
+    python benchmarks/das_bridge.py --steps all --no-random-init --csv data/das_bridge.csv
 
 Distributed alignment search (``grok_circuits.analysis.das``) of the bridge entity at the ``r1``
 position, ``resid_pre`` of each layer, on the shipped run ``data/runs/composition``: a ``k``-dim
@@ -13,7 +14,9 @@ the controls: the whole vector (activation patching, the ceiling), the mean of 1
 subspaces of the same ``k``, and DAS trained the same way on a randomly initialised model of the
 same shape (and, with ``--arbitrary``, DAS trained towards arbitrary labels). For the onset,
 the logit-lens MRR of the bridge at ``r1`` per layer (``trace_bridge``, 300 pairs) is printed
-too.
+too. With ``--csv PATH`` every printed row (step, k, layer, the IIAs, the lens MRR and the run's
+ID accuracy at that step) is also written to a CSV; ``data/das_bridge.csv``, which tutorial 9
+plots, is the last command above.
 
 Under TransformerLens 4.x (``.venv-tl4/bin/python benchmarks/das_bridge.py``) it also evaluates
 each learned basis with TransformerLens' own ``tools.analysis.interchange`` on all the pairs
@@ -24,6 +27,7 @@ same subspace").
 import argparse
 import time
 
+import pandas as pd
 import torch
 
 from grok_circuits import load_run
@@ -78,6 +82,7 @@ def main() -> None:
     p.add_argument("--arbitrary", action="store_true", help="add the arbitrary-label control")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    p.add_argument("--csv", default=None, help="also write every row to this CSV")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -98,6 +103,9 @@ def main() -> None:
         f"batch {args.batch_size}, lr {args.lr}, seed {args.seed}, threads "
         f"{torch.get_num_threads()}\n"
     )
+    id_key = f"{run.key_probes['id']}_acc"
+    id_acc = {int(m["step"]): float(m[id_key]) for m in run.metrics if id_key in m}
+    frames = []
     for step in sorted(dict.fromkeys(steps)):
         model = run.model(step, device="cpu").eval()
         lens = trace_bridge(model, run.task).bridge_mrr
@@ -119,6 +127,8 @@ def main() -> None:
             frame = r.to_frame()
             frame.insert(0, "step", step)
             frame["lens_mrr"] = [float(lens[layer]) for layer in r.layers]
+            frame["id_acc"] = id_acc.get(step, float("nan"))
+            frames.append(frame)
             print(
                 f"step {step}, k={k}: {r.n_train} train / {r.n_test} held-out pairs, base "
                 f"accuracy {r.base_accuracy:.3f}, {time.perf_counter() - t0:.0f} s"
@@ -139,6 +149,10 @@ def main() -> None:
                 line = transformer_lens_parity(model, pairs, r.bases[i], layer)
                 if line:
                     print(line, flush=True)
+    if args.csv:
+        out = pd.concat(frames, ignore_index=True)
+        out.to_csv(args.csv, index=False, float_format="%.6g")
+        print(f"{len(out)} rows written to {args.csv}")
 
 
 if __name__ == "__main__":

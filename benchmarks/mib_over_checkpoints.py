@@ -19,8 +19,10 @@ pairs pooled over the task's three swaps (h, r1, r2), seed 0:
 2. CPR and CMD at every checkpoint under ``--over`` ablations (default corrupt and resample),
    beside the run's train, ID and OOD accuracy.
 
-Every row goes to ``--csv`` (default ``data/mib_over_checkpoints.csv``); ``--out FIGDIR`` saves
-the surface figure of each ablation of part 2.
+Every row goes to ``--csv`` (default ``data/mib_over_checkpoints.csv``); the faithfulness
+surfaces of part 2 (per ablation, set, checkpoint and edge fraction: the circuit's f and the
+random sets' mean and std) to ``--surface-csv`` (default ``data/mib_surface.csv``, which
+tutorial 9 draws); ``--out FIGDIR`` saves the surface figure of each ablation of part 2.
 
 Run: ``python benchmarks/mib_over_checkpoints.py`` (about five minutes on one thread of a busy
 two-core machine).
@@ -53,6 +55,30 @@ def pooled(task, split: str, per_swap: int | None) -> PromptPairs:
     )
 
 
+def surface_rows(over) -> pd.DataFrame:
+    """One row per set, checkpoint and edge fraction: the circuit's faithfulness there and the
+    random sets' mean and std (the surface ``over.plot()`` draws, and its baseline)."""
+    rows = []
+    for name, results in over.results.items():
+        for step, f in zip(over.steps, results):
+            frame = f.to_frame().reset_index()
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "ablation": over.ablation,
+                        "set": name,
+                        "step": step,
+                        "edges": frame["edges"],
+                        "fraction": frame["fraction"],
+                        "faithfulness": frame["faithfulness"],
+                        "random faithfulness": frame["random faithfulness"],
+                        "random faithfulness std": frame["random faithfulness std"],
+                    }
+                )
+            )
+    return pd.concat(rows, ignore_index=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default=os.path.join(ROOT, "data", "runs", "composition"))
@@ -61,6 +87,7 @@ def main() -> None:
     parser.add_argument("--over", nargs="+", default=["corrupt", "resample"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--csv", default=os.path.join(ROOT, "data", "mib_over_checkpoints.csv"))
+    parser.add_argument("--surface-csv", default=os.path.join(ROOT, "data", "mib_surface.csv"))
     parser.add_argument("--out", default=None, help="folder for the figures (PNG)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -81,6 +108,7 @@ def main() -> None:
         f"threads {torch.get_num_threads()}"
     )
     frames = []
+    surfaces = []
 
     print("\n== 1. CPR and CMD per ablation, memorizing vs generalizing checkpoint ==")
     start = time.perf_counter()
@@ -119,6 +147,7 @@ def main() -> None:
         print(frame[cols].round(3).to_string())
         print(f"({time.perf_counter() - start:.0f} s)")
         frames.append(frame.reset_index().assign(part="over checkpoints", ablation=ablation))
+        surfaces.append(surface_rows(over))
         if args.out:
             os.makedirs(args.out, exist_ok=True)
             path = os.path.join(args.out, f"mib_over_checkpoints_{ablation}.png")
@@ -131,6 +160,10 @@ def main() -> None:
         out = out[first + [c for c in out.columns if c not in first]]
         out.to_csv(args.csv, index=False, float_format="%.6g")
         print(f"\n{len(out)} rows written to {os.path.relpath(args.csv, ROOT)}")
+    if args.surface_csv and surfaces:
+        out = pd.concat(surfaces, ignore_index=True)
+        out.to_csv(args.surface_csv, index=False, float_format="%.6g")
+        print(f"{len(out)} rows written to {os.path.relpath(args.surface_csv, ROOT)}")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,9 @@ _EXPORTS: dict[str, str] = {
     "plot_stage_comparison": "grok_circuits.viz.analysis",
     "plot_sweep": "grok_circuits.viz.sweep",
     "save_figure": "grok_circuits.viz.training",
+    "plot_mib_ablations": "grok_circuits.viz.edges",
+    "plot_faithfulness_surface": "grok_circuits.viz.edges",
+    "plot_das_over_checkpoints": "grok_circuits.viz.edges",
 }
 
 __all__ = list(_EXPORTS)

@@ -11,7 +11,10 @@
 - :func:`plot_edge_change`: each top edge's score at two stages (memorizing, generalizing);
 - :func:`plot_edge_roc`: the ROC points of edge scores against a known circuit;
 - :func:`plot_faithfulness_over_checkpoints`: the faithfulness surface (step x fraction of
-  edges) of each set of pairs, and MIB's CPR over the steps beside the run's accuracy curves.
+  edges) of each set of pairs, and MIB's CPR over the steps beside the run's accuracy curves;
+- :func:`plot_mib_ablations`, :func:`plot_faithfulness_surface`, :func:`plot_das_over_checkpoints`:
+  views drawn from the tables the benchmarks ship (``data/mib_over_checkpoints.csv``,
+  ``data/mib_surface.csv``, ``data/das_bridge.csv``), so a notebook shows them without the runs.
 """
 
 from collections.abc import Mapping
@@ -384,11 +387,218 @@ def plot_faithfulness_over_checkpoints(over, *, title: str | None = None):
     return fig
 
 
+def _table(frame, columns: set[str], who: str, made_by: str):
+    """The DataFrame (or CSV path) ``frame``, refused with one line when it lacks ``columns``."""
+    import pandas as pd
+
+    table = pd.read_csv(frame) if not isinstance(frame, pd.DataFrame) else frame
+    missing = columns - set(table.columns)
+    if missing:
+        raise ValueError(
+            f"{who}: the table lacks columns {sorted(missing)}; pass the CSV that {made_by} writes"
+        )
+    return table
+
+
+def plot_mib_ablations(table, *, title: str | None = None):
+    """MIB's CPR and CMD per ablation, one panel per set of pairs and measure: a bar per
+    ablation and checkpoint, the random edge sets' mean as a black tick on each bar.
+
+    Args:
+        table: a DataFrame (or CSV path) with columns ``set``, ``checkpoint``, ``ablation``,
+            ``cpr``, ``random cpr``, ``cmd``, ``random cmd``: the ``part == "stages"`` rows of
+            ``data/mib_over_checkpoints.csv`` (``benchmarks/mib_over_checkpoints.py``).
+        title: the figure's title.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    cols = {"set", "checkpoint", "ablation", "cpr", "random cpr", "cmd", "random cmd"}
+    t = _table(table, cols, "plot_mib_ablations", "benchmarks/mib_over_checkpoints.py")
+    sets = list(dict.fromkeys(t["set"]))
+    stages = list(dict.fromkeys(t["checkpoint"]))
+    ablations = list(dict.fromkeys(t["ablation"]))
+    fig, axes = plt.subplots(
+        len(sets), 2, figsize=(10, 2.8 * len(sets)), squeeze=False, layout="constrained"
+    )
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    width = 0.8 / max(len(stages), 1)
+    x = np.arange(len(ablations))
+    for row, name in zip(axes, sets):
+        for ax, measure in zip(row, ("cpr", "cmd")):
+            for j, stage in enumerate(stages):
+                sub = t[(t["set"] == name) & (t["checkpoint"] == stage)].set_index("ablation")
+                sub = sub.reindex(ablations)
+                xs = x + (j - (len(stages) - 1) / 2) * width
+                ax.bar(xs, sub[measure], width, color=colors[j % len(colors)], label=str(stage))
+                ax.scatter(
+                    xs,
+                    sub[f"random {measure}"],
+                    marker="_",
+                    s=120,
+                    color="black",
+                    zorder=3,
+                    label="random edge sets" if j == 0 else None,
+                )
+            ax.set_xticks(x)
+            ax.set_xticklabels(ablations, fontsize=8)
+            ax.set_ylim(0, 1.25)  # room for the legend above the bars
+            better = "higher" if measure == "cpr" else "lower"
+            ax.set_title(f"{measure.upper()}, {name} pairs ({better} is better)", fontsize=9)
+            ax.legend(fontsize=7, ncol=3, loc="upper center")
+    fig.suptitle(title or "MIB's CPR and CMD per ablation", fontsize=10)
+    return fig
+
+
+def plot_faithfulness_surface(surface, curves=None, *, title: str | None = None):
+    """The faithfulness surface of each set of pairs (rows: the checkpoints, columns: the
+    fraction of edges, colour: f, 0 to 1) from a table, and with ``curves`` a last panel of each
+    set's CPR over the steps (the random sets' mean dashed) beside the train, ID and OOD
+    accuracy: :func:`plot_faithfulness_over_checkpoints` without the run.
+
+    Args:
+        surface: a DataFrame (or CSV path) of one ablation with columns ``set``, ``step``,
+            ``fraction``, ``faithfulness`` (``data/mib_surface.csv``, rows of one ablation).
+        curves: optionally a DataFrame with columns ``set``, ``step``, ``cpr``, ``random cpr``
+            and any of ``train acc``, ``id acc``, ``ood acc`` (the ``part == "over
+            checkpoints"`` rows of ``data/mib_over_checkpoints.csv`` for the same ablation).
+        title: the figure's title.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    made_by = "benchmarks/mib_over_checkpoints.py"
+    s = _table(
+        surface, {"set", "step", "fraction", "faithfulness"}, "plot_faithfulness_surface", made_by
+    )
+    c = None
+    if curves is not None:
+        c = _table(
+            curves, {"set", "step", "cpr", "random cpr"}, "plot_faithfulness_surface", made_by
+        )
+    names = list(dict.fromkeys(s["set"]))
+    n = len(names)
+    panels = n + (c is not None)
+    ratios = [1] * n + [1.3] * (c is not None)
+    fig, axes = plt.subplots(
+        1,
+        panels,
+        figsize=(3.6 * n + 5.2 * (c is not None), 3.9),
+        gridspec_kw={"width_ratios": ratios},
+        squeeze=False,
+        layout="constrained",
+    )
+    axes = axes[0]
+    image = None
+    for ax, name in zip(axes[:n], names):
+        grid = s[s["set"] == name].pivot_table(
+            index="step", columns="fraction", values="faithfulness"
+        )
+        image = ax.imshow(
+            grid.to_numpy(), aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=1
+        )
+        ax.set_xticks(range(grid.shape[1]))
+        ax.set_xticklabels([f"{100 * f:g}" for f in grid.columns], fontsize=7, rotation=90)
+        ax.set_yticks(range(grid.shape[0]))
+        ax.set_yticklabels([str(int(v)) for v in grid.index], fontsize=7)
+        ax.set_xlabel("edges in the circuit (% of the graph)", fontsize=8)
+        ax.set_ylabel("step", fontsize=8)
+        ax.set_title(f"faithfulness, {name} pairs", fontsize=9)
+    if image is not None:
+        fig.colorbar(image, ax=axes[n - 1], extend="both", label="faithfulness")
+    if c is not None:
+        panel = axes[n]
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for k, name in enumerate(names):
+            rows = c[c["set"] == name].sort_values("step")
+            color = colors[k % len(colors)]
+            panel.plot(
+                rows["step"], rows["cpr"], "o-", color=color, ms=4, lw=1.5, label=f"CPR, {name}"
+            )
+            panel.plot(
+                rows["step"],
+                rows["random cpr"],
+                "--",
+                color=color,
+                lw=1,
+                label=f"random CPR, {name}",
+            )
+        acc = c.drop_duplicates("step").sort_values("step")
+        for role, grey in (("train", "0.2"), ("id", "0.45"), ("ood", "0.7")):
+            if f"{role} acc" in acc.columns:
+                panel.plot(
+                    acc["step"],
+                    acc[f"{role} acc"],
+                    "-",
+                    color=grey,
+                    lw=0.9,
+                    label=f"{role} accuracy",
+                )
+        panel.axhline(0, color="0.85", lw=0.8, zorder=0)
+        panel.axhline(1, color="0.85", lw=0.8, zorder=0)
+        panel.set_xlabel("step", fontsize=8)
+        panel.set_ylabel("CPR / accuracy", fontsize=8)
+        panel.set_title("CPR over training", fontsize=9)
+        panel.legend(fontsize=6, loc="best")
+    fig.suptitle(title or "MIB faithfulness over checkpoints", fontsize=10)
+    return fig
+
+
+def plot_das_over_checkpoints(table, *, title: str | None = None):
+    """Distributed alignment search over training: held-out interchange accuracy (IIA) of the
+    learned subspace per layer against the step (solid), the random subspaces' mean (dotted)
+    and, in a second panel, the logit-lens MRR of the same variable at the same layer, with the
+    run's ID accuracy in grey in both.
+
+    Args:
+        table: a DataFrame (or CSV path) with columns ``step``, ``layer``, ``iia_test``,
+            ``iia_random``, ``lens_mrr`` and optionally ``id_acc`` (``data/das_bridge.csv``,
+            ``benchmarks/das_bridge.py --csv``).
+        title: the figure's title.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    cols = {"step", "layer", "iia_test", "iia_random", "lens_mrr"}
+    t = _table(table, cols, "plot_das_over_checkpoints", "benchmarks/das_bridge.py --csv")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True, layout="constrained")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (layer, rows) in enumerate(t.sort_values("step").groupby("layer")):
+        color = colors[k % len(colors)]
+        axes[0].plot(
+            rows["step"], rows["iia_test"], "o-", color=color, ms=4, label=f"layer {layer}"
+        )
+        axes[0].plot(rows["step"], rows["iia_random"], ":", color=color, lw=1)
+        axes[1].plot(
+            rows["step"], rows["lens_mrr"], "s--", color=color, ms=4, label=f"layer {layer}"
+        )
+    if "id_acc" in t.columns:
+        acc = t.drop_duplicates("step").sort_values("step")
+        for ax in axes:
+            ax.plot(
+                acc["step"], acc["id_acc"], "-", color="0.6", lw=2, zorder=0, label="ID accuracy"
+            )
+    axes[0].plot([], [], ":", color="0.3", label="random subspaces")
+    axes[0].set_ylabel("held-out IIA / accuracy")
+    axes[0].set_title("DAS: the answer follows the swapped subspace", fontsize=9)
+    axes[1].set_ylabel("logit-lens MRR / accuracy")
+    axes[1].set_title("logit lens: the variable is readable", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize=7)
+    fig.suptitle(title or "The bridge entity at r1: DAS against the logit lens", fontsize=10)
+    return fig
+
+
 __all__ = [
     "plot_edge_change",
     "plot_edge_circuit",
     "plot_edge_reuse",
+    "plot_das_over_checkpoints",
     "plot_edge_roc",
     "plot_faithfulness",
     "plot_faithfulness_over_checkpoints",
+    "plot_faithfulness_surface",
+    "plot_mib_ablations",
 ]
