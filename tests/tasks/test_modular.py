@@ -280,8 +280,8 @@ def test_cli_trains_modular(tmp_path, capsys):
         args += ["--task-param", kv]
     assert main(args + ["--seed", "2"]) == 0
     run = load_run(out)
-    assert run.task.params == ModularParams(p=11, op="add,sub", frac_train=0.6, seed=2)
+    assert run.task.params == ModularParams(p=11, op="add,sub", frac_train=0.45, seed=2)
     assert run.last_step == 20 and run.train_cfg.batch_size is None
-    # 2 operations x round(0.6 * 11 * 11) training pairs
-    assert "modular (tutorial): 146 training inferred, 146 training rows" in capsys.readouterr().out
+    # 2 operations x round(0.45 * 11 * 11) = 54 training pairs (the tutorial preset's share)
+    assert "modular (tutorial): 108 training inferred, 108 training rows" in capsys.readouterr().out
     assert main(["analyze", str(out), "--n-examples", "10"]) == 0
