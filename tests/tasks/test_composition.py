@@ -294,10 +294,17 @@ TUTORIAL_PARAMS = {
 }
 
 
-def test_default_tutorial_task_is_pinned():
-    t = make_task("composition", preset="tutorial")
+def test_the_generator_is_pinned_at_the_shipped_runs_params():
+    # the shipped composition run (data/runs/composition) was trained on this task: phi 8, the
+    # tutorial preset before it moved to 7.2
+    t = make_task("composition", preset=None, **TUTORIAL_PARAMS)
     assert {k: _split_digest(s) for k, s in t.splits.items()} == TUTORIAL_SPLITS
     assert list(t.splits) == list(TUTORIAL_SPLITS)
     assert t.params.to_dict() == TUTORIAL_PARAMS
     assert t.positions == {"h": 0, "r1": 1, "r2": 2}
     assert t.fingerprint() == TUTORIAL_FINGERPRINT
+
+
+def test_the_tutorial_preset_is_that_graph_at_phi_7_2():
+    params = make_task("composition", preset="tutorial").params.to_dict()
+    assert params == {**TUTORIAL_PARAMS, "phi": 7.2}
