@@ -62,6 +62,17 @@ def test_shipped_runs_keep_the_stages_the_tutorials_need(name):
         assert run.nearest_step(run.saturation_step) < run.nearest_step(run.grok_step)
 
 
+@pytest.mark.parametrize("name", ["composition", "modular"])
+def test_shipped_runs_grok_memorizing_first(name):
+    # The tutorials compare a memorizing with a generalizing checkpoint: when training accuracy
+    # first holds 0.95, ID accuracy must still be low, and it must take at least 3x as many
+    # steps again for ID to reach 0.95 (docs/science.md: the grokking measure). The comparison
+    # run does not (ID 0.9 there): no setting measured in benchmarks/README.md made it.
+    g = load_run(RUNS / name).grokking
+    assert g["id_at_memorization"] <= 0.2, g
+    assert g["grokking_delay"] >= 3.0, g
+
+
 def test_shipped_comparison_run_is_the_tutorial_preset_and_generalizes_ood():
     # Tutorial 4 tells the story of this run: the preset's task, ID and OOD both generalized.
     run = load_run(RUNS / "comparison")
