@@ -20,8 +20,9 @@ A run stops once ID has held 0.95 for two evaluations with training accuracy at 
 ``--preset-stop`` keeps it), or at the preset's ``max_steps`` (``--max-steps``). Seconds are
 wall time of the whole run and, from the metrics, the time at the grok step.
 
-``--task-param``, ``--train-param`` and ``--model-param`` change the preset (``key=value``, repeatable) to try
-settings that move the delay; ``--label`` names the setting in the printed rows.
+``--task-param``, ``--train-param`` and ``--model-param`` change the preset (``key=value``,
+repeatable) to try settings that move the delay; ``--label`` names the setting in the printed
+rows.
 """
 
 import argparse
