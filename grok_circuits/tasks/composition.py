@@ -469,9 +469,7 @@ def composition_lens(task: TaskData, s: Split) -> dict[str, tuple[Tensor, Tensor
 #: generalizing stage apart, keep ``"tutorial"``.
 #: The tutorial run stops once ID accuracy has held 0.95 for 2 evaluations (the recipe's 5 spent
 #: 300 more steps, about a seventh of the run, on a model that had grokked).
-TRAIN_PRESETS = {
-    "tutorial": TrainConfig(max_steps=6000, **{**TUTORIAL_RECIPE, "stop_patience": 2})
-}
+TRAIN_PRESETS = {"tutorial": TrainConfig(max_steps=6000, **{**TUTORIAL_RECIPE, "stop_patience": 2})}
 TRAIN_PRESETS["fast"] = dataclasses.replace(TRAIN_PRESETS["tutorial"], lr=4e-3, stop_patience=5)
 TRAIN_PRESETS["khop"] = TRAIN_PRESETS["tutorial"]
 
