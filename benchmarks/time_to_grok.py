@@ -15,6 +15,14 @@ out-degree 10), run in the same process on the same machine with the same step b
 ratio printed is baseline seconds / preset seconds (">" when the baseline had not grokked
 within the budget), to OOD >= 0.9 for comparison.
 
+``--main-job`` times the README's main job instead: ``grok-circuits train composition --preset
+tutorial`` as the command runs it (``train`` with the tutorial task and training presets, their
+own stop rule, checkpoints and all, on the threads training chooses from the idle cores unless
+``--threads`` is given), then the composition preset of
+the round before (:data:`OLD_MAIN_JOB`: 100 entities and phi 8, stopping 5 evaluations after ID
+first held 0.95), in the same process: wall seconds of each, the grokking measure of each, and
+the ratio old / new.
+
 For modular arithmetic (no OOD split: "ID" is the held-out pairs) the baseline is the paper's
 recipe and model (Nanda et al. 2023: 1 layer, d_model 128, d_mlp 512; full-batch AdamW lr 1e-3,
 weight decay 1.0, betas (0.9, 0.98)) on the tutorial task, with the same step budget.
@@ -30,6 +38,11 @@ import torch
 from grok_circuits.tasks import make_task
 from grok_circuits.training.loop import train
 from grok_circuits.training.presets import train_config
+
+#: The main job's presets before the grokking measure: the task's tutorial graph was 100
+#: entities at phi 8 (ID accuracy 0.22 when training accuracy passed 0.95), and the run
+#: stopped once ID had held 0.95 for 5 evaluations.
+OLD_MAIN_JOB = dict(task=dict(n_entities=100, phi=8.0), train=dict(stop_patience=5))
 
 OOD_TARGET = {"composition": None, "comparison": 0.9, "mixed": None, "modular": None}
 
@@ -97,14 +110,46 @@ def measure(task_name: str, cfg, task_params: dict, ood_target, label: str):
     return True, step, seconds
 
 
+def main_job(threads: int | None, baseline: bool = True) -> None:
+    """Wall time of the main job, with today's presets and (``baseline``) with
+    :data:`OLD_MAIN_JOB`'s. ``threads=None`` lets training choose, as the command does."""
+    seconds = {}
+    jobs = [("preset", {}, {}), ("old preset", OLD_MAIN_JOB["task"], OLD_MAIN_JOB["train"])]
+    for label, task_params, train_params in jobs if baseline else jobs[:1]:
+        task = make_task("composition", preset="tutorial", **task_params)
+        cfg = dataclasses.replace(
+            train_config("composition", "tutorial"), threads=threads, **train_params
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            run = train(task, cfg, out=tmp, progress=False)
+            seconds[label] = time.perf_counter() - t0
+        g = run.grokking
+        print(
+            f"main job, {label:<10}: {seconds[label]:6.1f} s, {run.last_step} steps; "
+            f"memorization step {g['memorization_step']} (ID {g['id_at_memorization']:.3f}), "
+            f"ID >= 0.95 at step {g['grok_step']}, delay {g['grokking_delay']:.1f}x",
+            flush=True,
+        )
+    if baseline:
+        print(f"old preset / preset: {seconds['old preset'] / seconds['preset']:.2f}x in seconds")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", default=["composition", "comparison"])
     parser.add_argument("--no-baseline", action="store_true")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, help="torch threads (default 2; --main-job: as the command chooses)"
+    )
     parser.add_argument("--max-steps", type=int, help="step budget (default: the preset's)")
+    parser.add_argument("--main-job", action="store_true", help="time the README's main job")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.main_job:
+        print(f"torch {torch.__version__}, CPU, threads: {args.threads or 'chosen by train'}")
+        main_job(args.threads, baseline=not args.no_baseline)
+        return
+    torch.set_num_threads(args.threads or 2)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     for name in args.tasks:
         cfg = train_config(name, "tutorial")
