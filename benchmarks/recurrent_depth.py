@@ -41,12 +41,13 @@ import concurrent.futures as cf
 import csv
 import json
 import multiprocessing as mp
-import os
 import tempfile
 import time
 from pathlib import Path
 
 from parameter_sharing import max_phi, the_task
+
+from grok_circuits.io import atomic_write_with
 
 #: The probes the composition CSV records, in its column order.
 PROBES = ("train_inferred", "test_id", "test_ood", "test_ood_hop1", "test_ood_hop2")
@@ -171,12 +172,14 @@ def depth_trial(seed: int, args: dict, out: str) -> dict:
 # ----------------------------------------------------------------------------- CSVs
 def write_csv(rows: list[dict], path: Path, fields: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+
+    atomic_write_with(path, write)
 
 
 def read_csv(path: Path) -> list[dict]:
