@@ -328,6 +328,29 @@ def plot_edge_roc(roc, ax=None, *, title: str | None = None):
     return fig
 
 
+#: The grey of each accuracy curve drawn beside CPR, in drawing order.
+_CPR_ACCURACY_GREYS = {"train": "0.2", "id": "0.45", "ood": "0.7"}
+
+
+def _draw_cpr_over_training(panel, curves, accuracy) -> None:
+    """CPR and the random sets' CPR of each ``(name, steps, cpr, random_cpr)`` curve, with the
+    ``{role: (steps, accuracy)}`` curves in grey, on one panel."""
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (name, steps, cpr, random_cpr) in enumerate(curves):
+        c = colors[k % len(colors)]
+        panel.plot(steps, cpr, "o-", color=c, ms=4, lw=1.5, label=f"CPR, {name}")
+        panel.plot(steps, random_cpr, "--", color=c, lw=1, label=f"random CPR, {name}")
+    for role, (xs, ys) in accuracy.items():
+        grey = _CPR_ACCURACY_GREYS.get(role, "0.5")
+        panel.plot(xs, ys, "-", color=grey, lw=0.9, label=f"{role} accuracy")
+    panel.axhline(0, color="0.85", lw=0.8, zorder=0)
+    panel.axhline(1, color="0.85", lw=0.8, zorder=0)
+    panel.set_xlabel("step", fontsize=8)
+    panel.set_ylabel("CPR / accuracy", fontsize=8)
+    panel.set_title("CPR over training", fontsize=9)
+    panel.legend(fontsize=6, loc="best")
+
+
 def plot_faithfulness_over_checkpoints(over, *, title: str | None = None):
     """One heatmap per set of pairs of a
     :class:`~grok_circuits.analysis.edges.over_checkpoints.FaithfulnessOverCheckpoints` (rows:
@@ -362,22 +385,8 @@ def plot_faithfulness_over_checkpoints(over, *, title: str | None = None):
         ax.set_title(f"faithfulness, {name} pairs", fontsize=9)
     if image is not None:
         fig.colorbar(image, ax=axes[n - 1], extend="both", label="faithfulness")
-    panel = axes[n]
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    cpr, rnd = over.cpr, over.random_cpr
-    for k, name in enumerate(names):
-        c = colors[k % len(colors)]
-        panel.plot(steps, cpr[name], "o-", color=c, ms=4, lw=1.5, label=f"CPR, {name}")
-        panel.plot(steps, rnd[name], "--", color=c, lw=1, label=f"random CPR, {name}")
-    greys = {"train": "0.2", "id": "0.45", "ood": "0.7"}
-    for role, (xs, ys) in over.accuracy.items():
-        panel.plot(xs, ys, "-", color=greys.get(role, "0.5"), lw=0.9, label=f"{role} accuracy")
-    panel.axhline(0, color="0.85", lw=0.8, zorder=0)
-    panel.axhline(1, color="0.85", lw=0.8, zorder=0)
-    panel.set_xlabel("step", fontsize=8)
-    panel.set_ylabel("CPR / accuracy", fontsize=8)
-    panel.set_title("CPR over training", fontsize=9)
-    panel.legend(fontsize=6, loc="best")
+    curves = [(name, steps, over.cpr[name], over.random_cpr[name]) for name in names]
+    _draw_cpr_over_training(axes[n], curves, over.accuracy)
     fig.suptitle(
         title
         or f"MIB faithfulness over checkpoints ({over.method} circuit at each checkpoint, "
@@ -507,39 +516,17 @@ def plot_faithfulness_surface(surface, curves=None, *, title: str | None = None)
     if image is not None:
         fig.colorbar(image, ax=axes[n - 1], extend="both", label="faithfulness")
     if c is not None:
-        panel = axes[n]
-        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-        for k, name in enumerate(names):
+        curves = []
+        for name in names:
             rows = c[c["set"] == name].sort_values("step")
-            color = colors[k % len(colors)]
-            panel.plot(
-                rows["step"], rows["cpr"], "o-", color=color, ms=4, lw=1.5, label=f"CPR, {name}"
-            )
-            panel.plot(
-                rows["step"],
-                rows["random cpr"],
-                "--",
-                color=color,
-                lw=1,
-                label=f"random CPR, {name}",
-            )
+            curves.append((name, rows["step"], rows["cpr"], rows["random cpr"]))
         acc = c.drop_duplicates("step").sort_values("step")
-        for role, grey in (("train", "0.2"), ("id", "0.45"), ("ood", "0.7")):
-            if f"{role} acc" in acc.columns:
-                panel.plot(
-                    acc["step"],
-                    acc[f"{role} acc"],
-                    "-",
-                    color=grey,
-                    lw=0.9,
-                    label=f"{role} accuracy",
-                )
-        panel.axhline(0, color="0.85", lw=0.8, zorder=0)
-        panel.axhline(1, color="0.85", lw=0.8, zorder=0)
-        panel.set_xlabel("step", fontsize=8)
-        panel.set_ylabel("CPR / accuracy", fontsize=8)
-        panel.set_title("CPR over training", fontsize=9)
-        panel.legend(fontsize=6, loc="best")
+        accuracy = {
+            role: (acc["step"], acc[f"{role} acc"])
+            for role in _CPR_ACCURACY_GREYS
+            if f"{role} acc" in acc.columns
+        }
+        _draw_cpr_over_training(axes[n], curves, accuracy)
     fig.suptitle(title or "MIB faithfulness over checkpoints", fontsize=10)
     return fig
 
