@@ -99,3 +99,16 @@ def context(*, split=None, step=None, swap=None, n_examples=None) -> str:
     if n_examples is not None:
         parts.append(f"{n_examples} examples")
     return ", ".join(parts)
+
+
+def read_table(frame, columns: set[str], who: str, made_by: str):
+    """The DataFrame (or CSV path) ``frame``, refused with one line when it lacks ``columns``."""
+    import pandas as pd
+
+    table = pd.read_csv(frame) if not isinstance(frame, pd.DataFrame) else frame
+    missing = columns - set(table.columns)
+    if missing:
+        raise ValueError(
+            f"{who}: the table lacks columns {sorted(missing)}; pass the CSV that {made_by} writes"
+        )
+    return table

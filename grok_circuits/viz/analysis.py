@@ -11,7 +11,14 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.patches import Rectangle
 
-from grok_circuits.viz._common import cell_fontsize, context, row_labels, step_axis, text_color
+from grok_circuits.viz._common import (
+    cell_fontsize,
+    context,
+    read_table,
+    row_labels,
+    step_axis,
+    text_color,
+)
 
 
 def _axes(ax, figsize=(5, 4)):
@@ -425,4 +432,98 @@ def plot_hop_trace(trace, ax=None, *, title=None, drift: bool = False):
     ax.set_xlabel("top token is" if drift else "entity after hop")
     ax.set_ylabel("residual stream after")
     fig.tight_layout()
+    return fig
+
+
+def plot_depth_extrapolation(
+    table,
+    *,
+    k_train: int | None = None,
+    trained_iterations: tuple[int, int] | None = None,
+    title: str | None = None,
+):
+    """Depth extrapolation of a recurrent-depth model: accuracy per hop count (columns) and
+    inference count (rows, 1 at the bottom), ID and OOD, the mean over seeds, and beside them
+    the overthinking curves: ID accuracy of each hop count against the inference count, a thin
+    line per seed and a thick one for their mean.
+
+    Args:
+        table: a DataFrame (or CSV path) with columns ``seed``, ``iterations``, ``hops``,
+            ``kind`` (``"id"`` / ``"ood"``) and ``acc``, e.g. ``depth.csv`` of
+            ``benchmarks/recurrent_depth.py`` (``data/recurrent_depth/depth.csv``).
+        k_train: the most hops trained on; larger hop counts are labelled "(new)".
+        trained_iterations: the ``(lo, hi)`` range of iterations drawn in training, shaded on
+            the curves and outlined on the heatmaps.
+        title: the figure's title.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    t = read_table(
+        table,
+        {"seed", "iterations", "hops", "kind", "acc"},
+        "plot_depth_extrapolation",
+        "benchmarks/recurrent_depth.py",
+    )
+    kinds = [k for k in ("id", "ood") if (t["kind"] == k).any()]
+    if not kinds:
+        raise ValueError("plot_depth_extrapolation: the table has no rows of kind 'id' or 'ood'")
+    counts = sorted(int(n) for n in t["iterations"].unique())
+    seeds = sorted(int(s) for s in t["seed"].unique())
+    seeds_word = "seed" if len(seeds) == 1 else "seeds"
+    fig, axes = plt.subplots(
+        1, len(kinds) + 1, figsize=(4.2 * (len(kinds) + 1), 4.2), layout="constrained"
+    )
+    for ax, kind in zip(axes, kinds):
+        grid = t[t["kind"] == kind].pivot_table(
+            index="iterations", columns="hops", values="acc", aggfunc="mean"
+        )
+        grid = grid.reindex(counts)
+        hops = [int(h) for h in grid.columns]
+        labels = [f"{h}" + (" (new)" if k_train is not None and h > k_train else "") for h in hops]
+        _heatmap(
+            ax,
+            torch.tensor(grid.to_numpy(dtype=float)),
+            xlabels=labels,
+            ylabels=[str(n) for n in counts],
+            title=f"{kind.upper()} accuracy (mean of {len(seeds)} {seeds_word})",
+            cbar_label="accuracy",
+            vrange=(0.0, 1.0),
+        )
+        ax.set_xlabel("hops in the query")
+        ax.set_ylabel("iterations at inference")
+        if trained_iterations is not None:
+            lo, hi = (counts.index(n) if n in counts else None for n in trained_iterations)
+            if lo is not None and hi is not None:
+                ax.add_patch(
+                    Rectangle(
+                        (-0.5, lo - 0.5),
+                        len(hops),
+                        hi - lo + 1,
+                        fill=False,
+                        edgecolor="white",
+                        linestyle="--",
+                        linewidth=1.2,
+                    )
+                )
+    curves = axes[-1]
+    ident = t[t["kind"] == kinds[0]]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (h, rows) in enumerate(ident.groupby("hops")):
+        color = colors[i % len(colors)]
+        for _, one in rows.groupby("seed"):
+            one = one.sort_values("iterations")
+            curves.plot(one["iterations"], one["acc"], color=color, alpha=0.35, linewidth=0.8)
+        mean = rows.groupby("iterations")["acc"].mean()
+        new = " (new)" if k_train is not None and int(h) > k_train else ""
+        curves.plot(mean.index, mean.values, color=color, linewidth=2.2, label=f"{h} hops{new}")
+    if trained_iterations is not None:
+        curves.axvspan(*trained_iterations, color="grey", alpha=0.15, label="trained counts")
+    curves.set_xlabel("iterations at inference")
+    curves.set_ylabel(f"{kinds[0].upper()} accuracy")
+    curves.set_ylim(-0.02, 1.02)
+    curves.grid(alpha=0.3)
+    curves.legend(fontsize=8)
+    curves.set_title("overthinking: accuracy against iterations", fontsize=10)
+    fig.suptitle(title or "depth extrapolation", fontsize=11)
     return fig

@@ -23,6 +23,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from grok_circuits.viz._common import read_table
+
 POSITIVE, NEGATIVE = "tab:blue", "tab:red"
 STYLE = {"q": "-", "k": "--", "v": ":", "mlp": "-", "logits": "-"}
 
@@ -396,19 +398,6 @@ def plot_faithfulness_over_checkpoints(over, *, title: str | None = None):
     return fig
 
 
-def _table(frame, columns: set[str], who: str, made_by: str):
-    """The DataFrame (or CSV path) ``frame``, refused with one line when it lacks ``columns``."""
-    import pandas as pd
-
-    table = pd.read_csv(frame) if not isinstance(frame, pd.DataFrame) else frame
-    missing = columns - set(table.columns)
-    if missing:
-        raise ValueError(
-            f"{who}: the table lacks columns {sorted(missing)}; pass the CSV that {made_by} writes"
-        )
-    return table
-
-
 def plot_mib_ablations(table, *, title: str | None = None):
     """MIB's CPR and CMD per ablation, one panel per set of pairs and measure: a bar per
     ablation and checkpoint, the random edge sets' mean as a black tick on each bar.
@@ -423,7 +412,7 @@ def plot_mib_ablations(table, *, title: str | None = None):
         The matplotlib Figure.
     """
     cols = {"set", "checkpoint", "ablation", "cpr", "random cpr", "cmd", "random cmd"}
-    t = _table(table, cols, "plot_mib_ablations", "benchmarks/mib_over_checkpoints.py")
+    t = read_table(table, cols, "plot_mib_ablations", "benchmarks/mib_over_checkpoints.py")
     sets = list(dict.fromkeys(t["set"]))
     stages = list(dict.fromkeys(t["checkpoint"]))
     ablations = list(dict.fromkeys(t["ablation"]))
@@ -477,12 +466,12 @@ def plot_faithfulness_surface(surface, curves=None, *, title: str | None = None)
         The matplotlib Figure.
     """
     made_by = "benchmarks/mib_over_checkpoints.py"
-    s = _table(
+    s = read_table(
         surface, {"set", "step", "fraction", "faithfulness"}, "plot_faithfulness_surface", made_by
     )
     c = None
     if curves is not None:
-        c = _table(
+        c = read_table(
             curves, {"set", "step", "cpr", "random cpr"}, "plot_faithfulness_surface", made_by
         )
     names = list(dict.fromkeys(s["set"]))
@@ -547,7 +536,7 @@ def plot_das_over_checkpoints(table, *, title: str | None = None):
         The matplotlib Figure.
     """
     cols = {"step", "layer", "iia_test", "iia_random", "lens_mrr"}
-    t = _table(table, cols, "plot_das_over_checkpoints", "benchmarks/das_bridge.py --csv")
+    t = read_table(table, cols, "plot_das_over_checkpoints", "benchmarks/das_bridge.py --csv")
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True, layout="constrained")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, (layer, rows) in enumerate(t.sort_values("step").groupby("layer")):
