@@ -32,7 +32,9 @@ iterations at inference, until too many iterations hurt ("overthinking"). Two ex
 The seed sets the initial weights and the batch order; the tasks are the same for every seed.
 Trials run in parallel processes (``--jobs``, spawned; one torch thread each); the composition
 CSV is rewritten from the trials' ``metrics.json`` every few seconds, so a run cut short still
-leaves its curves. ``--keep DIR`` keeps the run folders. The last lines print the training time
+leaves its curves. ``--keep DIR`` keeps the run folders. At the end, ``dissect.csv`` traces each composition trial
+(:func:`dissect_rows`; ``--dissect-only --keep DIR`` writes it from kept runs without
+training). The last lines print the training time
 per step of each trial.
 """
 
@@ -56,6 +58,11 @@ COMPOSITION_FIELDS = ["model", "seed", "phi", "step", "time"] + [f"{p}_acc" for 
 STAGE_FIELDS = ["model", "seed", "memorize_step", "id_step", "ood_step", "last_step"]
 DEPTH_FIELDS = ["seed", "iterations", "hops", "kind", "split", "acc"]
 DRIFT_FIELDS = ["seed", "hops", "iteration", "top_is", "share"]
+#: The splits the dissection traces: ID, second hop OOD, both hops OOD.
+DISSECT_SPLITS = ("test_id", "test_ood_hop2", "test_ood")
+DISSECT_FIELDS = ["model", "seed", "split", "row", "label", "bridge_mrr", "answer_mrr"] + [
+    f"strength_{p}" for p in ("h", "r1", "r2")
+]
 
 
 # ----------------------------------------------------------------------------- trials
@@ -142,7 +149,9 @@ def depth_trial(seed: int, args: dict, out: str) -> dict:
         task,
         cfg,
         out=out,
-        model_cfg=model_config(task, args["size"], n_layers=depth),
+        model_cfg=model_config(
+            task, args["size"], n_layers=depth, positional_embedding_type=args["positional"]
+        ),
         progress=False,
     )
     model = run.model().eval()
@@ -167,6 +176,34 @@ def depth_trial(seed: int, args: dict, out: str) -> dict:
                     {"seed": seed, "hops": hops, "iteration": j + 1, "top_is": what, "share": share}
                 )
     return {"depth": depth_rows, "drift": drift_rows, "time": run.metrics[-1]["time"]}
+
+
+def dissect_rows(model: str, seed: int, folder: Path) -> list[dict]:
+    """Where each kind of query is answered in one trained composition trial (its last
+    checkpoint): :func:`grok_circuits.trace_reasoning` on 300 queries (all of ``test_ood``)
+    of each of :data:`DISSECT_SPLITS`, the logit-lens MRR of the bridge at ``r1`` and of the
+    answer at ``r2`` after each row of the residual stream (embeddings, then each block: for
+    the recurrent model, each iteration), and the causal strength of each block's output at
+    each position (the share of answers a patch changes)."""
+    import torch
+
+    from grok_circuits import load_run, trace_reasoning
+
+    torch.set_num_threads(1)
+    run = load_run(folder)
+    net = run.model(device="cpu")
+    rows = []
+    for split in DISSECT_SPLITS:
+        trace = trace_reasoning(net, run.task, split=split, facts="all", n_examples=300)
+        scores = trace.strength.scores
+        for i, label in enumerate(trace.lens.layer_labels):
+            row = {"model": model, "seed": seed, "split": split, "row": i, "label": label}
+            row["bridge_mrr"] = float(trace.bridge_mrr[i])
+            row["answer_mrr"] = float(trace.answer_mrr[i])
+            for j, p in enumerate(("h", "r1", "r2")):
+                row[f"strength_{p}"] = float(scores[i, j]) if i < scores.shape[0] else ""
+            rows.append(row)
+    return rows
 
 
 # ----------------------------------------------------------------------------- CSVs
@@ -311,6 +348,26 @@ def report_depth(rows: list[dict], drift: list[dict]) -> None:
             print(f"  {m} hops: {shares}")
 
 
+def dissect(comp: dict[tuple[str, int], Path], out: Path) -> None:
+    """Write ``dissect.csv`` for every composition trial and print, per model and split, the
+    logit-lens MRR of the bridge and of the answer after the last row (mean over seeds)."""
+    rows = [r for (m, s), folder in comp.items() for r in dissect_rows(m, s, folder)]
+    write_csv(rows, out / "dissect.csv", DISSECT_FIELDS)
+    print("\nlogit-lens MRR after the last row, mean over seeds (bridge at r1 / answer at r2)")
+    for split in DISSECT_SPLITS:
+        cells = []
+        for model in MODELS:
+            mine = [r for r in rows if r["model"] == model and r["split"] == split]
+            if not mine:
+                continue
+            last = max(r["row"] for r in mine)
+            end = [r for r in mine if r["row"] == last]
+            bridge = sum(r["bridge_mrr"] for r in end) / len(end)
+            answer = sum(r["answer_mrr"] for r in end) / len(end)
+            cells.append(f"{model} {bridge:.2f} / {answer:.2f}")
+        print(f"  {split:<14} " + "; ".join(cells))
+
+
 def report_times(rows: list[dict], depth_times: dict[int, float], steps: int) -> None:
     last: dict = {}
     for r in rows:
@@ -341,11 +398,23 @@ def main() -> None:
     parser.add_argument("--train-iterations", type=int, nargs=2, default=[2, 6])
     parser.add_argument("--mean-iterations", type=float, default=4.0)
     parser.add_argument("--max-iterations", type=int, default=12)
+    parser.add_argument(
+        "--positional",
+        choices=["standard", "rotary"],
+        default="standard",
+        help="depth: the model's position embedding (learned absolute, or rotary: relative, "
+        "with no parameter per position, so a longer query reaches no untrained weight)",
+    )
     parser.add_argument("--only", choices=["composition", "depth"], help="run one experiment")
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--out", type=Path, default=Path("recurrent_depth"), help="CSV folder")
     parser.add_argument("--keep", type=Path, help="keep the run folders here")
     parser.add_argument("--from-csv", type=Path, help="print the report of a CSV folder and exit")
+    parser.add_argument(
+        "--dissect-only",
+        action="store_true",
+        help="write dissect.csv from the composition runs kept in --keep, without training",
+    )
     parser.add_argument("--print-every", type=int, default=1000, help="report rows every N steps")
     args = parser.parse_args()
     if args.from_csv:
@@ -373,6 +442,7 @@ def main() -> None:
         "train_iterations": (lo, hi),
         "mean_iterations": args.mean_iterations,
         "max_iterations": args.max_iterations,
+        "positional": args.positional,
     }
     root = args.keep or Path(tempfile.mkdtemp(prefix="recurrent_depth-"))
     comp = (
@@ -381,6 +451,14 @@ def main() -> None:
         else {(m, s): root / f"{m}_seed{s}" for s in args.seeds for m in MODELS}
     )
     deep = {} if args.only == "composition" else {s: root / f"depth_seed{s}" for s in args.seeds}
+    if args.dissect_only:
+        if not args.keep:
+            parser.error("--dissect-only reads the runs of an earlier --keep DIR: pass --keep")
+        missing = [str(f) for f in comp.values() if not (f / "metrics.json").is_file()]
+        if missing:
+            parser.error(f"--dissect-only: no trained run in {missing[0]}")
+        dissect(comp, args.out)
+        return
     print(
         f"{len(comp) + len(deep)} trials, {args.jobs} at a time, device {args.device}; "
         f"runs in {root}"
@@ -423,6 +501,8 @@ def main() -> None:
             save()
     print(f"all trials done in {time.perf_counter() - t0:.0f} s; CSVs in {out}\n")
     rows = save()
+    if comp:
+        dissect(comp, out)
     report_composition(rows, stage_rows(rows, args.ood_threshold), args.print_every)
     report_depth(depth_rows, drift_rows)
     report_times(rows, depth_times, args.steps)
