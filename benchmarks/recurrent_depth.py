@@ -32,10 +32,12 @@ iterations at inference, until too many iterations hurt ("overthinking"). Two ex
 The seed sets the initial weights and the batch order; the tasks are the same for every seed.
 Trials run in parallel processes (``--jobs``, spawned; one torch thread each); the composition
 CSV is rewritten from the trials' ``metrics.json`` every few seconds, so a run cut short still
-leaves its curves. ``--keep DIR`` keeps the run folders. At the end, ``dissect.csv`` traces each composition trial
-(:func:`dissect_rows`; ``--dissect-only --keep DIR`` writes it from kept runs without
-training). The last lines print the training time
-per step of each trial.
+leaves its curves. ``--keep DIR`` keeps the run folders; with ``--resume``, a composition trial
+whose folder in ``DIR`` holds a run continues it to ``--steps`` (``--models`` and ``--seeds``
+pick which), so a budget can be extended without training again. At the end, ``dissect.csv``
+traces each composition trial (:func:`dissect_rows`; ``--dissect-only --keep DIR`` writes it
+from kept runs without training). The last lines print the training time per step of each
+trial.
 """
 
 import argparse
@@ -101,9 +103,11 @@ def composition_trial(model: str, seed: int, args: dict, out: str) -> str:
         cfg = dataclasses.replace(cfg, n_loops=2)
     elif model == "recurrent":
         cfg = dataclasses.replace(cfg, core=args["core"], iterations=n // args["core"])
-    train(
-        task, cfg, out=out, model_cfg=model_config(task, args["size"], n_layers=n), progress=False
-    )
+    # With --resume, a trial whose folder already holds a run continues it to --steps (the
+    # stored run's config must match; only the step budget may grow).
+    resume = args["resume"] and (Path(out) / "metrics.json").is_file()
+    model_cfg = model_config(task, args["size"], n_layers=n)
+    train(task, cfg, out=out, model_cfg=model_cfg, progress=False, resume=resume)
     return out
 
 
@@ -411,6 +415,14 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the run folders here")
     parser.add_argument("--from-csv", type=Path, help="print the report of a CSV folder and exit")
     parser.add_argument(
+        "--models", nargs="+", choices=MODELS, default=list(MODELS), help="composition models"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --keep: continue the composition runs found there to --steps",
+    )
+    parser.add_argument(
         "--dissect-only",
         action="store_true",
         help="write dissect.csv from the composition runs kept in --keep, without training",
@@ -443,12 +455,13 @@ def main() -> None:
         "mean_iterations": args.mean_iterations,
         "max_iterations": args.max_iterations,
         "positional": args.positional,
+        "resume": args.resume,
     }
     root = args.keep or Path(tempfile.mkdtemp(prefix="recurrent_depth-"))
     comp = (
         {}
         if args.only == "depth"
-        else {(m, s): root / f"{m}_seed{s}" for s in args.seeds for m in MODELS}
+        else {(m, s): root / f"{m}_seed{s}" for s in args.seeds for m in args.models}
     )
     deep = {} if args.only == "composition" else {s: root / f"depth_seed{s}" for s in args.seeds}
     if args.dissect_only:
