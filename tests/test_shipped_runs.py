@@ -129,3 +129,20 @@ def test_hop_probes_evaluate_on_the_shipped_composition_run_after_the_fact():
     # the story tutorial 7 tells: a query whose first hop is OOD is answered more often than
     # one whose second hop is
     assert last["test_ood_hop1"] > last["test_ood_hop2"]
+
+
+def test_shipped_loops_run_is_the_depth_benchmarks_first_seed():
+    # Tutorial 11 reads data/recurrent_depth/depth.csv (benchmarks/recurrent_depth.py) beside
+    # the shipped recurrent-depth run, which is that benchmark's seed-0 trial: at its last
+    # checkpoint, the accuracy of every hop count at a few inference counts is the table's.
+    import pandas as pd
+
+    run = load_run(RUNS / "loops")
+    assert run.train_cfg.core == 1 and tuple(run.train_cfg.iterations) == (2, 6)
+    table = pd.read_csv(RUNS.parent / "recurrent_depth" / "depth.csv")
+    mine = table[table.seed == run.train_cfg.seed]
+    for n in (1, 4, int(mine.iterations.max())):
+        model = run.model(run.steps[-1], iterations=n, device="cpu")
+        for row in mine[mine.iterations == n].itertuples():
+            measured = accuracy(model, run.task.splits[row.split])
+            assert measured == pytest.approx(row.acc, abs=1e-6), (n, row.split)
