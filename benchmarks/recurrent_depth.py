@@ -35,9 +35,9 @@ CSV is rewritten from the trials' ``metrics.json`` every few seconds, so a run c
 leaves its curves. ``--keep DIR`` keeps the run folders; with ``--resume``, a composition trial
 whose folder in ``DIR`` holds a run continues it to ``--steps`` (``--models`` and ``--seeds``
 pick which), so a budget can be extended without training again. At the end, ``dissect.csv``
-traces each composition trial (:func:`dissect_rows`; ``--dissect-only --keep DIR`` writes it
-from kept runs without training). The last lines print the training time per step of each
-trial.
+traces each composition trial (:func:`dissect_rows`); ``--collect --keep DIR`` writes the
+composition CSVs from whatever runs ``DIR`` holds, without training. The last lines print the
+training time per step of each trial.
 """
 
 import argparse
@@ -299,7 +299,7 @@ def report_composition(rows: list[dict], stages: list[dict], every: int) -> None
     print("\nthe three stages, first evaluated step (- = not reached)")
     print(f"{'model':<10} {'seed':>4} {'memorize':>9} {'ID':>9} {'OOD':>9} {'last':>9}")
     for r in stages:
-        cells = [r[k] if r[k] not in ("", None) else "-" for k in STAGE_FIELDS[2:]]
+        cells = [int(r[k]) if r[k] not in ("", None) else "-" for k in STAGE_FIELDS[2:]]
         print(f"{r['model']:<10} {int(r['seed']):>4} " + " ".join(f"{c!s:>9}" for c in cells))
 
 
@@ -423,9 +423,10 @@ def main() -> None:
         help="with --keep: continue the composition runs found there to --steps",
     )
     parser.add_argument(
-        "--dissect-only",
+        "--collect",
         action="store_true",
-        help="write dissect.csv from the composition runs kept in --keep, without training",
+        help="write the composition CSVs (composition, stages, dissect) from the runs kept in "
+        "--keep, without training; a model and seed with no run there is left out",
     )
     parser.add_argument("--print-every", type=int, default=1000, help="report rows every N steps")
     args = parser.parse_args()
@@ -464,13 +465,19 @@ def main() -> None:
         else {(m, s): root / f"{m}_seed{s}" for s in args.seeds for m in args.models}
     )
     deep = {} if args.only == "composition" else {s: root / f"depth_seed{s}" for s in args.seeds}
-    if args.dissect_only:
+    if args.collect:
         if not args.keep:
-            parser.error("--dissect-only reads the runs of an earlier --keep DIR: pass --keep")
-        missing = [str(f) for f in comp.values() if not (f / "metrics.json").is_file()]
-        if missing:
-            parser.error(f"--dissect-only: no trained run in {missing[0]}")
+            parser.error("--collect reads the runs of an earlier --keep DIR: pass --keep")
+        comp = {k: f for k, f in comp.items() if (f / "metrics.json").is_file()}
+        if not comp:
+            parser.error(f"--collect: no composition run in {args.keep}")
+        print(f"collecting {len(comp)} runs: {sorted(comp)}")
+        rows = composition_rows(comp, phi)
+        write_csv(rows, args.out / "composition.csv", COMPOSITION_FIELDS)
+        stages = stage_rows(rows, args.ood_threshold)
+        write_csv(stages, args.out / "stages.csv", STAGE_FIELDS)
         dissect(comp, args.out)
+        report_composition(rows, stages, args.print_every)
         return
     print(
         f"{len(comp) + len(deep)} trials, {args.jobs} at a time, device {args.device}; "
