@@ -281,8 +281,11 @@ def report_composition(rows: list[dict], stages: list[dict], every: int) -> None
         by.setdefault((r["model"], int(r["step"])), []).append(r)
     models = [m for m in MODELS if any(k[0] == m for k in by)]
     seeds = sorted({int(r["seed"]) for r in rows})
+    # each model's own seeds (a table collected from runs continued separately may hold fewer
+    # seeds of one model): a step is shown once every model has all of its seeds there
+    n_seeds = {m: len({int(r["seed"]) for r in rows if r["model"] == m}) for m in models}
     common = sorted(
-        s for s in {k[1] for k in by} if all(len(by.get((m, s), [])) == len(seeds) for m in models)
+        s for s in {k[1] for k in by} if all(len(by.get((m, s), [])) == n_seeds[m] for m in models)
     )
     shown = [s for s in common if s % every == 0 or s == common[-1]]
     print(f"two-hop tutorial composition, phi {rows[0]['phi']}, seeds {seeds}")
