@@ -16,8 +16,9 @@ the delay. A run meets the target when ID at memorization is <= 0.2 and the dela
 attribute token alone narrows the answer to its three labels. ``over base`` is ID at
 memorization in the units of the gap that baseline leaves, ``(ID - baseline) / (1 - baseline)``,
 and the last column, ``vs. base``, judges it against the same numbers (over base <= 0.2, delay
->= 3): for a task whose baseline is a few percent the two verdicts agree; for comparison only
-the second can be met by a model that has learnt the labels' frequencies.
+>= 3): a run that meets the first target meets the second too, and for a baseline near 0
+(composition 0.007, modular arithmetic 0) the two figures are nearly the same; for comparison
+only the second can be met by a model that has learnt the labels' frequencies.
 
 A run stops once ID has held 0.95 for two evaluations with training accuracy at least 0.95
 (enough to measure the delay; the preset's own stop rule may train on, e.g. for OOD accuracy:
