@@ -268,6 +268,19 @@ def stage_rows(rows: list[dict], ood_threshold: float) -> list[dict]:
     return out
 
 
+def write_composition(
+    comp: dict[tuple[str, int], Path], phi: float, out: Path, ood_threshold: float
+) -> tuple[list[dict], list[dict]]:
+    """Write ``composition.csv`` and ``stages.csv`` from the trials' metrics so far (nothing
+    when there are no composition trials); returns their rows."""
+    rows = composition_rows(comp, phi)
+    stages = stage_rows(rows, ood_threshold)
+    if comp:
+        write_csv(rows, out / "composition.csv", COMPOSITION_FIELDS)
+        write_csv(stages, out / "stages.csv", STAGE_FIELDS)
+    return rows, stages
+
+
 def _step(row: dict) -> float:
     return row["step"]
 
@@ -475,10 +488,7 @@ def main() -> None:
         if not comp:
             parser.error(f"--collect: no composition run in {args.keep}")
         print(f"collecting {len(comp)} runs: {sorted(comp)}")
-        rows = composition_rows(comp, phi)
-        write_csv(rows, args.out / "composition.csv", COMPOSITION_FIELDS)
-        stages = stage_rows(rows, args.ood_threshold)
-        write_csv(stages, args.out / "stages.csv", STAGE_FIELDS)
+        rows, stages = write_composition(comp, phi, args.out, args.ood_threshold)
         dissect(comp, args.out)
         report_composition(rows, stages, args.print_every)
         return
@@ -493,11 +503,7 @@ def main() -> None:
     out = args.out
 
     def save() -> list[dict]:
-        rows = composition_rows(comp, phi)
-        if comp:
-            write_csv(rows, out / "composition.csv", COMPOSITION_FIELDS)
-            write_csv(stage_rows(rows, args.ood_threshold), out / "stages.csv", STAGE_FIELDS)
-        return rows
+        return write_composition(comp, phi, out, args.ood_threshold)[0]
 
     ctx = mp.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
@@ -523,10 +529,10 @@ def main() -> None:
                 print(f"done: {what} after {time.perf_counter() - t0:.0f} s", flush=True)
             save()
     print(f"all trials done in {time.perf_counter() - t0:.0f} s; CSVs in {out}\n")
-    rows = save()
+    rows, stages = write_composition(comp, phi, out, args.ood_threshold)
     if comp:
         dissect(comp, out)
-    report_composition(rows, stage_rows(rows, args.ood_threshold), args.print_every)
+    report_composition(rows, stages, args.print_every)
     report_depth(depth_rows, drift_rows)
     report_times(rows, depth_times, args.steps)
 
