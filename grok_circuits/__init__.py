@@ -55,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "trace_bridge": "grok_circuits.analysis",
     "trace_bridge_over_time": "grok_circuits.analysis",
     "trace_hops": "grok_circuits.analysis",
+    "adaptive_halting": "grok_circuits.analysis",
     "compare_stages": "grok_circuits.analysis",
     "Component": "grok_circuits.analysis",
     "find_circuit": "grok_circuits.analysis",

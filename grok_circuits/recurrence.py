@@ -46,8 +46,11 @@ residual stream's components (attention, MLP, embeddings) misses the injected te
 
 The hop curriculum is ``TrainConfig.hop_curriculum`` (:mod:`grok_circuits.training.curriculum`).
 
-Deviations from the paper: no adaptive halting (evaluate at a chosen count; a sweep over counts
-is a loop over :func:`iterations`); no initial scaling of the blocks' output projections (their
+Adaptive halting is an analysis here, not a forward mode:
+:func:`grok_circuits.analysis.lens.halting.adaptive_halting` reads the output after every count
+and stops each query where its distribution settles (a KL threshold between consecutive counts).
+
+Deviations from the paper: no initial scaling of the blocks' output projections (their
 ``c_scale``); the count drawn per batch comes from ``(seed, step)`` so that a resumed run draws
 the same counts; the curriculum moves on at an evaluation (every ``eval_every`` steps) where
 theirs does at the end of an epoch; and, as everywhere in this package, TransformerLens' blocks

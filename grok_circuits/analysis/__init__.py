@@ -46,6 +46,7 @@ from grok_circuits.analysis.edges.over_checkpoints import (
 from grok_circuits.analysis.edges.reuse import EdgeReuseReport, edge_reuse
 from grok_circuits.analysis.edges.scores import EdgeCircuit, EdgeScores
 from grok_circuits.analysis.lens.fourier import FourierSpectrum, fourier_spectrum
+from grok_circuits.analysis.lens.halting import Halting, adaptive_halting
 from grok_circuits.analysis.lens.hops import HopTrace, trace_hops
 from grok_circuits.analysis.lens.logit_lens import LogitLensResult, logit_lens
 from grok_circuits.analysis.metrics import (
@@ -185,4 +186,6 @@ __all__ = [
     "HopTrace",
     "rows_by_iteration",
     "trace_hops",
+    "Halting",
+    "adaptive_halting",
 ]

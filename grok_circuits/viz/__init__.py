@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "plot_fourier_spectrum": "grok_circuits.viz.progress",
     "plot_grouped_accuracy": "grok_circuits.viz.analysis",
     "plot_hop_trace": "grok_circuits.viz.analysis",
+    "plot_halting": "grok_circuits.viz.analysis",
     "plot_depth_extrapolation": "grok_circuits.viz.analysis",
     "plot_logit_lens": "grok_circuits.viz.analysis",
     "plot_over_checkpoints": "grok_circuits.viz.progress",

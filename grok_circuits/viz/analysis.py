@@ -435,6 +435,39 @@ def plot_hop_trace(trace, ax=None, *, title=None, drift: bool = False):
     return fig
 
 
+def plot_halting(halting, ax=None, *, title=None):
+    """Adaptive halting against fixed counts (:class:`~grok_circuits.analysis.Halting`): the
+    accuracy with every query run ``n`` iterations (the overthinking curve), the adaptive
+    rule's accuracy drawn at its mean count, and, as bars on a second axis, the share of queries
+    that halt at each count."""
+    fig, ax = _axes(ax, figsize=(6, 4))
+    counts = list(range(1, halting.max_iterations + 1))
+    bars = ax.twinx()
+    bars.bar(counts, halting.halt_share.tolist(), color="0.85", width=0.6, zorder=0)
+    bars.set_ylim(0, 1)
+    bars.set_ylabel("share of queries halting here", color="0.45")
+    bars.tick_params(axis="y", colors="0.45")
+    ax.set_zorder(bars.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    ax.plot(counts, halting.fixed_accuracy.tolist(), "o-", color="C0", label="fixed count")
+    ax.plot(
+        [halting.mean_iterations],
+        [halting.accuracy],
+        "*",
+        color="C3",
+        markersize=14,
+        label=f"adaptive (KL < {halting.kl_threshold:g}), at its mean count",
+    )
+    ax.set_xticks(counts)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("iterations at inference")
+    ax.set_ylabel("top-1 accuracy")
+    ax.legend(loc="best", fontsize="small")
+    ax.set_title(title or f"halting when the answer settles ({halting.n_examples} queries)")
+    fig.tight_layout()
+    return fig
+
+
 def plot_depth_extrapolation(
     table,
     *,
