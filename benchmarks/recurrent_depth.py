@@ -27,7 +27,10 @@ iterations at inference, until too many iterations hurt ("overthinking"). Two ex
    test split of every hop count for each inference count from 1 to ``--max-iterations`` (the
    heatmap table; along a row, the overthinking curve), and, at the largest count, the share of
    queries whose top decoded token after each iteration is the answer, an intermediate entity
-   or another token (:func:`grok_circuits.trace_hops`' drift), per hop count.
+   or another token (:func:`grok_circuits.trace_hops`' drift), per hop count. ``halting.csv``:
+   adaptive halting (:func:`grok_circuits.adaptive_halting`; each query stops where its answer's
+   distribution stops changing, at KL thresholds :data:`HALT_THRESHOLDS`) on every split, its
+   accuracy and mean count beside the best fixed count's accuracy and the last count's.
 
 The seed sets the initial weights and the batch order; the tasks are the same for every seed.
 Trials run in parallel processes (``--jobs``, spawned; one torch thread each); the composition
@@ -36,8 +39,8 @@ leaves its curves. ``--keep DIR`` keeps the run folders; with ``--resume``, a co
 whose folder in ``DIR`` holds a run continues it to ``--steps`` (``--models`` and ``--seeds``
 pick which), so a budget can be extended without training again. At the end, ``dissect.csv``
 traces each composition trial (:func:`dissect_rows`); ``--collect --keep DIR`` writes the
-composition CSVs from whatever runs ``DIR`` holds, without training. The last lines print the
-training time per step of each trial.
+composition CSVs (and, from depth runs, ``halting.csv``) from whatever runs ``DIR`` holds,
+without training. The last lines print the training time per step of each trial.
 """
 
 import argparse
@@ -60,6 +63,13 @@ COMPOSITION_FIELDS = ["model", "seed", "phi", "step", "time"] + [f"{p}_acc" for 
 STAGE_FIELDS = ["model", "seed", "memorize_step", "id_step", "ood_step", "last_step"]
 DEPTH_FIELDS = ["seed", "iterations", "hops", "kind", "split", "acc"]
 DRIFT_FIELDS = ["seed", "hops", "iteration", "top_is", "share"]
+#: Adaptive halting's KL thresholds (nats): the literature's 5e-4 and a decade either way and more.
+HALT_THRESHOLDS = (1e-1, 1e-2, 1e-3, 5e-4, 1e-4)
+HALT_FIELDS = ["seed", "hops", "kind", "split", "kl_threshold", "acc", "mean_iterations"] + [
+    "best_fixed_iterations",
+    "best_fixed_acc",
+    "last_acc",
+]
 #: The splits the dissection traces: ID, second hop OOD, both hops OOD.
 DISSECT_SPLITS = ("test_id", "test_ood_hop2", "test_ood")
 DISSECT_FIELDS = ["model", "seed", "split", "row", "label", "bridge_mrr", "answer_mrr"] + [
@@ -179,7 +189,57 @@ def depth_trial(seed: int, args: dict, out: str) -> dict:
                 drift_rows.append(
                     {"seed": seed, "hops": hops, "iteration": j + 1, "top_is": what, "share": share}
                 )
-    return {"depth": depth_rows, "drift": drift_rows, "time": run.metrics[-1]["time"]}
+    halt_rows = halting_rows(model, task, seed, k, args["max_iterations"])
+    return {
+        "depth": depth_rows,
+        "drift": drift_rows,
+        "halting": halt_rows,
+        "time": run.metrics[-1]["time"],
+    }
+
+
+def halting_rows(model, task, seed: int, k_train: int, max_iterations: int) -> list[dict]:
+    """Adaptive halting (:func:`grok_circuits.adaptive_halting`) on every ID and OOD test split
+    of every hop count, at each of :data:`HALT_THRESHOLDS`: the accuracy and mean count under
+    the rule, beside the best fixed count's and the last count's."""
+    from grok_circuits import adaptive_halting
+
+    rows = []
+    for hops, kind, split in hop_splits(k_train):
+        if not len(task.splits[split]):
+            continue
+        halting = adaptive_halting(model, task.splits[split], max_iterations=max_iterations)
+        best_n, best_acc = halting.best_fixed
+        for threshold in HALT_THRESHOLDS:
+            h = halting.with_threshold(kl_threshold=threshold)
+            rows.append(
+                {
+                    "seed": seed,
+                    "hops": hops,
+                    "kind": kind,
+                    "split": split,
+                    "kl_threshold": threshold,
+                    "acc": h.accuracy,
+                    "mean_iterations": h.mean_iterations,
+                    "best_fixed_iterations": best_n,
+                    "best_fixed_acc": best_acc,
+                    "last_acc": float(h.fixed_accuracy[-1]),
+                }
+            )
+    return rows
+
+
+def collect_halting(seed: int, folder: Path, args: dict) -> list[dict]:
+    """:func:`halting_rows` for a depth trial kept by an earlier ``--keep`` (its last
+    checkpoint), without training."""
+    import torch
+
+    from grok_circuits import load_run
+
+    torch.set_num_threads(1)
+    run = load_run(folder)
+    model = run.model(device="cpu").eval()
+    return halting_rows(model, run.task, seed, args["k_train"], args["max_iterations"])
 
 
 def dissect_rows(model: str, seed: int, folder: Path) -> list[dict]:
@@ -368,6 +428,35 @@ def report_depth(rows: list[dict], drift: list[dict]) -> None:
             print(f"  {m} hops: {shares}")
 
 
+def report_halting(rows: list[dict]) -> None:
+    if not rows:
+        return
+    seeds = sorted({int(r["seed"]) for r in rows})
+    print(
+        f"\nadaptive halting (halt where KL(p_n || p_n-1) < threshold), mean over seeds {seeds}:"
+        "\naccuracy at mean iterations; the best fixed count; the last count"
+    )
+    for kind in ("id", "ood"):
+        for hops in sorted({int(r["hops"]) for r in rows if r["kind"] == kind}):
+            mine = [r for r in rows if r["kind"] == kind and r["hops"] == hops]
+            if not mine:
+                continue
+            first = [r for r in mine if r["kl_threshold"] == mine[0]["kl_threshold"]]
+            best = sum(r["best_fixed_acc"] for r in first) / len(first)
+            best_n = sorted(int(r["best_fixed_iterations"]) for r in first)
+            last = sum(r["last_acc"] for r in first) / len(first)
+            cells = []
+            for t in sorted({r["kl_threshold"] for r in mine}, reverse=True):
+                at = [r for r in mine if r["kl_threshold"] == t]
+                acc = sum(r["acc"] for r in at) / len(at)
+                n = sum(r["mean_iterations"] for r in at) / len(at)
+                cells.append(f"{t:g}: {acc:.3f} @ {n:.1f}")
+            print(
+                f"  {kind.upper()} {hops} hops  " + "; ".join(cells) + f"  | best fixed {best:.3f}"
+                f" (counts {best_n}); last {last:.3f}"
+            )
+
+
 def dissect(comp: dict[tuple[str, int], Path], out: Path) -> None:
     """Write ``dissect.csv`` for every composition trial and print, per model and split, the
     logit-lens MRR of the bridge and of the answer after the last row (mean over seeds)."""
@@ -441,8 +530,9 @@ def main() -> None:
     parser.add_argument(
         "--collect",
         action="store_true",
-        help="write the composition CSVs (composition, stages, dissect) from the runs kept in "
-        "--keep, without training; a model and seed with no run there is left out",
+        help="write the CSVs from the runs kept in --keep, without training: composition, "
+        "stages and dissect from the composition runs, halting from the depth runs; a model "
+        "and seed with no run there is left out",
     )
     parser.add_argument("--print-every", type=int, default=1000, help="report rows every N steps")
     args = parser.parse_args()
@@ -452,6 +542,7 @@ def main() -> None:
             read_csv(d / "composition.csv"), read_csv(d / "stages.csv"), args.print_every
         )
         report_depth(read_csv(d / "depth.csv"), read_csv(d / "drift.csv"))
+        report_halting(read_csv(d / "halting.csv"))
         return
     if args.n_layers % 2 or args.n_layers % args.core:
         parser.error(f"--n-layers ({args.n_layers}) must be even and a multiple of --core")
@@ -485,12 +576,18 @@ def main() -> None:
         if not args.keep:
             parser.error("--collect reads the runs of an earlier --keep DIR: pass --keep")
         comp = {k: f for k, f in comp.items() if (f / "metrics.json").is_file()}
-        if not comp:
-            parser.error(f"--collect: no composition run in {args.keep}")
-        print(f"collecting {len(comp)} runs: {sorted(comp)}")
-        rows, stages = write_composition(comp, phi, args.out, args.ood_threshold)
-        dissect(comp, args.out)
-        report_composition(rows, stages, args.print_every)
+        deep = {s: f for s, f in deep.items() if (f / "metrics.json").is_file()}
+        if not comp and not deep:
+            parser.error(f"--collect: no composition or depth run in {args.keep}")
+        print(f"collecting {len(comp)} composition runs {sorted(comp)}, depth seeds {sorted(deep)}")
+        if comp:
+            rows, stages = write_composition(comp, phi, args.out, args.ood_threshold)
+            dissect(comp, args.out)
+            report_composition(rows, stages, args.print_every)
+        if deep:
+            halt = [r for s, f in sorted(deep.items()) for r in collect_halting(s, f, opts)]
+            write_csv(halt, args.out / "halting.csv", HALT_FIELDS)
+            report_halting(halt)
         return
     print(
         f"{len(comp) + len(deep)} trials, {args.jobs} at a time, device {args.device}; "
@@ -499,6 +596,7 @@ def main() -> None:
     t0 = time.perf_counter()
     depth_rows: list[dict] = []
     drift_rows: list[dict] = []
+    halt_rows: list[dict] = []
     depth_times: dict[int, float] = {}
     out = args.out
 
@@ -523,9 +621,11 @@ def main() -> None:
                 if what[0] == "depth":
                     depth_rows += result["depth"]
                     drift_rows += result["drift"]
+                    halt_rows += result["halting"]
                     depth_times[what[1]] = result["time"]
                     write_csv(depth_rows, out / "depth.csv", DEPTH_FIELDS)
                     write_csv(drift_rows, out / "drift.csv", DRIFT_FIELDS)
+                    write_csv(halt_rows, out / "halting.csv", HALT_FIELDS)
                 print(f"done: {what} after {time.perf_counter() - t0:.0f} s", flush=True)
             save()
     print(f"all trials done in {time.perf_counter() - t0:.0f} s; CSVs in {out}\n")
@@ -534,6 +634,7 @@ def main() -> None:
         dissect(comp, out)
     report_composition(rows, stages, args.print_every)
     report_depth(depth_rows, drift_rows)
+    report_halting(halt_rows)
     report_times(rows, depth_times, args.steps)
 
 

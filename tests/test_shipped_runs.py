@@ -146,3 +146,25 @@ def test_shipped_loops_run_is_the_depth_benchmarks_first_seed():
         for row in mine[mine.iterations == n].itertuples():
             measured = accuracy(model, run.task.splits[row.split])
             assert measured == pytest.approx(row.acc, abs=1e-6), (n, row.split)
+
+
+def test_shipped_loops_run_reproduces_its_halting_rows():
+    # data/recurrent_depth/halting.csv (adaptive halting at several KL thresholds), seed 0,
+    # from the shipped run's last checkpoint: tutorial 11 shows both.
+    import pandas as pd
+
+    from grok_circuits import adaptive_halting
+
+    run = load_run(RUNS / "loops")
+    table = pd.read_csv(RUNS.parent / "recurrent_depth" / "halting.csv")
+    mine = table[(table.seed == run.train_cfg.seed) & (table.kind == "id")]
+    model = run.model(run.steps[-1], device="cpu")
+    for split in ("test_id", "test_id_3hop"):
+        halting = adaptive_halting(model, run.task.splits[split], max_iterations=12)
+        rows = mine[mine.split == split]
+        assert len(rows) == 5
+        for row in rows.itertuples():
+            h = halting.with_threshold(kl_threshold=row.kl_threshold)
+            assert h.accuracy == pytest.approx(row.acc, abs=1e-6), (split, row.kl_threshold)
+            assert h.mean_iterations == pytest.approx(row.mean_iterations, abs=1e-6)
+        assert halting.best_fixed[1] == pytest.approx(rows.best_fixed_acc.iloc[0], abs=1e-6)
