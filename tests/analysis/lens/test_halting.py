@@ -177,8 +177,13 @@ def test_bad_input_says_what_to_do(composition_model, tiny_composition, khop_tas
         adaptive_halting(model, khop_task, kl_threshold=0.0)
     with pytest.raises(ValueError, match="min_iterations must be between 2"):
         adaptive_halting(model, khop_task, max_iterations=3, min_iterations=4)
-    with pytest.raises(ValueError, match="expected a Split, PromptPairs or a task"):
-        adaptive_halting(model, [[1, 2, 3]])
     with pytest.raises(ValueError, match="vocabulary"):
         adaptive_halting(model, PromptPairs(clean=[[0, 1, 999]], corrupt=[[0, 1, 2]], answers=[3]))
     assert isinstance(adaptive_halting(model, khop_task, n_examples=5), Halting)
+
+
+@pytest.mark.wrong_types
+def test_data_of_another_kind_is_refused_in_one_line(khop_task):
+    model = recurrent_model(khop_task, Recurrence(core=1, iterations=2))
+    with pytest.raises(ValueError, match="expected a Split, PromptPairs or a task"):
+        adaptive_halting(model, [[1, 2, 3]])
