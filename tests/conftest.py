@@ -11,6 +11,18 @@ from grok_circuits.tasks import make_task
 TINY_COMPOSITION = dict(
     n_entities=30, n_relations=6, out_degree=3, phi=2.0, test_id_fraction=0.1, ood_fraction=0.1
 )
+#: A small k-hop composition task: trained on 2 hops, tested on up to 3.
+TINY_KHOP = dict(
+    n_entities=20,
+    n_relations=4,
+    out_degree=3,
+    phi=1.0,
+    ood_fraction=0.2,
+    test_id_fraction=0.1,
+    train_hops=2,
+    test_hops=3,
+    max_test=40,
+)
 TINY_COMPARISON = dict(n_entities=20, n_attributes=3, n_values=4, phi=2.0, test_id_fraction=0.1)
 
 
@@ -70,6 +82,11 @@ def metrics_cache_of_this_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_composition():
     return make_task("composition", preset=None, **TINY_COMPOSITION)
+
+
+@pytest.fixture(scope="session")
+def tiny_khop():
+    return make_task("composition", preset=None, **TINY_KHOP)
 
 
 @pytest.fixture(scope="session")

@@ -10,25 +10,12 @@ from torch.testing import assert_close
 from grok_circuits.analysis import Halting, PromptPairs, adaptive_halting
 from grok_circuits.model import build_model, load_weights, model_config, model_weights
 from grok_circuits.recurrence import Recurrence, iterations, iterations_of
-from grok_circuits.tasks import make_task
 from tests.analysis.lens.test_hops import chain_pairs, planted_model
 
 
 @pytest.fixture(scope="module")
-def khop_task():
-    return make_task(
-        "composition",
-        preset=None,
-        n_entities=20,
-        n_relations=4,
-        out_degree=3,
-        phi=1.0,
-        ood_fraction=0.2,
-        test_id_fraction=0.1,
-        train_hops=2,
-        test_hops=3,
-        max_test=40,
-    )
+def khop_task(tiny_khop):
+    return tiny_khop
 
 
 def recurrent_model(task, spec: Recurrence, seed: int = 0):

@@ -9,7 +9,6 @@ from grok_circuits import backend
 from grok_circuits.analysis import HopTrace, PromptPairs, logit_lens, trace_hops
 from grok_circuits.model import build_model, load_weights, model_config, model_weights
 from grok_circuits.recurrence import Recurrence, iterations_of
-from grok_circuits.tasks import make_task
 
 V = 16  # the planted models' vocabulary, residual width and MLP width
 
@@ -154,20 +153,8 @@ def test_a_path_through_the_answer_counts_as_the_answer_first():
     assert_close(trace.drift[0], torch.tensor([1.0, 0.0, 0.0]))
 
 
-def test_the_rows_follow_a_real_recurrent_models_iterations():
-    task = make_task(
-        "composition",
-        preset=None,
-        n_entities=20,
-        n_relations=4,
-        out_degree=3,
-        phi=1.0,
-        ood_fraction=0.2,
-        test_id_fraction=0.1,
-        train_hops=2,
-        test_hops=3,
-        max_test=40,
-    )
+def test_the_rows_follow_a_real_recurrent_models_iterations(tiny_khop):
+    task = tiny_khop
     spec = Recurrence(prelude=1, core=2, coda=1, iterations=2, inject=True)
     model = build_model(model_config(task, "tiny", n_layers=spec.depth()), recurrence=spec).eval()
     for n in (1, 2, 5):
