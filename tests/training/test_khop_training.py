@@ -5,19 +5,10 @@ model, 200 steps, one thread: a few seconds)."""
 from grok_circuits import train
 from grok_circuits.analysis.accuracy import accuracy
 from grok_circuits.tasks import make_task
+from tests.conftest import TINY_KHOP
 from tests.helpers import tiny_train_config
 
-KHOP = dict(
-    n_entities=20,
-    n_relations=4,
-    out_degree=3,
-    phi=1.0,
-    ood_fraction=0.2,
-    test_id_fraction=0.1,
-    train_hops=3,
-    test_hops=4,
-    max_test=50,
-)
+KHOP = dict(TINY_KHOP, train_hops=3, test_hops=4, max_test=50)
 
 
 def test_khop_task_trains_and_every_split_is_evaluated(tmp_path):
