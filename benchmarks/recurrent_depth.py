@@ -38,7 +38,8 @@ CSV is rewritten from the trials' ``metrics.json`` every few seconds, so a run c
 leaves its curves. ``--keep DIR`` keeps the run folders; with ``--resume``, a composition trial
 whose folder in ``DIR`` holds a run continues it to ``--steps`` (``--models`` and ``--seeds``
 pick which), so a budget can be extended without training again. At the end, ``dissect.csv``
-traces each composition trial (:func:`dissect_rows`); ``--collect --keep DIR`` writes the
+traces each composition trial (:func:`dissect_rows`) at its last checkpoint, or with
+``--dissect-from STEP`` at every checkpoint from that step on; ``--collect --keep DIR`` writes the
 composition CSVs (and, from depth runs, ``halting.csv``) from whatever runs ``DIR`` holds,
 without training. The last lines print the training time per step of each trial.
 """
@@ -72,7 +73,7 @@ HALT_FIELDS = ["seed", "hops", "kind", "split", "kl_threshold", "acc", "mean_ite
 ]
 #: The splits the dissection traces: ID, second hop OOD, both hops OOD.
 DISSECT_SPLITS = ("test_id", "test_ood_hop2", "test_ood")
-DISSECT_FIELDS = ["model", "seed", "split", "row", "label", "bridge_mrr", "answer_mrr"] + [
+DISSECT_FIELDS = ["model", "seed", "step", "split", "row", "label", "bridge_mrr", "answer_mrr"] + [
     f"strength_{p}" for p in ("h", "r1", "r2")
 ]
 
@@ -242,9 +243,10 @@ def collect_halting(seed: int, folder: Path, args: dict) -> list[dict]:
     return halting_rows(model, run.task, seed, args["k_train"], args["max_iterations"])
 
 
-def dissect_rows(model: str, seed: int, folder: Path) -> list[dict]:
-    """Where each kind of query is answered in one trained composition trial (its last
-    checkpoint): :func:`grok_circuits.trace_reasoning` on 300 queries (all of ``test_ood``)
+def dissect_rows(model: str, seed: int, folder: Path, from_step: int | None = None) -> list[dict]:
+    """Where each kind of query is answered in one trained composition trial, at its last
+    checkpoint (or at every checkpoint from ``from_step`` on, to follow it over training):
+    :func:`grok_circuits.trace_reasoning` on 300 queries (all of ``test_ood``)
     of each of :data:`DISSECT_SPLITS`, the logit-lens MRR of the bridge at ``r1`` and of the
     answer at ``r2`` after each row of the residual stream (embeddings, then each block: for
     the recurrent model, each iteration), and the causal strength of each block's output at
@@ -255,18 +257,21 @@ def dissect_rows(model: str, seed: int, folder: Path) -> list[dict]:
 
     torch.set_num_threads(1)
     run = load_run(folder)
-    net = run.model(device="cpu")
+    steps = run.steps[-1:] if from_step is None else [s for s in run.steps if s >= from_step]
     rows = []
-    for split in DISSECT_SPLITS:
-        trace = trace_reasoning(net, run.task, split=split, facts="all", n_examples=300)
-        scores = trace.strength.scores
-        for i, label in enumerate(trace.lens.layer_labels):
-            row = {"model": model, "seed": seed, "split": split, "row": i, "label": label}
-            row["bridge_mrr"] = float(trace.bridge_mrr[i])
-            row["answer_mrr"] = float(trace.answer_mrr[i])
-            for j, p in enumerate(("h", "r1", "r2")):
-                row[f"strength_{p}"] = float(scores[i, j]) if i < scores.shape[0] else ""
-            rows.append(row)
+    for step in steps:
+        net = run.model(step, device="cpu")
+        for split in DISSECT_SPLITS:
+            trace = trace_reasoning(net, run.task, split=split, facts="all", n_examples=300)
+            scores = trace.strength.scores
+            for i, label in enumerate(trace.lens.layer_labels):
+                row = {"model": model, "seed": seed, "step": step, "split": split, "row": i}
+                row["label"] = label
+                row["bridge_mrr"] = float(trace.bridge_mrr[i])
+                row["answer_mrr"] = float(trace.answer_mrr[i])
+                for j, p in enumerate(("h", "r1", "r2")):
+                    row[f"strength_{p}"] = float(scores[i, j]) if i < scores.shape[0] else ""
+                rows.append(row)
     return rows
 
 
@@ -457,11 +462,17 @@ def report_halting(rows: list[dict]) -> None:
             )
 
 
-def dissect(comp: dict[tuple[str, int], Path], out: Path) -> None:
-    """Write ``dissect.csv`` for every composition trial and print, per model and split, the
-    logit-lens MRR of the bridge and of the answer after the last row (mean over seeds)."""
-    rows = [r for (m, s), folder in comp.items() for r in dissect_rows(m, s, folder)]
+def dissect(comp: dict[tuple[str, int], Path], out: Path, from_step: int | None = None) -> None:
+    """Write ``dissect.csv`` for every composition trial (its last checkpoint, or every one from
+    ``from_step`` on) and print, per model and split, the logit-lens MRR of the bridge and of the
+    answer after the last row at each run's last checkpoint (mean over seeds)."""
+    rows = [r for (m, s), f in comp.items() for r in dissect_rows(m, s, f, from_step)]
     write_csv(rows, out / "dissect.csv", DISSECT_FIELDS)
+    last_step = {}
+    for r in rows:
+        key = (r["model"], r["seed"])
+        last_step[key] = max(last_step.get(key, r["step"]), r["step"])
+    rows = [r for r in rows if r["step"] == last_step[(r["model"], r["seed"])]]
     print("\nlogit-lens MRR after the last row, mean over seeds (bridge at r1 / answer at r2)")
     for split in DISSECT_SPLITS:
         cells = []
@@ -534,6 +545,12 @@ def main() -> None:
         "stages and dissect from the composition runs, halting from the depth runs; a model "
         "and seed with no run there is left out",
     )
+    parser.add_argument(
+        "--dissect-from",
+        type=int,
+        metavar="STEP",
+        help="dissect every checkpoint from STEP on, not only the last (dissect.csv's step)",
+    )
     parser.add_argument("--print-every", type=int, default=1000, help="report rows every N steps")
     args = parser.parse_args()
     if args.from_csv:
@@ -582,7 +599,7 @@ def main() -> None:
         print(f"collecting {len(comp)} composition runs {sorted(comp)}, depth seeds {sorted(deep)}")
         if comp:
             rows, stages = write_composition(comp, phi, args.out, args.ood_threshold)
-            dissect(comp, args.out)
+            dissect(comp, args.out, args.dissect_from)
             report_composition(rows, stages, args.print_every)
         if deep:
             halt = [r for s, f in sorted(deep.items()) for r in collect_halting(s, f, opts)]
@@ -631,7 +648,7 @@ def main() -> None:
     print(f"all trials done in {time.perf_counter() - t0:.0f} s; CSVs in {out}\n")
     rows, stages = write_composition(comp, phi, out, args.ood_threshold)
     if comp:
-        dissect(comp, out)
+        dissect(comp, out, args.dissect_from)
     report_composition(rows, stages, args.print_every)
     report_depth(depth_rows, drift_rows)
     report_halting(halt_rows)
