@@ -67,6 +67,7 @@ class Halting:
 
     @property
     def n_examples(self) -> int:
+        """How many queries were run."""
         return int(self.predictions.shape[1])
 
     @property
