@@ -211,6 +211,7 @@ def halting_rows(model, task, seed: int, k_train: int, max_iterations: int) -> l
             continue
         halting = adaptive_halting(model, task.splits[split], max_iterations=max_iterations)
         best_n, best_acc = halting.best_fixed
+        last_acc = float(halting.fixed_accuracy[-1])  # the same for every threshold
         for threshold in HALT_THRESHOLDS:
             h = halting.with_threshold(kl_threshold=threshold)
             rows.append(
@@ -224,7 +225,7 @@ def halting_rows(model, task, seed: int, k_train: int, max_iterations: int) -> l
                     "mean_iterations": h.mean_iterations,
                     "best_fixed_iterations": best_n,
                     "best_fixed_acc": best_acc,
-                    "last_acc": float(h.fixed_accuracy[-1]),
+                    "last_acc": last_acc,
                 }
             )
     return rows
@@ -444,8 +445,6 @@ def report_halting(rows: list[dict]) -> None:
     for kind in ("id", "ood"):
         for hops in sorted({int(r["hops"]) for r in rows if r["kind"] == kind}):
             mine = [r for r in rows if r["kind"] == kind and r["hops"] == hops]
-            if not mine:
-                continue
             first = [r for r in mine if r["kl_threshold"] == mine[0]["kl_threshold"]]
             best = sum(r["best_fixed_acc"] for r in first) / len(first)
             best_n = sorted(int(r["best_fixed_iterations"]) for r in first)

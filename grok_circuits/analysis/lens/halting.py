@@ -12,7 +12,8 @@ distribution ``p_n`` with the previous one, and halt at the first ``n`` where
 :func:`adaptive_halting` measures that rule on a set of queries. It runs the model once with
 ``max_iterations`` and reads its output after every iteration: without a coda, the output a
 model run with ``n`` iterations gives is the final LayerNorm and unembedding of the stream after
-iteration ``n`` (what :func:`~grok_circuits.analysis.lens.hops.trace_hops` reads), so one pass
+iteration ``n`` (:func:`~grok_circuits.analysis.lens.hops.decode_after`, what
+:func:`~grok_circuits.analysis.lens.hops.trace_hops` reads), so one pass
 gives every count exactly; with a coda, the model is run once per count. The result,
 :class:`Halting`, holds every count's prediction, so the accuracy at each *fixed* count (the
 overthinking curve) sits beside the adaptive one, and :meth:`Halting.with_threshold` re-applies
@@ -27,6 +28,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from grok_circuits.analysis._inputs import check_fits, check_split_fits, check_task_fits
+from grok_circuits.analysis.lens.hops import decode_after, row_blocks
 from grok_circuits.backend import Model
 from grok_circuits.recurrence import Recurrence, recurrence_of
 from grok_circuits.recurrence import iterations as run_iterations
@@ -213,8 +215,6 @@ def _log_probs(model: Model, s: Split, spec: Recurrence, n: int, batch_size: int
     """``[count, batch, vocab]`` log-probabilities at the answer position after each of
     ``1 .. n`` iterations."""
     device = model.cfg.device
-    names = [f"blocks.{spec.layers(j, n)[-1]}.hook_resid_post" for j in range(n)]
-    wanted = set(names)
     out = []
     for i in range(0, len(s), batch_size):
         tokens = s.tokens[i : i + batch_size].to(device)
@@ -228,12 +228,7 @@ def _log_probs(model: Model, s: Split, spec: Recurrence, n: int, batch_size: int
             logits = torch.stack(per)
         else:
             with run_iterations(model, n):
-                _, cache = model.run_with_cache(tokens, names_filter=lambda k: k in wanted)
-                states = torch.stack([cache[k][rows, pos] for k in names])  # [count, b, d]
-                del cache
-                if model.cfg.normalization_type is not None:
-                    states = model.ln_final(states)  # each state with its own statistics
-                logits = model.unembed(states)
+                logits = decode_after(model, tokens, pos[:, None], row_blocks(model)[0])[:, :, 0]
         out.append(torch.log_softmax(logits.float(), dim=-1).cpu())
     return torch.cat(out, dim=1)
 

@@ -212,9 +212,9 @@ def _read_positions(pairs: PromptPairs, n_hops: int, position: str) -> Tensor:
     return torch.tensor(cols)[None].expand(len(pairs), -1).clone()
 
 
-def _rows(model: Model) -> tuple[list[int], list[str], bool]:
-    """The block each row reads (the last of each iteration), the rows' labels, and whether
-    they are iterations."""
+def row_blocks(model: Model) -> tuple[list[int], list[str], bool]:
+    """The block each row reads (the last of each iteration the model runs now; for a plain
+    model, every block), the rows' labels, and whether they are iterations."""
     spec: Recurrence | None = recurrence_of(model)
     if spec is None:
         n = model.cfg.n_layers
@@ -224,6 +224,25 @@ def _rows(model: Model) -> tuple[list[int], list[str], bool]:
     return blocks, [f"iter {j + 1}" for j in range(n)], True
 
 
+def decode_after(
+    model: Model, tokens: Tensor, positions: Tensor, blocks: list[int]
+) -> Float[Tensor, "row batch k vocab"]:
+    """The logit lens after each of ``blocks`` (their ``hook_resid_post``) at ``positions``
+    (``[batch, k]``, per query): each state through the final LayerNorm, with its own
+    statistics, and the unembedding. Without a coda, the row of a recurrent model's last block
+    of iteration ``n`` is exactly its output when run with ``n`` iterations."""
+    names = [f"blocks.{b}.hook_resid_post" for b in blocks]
+    wanted = set(names)
+    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in wanted)
+    rows = torch.arange(len(tokens), device=tokens.device)
+    states = torch.stack([cache[name][rows[:, None], positions] for name in names])
+    del cache
+    if model.cfg.normalization_type is not None:
+        states = model.ln_final(states)  # each state with its own statistics
+    r, b, k = states.shape[:3]
+    return model.unembed(states.reshape(r * b, k, states.shape[-1])).reshape(r, b, k, -1)
+
+
 @torch.no_grad()
 def _trace_hops(
     model: Model, pairs: PromptPairs, position: str, threshold: float, batch_size: int
@@ -231,23 +250,14 @@ def _trace_hops(
     entities = hop_entities(pairs)
     n_hops = entities.shape[1]
     pos = _read_positions(pairs, n_hops, position)
-    blocks, labels, recurrent = _rows(model)
-    names = [f"blocks.{b}.hook_resid_post" for b in blocks]
-    wanted = set(names)
+    blocks, labels, recurrent = row_blocks(model)
     device = model.cfg.device
     ranks, tops = [], []
     for i in range(0, len(pairs), batch_size):
         tokens = pairs.clean[i : i + batch_size].to(device)
-        _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in wanted)
-        rows = torch.arange(len(tokens), device=device)
         at = torch.cat([pos[i : i + batch_size], pairs.answer_pos[i : i + batch_size, None]], 1)
-        states = torch.stack([cache[name][rows[:, None], at.to(device)] for name in names])
-        del cache
-        if model.cfg.normalization_type is not None:
-            states = model.ln_final(states)  # each state with its own statistics
-        r, b = states.shape[:2]
-        logits = model.unembed(states.reshape(r * b, -1, states.shape[-1]))
-        logits = logits.reshape(r, b, n_hops + 1, -1)
+        logits = decode_after(model, tokens, at.to(device), blocks)
+        r = logits.shape[0]
         target = entities[i : i + batch_size].to(device)
         t_logit = logits[:, :, :n_hops].gather(-1, target[None, :, :, None].expand(r, -1, -1, 1))
         ranks.append((logits[:, :, :n_hops] > t_logit).sum(-1).cpu())
