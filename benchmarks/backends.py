@@ -29,7 +29,7 @@ def train_here(out: str, steps: int) -> None:
 
     task = make_task("composition", preset="tutorial")
     cfg = train_config("composition", "tutorial").to_dict()
-    cfg.update(max_steps=steps, threads=1, device="cpu", stop_id_acc=None)
+    cfg.update(max_steps=steps, threads=1, device="cpu", stop_id_acc=None, precision="float32")
     start = time.perf_counter()
     train(task, TrainConfig.from_dict(cfg), out=out, progress=False)
     seconds = time.perf_counter() - start

@@ -107,6 +107,7 @@ def part_same_metrics(args, device, variants) -> None:
     task = make_task("composition", preset="tutorial")
     cfg = dataclasses.replace(
         train_config("composition", "tutorial"),
+        precision="float32",  # the baseline the variants are measured against
         max_steps=args.check_steps,
         eval_every=20,
         model_size=args.check_size,

@@ -18,10 +18,10 @@ within the budget), to OOD >= 0.9 for comparison.
 ``--main-job`` times the README's main job instead: ``grok-circuits train composition --preset
 tutorial`` as the command runs it (``train`` with the tutorial task and training presets, their
 own stop rule, checkpoints and all, on the threads training chooses from the idle cores unless
-``--threads`` is given), then the composition preset of
-the round before (:data:`OLD_MAIN_JOB`: 100 entities and phi 8, stopping 5 evaluations after ID
-first held 0.95), in the same process: wall seconds of each, the grokking measure of each, and
-the ratio old / new.
+``--threads`` is given), then the same preset in float32 (:data:`OLD_MAIN_JOB`: the main job
+before its preset took ``precision="auto"``, which is bf16 autocast on a CPU with bf16 matrix
+products in hardware), in the same process: wall seconds of each, the precision each used, the
+grokking measure of each, and the ratio old / new.
 
 For modular arithmetic (no OOD split: "ID" is the held-out pairs) the baseline is the paper's
 recipe and model (Nanda et al. 2023: 1 layer, d_model 128, d_mlp 512; full-batch AdamW lr 1e-3,
@@ -39,10 +39,10 @@ from grok_circuits.tasks import make_task
 from grok_circuits.training.loop import train
 from grok_circuits.training.presets import train_config
 
-#: The main job's presets before the grokking measure: the task's tutorial graph was 100
-#: entities at phi 8 (ID accuracy 0.22 when training accuracy passed 0.95), and the run
-#: stopped once ID had held 0.95 for 5 evaluations.
-OLD_MAIN_JOB = dict(task=dict(n_entities=100, phi=8.0), train=dict(stop_patience=5))
+#: The main job's presets before ``precision="auto"``: the same task and recipe in float32.
+#: (Before that, the graph was at phi 8, where ID accuracy was 0.22 when training accuracy
+#: passed 0.95, and the run stopped once ID had held 0.95 for 5 evaluations, not 2.)
+OLD_MAIN_JOB: dict[str, dict] = dict(task={}, train=dict(precision="float32"))
 
 OOD_TARGET = {"composition": None, "comparison": 0.9, "mixed": None, "modular": None}
 
@@ -126,7 +126,8 @@ def main_job(threads: int | None, baseline: bool = True) -> None:
             seconds[label] = time.perf_counter() - t0
         g = run.grokking
         print(
-            f"main job, {label:<10}: {seconds[label]:6.1f} s, {run.last_step} steps; "
+            f"main job, {label:<10}: {seconds[label]:6.1f} s ({run.train_cfg.precision}), "
+            f"{run.last_step} steps; "
             f"memorization step {g['memorization_step']} (ID {g['id_at_memorization']:.3f}), "
             f"ID >= 0.95 at step {g['grok_step']}, delay {g['grokking_delay']:.1f}x",
             flush=True,
@@ -174,6 +175,7 @@ def main() -> None:
                 warmup_steps=0,
                 model_size="tutorial",
                 betas=(0.9, 0.999),
+                precision="float32",
             )
         base_params = (
             dict(n_entities=100, n_relations=20, out_degree=10, phi=8.0)

@@ -188,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--device", help="auto (default), cpu, cuda, ...")
     t.add_argument(
+        "--precision",
+        choices=["auto", "float32", "bf16"],
+        help="the training forward pass: bf16 autocast, float32, or auto (bf16 where the device "
+        "has it in hardware); default: the preset's",
+    )
+    t.add_argument(
         "--threads",
         type=int,
         help="CPU threads for training (default: one per core not busy with other work)",
@@ -382,6 +388,7 @@ def cmd_train(args) -> int:
         "hop_curriculum": args.hop_curriculum,
         "device": args.device,
         "threads": args.threads,
+        "precision": args.precision,
     }
     if args.batch_size is not None:
         changes["batch_size"] = args.batch_size or None
@@ -414,6 +421,16 @@ def cmd_train(args) -> int:
         f"{task.name} ({args.preset}): {atomic}"
         f"{total('train_inferred')} training inferred, {stats['train']} training rows"
     )
+    if run_cfg is not None and run_cfg.precision == "auto":
+        from grok_circuits.model import resolve_device
+        from grok_circuits.training.precision import resolve_precision
+
+        device = resolve_device(run_cfg.device)
+        has = "has" if resolve_precision("auto", device) == "bf16" else "has no"
+        print(
+            f"precision auto: {resolve_precision('auto', device)} (this {device.type} {has} bf16 "
+            "matrix products in hardware; --precision float32 or bf16 to choose)"
+        )
     run = train(
         task,
         run_cfg,
@@ -445,6 +462,7 @@ _FIXED_ON_RESUME = {
     "--eval-iterations": "eval_iterations",
     "--inject": "inject",
     "--hop-curriculum": "hop_curriculum",
+    "--precision": "precision",
 }
 
 

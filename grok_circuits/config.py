@@ -88,8 +88,10 @@ class TrainConfig:
         grad_hooks: names of further gradient hooks (:func:`grok_circuits.register_grad_hook`),
             applied in order after the built-in ones. See :mod:`grok_circuits.training.plugins`
             for the formulas; every plug-in is off by default.
-        precision: ``"float32"`` or ``"bf16"``: the training forward pass under bf16 autocast
-            (the loss, the optimizer and evaluation stay in float32); for CUDA.
+        precision: ``"float32"``, ``"bf16"`` (the training forward pass under bf16 autocast;
+            the loss, the optimizer and evaluation stay in float32) or ``"auto"``: bf16 where
+            the device has bf16 matrix products in hardware, else float32
+            (:mod:`grok_circuits.training.precision`). A run stores the precision it used.
         compile: train through ``torch.compile(model)`` (evaluation runs the plain model).
         log_to: mirror every metrics row to ``"tensorboard"`` and/or ``"wandb"``
             (:mod:`grok_circuits.training.tracking`); the run folder stays the record, and a
@@ -134,7 +136,7 @@ class TrainConfig:
     grad_filter_lamb: float = 2.0
     orthograd: bool = False
     grad_hooks: tuple[str, ...] = ()
-    precision: Literal["float32", "bf16"] = "float32"
+    precision: Literal["float32", "bf16", "auto"] = "float32"
     compile: bool = False
     log_to: tuple[str, ...] = ()
 
@@ -183,7 +185,11 @@ class TrainConfig:
             "grad_hooks",
             "a tuple of hook names",
         )
-        need(self.precision in ("float32", "bf16"), "precision", "'float32' or 'bf16'")
+        need(
+            self.precision in ("float32", "bf16", "auto"),
+            "precision",
+            "'float32', 'bf16' or 'auto'",
+        )
         need(isinstance(self.compile, bool), "compile", "True or False")
         need(
             isinstance(self.log_to, tuple)

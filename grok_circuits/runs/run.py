@@ -436,6 +436,7 @@ class Run:
             **{f"task.{key}": v for key, v in self.task.stats().items()},
             "model": f"{m['n_layers']}L{loops} d_model={m['d_model']} "
             f"heads={m['n_heads']} params={int(m['n_params'] // n_loops):,}",
+            "precision": tc.precision,
             "steps": self.last_step,
             "checkpoints": len(steps),
             "damaged_checkpoints": len(damaged),

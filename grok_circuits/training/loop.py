@@ -33,7 +33,7 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
@@ -74,7 +74,7 @@ from grok_circuits.tasks import Split, TaskData
 from grok_circuits.training.cpu import cpu_threads, deterministic_on_cpu
 from grok_circuits.training.curriculum import HopCurriculum
 from grok_circuits.training.plugins import GradHook, LossFn, grad_hooks_for, loss_for
-from grok_circuits.training.precision import autocast, training_forward
+from grok_circuits.training.precision import autocast, resolve_precision, training_forward
 from grok_circuits.training.progress_measures import ProgressMeasures
 from grok_circuits.training.tracking import MetricsMirror, check_trackers
 
@@ -276,6 +276,7 @@ def _train(task, cfg, out: Path, model_cfg, resume: bool, progress: bool) -> Run
         raise FileExistsError(f"{out} is not empty; train into a new or empty folder")
     cfg = cfg or TrainConfig()
     device = resolve_device(cfg.device)
+    cfg = replace(cfg, precision=resolve_precision(cfg.precision, device))  # stored as used
     loss_fn, hooks = loss_for(cfg), grad_hooks_for(cfg)  # unknown names fail before any file
     check_trackers(cfg.log_to)
     _targets(cfg, task.key_probes)  # a target the task has no probe for fails before any file
@@ -521,6 +522,8 @@ def _check_resume(out: Path, task: TaskData, cfg: TrainConfig | None):
     model_cfg = config_from_dict(read_json(out / MODEL_CONFIG_FILE))
     if cfg is None:
         return stored, model_cfg
+    if cfg.precision == "auto":  # the run resolved it when it started; it keeps that
+        cfg = replace(cfg, precision=stored.precision)
     differ = sorted(
         f.name
         for f in fields(TrainConfig)
