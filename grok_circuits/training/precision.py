@@ -45,7 +45,10 @@ def native_bf16(device: torch.device) -> bool:
     without emulation, or a CPU with AVX-512 BF16 or AMX tiles. Elsewhere bf16 autocast is
     emulated, and slower than float32."""
     if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        try:
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        except TypeError:  # torch before 2.4 has no emulation and no such argument
+            return bool(torch.cuda.is_bf16_supported())
     if device.type == "cpu":  # PyTorch's own probes; absent from a build, they count as no
         probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)

@@ -133,3 +133,17 @@ def test_autocast_runs_the_products_in_bf16_only_where_auto_resolves_so(machine)
     machine(False)
     with precision.autocast("auto", CPU):
         assert layer(x).dtype == torch.float32
+
+
+def test_a_gpu_counts_only_without_emulation_and_older_torch_is_asked_plainly(monkeypatch):
+    gpu = torch.device("cuda")
+    asked = []
+
+    def recent(including_emulation: bool = True) -> bool:
+        asked.append(including_emulation)
+        return including_emulation  # an emulating GPU: bf16 "supported", but not in hardware
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", recent)
+    assert resolve_precision("auto", gpu) == "float32" and asked == [False]
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)  # torch < 2.4
+    assert resolve_precision("auto", gpu) == "bf16"
