@@ -42,8 +42,8 @@ def training_forward(model: torch.nn.Module, cfg: TrainConfig):
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bf16 matrices in hardware: a CUDA GPU that supports bf16
-    without emulation, or a CPU with AVX-512 BF16 or AMX tiles. Elsewhere bf16 autocast is
-    emulated, and slower than float32."""
+    without emulation, or a CPU with AVX-512 BF16 or AMX tiles. Elsewhere bf16 products are
+    emulated, which is usually slower than float32."""
     if device.type == "cuda":
         try:
             return bool(torch.cuda.is_bf16_supported(including_emulation=False))
