@@ -46,6 +46,7 @@ def test_auto_follows_the_cpus_probes_and_the_others_stay(machine, monkeypatch):
     assert resolve_precision("auto", torch.device("meta")) == "float32"
 
 
+@pytest.mark.wrong_types
 def test_config_names_the_three_precisions():
     with pytest.raises(ValueError, match="'float32', 'bf16' or 'auto'"):
         TrainConfig(precision="fp16")  # type: ignore[arg-type]
