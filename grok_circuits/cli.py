@@ -426,10 +426,11 @@ def cmd_train(args) -> int:
         from grok_circuits.training.precision import resolve_precision
 
         device = resolve_device(run_cfg.device)
-        has = "has" if resolve_precision("auto", device) == "bf16" else "has no"
+        chosen = resolve_precision("auto", device)
+        has = "has" if chosen == "bf16" else "has no"
         print(
-            f"precision auto: {resolve_precision('auto', device)} (this {device.type} {has} bf16 "
-            "matrix products in hardware; --precision float32 or bf16 to choose)"
+            f"precision auto: {chosen} (this {device.type} {has} bf16 matrix products in "
+            "hardware; --precision float32 or bf16 to choose)"
         )
     run = train(
         task,

@@ -28,6 +28,7 @@ switch them). :mod:`grok_circuits.training.throughput` times the training step w
 """
 
 from contextlib import nullcontext
+from typing import Literal, cast
 
 import torch
 
@@ -55,12 +56,12 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def resolve_precision(precision: str, device: torch.device) -> Literal["float32", "bf16"]:
     """``precision`` made concrete: ``"auto"`` becomes ``"bf16"`` where :func:`native_bf16`
     holds for ``device``, else ``"float32"``; the others stay as they are."""
     if precision == "auto":
         return "bf16" if native_bf16(device) else "float32"
-    return precision
+    return cast(Literal["float32", "bf16"], precision)
 
 
 def autocast(precision: str, device: torch.device):

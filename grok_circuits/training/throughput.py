@@ -33,7 +33,7 @@ from grok_circuits.recurrence import depth_overrides, recurrence_of_config
 from grok_circuits.training.cpu import cpu_threads, deterministic_on_cpu
 from grok_circuits.training.loop import make_optimizer, train_step
 from grok_circuits.training.plugins import grad_hooks_for, loss_for
-from grok_circuits.training.precision import training_forward
+from grok_circuits.training.precision import resolve_precision, training_forward
 
 
 def synchronize(device: torch.device) -> None:
@@ -63,6 +63,7 @@ def training_throughput(task, cfg: TrainConfig, *, steps: int = 20, warmup: int 
     algorithms, they leave ``train()``'s weights bit for bit
     (``tests/training/test_throughput.py`` checks)."""
     device = resolve_device(cfg.device)
+    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))  # as train()
     model_cfg = model_config(task, cfg.model_size, **depth_overrides(cfg))
     recurrence = recurrence_of_config(cfg, model_cfg.n_layers)
     model = build_model(model_cfg, seed=cfg.seed, device=device, recurrence=recurrence)
