@@ -33,6 +33,7 @@ rows.
 import argparse
 import dataclasses
 import json
+import os
 import tempfile
 import time
 
@@ -120,6 +121,9 @@ def measure(task_name: str, seed: int, task_params: dict, train_params: dict, ar
     changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
     cfg = dataclasses.replace(cfg, **changes)
     with tempfile.TemporaryDirectory() as tmp:
+        if args.keep:
+            label = "".join(c if c.isalnum() or c in "-_." else "_" for c in args.label)
+            tmp = os.path.join(args.keep, f"{task_name}-{label}-seed{seed}")
         t0 = time.perf_counter()
         model_cfg = model_config(task, cfg.model_size, **args.model_params)
         run = train(task, cfg, out=tmp, model_cfg=model_cfg, progress=False)
@@ -158,6 +162,9 @@ def main() -> None:
     parser.add_argument("--train-param", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--model-param", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--label", default="preset", help="the setting's name in the rows")
+    parser.add_argument(
+        "--keep", metavar="DIR", help="keep each run in DIR/<task>-<label>-seed<N> (default: none)"
+    )
     args = parser.parse_args()
     task_params, train_params = parse_pairs(args.task_param), parse_pairs(args.train_param)
     args.model_params = parse_pairs(args.model_param)
