@@ -3,7 +3,12 @@ before it became data-first (tasks contributing swaps and lens targets instead o
 branching on task names).
 
 ``data/pre_refactor_values.json`` was written by the earlier code (commit 118b1f7) with the same
-calls, step by step; nothing in it was computed by the code under test.
+calls, step by step; nothing in it was computed by the code under test. When the comparison
+run was re-shipped (phi 3.6, larger initial weights), its three entries were recomputed the same
+way: that commit's ``find_circuit``, ``ablation_circuit`` and ``trace_reasoning`` on its own
+comparison task (the same data as today's generator: equal token and answer hashes) and the new
+run's weights at the recorded step; the same script reproduced the former entries exactly on
+the former run.
 """
 
 import json
