@@ -12,7 +12,8 @@ and ``train_config(task, "tutorial")``; the seed sets both the data's and the tr
 held for two evaluations), ID accuracy there, the first step with ID >= 0.95, and their ratio,
 the delay. A run meets the target when ID at memorization is <= 0.2 and the delay >= 3.
 ``baseline`` is the ID accuracy of answering by the prompt's first token alone
-(:func:`first_token_baseline`): for comparison it is about 0.4, above the target, since the
+(:func:`grok_circuits.runs.run.first_token_baseline`, also ``run.id_baseline`` and
+``grok-circuits report``): for comparison it is about 0.4, above the target, since the
 attribute token alone narrows the answer to its three labels. ``over base`` is ID at
 memorization in the units of the gap that baseline leaves, ``(ID - baseline) / (1 - baseline)``,
 and the last column, ``vs. base``, judges it against the same numbers (over base <= 0.2, delay
@@ -40,7 +41,7 @@ import time
 import torch
 
 from grok_circuits.model import model_config
-from grok_circuits.runs.run import grokking
+from grok_circuits.runs.run import first_token_baseline, grokking
 from grok_circuits.tasks import make_task
 from grok_circuits.training.loop import train
 from grok_circuits.training.presets import train_config
@@ -93,20 +94,6 @@ def meets_relative_target(g: dict, baseline: float) -> bool:
         and rel <= MAX_ID_AT_MEMORIZATION
         and delay >= MIN_DELAY
     )
-
-
-def first_token_baseline(task) -> float:
-    """ID accuracy of answering every query with the answer its first token most often has in
-    the training (inferred) split: what a model gets that has learnt only which answers go with
-    a prompt's first token (comparison: the attribute's labels, about 0.4; composition and
-    modular arithmetic: a few percent). The ID accuracy a memorizing model may have."""
-    train, test = task.splits[task.key_probes["train"]], task.splits[task.key_probes["id"]]
-    best = {}
-    for first in train.tokens[:, 0].unique().tolist():
-        answers = train.answers[train.tokens[:, 0] == first]
-        best[first] = answers.mode().values.item()
-    guess = torch.tensor([best.get(t, -1) for t in test.tokens[:, 0].tolist()])
-    return (guess == test.answers).float().mean().item()
 
 
 def measure(task_name: str, seed: int, task_params: dict, train_params: dict, args) -> dict:

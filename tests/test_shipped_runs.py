@@ -97,6 +97,7 @@ def test_shipped_comparison_run_groks_memorizing_first():
     g = run.grokking
     baseline = _label_baseline(run.task)
     assert 0.3 < baseline < 0.5, baseline
+    assert run.id_baseline == pytest.approx(baseline)  # what `report` prints beside it
     assert (g["id_at_memorization"] - baseline) / (1 - baseline) <= 0.2, (g, baseline)
     assert g["grokking_delay"] >= 3.0, g
 

@@ -406,6 +406,14 @@ class Run:
         return self.grokking["memorization_step"]
 
     @property
+    def id_baseline(self) -> float | None:
+        """ID accuracy of a model that knows only which answer goes with each prompt's first
+        token (:func:`first_token_baseline`): the floor to read ``id_at_memorization`` against.
+        About 0.4 for comparison, whose first token, the attribute, narrows the answer to its
+        three labels; near 0 for composition and modular arithmetic."""
+        return first_token_baseline(self.task)
+
+    @property
     def grokking_delay(self) -> float | None:
         """``grok_step / memorization_step``: how many times longer the run took to generalize
         than to memorize (None if it never did either; see :func:`grokking`)."""
@@ -431,9 +439,11 @@ class Run:
             loops = f" (prelude {tc.prelude} + core {tc.core} x {nominal_iterations(tc)}"
             loops += f" + coda {tc.coda}{', injected' if tc.inject else ''})"
         steps, damaged = self._verify_checkpoints()
+        task = self.task
+        baseline = first_token_baseline(task)
         return {
             "task": self.task_name,
-            **{f"task.{key}": v for key, v in self.task.stats().items()},
+            **{f"task.{key}": v for key, v in task.stats().items()},
             "model": f"{m['n_layers']}L{loops} d_model={m['d_model']} "
             f"heads={m['n_heads']} params={int(m['n_params'] // n_loops):,}",
             "precision": tc.precision,
@@ -446,6 +456,7 @@ class Run:
             "saturation_step": self.saturation_step,
             "grok_step": self.grok_step,
             **{k: v for k, v in self.grokking.items() if k != "grok_step"},
+            "id_baseline": None if baseline is None else round(baseline, 3),
             "wall_seconds": last.get("time"),
         }
 
@@ -504,6 +515,23 @@ def memorization_step(
         if all(a >= threshold for a in accs[i : i + hold]):
             return row["step"]
     return None
+
+
+def first_token_baseline(task: TaskData) -> float | None:
+    """ID accuracy of answering every query with the answer its first token most often has in
+    the training (inferred) probe, ties to the smallest token id: what a model scores that has
+    learnt only which answers go with a prompt's first token. For a comparison (first token:
+    the attribute; answer: one of its three labels) that is about 0.4, so a memorizing
+    comparison model is not at 0 on ID; ``docs/science.md`` §8 judges ID at memorization above
+    this floor. None where the training or ID probe is empty."""
+    train, test = task.splits[task.key_probes["train"]], task.splits[task.key_probes["id"]]
+    if not len(train) or not len(test):
+        return None
+    best = {}
+    for first in train.tokens[:, 0].unique().tolist():
+        best[first] = train.answers[train.tokens[:, 0] == first].mode().values.item()
+    guess = torch.tensor([best.get(t, -1) for t in test.tokens[:, 0].tolist()])
+    return (guess == test.answers).float().mean().item()
 
 
 def grokking(metrics: list[dict], key_probes: dict[str, str]) -> dict:

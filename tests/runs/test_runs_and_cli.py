@@ -6,7 +6,7 @@ import torch
 
 from grok_circuits import backend, load_run
 from grok_circuits.cli import main
-from grok_circuits.runs.run import Run
+from grok_circuits.runs.run import Run, first_token_baseline
 
 
 def _run_with_metrics(tmp_path, accs):
@@ -648,3 +648,31 @@ def test_a_second_train_of_a_run_being_trained_is_refused(finished_tiny, tmp_pat
     (run_dir / LOCK_FILE).write_text(f"{holder.pid}\n")
     assert main(_resume_args(run_dir) + ["--steps", "40"]) == 0
     assert load_run(run_dir).last_step == 40 and not (run_dir / LOCK_FILE).exists()
+
+
+def test_first_token_baseline_counts_the_most_common_answer_per_first_token(tiny_composition):
+    # Training: first token 5 answers 1, 1, 2 (mode 1); first token 7 answers 4, 3 (a tie: the
+    # smaller, 3). ID: (5 -> 1) right, (7 -> 3) right twice, (9 -> 1) wrong: the first token 9
+    # never starts a training query. 3 of 4 (1 of 4 had the tie gone to 4).
+    import dataclasses
+
+    import numpy as np
+
+    from grok_circuits.tasks.data import make_split
+
+    def split(firsts, answers):
+        prompts = np.stack([firsts, np.zeros(len(firsts), dtype=np.int64)], axis=1)
+        return make_split(prompts, np.array(answers), answer_pos=1)
+
+    task = dataclasses.replace(
+        tiny_composition,
+        splits={
+            **tiny_composition.splits,
+            "train_inferred": split([5, 5, 5, 7, 7], [1, 1, 2, 4, 3]),
+            "test_id": split([5, 7, 7, 9], [1, 3, 3, 1]),
+        },
+    )
+    assert task.key_probes["train"] == "train_inferred" and task.key_probes["id"] == "test_id"
+    assert first_token_baseline(task) == 0.75
+    empty = dataclasses.replace(task, splits={**task.splits, "test_id": split([], [])})
+    assert first_token_baseline(empty) is None
