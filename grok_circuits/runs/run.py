@@ -439,11 +439,10 @@ class Run:
             loops = f" (prelude {tc.prelude} + core {tc.core} x {nominal_iterations(tc)}"
             loops += f" + coda {tc.coda}{', injected' if tc.inject else ''})"
         steps, damaged = self._verify_checkpoints()
-        task = self.task
-        baseline = first_token_baseline(task)
+        baseline = self.id_baseline
         return {
             "task": self.task_name,
-            **{f"task.{key}": v for key, v in task.stats().items()},
+            **{f"task.{key}": v for key, v in self.task.stats().items()},
             "model": f"{m['n_layers']}L{loops} d_model={m['d_model']} "
             f"heads={m['n_heads']} params={int(m['n_params'] // n_loops):,}",
             "precision": tc.precision,
