@@ -140,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float, help="AdamW weight decay")
     t.add_argument("--batch-size", type=int, help="batch size (0 = full batch)")
     t.add_argument("--warmup", type=int, help="warm-up steps")
+    t.add_argument(
+        "--no-schedule",
+        action="store_true",
+        default=None,
+        help="constant learning rate after warm-up and constant weight decay (drops the "
+        "preset's lr_decay and weight_decay_after)",
+    )
     t.add_argument("--eval-every", type=int, help="evaluate every N steps")
     t.add_argument("--model-size", choices=["tiny", "tutorial", "paper"])
     t.add_argument(
@@ -390,13 +397,17 @@ def cmd_train(args) -> int:
         "threads": args.threads,
         "precision": args.precision,
     }
+    if args.no_schedule:
+        changes.update(lr_decay=None, weight_decay_after=None)
     if args.batch_size is not None:
         changes["batch_size"] = args.batch_size or None
     if args.stop_id_acc is not None:
         changes["stop_id_acc"] = args.stop_id_acc or None
     if args.stop_ood_acc is not None:
         changes["stop_ood_acc"] = args.stop_ood_acc or None
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
+    schedule = {k: changes.pop(k) for k in ("lr_decay", "weight_decay_after") if k in changes}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    cfg = dataclasses.replace(cfg, **changes, **schedule)  # a schedule may be set to None
     model_cfg = None
     model_params = _pairs(args.model_param, "--model-param")
     if model_params:
@@ -445,13 +456,14 @@ def cmd_train(args) -> int:
     return 0
 
 
-#: The ``train`` flags a resumed run cannot change, and the TrainConfig field each sets.
-_FIXED_ON_RESUME = {
+#: The ``train`` flags a resumed run cannot change, and the TrainConfig field(s) each sets.
+_FIXED_ON_RESUME: dict[str, str | tuple[str, ...]] = {
     "--seed": "seed",
     "--lr": "lr",
     "--weight-decay": "weight_decay",
     "--batch-size": "batch_size",
     "--warmup": "warmup_steps",
+    "--no-schedule": ("lr_decay", "weight_decay_after"),
     "--eval-every": "eval_every",
     "--model-size": "model_size",
     "--n-loops": "n_loops",
@@ -491,10 +503,13 @@ def _resume_cfg(args, cfg: "TrainConfig", model_params: dict) -> "TrainConfig | 
         return cfg
     stored = load_run(args.out).train_cfg
     ignored = []
-    for flag, name in _FIXED_ON_RESUME.items():
+    for flag, names in _FIXED_ON_RESUME.items():
         given = getattr(args, flag[2:].replace("-", "_"))
-        if given is not None and getattr(cfg, name) != getattr(stored, name):
-            ignored.append(f"{flag} {given} (the run has {name}={getattr(stored, name)!r})")
+        for name in (names,) if isinstance(names, str) else names:
+            if given is not None and getattr(cfg, name) != getattr(stored, name):
+                shown = "" if given is True else f" {given}"
+                ignored.append(f"{flag}{shown} (the run has {name}={getattr(stored, name)!r})")
+                break
     stored_model = read_json(args.out / MODEL_CONFIG_FILE)
     for key, value in model_params.items():
         if stored_model.get(key) != value:

@@ -13,6 +13,16 @@ from grok_circuits.checks import check_known_fields
 ModelSize = Literal["tiny", "tutorial", "paper"]
 
 
+def _count(value: Any, low: int) -> bool:
+    """An integer (not a bool) >= ``low``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _number(value: Any) -> bool:
+    """A real number (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train. Validated on construction; ``to_dict``/``from_dict`` round-trip.
@@ -26,6 +36,14 @@ class TrainConfig:
             :func:`grok_circuits.backend.decays`); larger values grok faster (paper section 3).
         betas: AdamW betas.
         warmup_steps: linear warm-up from 0 to ``lr``.
+        lr_decay: ``(start, end, factor)``: after step ``start`` the learning rate falls
+            linearly to ``factor * lr`` at step ``end`` and stays there (annealing, so that the
+            model fits its training facts exactly); ``None``: constant after warm-up.
+        weight_decay_after: ``(step, factor)``: after ``step`` the weight decay is
+            ``factor * weight_decay`` (e.g. a low decay while the training set is memorized
+            and a higher one to speed the cleanup to the generalizing circuit); ``None``:
+            constant. Both schedules scale ``lr`` and ``weight_decay``, so changing those
+            keeps the schedule's shape.
         grad_clip: max global gradient norm (``None`` disables clipping).
         eval_every: evaluate every this many steps (and at step 0).
         eval_size: at most this many examples per probe (a fixed sample).
@@ -105,6 +123,8 @@ class TrainConfig:
     weight_decay: float = 1.0
     betas: tuple[float, float] = (0.9, 0.98)
     warmup_steps: int = 100
+    lr_decay: tuple[int, int, float] | None = None
+    weight_decay_after: tuple[int, float] | None = None
     grad_clip: float | None = 1.0
     eval_every: int = 100
     eval_size: int = 1000
@@ -151,6 +171,31 @@ class TrainConfig:
         need(self.weight_decay >= 0, "weight_decay", ">= 0")
         need(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas", "2 in [0,1)")
         need(self.warmup_steps >= 0, "warmup_steps", ">= 0")
+        need(
+            self.lr_decay is None
+            or (
+                isinstance(self.lr_decay, tuple)
+                and len(self.lr_decay) == 3
+                and _count(self.lr_decay[0], 0)
+                and _count(self.lr_decay[1], self.lr_decay[0] + 1)
+                and _number(self.lr_decay[2])
+                and self.lr_decay[2] > 0
+            ),
+            "lr_decay",
+            "None or (start, end, factor) with 0 <= start < end and factor > 0",
+        )
+        need(
+            self.weight_decay_after is None
+            or (
+                isinstance(self.weight_decay_after, tuple)
+                and len(self.weight_decay_after) == 2
+                and _count(self.weight_decay_after[0], 0)
+                and _number(self.weight_decay_after[1])
+                and self.weight_decay_after[1] >= 0
+            ),
+            "weight_decay_after",
+            "None or (step, factor) with step >= 0 and factor >= 0",
+        )
         need(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "> 0 or None")
         need(self.eval_every >= 1, "eval_every", ">= 1")
         need(self.eval_size >= 1, "eval_size", ">= 1")
@@ -199,9 +244,7 @@ class TrainConfig:
         )
 
     def _check_recurrence(self, need) -> None:
-        def count(value, low: int) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
+        count = _count
         need(self.core is None or count(self.core, 1), "core", "an integer >= 1 or None")
         need(count(self.prelude, 0), "prelude", "an integer >= 0")
         need(count(self.coda, 0), "coda", "an integer >= 0")
@@ -254,6 +297,9 @@ class TrainConfig:
         if isinstance(self.iterations, tuple):
             d["iterations"] = list(self.iterations)
         d["betas"] = list(self.betas)
+        for key in ("lr_decay", "weight_decay_after"):
+            if d[key] is not None:
+                d[key] = list(d[key])
         d["grad_hooks"] = list(self.grad_hooks)
         d["log_to"] = list(self.log_to)
         return d
@@ -268,8 +314,8 @@ class TrainConfig:
             d["betas"] = tuple(d["betas"])
         if isinstance(d.get("iterations"), list):
             d["iterations"] = tuple(d["iterations"])
-        for key in ("grad_hooks", "log_to"):
-            if key in d:
+        for key in ("grad_hooks", "log_to", "lr_decay", "weight_decay_after"):
+            if d.get(key) is not None:
                 d[key] = tuple(d[key])
         return cls(**d)
 

@@ -126,8 +126,10 @@ def batch_indices(n: int, batch_size: int | None, seed: int, step: int) -> Tenso
 
 
 def make_optimizer(model: Model, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with decay on matrices, embeddings and the attention's query, key and value biases;
-    LayerNorm and the other biases undecayed (:func:`grok_circuits.backend.decays`)."""
+    """AdamW with decay on matrices, embeddings and the attention's query, key and value biases
+    (the first parameter group, whose decay :func:`train_step` sets each step when the config
+    schedules it); LayerNorm and the other biases undecayed
+    (:func:`grok_circuits.backend.decays`)."""
     decay, no_decay = backend.param_groups(model)
     return torch.optim.AdamW(
         [
@@ -140,10 +142,23 @@ def make_optimizer(model: Model, cfg: TrainConfig) -> torch.optim.AdamW:
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up over ``warmup_steps``, then constant (the paper's schedule)."""
-    if cfg.warmup_steps == 0:
-        return cfg.lr
-    return cfg.lr * min(1.0, step / cfg.warmup_steps)
+    """Linear warm-up over ``warmup_steps``, then constant (the paper's schedule); with
+    ``cfg.lr_decay = (start, end, factor)``, falling linearly after ``start`` to ``factor * lr``
+    at ``end``, then constant."""
+    lr = cfg.lr if cfg.warmup_steps == 0 else cfg.lr * min(1.0, step / cfg.warmup_steps)
+    if cfg.lr_decay is not None:
+        start, end, factor = cfg.lr_decay
+        if step > start:
+            lr = lr * (1 + (factor - 1) * min(1.0, (step - start) / (end - start)))
+    return lr
+
+
+def weight_decay_at(cfg: TrainConfig, step: int) -> float:
+    """``cfg.weight_decay``, times ``factor`` after ``step`` where ``cfg.weight_decay_after =
+    (step, factor)``."""
+    if cfg.weight_decay_after is not None and step > cfg.weight_decay_after[0]:
+        return cfg.weight_decay * cfg.weight_decay_after[1]
+    return cfg.weight_decay
 
 
 def weight_norm(model: Model) -> float:
@@ -166,7 +181,8 @@ def train_step(
 ) -> Tensor:
     """Training step ``step`` (1-based), the one :func:`train` takes and
     :func:`grok_circuits.training.throughput.training_throughput` times: the batch of ``step``
-    (:func:`batch_indices`), the learning rate of ``step`` (:func:`lr_at`), the loss on the answer
+    (:func:`batch_indices`), the learning rate and weight decay of ``step`` (:func:`lr_at`,
+    :func:`weight_decay_at`), the loss on the answer
     token (:func:`answer_loss`, through ``forward`` under ``cfg.precision``), backward, the
     gradient hooks, clipping to ``cfg.grad_clip`` (unless None), and the optimizer's step.
 
@@ -191,8 +207,11 @@ def train_step(
     """
     params = backend.parameters(model) if params is None else params
     batch = split.select(batch_indices(len(split), cfg.batch_size, cfg.seed, step))
+    lr = lr_at(cfg, step)
     for group in optimizer.param_groups:
-        group["lr"] = lr_at(cfg, step)
+        group["lr"] = lr
+    if cfg.weight_decay_after is not None:  # make_optimizer's first group is the decayed one
+        optimizer.param_groups[0]["weight_decay"] = weight_decay_at(cfg, step)
     with training_iterations(model, cfg, step):  # a recurrent core may draw its count
         loss = answer_loss(forward, batch, loss_fn, cfg.precision)
     optimizer.zero_grad(set_to_none=True)
@@ -336,6 +355,8 @@ def _train(task, cfg, out: Path, model_cfg, resume: bool, progress: bool) -> Run
     def evaluate_and_log() -> dict:
         row = {"step": step, "time": round(elapsed0 + time.perf_counter() - start, 3)}
         row["lr"] = lr_at(cfg, step)
+        if cfg.weight_decay_after is not None:
+            row["weight_decay"] = weight_decay_at(cfg, step)
         row.update(evaluate(model, probes))
         row["weight_norm"] = weight_norm(model)
         row.update(measures(model))

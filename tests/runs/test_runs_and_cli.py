@@ -532,6 +532,27 @@ def test_resume_into_a_new_folder_trains_the_preset(tmp_path, capsys):
     assert run.last_step == 20 and run.train_cfg.lr == train_config("composition", "tutorial").lr
 
 
+def test_no_schedule_trains_the_constant_recipe_and_a_resume_cannot_drop_it(tmp_path, capsys):
+    from grok_circuits.training.presets import train_config
+
+    preset = train_config("composition", "tutorial")
+    assert preset.lr_decay is not None and preset.weight_decay_after is not None
+    short = ["--model-size", "tiny", "--steps", "20", "--eval-every", "10", "--batch-size", "64"]
+    scheduled = tmp_path / "scheduled"
+    assert main(_resume_args(scheduled) + short) == 0
+    assert load_run(scheduled).train_cfg.lr_decay == preset.lr_decay
+    capsys.readouterr()
+    assert main(_resume_args(scheduled) + ["--no-schedule", "--steps", "30"]) == 2
+    _one_error_line(capsys, f"--no-schedule (the run has lr_decay={preset.lr_decay!r})")
+    assert load_run(scheduled).last_step == 20
+
+    constant = tmp_path / "constant"
+    assert main(_resume_args(constant) + short + ["--no-schedule"]) == 0
+    cfg = load_run(constant).train_cfg
+    assert cfg.lr_decay is None and cfg.weight_decay_after is None
+    assert (cfg.lr, cfg.weight_decay) == (preset.lr, preset.weight_decay)
+
+
 def _one_error_line(capsys, *said: str) -> str:
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err

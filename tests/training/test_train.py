@@ -21,6 +21,7 @@ from grok_circuits.training.loop import (
     answer_loss,
     batch_indices,
     lr_at,
+    weight_decay_at,
 )
 from grok_circuits.training.presets import train_config
 from tests.helpers import tiny_train_config
@@ -65,6 +66,84 @@ def test_batches_are_a_pure_function_of_seed_and_step():
 def test_warmup_then_constant():
     cfg = TrainConfig(lr=1.0, warmup_steps=4)
     assert [lr_at(cfg, s) for s in (1, 2, 4, 5, 100)] == [0.25, 0.5, 1.0, 1.0, 1.0]
+
+
+def test_lr_decay_falls_linearly_after_its_start_then_holds():
+    cfg = TrainConfig(lr=1.0, warmup_steps=4, lr_decay=(10, 20, 0.2))
+    # warm-up to step 4, constant to 10, then 1 - 0.8 * (step - 10) / 10 to 0.2 at step 20
+    expected = [0.25, 1.0, 1.0, 0.92, 0.6, 0.2, 0.2]
+    got = [lr_at(cfg, s) for s in (1, 4, 10, 11, 15, 20, 500)]
+    assert got == pytest.approx(expected, abs=1e-12)
+
+
+def test_weight_decay_after_scales_the_decay_after_its_step():
+    cfg = TrainConfig(weight_decay=0.5, weight_decay_after=(300, 3.0))
+    assert [weight_decay_at(cfg, s) for s in (1, 300, 301, 5000)] == [0.5, 0.5, 1.5, 1.5]
+    assert weight_decay_at(TrainConfig(weight_decay=0.5), 5000) == 0.5
+
+
+def _weights(run, step):
+    return [t.clone() for t in run.model(step).state_dict().values()]
+
+
+def _same_weights(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_schedules_train_as_the_constant_settings_they_reduce_to(tiny_composition, tmp_path):
+    """A schedule that applies from the first step is a constant recipe, bit for bit: weight
+    decay 0.5 raised 3x after step 0 is weight decay 1.5; a decay that ends at step 1 with
+    factor 0.5 is half the learning rate. A schedule that never starts changes nothing."""
+
+    def run(name, **changes):
+        return _weights(
+            train(
+                tiny_composition,
+                tiny_train_config(max_steps=40, warmup_steps=0, **changes),
+                out=tmp_path / name,
+                progress=False,
+            ),
+            40,
+        )
+
+    plain = run("plain", weight_decay=0.5, lr=2e-3)
+    assert _same_weights(
+        run("wd", weight_decay=0.5, weight_decay_after=(0, 3.0), lr=2e-3),
+        run("wd1.5", weight_decay=1.5, lr=2e-3),
+    )
+    assert _same_weights(
+        run("lr", weight_decay=0.5, lr=2e-3, lr_decay=(0, 1, 0.5)),
+        run("lr1e-3", weight_decay=0.5, lr=1e-3),
+    )
+    late = run(
+        "late", weight_decay=0.5, lr=2e-3, weight_decay_after=(40, 9.0), lr_decay=(40, 50, 0.1)
+    )
+    assert _same_weights(late, plain)
+    # and the schedule does act: raised decay from step 20 on leaves other weights at step 40
+    assert not _same_weights(
+        run("mid", weight_decay=0.5, lr=2e-3, weight_decay_after=(20, 3.0)), plain
+    )
+
+
+def test_a_scheduled_run_resumes_exactly_across_its_switches(tiny_composition, tmp_path):
+    """Stopped at step 40, between the decay's rise (step 30) and the learning rate's fall
+    (50 to 70), and resumed, a run ends with the weights and metrics of one trained straight."""
+    sched = dict(weight_decay_after=(30, 3.0), lr_decay=(50, 70, 0.2))
+    cfg = tiny_train_config(max_steps=80, **sched)
+    full = train(tiny_composition, cfg, out=tmp_path / "full", progress=False)
+    train(
+        tiny_composition,
+        tiny_train_config(max_steps=40, **sched),
+        out=tmp_path / "half",
+        progress=False,
+    )
+    resumed = train(tiny_composition, cfg, out=tmp_path / "half", resume=True, progress=False)
+    assert _strip_time(resumed.metrics) == _strip_time(full.metrics)
+    assert _same_weights(_weights(full, 80), _weights(resumed, 80))
+    logged = {r["step"]: (r["lr"], r["weight_decay"]) for r in full.metrics}
+    assert logged[20] == (cfg.lr, cfg.weight_decay)
+    assert logged[40] == (cfg.lr, pytest.approx(3 * cfg.weight_decay))
+    assert logged[80] == (pytest.approx(0.2 * cfg.lr), pytest.approx(3 * cfg.weight_decay))
 
 
 def test_checkpoint_schedule_dense_then_log_spaced():
@@ -350,6 +429,12 @@ def test_refuses_to_overwrite_and_checks_resume(tiny_composition, tmp_path):
         pytest.param("model_size", "huge", marks=pytest.mark.wrong_types),
         ("keep_states", 0),
         ("grad_clip", 0.0),
+        ("lr_decay", (100, 100, 0.1)),
+        ("lr_decay", (100, 200, 0.0)),
+        ("lr_decay", (-1, 200, 0.1)),
+        pytest.param("lr_decay", (100, 200), marks=pytest.mark.wrong_types),
+        ("weight_decay_after", (300, -1.0)),
+        pytest.param("weight_decay_after", (300.5, 2.0), marks=pytest.mark.wrong_types),
     ],
 )
 def test_train_config_validates(field, value):
@@ -396,6 +481,8 @@ def test_d_head_follows_an_overridden_width(tiny_composition):
 def test_train_config_round_trips_through_json():
     cfg = TrainConfig(batch_size=None, betas=(0.8, 0.9), stop_id_acc=0.9)
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    scheduled = TrainConfig(lr_decay=(900, 1400, 0.2), weight_decay_after=(300, 3.0))
+    assert TrainConfig.from_dict(json.loads(json.dumps(scheduled.to_dict()))) == scheduled
     with pytest.raises(ValueError, match="unknown TrainConfig"):
         TrainConfig.from_dict({"learning_rate": 1.0})
 
