@@ -45,6 +45,19 @@ def _pairs(items: list[str], what: str) -> dict:
     return out
 
 
+def _numbers(texts: list[str], kinds: tuple[type, ...], flag: str) -> tuple:
+    """``--lr-decay 900 1400 0.2`` -> ``(900, 1400, 0.2)``, each read as its kind (a step is an
+    integer), or a ValueError naming the flag."""
+    try:
+        return tuple(kind(text) for kind, text in zip(kinds, texts))
+    except ValueError:
+        shape = " ".join("STEP" if kind is int else "FACTOR" for kind in kinds)
+        raise ValueError(
+            f"{flag} {' '.join(texts)}: expected {shape} (steps are integers, e.g. "
+            f"{'900 1400 0.2' if len(kinds) == 3 else '300 3'})"
+        ) from None
+
+
 def import_plugins(argv: list[str]) -> None:
     """Import the modules named by ``--import MODULE`` before the parser is built, so that the
     tasks they register are choices of ``train`` and known to ``report`` and ``analyze``."""
@@ -140,6 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float, help="AdamW weight decay")
     t.add_argument("--batch-size", type=int, help="batch size (0 = full batch)")
     t.add_argument("--warmup", type=int, help="warm-up steps")
+    t.add_argument(
+        "--lr-decay",
+        nargs=3,
+        metavar=("START", "END", "FACTOR"),
+        help="anneal the learning rate linearly after step START to FACTOR x lr at step END",
+    )
+    t.add_argument(
+        "--weight-decay-after",
+        nargs=2,
+        metavar=("STEP", "FACTOR"),
+        help="after step STEP, train with FACTOR x the weight decay",
+    )
     t.add_argument(
         "--no-schedule",
         action="store_true",
@@ -399,6 +424,12 @@ def cmd_train(args) -> int:
     }
     if args.no_schedule:
         changes.update(lr_decay=None, weight_decay_after=None)
+    if args.lr_decay is not None:
+        changes["lr_decay"] = _numbers(args.lr_decay, (int, int, float), "--lr-decay")
+    if args.weight_decay_after is not None:
+        changes["weight_decay_after"] = _numbers(
+            args.weight_decay_after, (int, float), "--weight-decay-after"
+        )
     if args.batch_size is not None:
         changes["batch_size"] = args.batch_size or None
     if args.stop_id_acc is not None:
@@ -464,6 +495,8 @@ _FIXED_ON_RESUME: dict[str, str | tuple[str, ...]] = {
     "--batch-size": "batch_size",
     "--warmup": "warmup_steps",
     "--no-schedule": ("lr_decay", "weight_decay_after"),
+    "--lr-decay": "lr_decay",
+    "--weight-decay-after": "weight_decay_after",
     "--eval-every": "eval_every",
     "--model-size": "model_size",
     "--n-loops": "n_loops",
@@ -507,7 +540,8 @@ def _resume_cfg(args, cfg: "TrainConfig", model_params: dict) -> "TrainConfig | 
         given = getattr(args, flag[2:].replace("-", "_"))
         for name in (names,) if isinstance(names, str) else names:
             if given is not None and getattr(cfg, name) != getattr(stored, name):
-                shown = "" if given is True else f" {given}"
+                shown = " ".join(["", *given] if isinstance(given, list) else ["", str(given)])
+                shown = "" if given is True else shown
                 ignored.append(f"{flag}{shown} (the run has {name}={getattr(stored, name)!r})")
                 break
     stored_model = read_json(args.out / MODEL_CONFIG_FILE)

@@ -546,11 +546,36 @@ def test_no_schedule_trains_the_constant_recipe_and_a_resume_cannot_drop_it(tmp_
     _one_error_line(capsys, f"--no-schedule (the run has lr_decay={preset.lr_decay!r})")
     assert load_run(scheduled).last_step == 20
 
+    assert main(_resume_args(scheduled) + ["--lr-decay", "700", "1100", "0.2"]) == 2
+    _one_error_line(capsys, "--lr-decay 700 1100 0.2 (the run has lr_decay=")
+
     constant = tmp_path / "constant"
     assert main(_resume_args(constant) + short + ["--no-schedule"]) == 0
     cfg = load_run(constant).train_cfg
     assert cfg.lr_decay is None and cfg.weight_decay_after is None
     assert (cfg.lr, cfg.weight_decay) == (preset.lr, preset.weight_decay)
+
+    own = tmp_path / "own"
+    flags = ["--lr-decay", "5", "15", "0.5", "--weight-decay-after", "10", "2"]
+    assert main(_resume_args(own) + short + flags) == 0
+    cfg = load_run(own).train_cfg
+    assert (cfg.lr_decay, cfg.weight_decay_after) == ((5, 15, 0.5), (10, 2.0))
+
+
+@pytest.mark.parametrize(
+    "flags, said",
+    [
+        (["--lr-decay", "900.5", "1400", "0.2"], "--lr-decay 900.5 1400 0.2: expected STEP STEP"),
+        (["--lr-decay", "1400", "900", "0.2"], "TrainConfig.lr_decay must be None or (start, end"),
+        (["--weight-decay-after", "300", "x"], "--weight-decay-after 300 x: expected STEP FACTOR"),
+    ],
+)
+def test_bad_schedule_flags_are_one_line(tmp_path, capsys, flags, said):
+    assert (
+        main(_resume_args(tmp_path / "r") + ["--model-size", "tiny", "--steps", "5"] + flags) == 2
+    )
+    _one_error_line(capsys, said)
+    assert not (tmp_path / "r").exists()
 
 
 def _one_error_line(capsys, *said: str) -> str:
