@@ -10,14 +10,15 @@ of the data; at phi = 18 ID accuracy is reached before training accuracy saturat
 phi, changing the number of entities leaves the gap between memorizing and generalizing roughly
 unchanged in epochs.
 
-Every trial trains the tutorial composition preset (``train_config("composition", "tutorial")``)
-on a composition task that differs from the tutorial one only in the swept parameter, with one
-seed for the data and the weights. "Memorize" is the first evaluation with training (inferred)
-accuracy >= 0.99 and "generalize" the first with ID accuracy >= 0.95 (``Run.saturation_step``
-and ``Run.grok_step``); epochs are steps x batch size / training-set rows. A trial stops at the
-first evaluation where both hold, at ``--max-steps``, or when ``--time-budget`` seconds have
-passed since the start (it then records how far it got: a step not reached is empty, and
-``status`` says why).
+Every trial trains the tutorial composition recipe as the shipped curves were measured
+(``grok_circuits.tasks.composition.TUTORIAL_AS_RECORDED``: float32, constant learning rate and
+weight decay) on a composition task that differs from the tutorial one only in the swept
+parameter, with one seed for the data and the weights. "Memorize" is the first evaluation with
+training (inferred) accuracy >= 0.99 and "generalize" the first with ID accuracy >= 0.95
+(``Run.saturation_step`` and ``Run.grok_step``); epochs are steps x batch size / training-set
+rows. A trial stops at the first evaluation where both hold, at ``--max-steps``, or when
+``--time-budget`` seconds have passed since the start (it then records how far it got: a step
+not reached is empty, and ``status`` says why).
 
 Experiments (``experiment`` column): ``phi`` (phi in ``--phis`` on the tutorial graph, 100
 entities of out-degree 10, whose pool holds phi <= 9); ``entities`` (``--entities`` at phi
@@ -127,7 +128,7 @@ def trial(spec: dict) -> tuple[dict, list[dict]]:
     import torch
 
     from grok_circuits.tasks import make_task
-    from grok_circuits.training.presets import train_config
+    from grok_circuits.tasks.composition import TUTORIAL_AS_RECORDED
 
     torch.set_num_threads(1)
     t0 = time.time()
@@ -140,8 +141,7 @@ def trial(spec: dict) -> tuple[dict, list[dict]]:
         seed=spec["seed"],
     )
     cfg = dataclasses.replace(
-        train_config("composition", "tutorial"),
-        precision="float32",  # as its shipped curves were measured (the preset's is "auto")
+        TUTORIAL_AS_RECORDED,  # the recipe its shipped curves were measured with
         max_steps=spec["max_steps"],
         seed=spec["seed"],
         device=spec["device"],

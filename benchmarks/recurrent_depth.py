@@ -82,11 +82,10 @@ DISSECT_FIELDS = ["model", "seed", "step", "split", "row", "label", "bridge_mrr"
 def _base_config(args: dict, seed: int):
     import dataclasses
 
-    from grok_circuits import train_config
+    from grok_circuits.tasks.composition import TUTORIAL_AS_RECORDED
 
     return dataclasses.replace(
-        train_config("composition", "tutorial"),
-        precision="float32",  # as its shipped results were measured (the preset's is "auto")
+        TUTORIAL_AS_RECORDED,  # the recipe its shipped results were measured with
         max_steps=args["steps"],
         stop_id_acc=None,
         eval_every=args["eval_every"],
