@@ -111,6 +111,10 @@ class TrainConfig:
             the device has bf16 matrix products in hardware, else float32
             (:mod:`grok_circuits.training.precision`). A run stores the precision it used.
         compile: train through ``torch.compile(model)`` (evaluation runs the plain model).
+        fused_layer_norm: the training forward pass computes the model's LayerNorms with torch's
+            fused kernel (:func:`grok_circuits.backend.fused_layer_norm`: the same function,
+            rounded differently; a LayerNorm with a hook attached is left as it is); evaluation
+            and the analyses run TransformerLens' own.
         log_to: mirror every metrics row to ``"tensorboard"`` and/or ``"wandb"``
             (:mod:`grok_circuits.training.tracking`); the run folder stays the record, and a
             resumed run
@@ -158,6 +162,7 @@ class TrainConfig:
     grad_hooks: tuple[str, ...] = ()
     precision: Literal["float32", "bf16", "auto"] = "float32"
     compile: bool = False
+    fused_layer_norm: bool = False
     log_to: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -236,6 +241,7 @@ class TrainConfig:
             "'float32', 'bf16' or 'auto'",
         )
         need(isinstance(self.compile, bool), "compile", "True or False")
+        need(isinstance(self.fused_layer_norm, bool), "fused_layer_norm", "True or False")
         need(
             isinstance(self.log_to, tuple)
             and all(t in ("tensorboard", "wandb") for t in self.log_to),

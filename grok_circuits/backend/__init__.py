@@ -250,6 +250,19 @@ def edge_hooks(model: "Model") -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def fused_layer_norm(model: "Model") -> Iterator[None]:
+    """For the duration, ``model``'s LayerNorms computed by torch's fused kernel
+    (``F.layer_norm``): the same function as TransformerLens' step-by-step arithmetic, rounded
+    differently (logits within about 1e-5), and for small models much faster on the CPU, where
+    the step-by-step version is a quarter of a training step. A LayerNorm with a hook on its
+    ``hook_scale`` or ``hook_normalized`` is left as it is, so hooks always fire; restored
+    afterwards, also on error. The training loop uses it under
+    ``TrainConfig(fused_layer_norm=True)``; analyses never do."""
+    with _active.fused_layer_norm(model):
+        yield
+
+
 def forward_midway(
     model: "Model",
     resid: Tensor,
@@ -287,6 +300,7 @@ __all__ = [
     "decays",
     "edge_hooks",
     "forward_midway",
+    "fused_layer_norm",
     "load_weights",
     "make_config",
     "model_class",

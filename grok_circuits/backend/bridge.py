@@ -227,6 +227,34 @@ def edge_hooks(model: "TransformerBridge") -> Iterator[None]:
             model.set_use_hook_mlp_in(saved)
 
 
+@contextlib.contextmanager
+def fused_layer_norm(model: "TransformerBridge") -> Iterator[None]:
+    """Each of the bridge's normalizations with no hook on its ``hook_scale`` or
+    ``hook_normalized`` set to TransformerLens' own ``use_native_layernorm_autograd`` for the
+    duration (the wrapped ``torch.nn.LayerNorm`` computes it), and restored afterwards, also on
+    error. The others keep the bridge's arithmetic, so their hooks fire."""
+    from transformer_lens.model_bridge.generalized_components.normalization import (
+        NormalizationBridge,
+    )
+
+    saved = []
+    try:
+        for module in model.modules():
+            if not isinstance(module, NormalizationBridge) or not hasattr(
+                module, "use_native_layernorm_autograd"
+            ):
+                continue
+            hooks = (module.hook_scale, module.hook_normalized)
+            if any(h.fwd_hooks or h.bwd_hooks for h in hooks):
+                continue
+            saved.append((module, module.use_native_layernorm_autograd))
+            module.use_native_layernorm_autograd = True
+        yield
+    finally:
+        for module, value in saved:
+            module.use_native_layernorm_autograd = value
+
+
 def forward_midway(
     model: "TransformerBridge",
     resid: Tensor,

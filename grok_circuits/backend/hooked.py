@@ -13,6 +13,7 @@ every TransformerLens line.
 
 import contextlib
 import copy
+import functools
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -116,6 +117,39 @@ def edge_hooks(model: "HookedTransformer") -> Iterator[None]:
         cfg.use_split_qkv_input = saved[0]
         if not cfg.attn_only:
             model.set_use_hook_mlp_in(saved[1])
+
+
+def _fused(ln: Any, x: Tensor) -> Tensor:
+    """TransformerLens' ``LayerNorm.forward`` (centre, divide by sqrt(mean square + eps), scale
+    and shift), as one fused kernel."""
+    return torch.nn.functional.layer_norm(x, (x.shape[-1],), ln.w, ln.b, ln.eps)
+
+
+@contextlib.contextmanager
+def fused_layer_norm(model: "HookedTransformer") -> Iterator[None]:
+    """Each of ``model``'s ``LayerNorm`` modules (float32 or float64, with no hook on its
+    ``hook_scale`` or ``hook_normalized``) computed by ``F.layer_norm`` for the duration: its
+    ``forward`` replaced on the instance, and the class's restored afterwards, also on error.
+    A LayerNorm with a hook attached keeps its hook points and TransformerLens' arithmetic."""
+    from transformer_lens.components import LayerNorm
+
+    patched = []
+    try:
+        for module in model.modules():
+            if type(module) is not LayerNorm or module.cfg.dtype not in (
+                torch.float32,
+                torch.float64,
+            ):
+                continue
+            points = (module.hook_scale, module.hook_normalized)
+            if any(p._forward_hooks or p._forward_pre_hooks or p._backward_hooks for p in points):
+                continue  # its hooks must fire
+            module.forward = functools.partial(_fused, module)  # type: ignore[method-assign]
+            patched.append(module)
+        yield
+    finally:
+        for module in patched:
+            del module.forward
 
 
 def _kv_cache_classes() -> tuple[type, type]:

@@ -100,6 +100,11 @@ class Backend(Protocol):
         """The hook points the edge graph reads switched on for the duration, the model's
         settings restored afterwards, also on error."""
 
+    def fused_layer_norm(self, model: Any) -> AbstractContextManager[None]:
+        """For the duration, the model's LayerNorms without hooks attached computed by torch's
+        fused kernel (the same function, rounded differently); restored afterwards, also on
+        error. See :func:`grok_circuits.backend.fused_layer_norm`."""
+
     def forward_midway(
         self,
         model: Any,

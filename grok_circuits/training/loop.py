@@ -29,6 +29,7 @@ name in the :class:`TrainConfig` (:mod:`grok_circuits.training.plugins`); the pr
 logged besides accuracy are a registry too (:mod:`grok_circuits.training.progress_measures`).
 """
 
+import contextlib
 import math
 import time
 import warnings
@@ -212,7 +213,8 @@ def train_step(
         group["lr"] = lr
     if cfg.weight_decay_after is not None:  # make_optimizer's first group is the decayed one
         optimizer.param_groups[0]["weight_decay"] = weight_decay_at(cfg, step)
-    with training_iterations(model, cfg, step):  # a recurrent core may draw its count
+    fused = backend.fused_layer_norm(model) if cfg.fused_layer_norm else contextlib.nullcontext()
+    with training_iterations(model, cfg, step), fused:  # a recurrent core may draw its count
         loss = answer_loss(forward, batch, loss_fn, cfg.precision)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

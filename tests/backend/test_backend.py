@@ -432,3 +432,69 @@ def test_all_architectures_answers_whether_a_rotary_model_builds(tiny_compositio
     else:
         with pytest.raises(ValueError, match="positional_embedding_type"):
             model_config(tiny_composition, "tiny", **rotary)
+
+
+# ----------------------------------------------------------------------------- fused LayerNorm
+def _count_fused(monkeypatch) -> list:
+    """Every call of ``torch.nn.functional.layer_norm``, the fused kernel, recorded."""
+    calls: list = []
+    real = torch.nn.functional.layer_norm
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "layer_norm", counting)
+    return calls
+
+
+def test_fused_layer_norm_computes_the_same_function_and_leaves_hooked_norms_alone(
+    tiny_composition, monkeypatch
+):
+    """Inside the context every LayerNorm without hooks goes through the fused kernel (counted
+    call by call), with the logits and gradients of TransformerLens' own arithmetic; a
+    LayerNorm whose hook point has a hook keeps its arithmetic, and the hook fires."""
+    model = build_model(model_config(tiny_composition, "tiny"), seed=0)
+    batch = tiny_composition.train.sample(64, seed=0)
+    calls = _count_fused(monkeypatch)
+    norm_calls: list = []  # each call of a LayerNorm module (3.x calls ln1 once for q, k and v)
+    for module in model.modules():
+        if hasattr(module, "hook_normalized"):
+            module.register_forward_pre_hook(lambda mod, args: norm_calls.append(mod))
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = answer_loss(model, batch)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in backend.parameters(model)]
+
+    plain_loss, plain_grads = loss_and_grads()
+    assert calls == []  # TransformerLens computes LayerNorm step by step
+    n_norms = len(norm_calls)
+    assert n_norms >= 2 * model.cfg.n_layers + 1  # ln1 and ln2 per block, ln_final
+    with backend.fused_layer_norm(model):
+        fused_loss, fused_grads = loss_and_grads()
+    assert len(calls) == n_norms
+    torch.testing.assert_close(fused_loss, plain_loss, rtol=1e-5, atol=1e-6)
+    for a, b in zip(fused_grads, plain_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+    calls.clear()
+    loss_and_grads()
+    assert calls == []  # restored
+
+    seen = []
+    model.ln_final.hook_normalized.add_hook(lambda act, hook: seen.append(act.shape))
+    try:
+        with backend.fused_layer_norm(model):
+            loss_and_grads()
+    finally:
+        model.reset_hooks()
+    assert len(calls) == n_norms - 1 and len(seen) == 1  # ln_final kept its hook point
+
+    calls.clear()
+    with pytest.raises(RuntimeError, match="inside"):
+        with backend.fused_layer_norm(model):
+            raise RuntimeError("inside")
+    loss_and_grads()
+    assert calls == []  # restored on error too

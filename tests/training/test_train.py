@@ -146,6 +146,24 @@ def test_a_scheduled_run_resumes_exactly_across_its_switches(tiny_composition, t
     assert logged[80] == (pytest.approx(0.2 * cfg.lr), pytest.approx(3 * cfg.weight_decay))
 
 
+def test_fused_layer_norm_trains_as_transformer_lens_arithmetic_does(tiny_composition, tmp_path):
+    """``fused_layer_norm`` rounds differently, nothing else: over 40 steps every loss stays
+    within 1e-3 (relative) of the run through TransformerLens' own LayerNorm, and a second fused
+    run is bit for bit the first."""
+
+    def run(name, **changes):
+        cfg = tiny_train_config(max_steps=40, **changes)
+        return train(tiny_composition, cfg, out=tmp_path / name, progress=False)
+
+    plain, fused = run("plain"), run("fused", fused_layer_norm=True)
+    for a, b in zip(plain.metrics, fused.metrics):
+        for k in a:
+            if k.endswith("_loss"):
+                assert b[k] == pytest.approx(a[k], rel=1e-3), (a["step"], k)
+    assert _same_weights(_weights(fused, 40), _weights(run("again", fused_layer_norm=True), 40))
+    assert not _same_weights(_weights(fused, 40), _weights(plain, 40))  # it did take the other path
+
+
 def test_checkpoint_schedule_dense_then_log_spaced():
     cfg = TrainConfig(max_steps=2000, eval_every=50, dense_until=200, checkpoints_per_decade=4)
     steps = [s for s in range(0, 2001) if cfg.is_checkpoint_step(s)]
