@@ -43,6 +43,7 @@ import torch  # noqa: E402
 
 from grok_circuits.model import build_model, model_config, resolve_device  # noqa: E402
 from grok_circuits.tasks import make_task  # noqa: E402
+from grok_circuits.tasks.composition import TUTORIAL_AS_RECORDED  # noqa: E402
 from grok_circuits.training.presets import train_config  # noqa: E402
 from grok_circuits.training.throughput import (  # noqa: E402
     batch_that_fills,
@@ -53,10 +54,10 @@ from grok_circuits.training.throughput import (  # noqa: E402
 
 PAPER_STEPS = 1_500_000
 VARIANTS = {
-    "float32": dict(precision="float32", compile=False),
-    "bf16": dict(precision="bf16", compile=False),
-    "compile": dict(precision="float32", compile=True),
-    "bf16+compile": dict(precision="bf16", compile=True),
+    "float32": dict(precision="float32", compile=False, fused_layer_norm=False),
+    "bf16": dict(precision="bf16", compile=False, fused_layer_norm=False),
+    "compile": dict(precision="float32", compile=True, fused_layer_norm=False),
+    "bf16+compile": dict(precision="bf16", compile=True, fused_layer_norm=False),
 }
 
 
@@ -106,8 +107,7 @@ def part_same_metrics(args, device, variants) -> None:
 
     task = make_task("composition", preset="tutorial")
     cfg = dataclasses.replace(
-        train_config("composition", "tutorial"),
-        precision="float32",  # the baseline the variants are measured against
+        TUTORIAL_AS_RECORDED,  # float32, TransformerLens' LayerNorm: the baseline
         max_steps=args.check_steps,
         eval_every=20,
         model_size=args.check_size,

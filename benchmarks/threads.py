@@ -20,9 +20,9 @@ import tempfile
 import time
 
 from grok_circuits.tasks import make_task
+from grok_circuits.tasks.composition import TUTORIAL_AS_RECORDED
 from grok_circuits.training.cpu import busy_cores, choose_threads, usable_cores
 from grok_circuits.training.loop import train
-from grok_circuits.training.presets import train_config
 
 BUSY_LOOP = "import time\nend = time.time() + {limit}\nwhile time.time() < end:\n    pass\n"
 
@@ -59,8 +59,7 @@ def main() -> None:
 
     task = make_task("composition", preset="tutorial")
     cfg = dataclasses.replace(
-        train_config("composition", "tutorial"),
-        precision="float32",  # as its recorded figures were measured (the preset's is "auto")
+        TUTORIAL_AS_RECORDED,  # the recipe its recorded figures were measured with
         max_steps=args.steps,
         eval_every=args.steps,
         eval_size=100,

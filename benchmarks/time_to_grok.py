@@ -18,11 +18,12 @@ within the budget), to OOD >= 0.9 for comparison.
 ``--main-job`` times the README's main job instead: ``grok-circuits train composition --preset
 tutorial`` as the command runs it (``train`` with the tutorial task and training presets, their
 own stop rule, checkpoints and all, on the threads training chooses from the idle cores unless
-``--threads`` is given), then the same preset without its schedule (:data:`OLD_MAIN_JOB`: the
-main job before the preset raised its weight decay after memorization and annealed its learning
-rate; both use ``precision="auto"``, bf16 autocast on a CPU with bf16 matrix products in
-hardware), in the same process: wall seconds of each, the precision each used, the grokking
-measure of each, and the ratio old / new.
+``--threads`` is given), then the same preset without its schedule and with TransformerLens'
+own LayerNorm (:data:`OLD_MAIN_JOB`: the main job before the preset raised its weight decay
+after memorization, annealed its learning rate and took the fused LayerNorm; both use
+``precision="auto"``, bf16 autocast on a CPU with bf16 matrix products in hardware), in the
+same process: wall seconds of each, the precision each used, the grokking measure of each, and
+the ratio old / new.
 
 For modular arithmetic (no OOD split: "ID" is the held-out pairs) the baseline is the paper's
 recipe and model (Nanda et al. 2023: 1 layer, d_model 128, d_mlp 512; full-batch AdamW lr 1e-3,
@@ -40,12 +41,14 @@ from grok_circuits.tasks import make_task
 from grok_circuits.training.loop import train
 from grok_circuits.training.presets import train_config
 
-#: The main job's presets before the schedule: a constant learning rate after warm-up and a
-#: constant weight decay. (Before that, the preset trained in float32, not ``precision="auto"``:
-#: add ``precision="float32"`` here for that one; and before that, the graph was at phi 8, where
-#: ID accuracy was 0.22 when training accuracy passed 0.95, and the run stopped once ID had held
-#: 0.95 for 5 evaluations, not 2.)
-OLD_MAIN_JOB: dict[str, dict] = dict(task={}, train=dict(lr_decay=None, weight_decay_after=None))
+#: The main job's presets before the schedule and the fused LayerNorm: a constant learning rate
+#: after warm-up, a constant weight decay, TransformerLens' own LayerNorm. (Before that, the
+#: preset trained in float32, not ``precision="auto"``: add ``precision="float32"`` here for that
+#: one; and before that, the graph was at phi 8, where ID accuracy was 0.22 when training
+#: accuracy passed 0.95, and the run stopped once ID had held 0.95 for 5 evaluations, not 2.)
+OLD_MAIN_JOB: dict[str, dict] = dict(
+    task={}, train=dict(lr_decay=None, weight_decay_after=None, fused_layer_norm=False)
+)
 
 OOD_TARGET = {"composition": None, "comparison": 0.9, "mixed": None, "modular": None}
 
