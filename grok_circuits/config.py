@@ -114,7 +114,8 @@ class TrainConfig:
         fused_layer_norm: the training forward pass computes the model's LayerNorms with torch's
             fused kernel (:func:`grok_circuits.backend.fused_layer_norm`: the same function,
             rounded differently; a LayerNorm with a hook attached is left as it is); evaluation
-            and the analyses run TransformerLens' own.
+            and the analyses run TransformerLens' own. Not with ``compile``, which fuses it
+            itself.
         log_to: mirror every metrics row to ``"tensorboard"`` and/or ``"wandb"``
             (:mod:`grok_circuits.training.tracking`); the run folder stays the record, and a
             resumed run
@@ -242,6 +243,12 @@ class TrainConfig:
         )
         need(isinstance(self.compile, bool), "compile", "True or False")
         need(isinstance(self.fused_layer_norm, bool), "fused_layer_norm", "True or False")
+        need(
+            not (self.fused_layer_norm and self.compile),
+            "fused_layer_norm",
+            "False with compile=True (torch.compile fuses LayerNorm itself, and would compile "
+            "the model again every step)",
+        )
         need(
             isinstance(self.log_to, tuple)
             and all(t in ("tensorboard", "wandb") for t in self.log_to),

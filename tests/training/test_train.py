@@ -452,12 +452,13 @@ def test_refuses_to_overwrite_and_checks_resume(tiny_composition, tmp_path):
         ("lr_decay", (-1, 200, 0.1)),
         pytest.param("lr_decay", (100, 200), marks=pytest.mark.wrong_types),
         ("weight_decay_after", (300, -1.0)),
+        ("fused_layer_norm", {"fused_layer_norm": True, "compile": True}),
         pytest.param("weight_decay_after", (300.5, 2.0), marks=pytest.mark.wrong_types),
     ],
 )
 def test_train_config_validates(field, value):
     with pytest.raises(ValueError, match=f"TrainConfig.{field}"):
-        TrainConfig(**{field: value})
+        TrainConfig(**(value if isinstance(value, dict) else {field: value}))
 
 
 @pytest.mark.parametrize(
