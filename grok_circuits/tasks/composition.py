@@ -471,18 +471,18 @@ def composition_lens(task: TaskData, s: Split) -> dict[str, tuple[Tensor, Tensor
 #: 300 more steps, about a seventh of the run, on a model that had grokked).
 #: It trains under bf16 autocast where the device has bf16 matrix products in hardware
 #: (``precision="auto"``): faster, and grokking at the same steps on 3 seeds.
-#: It schedules its weight decay and learning rate: the recipe's decay, 0.5, while the training
-#: set is memorized (to step 300), then 3x (1.5), which speeds the cleanup to the generalizing
-#: circuit; and the learning rate annealed from step 700 to a fifth at step 1,100, so that the
-#: model fits its facts exactly (at a constant rate, atomic facts and ID accuracy hover near 0.97
-#: and 0.95 for hundreds of steps). The first 300 steps are the constant recipe's, so ID accuracy
-#: at memorization is too; ID reaches 0.95 at step 1,000 to 1,100 instead of 1,700 to 2,000
-#: (5 seeds; ``benchmarks/README.md``, "The main job's time"). ``"fast"`` and ``"khop"``, and
+#: It schedules its weight decay and learning rate: the recipe's decay, 0.5, while the training set
+#: is memorized (to step 300), then 3x (1.5), which speeds the cleanup to the generalizing circuit;
+#: and the learning rate annealed from step 700 to a fifth at step 1,100, so that the model fits
+#: its facts exactly (under the higher decay alone, atomic accuracy stays near 0.97 and ID accuracy
+#: creeps towards 0.95 for hundreds of steps). The first 300 steps are the constant recipe's, so ID
+#: accuracy at memorization is too; ID reaches 0.95 at step 1,000 to 1,100 instead of 1,800 to
+#: 2,000 (5 seeds; ``benchmarks/README.md``, "The main job's time"). ``"fast"`` and ``"khop"``, and
 #: :data:`TUTORIAL_AS_RECORDED`, keep the constant float32 recipe their benchmarks were measured
 #: with.
-#: Its training forward pass computes LayerNorm with torch's fused kernel
-#: (``fused_layer_norm``): the same function, rounded differently, and on the CPU 1.28x faster
-#: steps on top of bf16 (``benchmarks/cpu_step.py``).
+#: Its training forward pass computes LayerNorm with torch's fused kernel (``fused_layer_norm``):
+#: the same function, rounded differently, and on the CPU 1.28x faster steps on top of bf16
+#: (``benchmarks/cpu_step.py``).
 TRAIN_PRESETS = {
     "tutorial": TrainConfig(
         max_steps=6000,
