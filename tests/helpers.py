@@ -32,3 +32,22 @@ def tiny_train_config(**overrides) -> TrainConfig:
     )
     base.update(overrides)
     return TrainConfig(**base)
+
+
+def straight_and_resumed(task, tmp_path, steps: int, stop_at: int, **overrides):
+    """Two runs of ``tiny_train_config(max_steps=steps, **overrides)`` on ``task``: one trained
+    straight (``tmp_path / "full"``), and one stopped at ``stop_at`` and resumed to ``steps``
+    (``tmp_path / "half"``), for the tests of exact resume."""
+    from grok_circuits.training.loop import train
+
+    cfg = tiny_train_config(max_steps=steps, **overrides)
+    full = train(task, cfg, out=tmp_path / "full", progress=False)
+    half = tiny_train_config(max_steps=stop_at, **overrides)
+    train(task, half, out=tmp_path / "half", progress=False)
+    resumed = train(task, cfg, out=tmp_path / "half", resume=True, progress=False)
+    return full, resumed
+
+
+def without_time(rows: list[dict]) -> list[dict]:
+    """Metrics rows without their wall-clock ``time``, the one field a resumed run changes."""
+    return [{k: v for k, v in r.items() if k != "time"} for r in rows]

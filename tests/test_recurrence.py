@@ -23,7 +23,7 @@ from grok_circuits.recurrence import (
     set_iterations,
 )
 from grok_circuits.training.loop import answer_loss, make_optimizer
-from tests.helpers import tiny_train_config
+from tests.helpers import tiny_train_config, without_time
 
 #: A tiny n_loops=2 run (2 blocks run as 1 block twice, 40 steps) and its logits on test_id,
 #: both written by grok_circuits before recurrent cores existed (TransformerLens 3.9).
@@ -171,8 +171,7 @@ def test_training_draws_counts_and_checkpoints_one_copy_and_resumes_exactly(
         progress=False,
     )
     resumed = train(tiny_composition, cfg, out=tmp_path / "half", resume=True, progress=False)
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "time"} for r in rows]  # noqa: E731
-    assert strip(resumed.metrics) == strip(full.metrics)
+    assert without_time(resumed.metrics) == without_time(full.metrics)
     model = resumed.model(60, device="cpu", iterations=7)
     assert model.cfg.n_layers == 9 and recurrence_of(model).inject
     params = dict(named_parameters(model))

@@ -20,7 +20,7 @@ from grok_circuits.training.plugins import (
     stablemax,
     stablemax_cross_entropy,
 )
-from tests.helpers import tiny_train_config
+from tests.helpers import straight_and_resumed, tiny_train_config, without_time
 
 PLUGIN_FIELDS = [
     "loss",
@@ -156,23 +156,14 @@ def test_orthograd_removes_the_component_along_the_weights_and_keeps_the_norm():
     ids=["ema", "ma", "stablemax", "orthograd", "float64"],
 )
 def test_resume_is_exact_with_each_plugin(tiny_composition, tmp_path, plugins):
-    cfg = tiny_train_config(max_steps=40, **plugins)
-    full = train(tiny_composition, cfg, out=tmp_path / "full", progress=False)
-    train(
-        tiny_composition,
-        tiny_train_config(max_steps=20, **plugins),
-        out=tmp_path / "half",
-        progress=False,
-    )
-    resumed = train(tiny_composition, cfg, out=tmp_path / "half", resume=True, progress=False)
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "time"} for r in rows]  # noqa: E731
-    assert strip(resumed.metrics) == strip(full.metrics)
+    full, resumed = straight_and_resumed(tiny_composition, tmp_path, 40, 20, **plugins)
+    assert without_time(resumed.metrics) == without_time(full.metrics)
     for a, b in zip(full.model(40).state_dict().values(), resumed.model(40).state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     plain = train(
         tiny_composition, tiny_train_config(max_steps=40), out=tmp_path / "plain", progress=False
     )
-    assert strip(plain.metrics) != strip(full.metrics)  # the plug-in did something
+    assert without_time(plain.metrics) != without_time(full.metrics)  # the plug-in did something
 
 
 def test_filter_state_is_in_the_checkpoint(tiny_composition, tmp_path):

@@ -24,7 +24,7 @@ from grok_circuits.training.loop import (
     weight_decay_at,
 )
 from grok_circuits.training.presets import train_config
-from tests.helpers import tiny_train_config
+from tests.helpers import straight_and_resumed, tiny_train_config
 
 # The module, not the function of the same name that ``grok_circuits.training.loop`` resolves to.
 train_module = importlib.import_module("grok_circuits.training.loop")
@@ -129,15 +129,8 @@ def test_a_scheduled_run_resumes_exactly_across_its_switches(tiny_composition, t
     """Stopped at step 40, between the decay's rise (step 30) and the learning rate's fall
     (50 to 70), and resumed, a run ends with the weights and metrics of one trained straight."""
     sched = dict(weight_decay_after=(30, 3.0), lr_decay=(50, 70, 0.2))
-    cfg = tiny_train_config(max_steps=80, **sched)
-    full = train(tiny_composition, cfg, out=tmp_path / "full", progress=False)
-    train(
-        tiny_composition,
-        tiny_train_config(max_steps=40, **sched),
-        out=tmp_path / "half",
-        progress=False,
-    )
-    resumed = train(tiny_composition, cfg, out=tmp_path / "half", resume=True, progress=False)
+    full, resumed = straight_and_resumed(tiny_composition, tmp_path, 80, 40, **sched)
+    cfg = full.train_cfg
     assert _strip_time(resumed.metrics) == _strip_time(full.metrics)
     assert _same_weights(_weights(full, 80), _weights(resumed, 80))
     logged = {r["step"]: (r["lr"], r["weight_decay"]) for r in full.metrics}
