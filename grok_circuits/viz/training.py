@@ -30,8 +30,9 @@ def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), ti
     """Train / ID / OOD accuracy of a run against the step (log axis, step 0 at 0: see
     :func:`~grok_circuits.viz._common.step_axis`). The steps of the grokking measure
     (``run.grokking``) are marked: memorization, with ID accuracy there, and ID ≥ 95%, with the
-    delay between them. The legend gives each probe's number of examples (a probe of 27
-    examples moves in steps of 4%).
+    delay between them; so are the run's schedules, where it has them (the learning rate's
+    anneal shaded, the weight decay's change as a line). The legend gives each probe's number of
+    examples (a probe of 27 examples moves in steps of 4%).
 
     Args:
         run: a :class:`grok_circuits.runs.Run`.
@@ -59,6 +60,7 @@ def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), ti
     for probe, color in zip(extra_probes, EXTRA_COLORS):
         label = f"{probe} (n={probe_size(run, probe)})"
         ax.plot(steps, run.metric(f"{probe}_acc"), label=label, color=color, linestyle="--")
+    _mark_schedule(ax, getattr(run, "train_cfg", None))
     g = run.grokking
     mem, grok, delay = g["memorization_step"], g["grok_step"], g["grokking_delay"]
     if mem:
@@ -75,6 +77,22 @@ def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), ti
     ax.legend(loc="center left", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _mark_schedule(ax, cfg) -> None:
+    """Shade the learning rate's anneal and mark the weight decay's change, where the run's
+    config schedules them (the composition tutorial preset does): ID accuracy's last rise comes
+    with the anneal, and a reader should see that it is the schedule's."""
+    if cfg is None:
+        return
+    if getattr(cfg, "lr_decay", None) is not None:
+        start, end, factor = cfg.lr_decay
+        label = f"learning rate annealed to {factor:g}x (steps {start:,}-{end:,})"
+        ax.axvspan(start, end, color="tab:purple", alpha=0.08, label=label)
+    if getattr(cfg, "weight_decay_after", None) is not None:
+        step, factor = cfg.weight_decay_after
+        label = f"weight decay {factor:g}x after step {step:,}"
+        ax.axvline(step, color="tab:brown", linestyle="-.", linewidth=1, label=label)
 
 
 def plot_seed_curves(

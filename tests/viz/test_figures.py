@@ -1,6 +1,7 @@
 """Figures that say what they show: checked on the figure objects (axis scales and limits,
 labels, titles, legend text), never on pixels."""
 
+import dataclasses
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -40,6 +41,25 @@ def test_curves_draw_step_0_at_0_and_keep_the_log_axis_for_the_rest():
     )
     assert x0 == pytest.approx(0.0, abs=1e-9) and 0 < x1 < 0.2
     assert ax.get_xlabel() == "step (log; linear from 0 to 100)"
+
+
+def test_curves_shade_the_anneal_and_mark_the_weight_decay_change_of_a_scheduled_run():
+    run = load_run(SHIPPED / "composition")  # trained at a constant rate: nothing to mark
+    plain = plot_training_report(run).axes[0]
+    assert not any("annealed" in p.get_label() for p in plain.patches)
+    assert not any("weight decay" in ln.get_label() for ln in plain.get_lines())
+    schedule = dict(lr_decay=(700, 1100, 0.2), weight_decay_after=(300, 3.0))
+    cfg = dataclasses.replace(run.train_cfg, **schedule)
+    ax = plot_training_report(dataclasses.replace(run, train_cfg=cfg)).axes[0]
+    spans = {p.get_label(): p for p in ax.patches}
+    span = spans["learning rate annealed to 0.2x (steps 700-1,100)"]
+    if hasattr(span, "get_width"):  # a Rectangle (matplotlib >= 3.9)
+        xs = [span.get_x(), span.get_x() + span.get_width()]
+    else:  # a Polygon
+        xs = [x for x, _ in span.get_xy()]
+    assert (min(xs), max(xs)) == (700, 1100)
+    line = {ln.get_label(): ln for ln in ax.get_lines()}["weight decay 3x after step 300"]
+    assert list(line.get_xdata()) == [300, 300]
 
 
 def test_curves_give_each_probe_its_size():
