@@ -546,8 +546,10 @@ def test_no_schedule_trains_the_constant_recipe_and_a_resume_cannot_drop_it(tmp_
     _one_error_line(capsys, f"--no-schedule (the run has lr_decay={preset.lr_decay!r})")
     assert load_run(scheduled).last_step == 20
 
-    assert main(_resume_args(scheduled) + ["--lr-decay", "700", "1100", "0.2"]) == 2
-    _one_error_line(capsys, "--lr-decay 700 1100 0.2 (the run has lr_decay=")
+    start, end, _ = preset.lr_decay  # another anneal than the run's
+    other = [str(start + 100), str(end + 100), "0.5"]
+    assert main(_resume_args(scheduled) + ["--lr-decay", *other]) == 2
+    _one_error_line(capsys, f"--lr-decay {' '.join(other)} (the run has lr_decay=")
 
     constant = tmp_path / "constant"
     assert main(_resume_args(constant) + short + ["--no-schedule"]) == 0
