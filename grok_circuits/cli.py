@@ -538,12 +538,16 @@ def _resume_cfg(args, cfg: "TrainConfig", model_params: dict) -> "TrainConfig | 
     ignored = []
     for flag, names in _FIXED_ON_RESUME.items():
         given = getattr(args, flag[2:].replace("-", "_"))
-        for name in (names,) if isinstance(names, str) else names:
-            if given is not None and getattr(cfg, name) != getattr(stored, name):
-                shown = " ".join(["", *given] if isinstance(given, list) else ["", str(given)])
-                shown = "" if given is True else shown
-                ignored.append(f"{flag}{shown} (the run has {name}={getattr(stored, name)!r})")
-                break
+        if given is None:
+            continue
+        fields = (names,) if isinstance(names, str) else names
+        name = next((n for n in fields if getattr(cfg, n) != getattr(stored, n)), None)
+        if name is None:
+            continue
+        # --inject and --no-schedule are switches; --lr-decay gives several values
+        values = given if isinstance(given, list) else [given]
+        shown = "" if given is True else " " + " ".join(map(str, values))
+        ignored.append(f"{flag}{shown} (the run has {name}={getattr(stored, name)!r})")
     stored_model = read_json(args.out / MODEL_CONFIG_FILE)
     for key, value in model_params.items():
         if stored_model.get(key) != value:

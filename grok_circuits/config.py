@@ -23,6 +23,19 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _steps_then_factor(value: Any, n_steps: int) -> bool:
+    """A schedule's shape: a tuple of ``n_steps`` integer steps, the first >= 0 and each after
+    the one before, then a real factor (whose range the caller checks)."""
+    if not isinstance(value, tuple) or len(value) != n_steps + 1:
+        return False
+    low = 0
+    for step in value[:-1]:
+        if not _count(step, low):
+            return False
+        low = step + 1
+    return _number(value[-1])
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train. Validated on construction; ``to_dict``/``from_dict`` round-trip.
@@ -179,26 +192,13 @@ class TrainConfig:
         need(self.warmup_steps >= 0, "warmup_steps", ">= 0")
         need(
             self.lr_decay is None
-            or (
-                isinstance(self.lr_decay, tuple)
-                and len(self.lr_decay) == 3
-                and _count(self.lr_decay[0], 0)
-                and _count(self.lr_decay[1], self.lr_decay[0] + 1)
-                and _number(self.lr_decay[2])
-                and self.lr_decay[2] > 0
-            ),
+            or (_steps_then_factor(self.lr_decay, 2) and self.lr_decay[2] > 0),
             "lr_decay",
             "None or (start, end, factor) with 0 <= start < end and factor > 0",
         )
         need(
             self.weight_decay_after is None
-            or (
-                isinstance(self.weight_decay_after, tuple)
-                and len(self.weight_decay_after) == 2
-                and _count(self.weight_decay_after[0], 0)
-                and _number(self.weight_decay_after[1])
-                and self.weight_decay_after[1] >= 0
-            ),
+            or (_steps_then_factor(self.weight_decay_after, 1) and self.weight_decay_after[1] >= 0),
             "weight_decay_after",
             "None or (step, factor) with step >= 0 and factor >= 0",
         )

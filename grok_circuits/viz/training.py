@@ -60,7 +60,7 @@ def plot_accuracy_curves(run, ax=None, *, extra_probes: tuple[str, ...] = (), ti
     for probe, color in zip(extra_probes, EXTRA_COLORS):
         label = f"{probe} (n={probe_size(run, probe)})"
         ax.plot(steps, run.metric(f"{probe}_acc"), label=label, color=color, linestyle="--")
-    _mark_schedule(ax, getattr(run, "train_cfg", None))
+    _mark_schedule(ax, run.train_cfg)
     g = run.grokking
     mem, grok, delay = g["memorization_step"], g["grok_step"], g["grokking_delay"]
     if mem:
@@ -83,13 +83,11 @@ def _mark_schedule(ax, cfg) -> None:
     """Shade the learning rate's anneal and mark the weight decay's change, where the run's
     config schedules them (the composition tutorial preset does): ID accuracy's last rise comes
     with the anneal, and a reader should see that it is the schedule's."""
-    if cfg is None:
-        return
-    if getattr(cfg, "lr_decay", None) is not None:
+    if cfg.lr_decay is not None:
         start, end, factor = cfg.lr_decay
         label = f"learning rate annealed to {factor:g}x (steps {start:,}-{end:,})"
         ax.axvspan(start, end, color="tab:purple", alpha=0.08, label=label)
-    if getattr(cfg, "weight_decay_after", None) is not None:
+    if cfg.weight_decay_after is not None:
         step, factor = cfg.weight_decay_after
         label = f"weight decay {factor:g}x after step {step:,}"
         ax.axvline(step, color="tab:brown", linestyle="-.", linewidth=1, label=label)
