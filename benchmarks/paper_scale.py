@@ -54,10 +54,10 @@ from grok_circuits.training.throughput import (  # noqa: E402
 
 PAPER_STEPS = 1_500_000
 VARIANTS = {
-    "float32": dict(precision="float32", compile=False, fused_layer_norm=False),
-    "bf16": dict(precision="bf16", compile=False, fused_layer_norm=False),
-    "compile": dict(precision="float32", compile=True, fused_layer_norm=False),
-    "bf16+compile": dict(precision="bf16", compile=True, fused_layer_norm=False),
+    "float32": dict(precision="float32", compile=False),
+    "bf16": dict(precision="bf16", compile=False),
+    "compile": dict(precision="float32", compile=True),
+    "bf16+compile": dict(precision="bf16", compile=True),
 }
 
 
